@@ -1,0 +1,81 @@
+// `accelerate-cpp launch [flags] PROGRAM [ARGS...]`: like `torchrun --no-python`, with HF Accelerate's flags.
+#include <accelerate/environment.hpp>
+#include <accelerate/error.hpp>
+
+#include <cstdlib>
+#include <memory>
+#include <thread>
+
+#include "commands/commands.hpp"
+#include "launcher/launch_plan.hpp"
+#include "launcher/net.hpp"
+#include "launcher/supervisor.hpp"
+
+namespace accelerate::cli {
+namespace {
+
+// HF accepts every flag with '_' or '-'.
+std::string names(const std::string& flag) {
+  std::string dashed = flag;
+  for (auto& c : dashed) c = c == '_' ? '-' : c;
+  return dashed == flag ? "--" + flag : "--" + flag + ",--" + dashed;
+}
+
+template <class T>
+void optional_option(CLI::App* cmd, const std::string& flag, std::optional<T>& target, const std::string& help) {
+  cmd->add_option_function<T>(names(flag), [&target](const T& v) { target = v; }, help);
+}
+
+}  // namespace
+
+Action register_launch(CLI::App& app) {
+  auto options = std::make_shared<launcher::LaunchOptions>();
+  auto* cmd = app.add_subcommand("launch", "Run PROGRAM as N processes with the torchrun/HF environment set.");
+  cmd->prefix_command();  // everything from PROGRAM on belongs to the program
+  auto& o = *options;
+  optional_option(cmd, "num_processes", o.num_processes, "Total number of processes over all machines (default 1)");
+  cmd->add_flag(names("cpu"), o.cpu, "Force CPU (Gloo) even when CUDA is available");
+  optional_option(cmd, "num_machines", o.num_machines, "Number of machines (default 1)");
+  optional_option(cmd, "machine_rank", o.machine_rank, "Rank of this machine, 0..num_machines-1 (default 0)");
+  optional_option(cmd, "main_process_ip", o.main_process_ip, "Address of machine 0 (required with several machines)");
+  optional_option(cmd, "main_process_port", o.main_process_port,
+                  "Rendezvous port on machine 0 (default: a free port on one machine, 29500 on several; 0: free)");
+  optional_option(cmd, "mixed_precision", o.mixed_precision, "no, fp16, bf16 or fp8 (ACCELERATE_MIXED_PRECISION)");
+  optional_option(cmd, "gradient_accumulation_steps", o.gradient_accumulation_steps,
+                  "Passed as ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
+  optional_option(cmd, "num_cpu_threads_per_process", o.num_cpu_threads_per_process,
+                  "OMP_NUM_THREADS for each worker (default: cores / local processes, unless OMP_NUM_THREADS is set)");
+  optional_option(cmd, "timeout", o.timeout_s, "Rendezvous and collective timeout in seconds (ACCELERATE_CPP_TIMEOUT)");
+  optional_option(cmd, "config_file", o.config_file, "HF Accelerate YAML config; flags given here win");
+  cmd->add_option(names("grace_period"), o.grace_period_s,
+                  "Seconds between SIGTERM and SIGKILL when stopping workers (default 5)");
+  cmd->add_flag(names("debug"), o.debug, "Set ACCELERATE_DEBUG_MODE=true for the workers");
+  auto no_prefix = std::make_shared<bool>(false);
+  cmd->add_flag(names("no_rank_prefix"), *no_prefix, "Do not prefix worker output lines with [rankN]");
+
+  return [options, cmd, no_prefix]() -> int {
+    auto& o = *options;
+    o.rank_prefix = !*no_prefix;
+    auto remaining = cmd->remaining();
+    ACCELERATE_CHECK(!remaining.empty(), ConfigError,
+                     "launch: no PROGRAM given. Usage: accelerate-cpp launch [flags] PROGRAM [ARGS...]");
+    ACCELERATE_CHECK(remaining[0].empty() || remaining[0][0] != '-', ConfigError, "launch: unknown flag '",
+                     remaining[0], "'. See `accelerate-cpp launch --help` for the flags.");
+    o.program = remaining[0];
+    o.program_args.assign(remaining.begin() + 1, remaining.end());
+    if (o.config_file) launcher::merge_config_file(o, *o.config_file);
+
+    const auto env = current_environment();
+    const char* path = std::getenv("PATH");
+    const auto program = launcher::resolve_program(o.program, path ? path : "");
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    auto plan = launcher::make_plan(o, program, &launcher::pick_free_port, cores, env);
+    if (plan.hosts_rendezvous && plan.world_size > 1) launcher::ensure_port_free(plan.master_port);
+    launcher::SupervisorOptions supervision;
+    supervision.rank_prefix = o.rank_prefix;
+    supervision.grace_period_s = o.grace_period_s;
+    return launcher::supervise(plan.workers, supervision);
+  };
+}
+
+}  // namespace accelerate::cli

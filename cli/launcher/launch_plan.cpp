@@ -1,0 +1,159 @@
+#include "launcher/launch_plan.hpp"
+
+#include <accelerate/error.hpp>
+
+#include <random>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace accelerate::launcher {
+namespace {
+
+std::string run_id() {
+  std::random_device rd;
+  std::ostringstream s;
+  s << std::hex << rd() << rd();
+  return s.str();
+}
+
+}  // namespace
+
+std::string resolve_program(const std::string& program, const std::string& path_env) {
+  ACCELERATE_CHECK(!program.empty(), LaunchError,
+                   "No program to launch. Usage: accelerate-cpp launch [flags] PROGRAM [ARGS...]");
+  auto check = [&](const std::string& candidate) -> bool {
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) != 0) return false;
+    ACCELERATE_CHECK(!S_ISDIR(st.st_mode), LaunchError, "PROGRAM '", candidate, "' is a directory, not an executable.");
+    ACCELERATE_CHECK(::access(candidate.c_str(), X_OK) == 0, LaunchError, "PROGRAM '", candidate,
+                     "' is not executable. Fix: chmod +x '", candidate, "' (or build it first).");
+    return true;
+  };
+  if (program.find('/') != std::string::npos) {
+    ACCELERATE_CHECK(check(program), LaunchError, "PROGRAM '", program,
+                     "' does not exist. Check the path (relative paths start from the current directory).");
+    return program;
+  }
+  std::stringstream dirs(path_env);
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && !S_ISDIR(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+  }
+  throw LaunchError(detail::concat("PROGRAM '", program, "' was not found in PATH. Give its path (e.g. ./build/bin/",
+                                   program, ") or add its directory to PATH."));
+}
+
+LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program, int (*free_port)(), int cpu_count,
+                     const std::map<std::string, std::string>& parent_env) {
+  LaunchPlan plan;
+  plan.num_nodes = o.num_machines.value_or(1);
+  ACCELERATE_CHECK(plan.num_nodes >= 1, ConfigError, "--num_machines must be >= 1, got ", plan.num_nodes, ".");
+  plan.world_size = o.num_processes.value_or(plan.num_nodes);
+  ACCELERATE_CHECK(plan.world_size >= 1, ConfigError, "--num_processes must be >= 1 (the total over all machines), got ",
+                   plan.world_size, ".");
+  ACCELERATE_CHECK(plan.world_size % plan.num_nodes == 0, ConfigError, "--num_processes ", plan.world_size,
+                   " is not a multiple of --num_machines ", plan.num_nodes,
+                   ": every machine runs num_processes / num_machines processes.");
+  plan.local_world_size = plan.world_size / plan.num_nodes;
+  plan.node_rank = o.machine_rank.value_or(0);
+  ACCELERATE_CHECK(plan.node_rank >= 0 && plan.node_rank < plan.num_nodes, ConfigError, "--machine_rank ",
+                   plan.node_rank, " is out of range for --num_machines ", plan.num_nodes, " (valid: 0..",
+                   plan.num_nodes - 1, ").");
+  plan.hosts_rendezvous = plan.node_rank == 0;
+  if (plan.num_nodes > 1) {
+    ACCELERATE_CHECK(o.main_process_ip && !o.main_process_ip->empty(), ConfigError,
+                     "--main_process_ip is required with --num_machines ", plan.num_nodes,
+                     ": give the address of machine 0 (the same on every machine).");
+    plan.master_addr = *o.main_process_ip;
+  } else {
+    plan.master_addr = o.main_process_ip.value_or("127.0.0.1");
+  }
+  if (o.main_process_port && *o.main_process_port != 0) {
+    ACCELERATE_CHECK(*o.main_process_port > 0 && *o.main_process_port < 65536, ConfigError, "--main_process_port ",
+                     *o.main_process_port, " is not a TCP port; use 1-65535, or 0 for a free one.");
+    plan.master_port = *o.main_process_port;
+  } else if (plan.num_nodes > 1 && !o.main_process_port) {
+    plan.master_port = 29500;  // every machine must agree without talking: HF's and torchrun's default
+  } else {
+    ACCELERATE_CHECK(plan.num_nodes == 1, ConfigError,
+                     "--main_process_port 0 (pick a free port) only works on one machine: the others cannot learn "
+                     "it. Give the same fixed port on every machine.");
+    plan.master_port = free_port();
+  }
+  if (o.mixed_precision) {
+    const auto& mp = *o.mixed_precision;
+    ACCELERATE_CHECK(mp == "no" || mp == "fp16" || mp == "bf16" || mp == "fp8", ConfigError,
+                     "Unknown --mixed_precision '", mp, "'. Choose between: no, fp16, bf16, fp8.");
+  }
+  if (o.gradient_accumulation_steps) {
+    ACCELERATE_CHECK(*o.gradient_accumulation_steps >= 1, ConfigError, "--gradient_accumulation_steps must be >= 1, got ",
+                     *o.gradient_accumulation_steps, ".");
+  }
+  if (o.timeout_s) {
+    ACCELERATE_CHECK(*o.timeout_s > 0, ConfigError, "--timeout must be a positive number of seconds, got ",
+                     *o.timeout_s, ".");
+  }
+  if (o.num_cpu_threads_per_process) {
+    ACCELERATE_CHECK(*o.num_cpu_threads_per_process >= 1, ConfigError,
+                     "--num_cpu_threads_per_process must be >= 1, got ", *o.num_cpu_threads_per_process, ".");
+  }
+  ACCELERATE_CHECK(o.grace_period_s >= 0, ConfigError, "--grace_period must be >= 0 seconds, got ", o.grace_period_s,
+                   ".");
+
+  // Threads: as HF, OMP_NUM_THREADS wins, else cores shared between the local processes.
+  std::string threads;
+  if (o.num_cpu_threads_per_process) {
+    threads = std::to_string(*o.num_cpu_threads_per_process);
+  } else if (auto it = parent_env.find("OMP_NUM_THREADS"); it == parent_env.end() || it->second.empty()) {
+    threads = std::to_string(std::max(1, cpu_count / plan.local_world_size));
+  }
+
+  const std::string id = run_id();
+  for (int local = 0; local < plan.local_world_size; ++local) {
+    WorkerSpec w;
+    w.local_rank = local;
+    w.rank = plan.node_rank * plan.local_world_size + local;
+    w.argv.push_back(resolved_program);
+    w.argv.insert(w.argv.end(), o.program_args.begin(), o.program_args.end());
+    auto& e = w.env;
+    // torchrun's contract (Lightning detects torchelastic through RANK, GROUP_RANK, LOCAL_RANK, LOCAL_WORLD_SIZE).
+    e["RANK"] = std::to_string(w.rank);
+    e["LOCAL_RANK"] = std::to_string(local);
+    e["WORLD_SIZE"] = std::to_string(plan.world_size);
+    e["LOCAL_WORLD_SIZE"] = std::to_string(plan.local_world_size);
+    e["GROUP_RANK"] = std::to_string(plan.node_rank);
+    e["GROUP_WORLD_SIZE"] = std::to_string(plan.num_nodes);
+    e["ROLE_NAME"] = "default";
+    e["ROLE_RANK"] = std::to_string(w.rank);
+    e["ROLE_WORLD_SIZE"] = std::to_string(plan.world_size);
+    e["MASTER_ADDR"] = plan.master_addr;
+    e["MASTER_PORT"] = std::to_string(plan.master_port);
+    e["TORCHELASTIC_RESTART_COUNT"] = "0";
+    e["TORCHELASTIC_MAX_RESTARTS"] = "0";
+    e["TORCHELASTIC_RUN_ID"] = id;
+    e["TORCHELASTIC_USE_AGENT_STORE"] = "False";
+    // HF Accelerate's variables, plus ours.
+    e["ACCELERATE_CPP_LAUNCHED"] = "1";
+    e["ACCELERATE_USE_CPU"] = o.cpu ? "True" : "False";
+    e["ACCELERATE_MIXED_PRECISION"] = o.mixed_precision.value_or("no");
+    if (o.gradient_accumulation_steps) {
+      e["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = std::to_string(*o.gradient_accumulation_steps);
+    }
+    if (o.debug) e["ACCELERATE_DEBUG_MODE"] = "true";
+    if (o.timeout_s) {
+      std::ostringstream t;
+      t << *o.timeout_s;
+      e["ACCELERATE_CPP_TIMEOUT"] = t.str();
+    }
+    if (!threads.empty()) e["OMP_NUM_THREADS"] = threads;
+    plan.workers.push_back(std::move(w));
+  }
+  return plan;
+}
+
+}  // namespace accelerate::launcher

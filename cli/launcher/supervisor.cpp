@@ -1,0 +1,333 @@
+// Process supervision for `launch`: fork/exec, output relay, failure detection, and a bounded shutdown.
+// Invariants: every worker is its own process-group leader (so a kill reaches its children too), and dies
+// with the launcher (PR_SET_PDEATHSIG); the launcher never waits longer than the grace period after SIGTERM.
+#include "launcher/supervisor.hpp"
+
+#include <accelerate/error.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <map>
+#include <poll.h>
+#include <string>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace accelerate::launcher {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int g_signal_pipe[2] = {-1, -1};
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_signal(int sig) {
+  g_signal = sig;
+  const char c = 1;
+  [[maybe_unused]] auto n = ::write(g_signal_pipe[1], &c, 1);
+}
+
+std::string signal_name(int sig) {
+  const char* abbrev = ::sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + signal_name(WTERMSIG(status)) + ")";
+  }
+  return "ended with status " + std::to_string(status);
+}
+
+bool failed(int status) { return !(WIFEXITED(status) && WEXITSTATUS(status) == 0); }
+
+int exit_code_for(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+struct Stream {
+  int fd = -1;
+  FILE* sink = nullptr;
+  std::string partial;
+};
+
+struct Worker {
+  const WorkerSpec* spec = nullptr;
+  pid_t pid = -1;
+  Stream out, err;
+  bool running = false;
+  int status = 0;
+  bool stopped_by_us = false;
+  std::deque<std::string> tail;  // last stderr lines
+};
+
+class Supervisor {
+ public:
+  Supervisor(const std::vector<WorkerSpec>& specs, const SupervisorOptions& options)
+      : options_(options), prefix_(options.rank_prefix && specs.size() > 1) {
+    workers_.resize(specs.size());
+    for (size_t i = 0; i < specs.size(); ++i) workers_[i].spec = &specs[i];
+    if (!specs.empty() && std::stoi(specs[0].env.at("WORLD_SIZE")) > 1) prefix_ = options.rank_prefix;
+  }
+
+  int run() {
+    install_signal_handlers();
+    try {
+      for (auto& w : workers_) spawn(w);
+    } catch (...) {
+      stop_all(SIGKILL);
+      while (any_running()) reap(/*block=*/true);
+      throw;
+    }
+    loop();
+    return finish();
+  }
+
+ private:
+  void install_signal_handlers() {
+    ACCELERATE_CHECK(::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) == 0, LaunchError, "pipe: ", std::strerror(errno));
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &sa, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+  }
+
+  static std::vector<std::string> environment_for(const WorkerSpec& spec) {
+    std::map<std::string, std::string> env;
+    for (char** p = environ; p && *p; ++p) {
+      std::string entry(*p);
+      auto eq = entry.find('=');
+      if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
+    }
+    for (const auto& [k, v] : spec.env) env[k] = v;
+    std::vector<std::string> out;
+    for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+    return out;
+  }
+
+  void spawn(Worker& w) {
+    int out[2], err[2], status[2];
+    ACCELERATE_CHECK(::pipe2(out, O_CLOEXEC) == 0 && ::pipe2(err, O_CLOEXEC) == 0 && ::pipe2(status, O_CLOEXEC) == 0,
+                     LaunchError, "pipe: ", std::strerror(errno));
+    auto env_strings = environment_for(*w.spec);
+    std::vector<char*> argv, envp;
+    for (const auto& a : w.spec->argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    const pid_t parent = ::getpid();
+
+    const pid_t pid = ::fork();
+    ACCELERATE_CHECK(pid >= 0, LaunchError, "fork failed for rank ", w.spec->rank, ": ", std::strerror(errno));
+    if (pid == 0) {  // child: only async-signal-safe calls until exec
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);  // the launcher died before prctl took effect
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(err[1], STDERR_FILENO);
+      ::execve(argv[0], argv.data(), envp.data());
+      const int e = errno;
+      [[maybe_unused]] auto n = ::write(status[1], &e, sizeof e);
+      ::_exit(127);
+    }
+    ::setpgid(pid, pid);  // also from the parent: no window where a kill misses the group
+    ::close(out[1]);
+    ::close(err[1]);
+    ::close(status[1]);
+    w.pid = pid;
+    w.running = true;
+    w.out = {out[0], stdout, {}};
+    w.err = {err[0], stderr, {}};
+    int exec_errno = 0;
+    const auto n = ::read(status[0], &exec_errno, sizeof exec_errno);  // EOF = exec succeeded (CLOEXEC)
+    ::close(status[0]);
+    ACCELERATE_CHECK(n <= 0, LaunchError, "cannot execute '", w.spec->argv[0], "' for rank ", w.spec->rank, ": ",
+                     std::strerror(exec_errno), ".");
+  }
+
+  bool any_running() const {
+    for (const auto& w : workers_) {
+      if (w.running) return true;
+    }
+    return false;
+  }
+
+  bool any_stream_open() const {
+    for (const auto& w : workers_) {
+      if (w.out.fd >= 0 || w.err.fd >= 0) return true;
+    }
+    return false;
+  }
+
+  void emit(Worker& w, Stream& s, const std::string& line) {
+    if (prefix_) std::fprintf(s.sink, "[rank%d]: ", w.spec->rank);
+    std::fwrite(line.data(), 1, line.size(), s.sink);
+    std::fputc('\n', s.sink);
+    if (&s == &w.err) {
+      w.tail.push_back(line);
+      if (static_cast<int>(w.tail.size()) > options_.stderr_tail_lines) w.tail.pop_front();
+    }
+  }
+
+  void drain(Worker& w, Stream& s) {
+    char buffer[65536];
+    const auto n = ::read(s.fd, buffer, sizeof buffer);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) return;
+      if (!s.partial.empty()) emit(w, s, s.partial);
+      s.partial.clear();
+      ::close(s.fd);
+      s.fd = -1;
+      return;
+    }
+    s.partial.append(buffer, static_cast<size_t>(n));
+    size_t start = 0, nl;
+    while ((nl = s.partial.find('\n', start)) != std::string::npos) {
+      emit(w, s, s.partial.substr(start, nl - start));
+      start = nl + 1;
+    }
+    s.partial.erase(0, start);
+    std::fflush(s.sink);
+  }
+
+  void stop_all(int sig) {
+    for (auto& w : workers_) {
+      if (w.running) {
+        ::kill(-w.pid, sig);
+        w.stopped_by_us = true;
+      }
+    }
+  }
+
+  void begin_stop(int sig) {
+    if (stopping_) return;
+    stopping_ = true;
+    stop_signal_ = sig;
+    stop_all(sig);
+    kill_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(options_.grace_period_s));
+  }
+
+  void reap(bool block) {
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
+      for (size_t i = 0; i < workers_.size(); ++i) {
+        auto& w = workers_[i];
+        if (w.pid != pid) continue;
+        w.running = false;
+        w.status = status;
+        if (failed(status) && !w.stopped_by_us && first_failure_ < 0) {
+          first_failure_ = static_cast<int>(i);
+          begin_stop(SIGTERM);
+        }
+      }
+      if (block) return;
+    }
+  }
+
+  void loop() {
+    Clock::time_point all_exited_at{};
+    for (;;) {
+      std::vector<pollfd> fds{{g_signal_pipe[0], POLLIN, 0}};
+      std::vector<std::pair<Worker*, Stream*>> owners{{nullptr, nullptr}};
+      for (auto& w : workers_) {
+        for (Stream* s : {&w.out, &w.err}) {
+          if (s->fd >= 0) {
+            fds.push_back({s->fd, POLLIN, 0});
+            owners.emplace_back(&w, s);
+          }
+        }
+      }
+      const int ready = ::poll(fds.data(), fds.size(), 50);
+      if (ready > 0) {
+        for (size_t i = 1; i < fds.size(); ++i) {
+          if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) drain(*owners[i].first, *owners[i].second);
+        }
+      }
+      if (fds[0].revents & POLLIN) {
+        char sink[64];
+        while (::read(g_signal_pipe[0], sink, sizeof sink) > 0) {
+        }
+        if (!stopping_) {
+          launcher_signal_ = g_signal;
+          begin_stop(static_cast<int>(g_signal));
+        } else {
+          stop_all(SIGKILL);  // a second Ctrl-C: no more waiting
+        }
+      }
+      reap(/*block=*/false);
+      if (stopping_ && any_running() && Clock::now() >= kill_deadline_) stop_all(SIGKILL);
+      if (!any_running()) {
+        if (all_exited_at == Clock::time_point{}) all_exited_at = Clock::now();
+        // Grandchildren outside the group could hold a pipe open: read what is left, but not forever.
+        if (!any_stream_open() || Clock::now() - all_exited_at > std::chrono::seconds(2)) break;
+      }
+    }
+    for (auto& w : workers_) {
+      for (Stream* s : {&w.out, &w.err}) {
+        if (s->fd >= 0) {
+          if (!s->partial.empty()) emit(w, *s, s->partial);
+          ::close(s->fd);
+          s->fd = -1;
+        }
+      }
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+  }
+
+  int finish() {
+    if (launcher_signal_) {
+      std::fprintf(stderr, "accelerate-cpp launch: received %s; stopped all %zu worker(s).\n",
+                   signal_name(launcher_signal_).c_str(), workers_.size());
+      return 128 + launcher_signal_;
+    }
+    if (first_failure_ < 0) return 0;
+    const auto& w = workers_[first_failure_];
+    std::fprintf(stderr,
+                 "\naccelerate-cpp launch: FAILED\n"
+                 "  root cause: rank %d (local rank %d, pid %d) %s\n",
+                 w.spec->rank, w.spec->local_rank, static_cast<int>(w.pid), describe_status(w.status).c_str());
+    if (!w.tail.empty()) {
+      std::fprintf(stderr, "  last stderr lines of rank %d:\n", w.spec->rank);
+      for (const auto& line : w.tail) std::fprintf(stderr, "    | %s\n", line.c_str());
+    }
+    for (const auto& other : workers_) {
+      if (&other == &w) continue;
+      std::fprintf(stderr, "  rank %d %s%s\n", other.spec->rank, describe_status(other.status).c_str(),
+                   other.stopped_by_us ? " (stopped by the launcher)" : "");
+    }
+    std::fflush(stderr);
+    return exit_code_for(w.status);
+  }
+
+  SupervisorOptions options_;
+  bool prefix_;
+  std::vector<Worker> workers_;
+  bool stopping_ = false;
+  int stop_signal_ = 0;
+  int launcher_signal_ = 0;
+  int first_failure_ = -1;
+  Clock::time_point kill_deadline_{};
+};
+
+}  // namespace
+
+int supervise(const std::vector<WorkerSpec>& workers, const SupervisorOptions& options) {
+  ACCELERATE_CHECK(!workers.empty(), LaunchError, "no worker to start on this machine.");
+  return Supervisor(workers, options).run();
+}
+
+}  // namespace accelerate::launcher

@@ -1,0 +1,8 @@
+// Umbrella header: `#include <accelerate/accelerate.hpp>` and write the loop as in Python Accelerate.
+#pragma once
+
+#include <accelerate/collectives.hpp>
+#include <accelerate/environment.hpp>
+#include <accelerate/error.hpp>
+#include <accelerate/process_state.hpp>
+#include <accelerate/version.hpp>

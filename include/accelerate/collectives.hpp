@@ -1,0 +1,130 @@
+// Collectives over the process group of a ProcessState, with HF Accelerate's names and semantics
+// (utils/operations.py). Every rank must call the same collectives in the same order; each one fails with a
+// DistributedOperationError (TimeoutError after the state's timeout) instead of hanging when a peer is gone.
+// A single process is a valid world of one: every call then works locally.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <iostream>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
+
+#include <accelerate/error.hpp>
+#include <accelerate/process_state.hpp>
+
+namespace accelerate {
+
+enum class Reduction { Sum, Mean, Max };
+
+/// All-gathers `tensor` along dim 0 in rank order. First dims may differ between ranks (they are padded,
+/// gathered and trimmed); the other dims must agree. A 0-dim tensor is gathered as one row per rank.
+at::Tensor gather(const ProcessState& state, const at::Tensor& tensor);
+
+/// All-gathers one object per rank, in rank order. Objects are anything an IValue holds: numbers, strings,
+/// tensors, lists and dicts of those.
+std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IValue& object);
+
+/// All-gathers lists and concatenates them in rank order (HF: gather_object of a list).
+template <class T>
+std::vector<T> gather_object(const ProcessState& state, const std::vector<T>& objects);
+
+/// Broadcasts `tensor` from `from_process` in place (shapes must agree) and returns it.
+at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_process = 0);
+
+/// Replaces `objects` on every rank with the list held by `from_process` (HF: in place).
+void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& objects, int from_process = 0);
+
+/// All-reduces a copy of `tensor`. Mean divides the sum by the number of processes (floating dtypes only).
+at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction reduction = Reduction::Mean);
+
+/// Pads `tensor` along `dim` to the largest size any rank holds there, with `pad_index`, at the end
+/// (at the front with `pad_first`). A `dim` out of range returns the tensor unchanged, as in HF.
+at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& tensor, int64_t dim = 0,
+                                double pad_index = 0, bool pad_first = false);
+
+/// Barrier: returns once every rank has called it.
+void wait_for_everyone(const ProcessState& state);
+
+namespace detail {
+struct SplitRange {
+  int64_t start, end, padded_length;
+};
+/// HF's split: the first `length % world` ranks get one more item; padded_length is what every rank would
+/// hold with padding. A rank whose start is past the end gets the last item.
+SplitRange split_range(int64_t length, int rank, int world);
+}  // namespace detail
+
+/// This rank's share of `inputs` (HF: `with split_between_processes(inputs) as part`). With `apply_padding`
+/// every rank gets the same count, the short ones repeating the last input.
+template <class T>
+std::vector<T> split_between_processes(const ProcessState& state, const std::vector<T>& inputs,
+                                       bool apply_padding = false);
+/// The same along dim 0 of a tensor.
+at::Tensor split_between_processes(const ProcessState& state, const at::Tensor& inputs, bool apply_padding = false);
+
+/// RAII: the main process (or each node's local main) runs the guarded block first, the others wait for it.
+/// If the block throws, the guard skips its barrier: the waiting ranks then fail with a TimeoutError rather
+/// than the whole job hanging on a process that is unwinding.
+class [[nodiscard]] MainProcessFirstGuard {
+ public:
+  MainProcessFirstGuard(const ProcessState& state, bool is_first);
+  ~MainProcessFirstGuard();
+  MainProcessFirstGuard(const MainProcessFirstGuard&) = delete;
+  MainProcessFirstGuard& operator=(const MainProcessFirstGuard&) = delete;
+  MainProcessFirstGuard(MainProcessFirstGuard&&) = delete;
+  MainProcessFirstGuard& operator=(MainProcessFirstGuard&&) = delete;
+
+ private:
+  const ProcessState& state_;
+  bool is_first_;
+  int uncaught_at_entry_;
+};
+
+/// `auto guard = main_process_first(state); download_or_preprocess();`
+inline MainProcessFirstGuard main_process_first(const ProcessState& state) {
+  return MainProcessFirstGuard(state, state.is_main_process());
+}
+inline MainProcessFirstGuard local_main_process_first(const ProcessState& state) {
+  return MainProcessFirstGuard(state, state.is_local_main_process());
+}
+
+/// Prints the arguments separated by spaces, as Python's print, on the local main process only (as HF's
+/// PartialState.print).
+template <class... Args>
+void print(const ProcessState& state, const Args&... args) {
+  if (!state.is_local_main_process()) return;
+  bool first = true;
+  ((std::cout << (first ? "" : " ") << args, first = false), ...);
+  std::cout << std::endl;
+}
+
+// ---- templates ----------------------------------------------------------------------------------------------
+
+template <class T>
+std::vector<T> gather_object(const ProcessState& state, const std::vector<T>& objects) {
+  c10::impl::GenericList list(c10::AnyType::get());
+  for (const auto& object : objects) list.push_back(c10::IValue(object));
+  std::vector<T> result;
+  for (const auto& part : gather_object(state, c10::IValue(std::move(list)))) {
+    for (const auto& item : part.toListRef()) result.push_back(item.to<T>());
+  }
+  return result;
+}
+
+template <class T>
+std::vector<T> split_between_processes(const ProcessState& state, const std::vector<T>& inputs,
+                                       bool apply_padding) {
+  if (state.num_processes() == 1 || inputs.empty()) return inputs;
+  const auto range = detail::split_range(static_cast<int64_t>(inputs.size()), state.process_index(),
+                                         state.num_processes());
+  std::vector<T> part(inputs.begin() + range.start, inputs.begin() + range.end);
+  if (apply_padding) {
+    while (static_cast<int64_t>(part.size()) < range.padded_length) part.push_back(inputs.back());
+  }
+  return part;
+}
+
+}  // namespace accelerate

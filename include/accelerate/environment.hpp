@@ -1,0 +1,52 @@
+// Reading the launch environment: who started this process, and which rank of which world it is.
+// Pure functions of an environment map, so every launcher flavour is unit-testable without spawning anything.
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace accelerate {
+
+/// Who launched this process, in detection order.
+enum class Launcher {
+  None,        ///< started alone: a world of one
+  Accelerate,  ///< `accelerate-cpp launch` (sets the torchrun variables plus ACCELERATE_CPP_LAUNCHED=1)
+  Torchrun,    ///< torchrun / torch.distributed.run: RANK, WORLD_SIZE, LOCAL_RANK, ...
+  OpenMPI,     ///< mpirun from Open MPI: OMPI_COMM_WORLD_*
+  Slurm,       ///< srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODELIST
+};
+
+std::string to_string(Launcher launcher);
+
+using EnvironmentVariables = std::map<std::string, std::string>;
+
+/// A snapshot of this process's environment.
+EnvironmentVariables current_environment();
+
+/// Ranks, world and rendezvous point, as detected from the environment.
+struct LaunchEnvironment {
+  Launcher launcher = Launcher::None;
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_world_size = 1;
+  int node_rank = 0;
+  int num_nodes = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 0;        ///< 0 when the world has one process
+  bool agent_store = false;   ///< torchelastic already hosts the TCPStore: rank 0 connects as a client too
+};
+
+/// Detects the launcher and reads ranks from `env`: ours, then torchrun, then Open MPI, then SLURM, else a
+/// single process. Throws ConfigError naming the variable and the fix when the values are inconsistent
+/// (RANK >= WORLD_SIZE, MASTER_PORT missing for a world > 1, non-numeric values, ...).
+LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env);
+
+/// The first host of a SLURM node list: "node[03-05,9],gpu1" -> "node03".
+std::string first_host_in_slurm_nodelist(const std::string& nodelist);
+
+/// Strict boolean parsing as HF's str_to_bool: y/yes/t/true/on/1 and n/no/f/false/off/0 (any case).
+/// Throws ConfigError naming `what` otherwise.
+bool parse_bool(const std::string& value, const std::string& what);
+
+}  // namespace accelerate

@@ -1,0 +1,84 @@
+// ProcessState: this process's place in the world and the process group it talks through
+// (HF Accelerate's PartialState, but an object you own rather than a Borg singleton).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <c10/core/Device.h>
+
+#include <accelerate/environment.hpp>
+
+namespace accelerate {
+
+enum class DistributedType { No, MultiCpu, MultiGpu };
+std::string to_string(DistributedType type);
+
+/// Default timeout for rendezvous and every collective: long enough for a slow step or a checkpoint on a busy
+/// machine, short enough that a dead peer ends the job instead of hanging it. Overridden by
+/// ProcessStateOptions::timeout, else by the environment variable ACCELERATE_CPP_TIMEOUT (seconds).
+inline constexpr std::chrono::seconds kDefaultTimeout{600};
+
+struct ProcessStateOptions {
+  /// Force CPU even when CUDA is available (also set by ACCELERATE_USE_CPU=true, `launch --cpu`).
+  bool cpu = false;
+  /// Rendezvous and collective timeout; unset: ACCELERATE_CPP_TIMEOUT, else kDefaultTimeout.
+  std::optional<std::chrono::milliseconds> timeout;
+  /// "gloo" or "nccl"; empty picks nccl on CUDA, gloo on CPU.
+  std::string backend;
+};
+
+namespace detail {
+class Communicator;
+}
+
+class ProcessState {
+ public:
+  /// Detects the launch environment of this process and joins the process group (blocks until every rank
+  /// has joined, or throws after the timeout).
+  explicit ProcessState(ProcessStateOptions options = {});
+  /// The same from an explicit environment (tests, embedding).
+  ProcessState(const EnvironmentVariables& env, ProcessStateOptions options);
+  ~ProcessState();
+  ProcessState(ProcessState&&) noexcept;
+  ProcessState& operator=(ProcessState&&) noexcept;
+  ProcessState(const ProcessState&) = delete;
+  ProcessState& operator=(const ProcessState&) = delete;
+
+  int process_index() const { return env_.rank; }
+  int local_process_index() const { return env_.local_rank; }
+  int num_processes() const { return env_.world_size; }
+  int num_local_processes() const { return env_.local_world_size; }
+  int num_machines() const { return env_.num_nodes; }
+  int machine_rank() const { return env_.node_rank; }
+  bool is_main_process() const { return env_.rank == 0; }
+  bool is_local_main_process() const { return env_.local_rank == 0; }
+  bool is_last_process() const { return env_.rank == env_.world_size - 1; }
+  bool use_distributed() const { return env_.world_size > 1; }
+  DistributedType distributed_type() const { return type_; }
+  /// "gloo", "nccl", or "" for a single process.
+  const std::string& backend() const { return backend_; }
+  Launcher launcher() const { return env_.launcher; }
+  c10::Device device() const { return device_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  const LaunchEnvironment& launch_environment() const { return env_; }
+
+  /// Barrier with the others, then leaves the process group. Collectives afterwards throw StateError.
+  /// The destructor leaves without the barrier (a barrier in a destructor can hang when a peer died).
+  void destroy_process_group();
+
+  /// Internal: the communicator behind the collectives (null for a single process or after teardown).
+  detail::Communicator* communicator() const { return comm_.get(); }
+
+ private:
+  LaunchEnvironment env_;
+  DistributedType type_ = DistributedType::No;
+  std::string backend_;
+  c10::Device device_{c10::kCPU};
+  std::chrono::milliseconds timeout_{kDefaultTimeout};
+  std::unique_ptr<detail::Communicator> comm_;
+};
+
+}  // namespace accelerate

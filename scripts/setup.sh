@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Sets up everything accelerate-cpp needs on a Debian machine and builds it; a quick no-op when done already.
+#   - apt packages (compiler tools, CLI11, yaml-cpp, gloo headers, GoogleTest, Open MPI, the example data)
+#   - a Python venv holding the torch==2.11.0 wheel (LibTorch + c10d), at $ACCELERATE_CPP_VENV
+#     (default: ~/.cache/accelerate-cpp/venv), reused when present
+#   - configure (Ninja, ccache) and build into build/
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ACCELERATE_CPP_VENV:-$HOME/.cache/accelerate-cpp/venv}"
+TORCH_VERSION=2.11.0
+BUILD="$ROOT/build"
+
+APT_PACKAGES=(build-essential cmake ninja-build ccache git python3-venv libcli11-dev libyaml-cpp-dev libgloo-dev
+              libgtest-dev openmpi-bin zlib1g-dev dataset-fashion-mnist)
+
+log() { echo "[setup] $*" >&2; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing apt packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  log "creating the venv at $VENV with torch==$TORCH_VERSION (several GB, once)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy safetensors
+fi
+
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/accelerate-cpp/ccache}"
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+if [ ! -f "$BUILD/build.ninja" ]; then
+  log "configuring $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DACCELERATE_PYTHON="$VENV/bin/python" >"$BUILD.configure.log" 2>&1 \
+    || { cat "$BUILD.configure.log"; exit 1; }
+fi
+# Two cores, LibTorch headers: two jobs keep memory well under the machine's size.
+cmake --build "$BUILD" -j "${ACCELERATE_BUILD_JOBS:-2}"

@@ -1,0 +1,246 @@
+// Collectives as free functions over a ProcessState's group. Each is one or two c10d calls; the only logic
+// here is what HF adds on top (uneven gathers, padding, object pickling, mean on Gloo).
+#include <accelerate/collectives.hpp>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include "detail/communicator.hpp"
+
+namespace accelerate {
+namespace {
+
+using detail::concat;
+
+/// The communicator of a multi-process state; nullptr for a world of one.
+detail::Communicator* comm_of(const ProcessState& state, const char* op) {
+  auto* comm = state.communicator();
+  if (comm) comm->check_usable(op);
+  return comm;
+}
+
+/// All-gathers equally shaped tensors: one per rank.
+std::vector<at::Tensor> all_gather_equal(detail::Communicator& comm, const at::Tensor& tensor, const char* op) {
+  std::vector<at::Tensor> input{tensor.contiguous()};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < comm.world_size(); ++r) output[0].push_back(at::empty_like(input[0]));
+  comm.wait(comm.group().allgather(output, input), op);
+  return output[0];
+}
+
+/// Every rank's shape, exchanged through the CPU backend. All ranks must have the same number of dims.
+std::vector<std::vector<int64_t>> all_shapes(detail::Communicator& comm, const at::Tensor& tensor, const char* op) {
+  constexpr int64_t kMaxDims = 15;
+  ACCELERATE_CHECK(tensor.dim() <= kMaxDims, DistributedOperationError, op, ": tensors with more than ", kMaxDims,
+                   " dims are not supported (got ", tensor.dim(), ").");
+  auto local = at::full({kMaxDims + 1}, -1, at::kLong);
+  local[0] = tensor.dim();
+  for (int64_t d = 0; d < tensor.dim(); ++d) local[d + 1] = tensor.size(d);
+  std::vector<at::Tensor> input{local};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < comm.world_size(); ++r) output[0].push_back(at::empty_like(local));
+  comm.wait(comm.cpu_backend().allgather(output, input), op);
+  std::vector<std::vector<int64_t>> shapes;
+  for (const auto& t : output[0]) {
+    auto a = t.accessor<int64_t, 1>();
+    shapes.emplace_back(&a[1], &a[1] + a[0]);
+  }
+  for (int r = 0; r < comm.world_size(); ++r) {
+    if (shapes[r].size() != shapes[0].size()) {
+      std::string all;
+      for (int q = 0; q < comm.world_size(); ++q) all += concat(" rank ", q, ": ", c10::IntArrayRef(shapes[q]), ";");
+      throw DistributedOperationError(concat(op, ": the ranks hold tensors of different dimensionality:", all,
+                                             " every rank must pass a tensor with the same number of dims."));
+    }
+  }
+  return shapes;
+}
+
+std::string describe(const std::vector<std::vector<int64_t>>& shapes) {
+  std::string out;
+  for (size_t r = 0; r < shapes.size(); ++r) out += concat(" rank ", r, ": ", c10::IntArrayRef(shapes[r]), ";");
+  return out;
+}
+
+/// Gathers tensors whose dim 0 may differ: pad to the longest, all-gather, trim. One tensor per rank.
+std::vector<at::Tensor> all_gather_uneven(detail::Communicator& comm, const at::Tensor& tensor, const char* op) {
+  auto shapes = all_shapes(comm, tensor, op);
+  int64_t longest = 0;
+  for (const auto& s : shapes) {
+    if (!std::equal(s.begin() + 1, s.end(), shapes[0].begin() + 1)) {
+      throw DistributedOperationError(concat(op, ": only the first dim may differ between ranks, got", describe(shapes),
+                                             " pad the other dims first (pad_across_processes)."));
+    }
+    longest = std::max(longest, s[0]);
+  }
+  at::Tensor padded = tensor;
+  if (tensor.size(0) != longest) {
+    auto sizes = tensor.sizes().vec();
+    sizes[0] = longest;
+    padded = at::zeros(sizes, tensor.options());
+    padded.narrow(0, 0, tensor.size(0)).copy_(tensor);
+  }
+  auto parts = all_gather_equal(comm, padded, op);
+  for (size_t r = 0; r < parts.size(); ++r) parts[r] = parts[r].narrow(0, 0, shapes[r][0]);
+  return parts;
+}
+
+at::Tensor to_bytes(const c10::IValue& value) {
+  auto bytes = torch::jit::pickle_save(value);
+  auto t = at::empty({static_cast<int64_t>(bytes.size())}, at::TensorOptions().dtype(at::kByte));
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
+c10::IValue from_bytes(const at::Tensor& t) {
+  auto c = t.contiguous();
+  std::vector<char> bytes(static_cast<size_t>(c.numel()));
+  std::memcpy(bytes.data(), c.data_ptr(), bytes.size());
+  return torch::jit::pickle_load(bytes);
+}
+
+void check_source(const ProcessState& state, int from_process, const char* op) {
+  ACCELERATE_CHECK(from_process >= 0 && from_process < state.num_processes(), ConfigError, op, ": from_process=",
+                   from_process, " is not a rank of this world (valid: 0..", state.num_processes() - 1, ").");
+}
+
+}  // namespace
+
+at::Tensor gather(const ProcessState& state, const at::Tensor& tensor) {
+  const at::Tensor rows = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
+  auto* comm = comm_of(state, "gather");
+  if (!comm) return rows.clone();
+  return at::cat(all_gather_uneven(*comm, rows, "gather"), 0);
+}
+
+std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IValue& object) {
+  auto* comm = comm_of(state, "gather_object");
+  if (!comm) return {object};
+  std::vector<c10::IValue> result;
+  for (const auto& bytes : all_gather_uneven(*comm, to_bytes(object), "gather_object")) {
+    result.push_back(from_bytes(bytes));
+  }
+  return result;
+}
+
+at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_process) {
+  check_source(state, from_process, "broadcast");
+  auto* comm = comm_of(state, "broadcast");
+  if (!comm) return tensor;
+  std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
+  c10d::BroadcastOptions options;
+  options.rootRank = from_process;
+  comm->wait(comm->group().broadcast(buffer, options), "broadcast");
+  if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
+  return tensor;
+}
+
+void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& objects, int from_process) {
+  check_source(state, from_process, "broadcast_object_list");
+  auto* comm = comm_of(state, "broadcast_object_list");
+  if (!comm) return;
+  c10d::BroadcastOptions options;
+  options.rootRank = from_process;
+  at::Tensor payload;
+  if (state.process_index() == from_process) {
+    c10::impl::GenericList list(c10::AnyType::get());
+    for (const auto& o : objects) list.push_back(o);
+    payload = to_bytes(c10::IValue(std::move(list)));
+  }
+  // Length first, then the bytes: the receivers cannot know the size of what they are sent.
+  std::vector<at::Tensor> length{at::full({1}, payload.defined() ? payload.numel() : 0, at::kLong)};
+  comm->wait(comm->cpu_backend().broadcast(length, options), "broadcast_object_list");
+  if (!payload.defined()) payload = at::empty({length[0].item<int64_t>()}, at::TensorOptions().dtype(at::kByte));
+  std::vector<at::Tensor> data{payload};
+  comm->wait(comm->cpu_backend().broadcast(data, options), "broadcast_object_list");
+  if (state.process_index() == from_process) return;
+  auto list = from_bytes(data[0]).toListRef();
+  objects.assign(list.begin(), list.end());
+}
+
+at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction reduction) {
+  ACCELERATE_CHECK(reduction != Reduction::Mean || at::isFloatingType(tensor.scalar_type()), ConfigError,
+                   "reduce: Reduction::Mean needs a floating tensor, got ", tensor.scalar_type(),
+                   "; convert it (tensor.to(at::kFloat)) or use Reduction::Sum.");
+  at::Tensor result = tensor.clone(at::MemoryFormat::Contiguous);
+  auto* comm = comm_of(state, "reduce");
+  if (!comm) return result;
+  // Gloo has no AVG: sum, then divide, as HF does.
+  c10d::AllreduceOptions options;
+  options.reduceOp = reduction == Reduction::Max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+  std::vector<at::Tensor> buffer{result};
+  comm->wait(comm->group().allreduce(buffer, options), "reduce");
+  if (reduction == Reduction::Mean) result.div_(state.num_processes());
+  return result;
+}
+
+at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& tensor, int64_t dim, double pad_index,
+                                bool pad_first) {
+  if (dim >= tensor.dim() || dim < -tensor.dim()) return tensor;
+  if (dim < 0) dim += tensor.dim();
+  auto* comm = comm_of(state, "pad_across_processes");
+  if (!comm) return tensor;
+  const auto shapes = all_shapes(*comm, tensor, "pad_across_processes");
+  int64_t longest = 0;
+  for (const auto& s : shapes) longest = std::max(longest, s[dim]);
+  if (longest == tensor.size(dim)) return tensor;
+  auto sizes = tensor.sizes().vec();
+  sizes[dim] = longest;
+  at::Tensor padded = at::full(sizes, pad_index, tensor.options());
+  const int64_t offset = pad_first ? longest - tensor.size(dim) : 0;
+  padded.narrow(dim, offset, tensor.size(dim)).copy_(tensor);
+  return padded;
+}
+
+void wait_for_everyone(const ProcessState& state) {
+  auto* comm = comm_of(state, "wait_for_everyone");
+  if (!comm) return;
+  c10d::BarrierOptions options;
+  options.timeout = comm->timeout();
+  comm->wait(comm->cpu_backend().barrier(options), "wait_for_everyone");
+}
+
+namespace detail {
+SplitRange split_range(int64_t length, int rank, int world) {
+  const int64_t per = length / world, extras = length % world;
+  SplitRange r{};
+  r.start = rank * per + std::min<int64_t>(rank, extras);
+  r.end = r.start + per + (rank < extras ? 1 : 0);
+  r.padded_length = per + (extras > 0 ? 1 : 0);
+  if (r.start >= length) {  // HF: a rank with nothing left gets the last item
+    r.start = length - 1;
+    r.end = length;
+  }
+  return r;
+}
+}  // namespace detail
+
+at::Tensor split_between_processes(const ProcessState& state, const at::Tensor& inputs, bool apply_padding) {
+  if (state.num_processes() == 1 || inputs.dim() == 0 || inputs.size(0) == 0) return inputs;
+  const auto range = detail::split_range(inputs.size(0), state.process_index(), state.num_processes());
+  at::Tensor part = inputs.narrow(0, range.start, range.end - range.start);
+  if (apply_padding && part.size(0) < range.padded_length) {
+    auto last = inputs.narrow(0, inputs.size(0) - 1, 1);
+    std::vector<int64_t> repeat(static_cast<size_t>(inputs.dim()), 1);
+    repeat[0] = range.padded_length - part.size(0);
+    part = at::cat({part, last.repeat(repeat)}, 0);
+  }
+  return part;
+}
+
+MainProcessFirstGuard::MainProcessFirstGuard(const ProcessState& state, bool is_first)
+    : state_(state), is_first_(is_first), uncaught_at_entry_(std::uncaught_exceptions()) {
+  if (!is_first_) wait_for_everyone(state_);
+}
+
+MainProcessFirstGuard::~MainProcessFirstGuard() {
+  if (!is_first_ || std::uncaught_exceptions() > uncaught_at_entry_) return;
+  try {
+    wait_for_everyone(state_);
+  } catch (const std::exception& e) {
+    // A destructor must not throw; the waiting ranks report the failure too.
+    std::cerr << "accelerate: main_process_first: " << e.what() << std::endl;
+  }
+}
+
+}  // namespace accelerate

@@ -1,0 +1,103 @@
+// Rendezvous, process-group creation and error translation for collectives.
+#include "detail/communicator.hpp"
+
+#include <accelerate/error.hpp>
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace accelerate::detail {
+namespace {
+
+bool contains(const std::string& text, const char* needle) { return text.find(needle) != std::string::npos; }
+
+double seconds(std::chrono::milliseconds t) { return static_cast<double>(t.count()) / 1000.0; }
+
+c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(env.master_port);
+  options.isServer = env.rank == 0 && !env.agent_store;
+  options.numWorkers = env.agent_store ? std::nullopt : std::optional<std::size_t>(env.world_size);
+  options.waitWorkers = !env.agent_store;
+  options.timeout = timeout;
+  const std::string where = concat(env.master_addr, ":", env.master_port);
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    if (contains(what, "already in use") || contains(what, "EADDRINUSE")) {
+      throw DistributedOperationError(concat(
+          "Rank 0 cannot host the rendezvous on port ", env.master_port, ": the address is already in use by another "
+          "process. Pick a free port (launch: --main_process_port, or leave it unset to get a free one; torchrun: "
+          "--master_port), or stop the process holding it. Detail: ", what));
+    }
+    if (contains(what, "timed out") || contains(what, "Timed out") || contains(what, "timeout")) {
+      throw TimeoutError(concat(
+          "Rank ", env.rank, " of ", env.world_size, " could not complete the rendezvous at ", where, " within ",
+          seconds(timeout), " s. ",
+          options.isServer ? "Some ranks never connected: check that every process was started and points at "
+                             "this host (MASTER_ADDR/MASTER_PORT). "
+                           : "Rank 0 is not reachable there: check MASTER_ADDR/MASTER_PORT (launch: "
+                             "--main_process_ip/--main_process_port), that rank 0 is running, and the firewall. ",
+          "Raise the limit with ACCELERATE_CPP_TIMEOUT=<seconds>. Detail: ", what));
+    }
+    throw DistributedOperationError(concat("Rank ", env.rank, " failed to join the rendezvous at ", where, ": ", what));
+  }
+}
+
+}  // namespace
+
+Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend,
+                           std::chrono::milliseconds timeout)
+    : rank_(env.rank), world_(env.world_size), timeout_(timeout), backend_name_(backend.name()) {
+  store_ = connect_store(env, timeout);
+  // One group per job; the prefix keeps our keys apart from torchelastic's in a shared agent store.
+  auto store = c10::make_intrusive<c10d::PrefixStore>("accelerate/0/", store_);
+  group_ = c10::make_intrusive<c10d::ProcessGroup>(store, rank_, world_);
+  try {
+    backend.attach(*group_, store, env, timeout);
+  } catch (const std::exception& e) {
+    throw DistributedOperationError(concat("Rank ", rank_, " of ", world_, " could not create the ", backend_name_,
+                                           " process group (its peers may have died, or the network interface is "
+                                           "wrong: set GLOO_SOCKET_IFNAME for multi-node jobs): ", e.what()));
+  }
+  group_->setGroupName("0");
+}
+
+Communicator::~Communicator() = default;
+
+c10d::ProcessGroup& Communicator::group() { return *group_; }
+
+c10d::Backend& Communicator::cpu_backend() { return *group_->getBackend(c10::DeviceType::CPU); }
+
+void Communicator::check_usable(const char* op) const {
+  ACCELERATE_CHECK(group_, StateError, op, " called on rank ", rank_,
+                   " after the process group was destroyed (destroy_process_group / end_training).");
+  ACCELERATE_CHECK(broken_.empty(), StateError, op, " called on rank ", rank_,
+                   " after an earlier collective failed, which leaves the ranks out of step: ", broken_);
+}
+
+void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    broken_ = concat(op, " failed: ", what);
+    const std::string message = concat(
+        op, " failed on rank ", rank_, " of ", world_, " (backend ", backend_name_, ", timeout ", seconds(timeout_),
+        " s): ", what,
+        "\nAnother process probably died or stopped calling collectives (every rank must call the same collectives "
+        "in the same order); look for its error above. A slow but healthy step needs a larger "
+        "ACCELERATE_CPP_TIMEOUT.");
+    if (contains(what, "Timed out") || contains(what, "timed out")) throw TimeoutError(message);
+    throw DistributedOperationError(message);
+  }
+}
+
+void Communicator::shutdown() {
+  if (!group_) return;
+  group_.reset();
+  store_.reset();
+}
+
+}  // namespace accelerate::detail

@@ -1,0 +1,31 @@
+// NCCL: the CUDA backend. Compiled only when torch has CUDA; CUDA tensors go through NCCL, CPU tensors
+// (objects, shapes) through Gloo, as torch.distributed's default "cpu:gloo,cuda:nccl".
+#include "detail/communicator.hpp"
+
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+
+namespace accelerate::detail {
+namespace {
+class NcclBackend final : public CommunicationBackend {
+ public:
+  std::string name() const override { return "nccl"; }
+  void attach(c10d::ProcessGroup& group, const c10::intrusive_ptr<c10d::Store>& store, const LaunchEnvironment& env,
+              std::chrono::milliseconds timeout) const override {
+    const auto device_count = c10::cuda::device_count();
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(env.local_rank % device_count));
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = timeout;
+    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("cuda/", store),
+                                                            env.rank, env.world_size, options);
+    group.setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+    group.setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    group.setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, create_gloo(store, env, timeout));
+  }
+};
+}  // namespace
+
+std::unique_ptr<CommunicationBackend> make_nccl_backend() { return std::make_unique<NcclBackend>(); }
+
+}  // namespace accelerate::detail

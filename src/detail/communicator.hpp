@@ -1,0 +1,67 @@
+// Internal: the c10d process group behind a ProcessState, and the one place where c10d errors become ours.
+// Not installed; c10d types never appear in public headers.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <accelerate/environment.hpp>
+
+namespace accelerate::detail {
+
+class CommunicationBackend;
+
+class Communicator {
+ public:
+  /// Rendezvous over a TCPStore (rank 0 hosts it unless torchelastic's agent does) and creation of the
+  /// backend's process group. Throws DistributedOperationError / TimeoutError with the fix.
+  Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend, std::chrono::milliseconds timeout);
+  ~Communicator();
+
+  c10d::ProcessGroup& group();
+  /// The backend for CPU tensors (always Gloo): object and shape exchanges go through it.
+  c10d::Backend& cpu_backend();
+
+  /// Waits for `work`, translating failures into DistributedOperationError/TimeoutError that name the
+  /// operation and the rank. After a failure the group is marked broken (Gloo peers are out of step).
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op);
+
+  int rank() const { return rank_; }
+  int world_size() const { return world_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  const std::string& backend_name() const { return backend_name_; }
+
+  /// Throws StateError if the group was shut down or broken by an earlier failure.
+  void check_usable(const char* op) const;
+  void shutdown();
+
+ private:
+  int rank_, world_;
+  std::chrono::milliseconds timeout_;
+  std::string backend_name_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  std::string broken_;  // why the group is unusable, empty while it is fine
+};
+
+/// Strategy for one communication backend (Gloo on CPU, NCCL on CUDA): chosen once, never an if-chain.
+class CommunicationBackend {
+ public:
+  virtual ~CommunicationBackend() = default;
+  virtual std::string name() const = 0;
+  /// Creates the backend(s) over `store` and registers them on `group`.
+  virtual void attach(c10d::ProcessGroup& group, const c10::intrusive_ptr<c10d::Store>& store,
+                      const LaunchEnvironment& env, std::chrono::milliseconds timeout) const = 0;
+};
+
+std::unique_ptr<CommunicationBackend> make_gloo_backend();
+/// nullptr when the library was built without CUDA.
+std::unique_ptr<CommunicationBackend> make_nccl_backend();
+/// Gloo for CPU tensors; every group has one (NCCL groups too, for objects and shapes).
+c10::intrusive_ptr<c10d::Backend> create_gloo(const c10::intrusive_ptr<c10d::Store>& store,
+                                              const LaunchEnvironment& env, std::chrono::milliseconds timeout);
+
+}  // namespace accelerate::detail
