@@ -154,7 +154,8 @@ void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& 
   std::vector<at::Tensor> data{payload};
   comm->wait(comm->cpu_backend().broadcast(data, options), "broadcast_object_list");
   if (state.process_index() == from_process) return;
-  auto list = from_bytes(data[0]).toListRef();
+  const c10::IValue received = from_bytes(data[0]);  // owns the list the reference below points into
+  const auto& list = received.toListRef();
   objects.assign(list.begin(), list.end());
 }
 

@@ -1,0 +1,219 @@
+// Runs in every rank (under accelerate-cpp launch, torchrun or mpirun): each test calls the collectives in
+// the same order on every rank and checks the result this rank sees.
+#include <accelerate/accelerate.hpp>
+
+#include <ATen/ATen.h>
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+
+using namespace accelerate;
+
+namespace {
+ProcessState* g_state = nullptr;
+const ProcessState& S() { return *g_state; }
+int rank() { return S().process_index(); }
+int world() { return S().num_processes(); }
+}  // namespace
+
+TEST(Collectives, WorldIsConsistent) {
+  auto ranks = gather(S(), at::full({1}, rank(), at::kLong));
+  ASSERT_EQ(ranks.numel(), world());
+  for (int r = 0; r < world(); ++r) EXPECT_EQ(ranks[r].item<int64_t>(), r);
+  auto locals = gather_object(S(), c10::IValue(static_cast<int64_t>(S().local_process_index())));
+  EXPECT_EQ(static_cast<int>(locals.size()), world());
+  EXPECT_EQ(S().is_main_process(), rank() == 0);
+  EXPECT_EQ(S().is_last_process(), rank() == world() - 1);
+  EXPECT_EQ(S().backend(), world() > 1 ? "gloo" : "");
+}
+
+TEST(Collectives, GatherUnevenFirstDimsAcrossDtypes) {
+  for (auto dtype : {at::kFloat, at::kDouble, at::kLong, at::kInt, at::kByte, at::kBFloat16, at::kHalf}) {
+    // rank r holds r+1 rows of width 3 filled with r.
+    auto mine = at::full({rank() + 1, 3}, rank(), at::TensorOptions().dtype(dtype));
+    auto all = gather(S(), mine);
+    EXPECT_EQ(all.scalar_type(), dtype);
+    ASSERT_EQ(all.size(0), world() * (world() + 1) / 2) << dtype;
+    ASSERT_EQ(all.size(1), 3);
+    int64_t row = 0;
+    for (int r = 0; r < world(); ++r) {
+      for (int i = 0; i <= r; ++i, ++row) {
+        EXPECT_TRUE(at::equal(all[row], at::full({3}, r, all.options()))) << dtype << " row " << row;
+      }
+    }
+  }
+}
+
+TEST(Collectives, GatherEqualShapesAndScalars) {
+  auto all = gather(S(), at::arange(4, at::kFloat) + 10 * rank());
+  ASSERT_EQ(all.numel(), 4 * world());
+  for (int r = 0; r < world(); ++r) {
+    EXPECT_TRUE(at::equal(all.narrow(0, 4 * r, 4), at::arange(4, at::kFloat) + 10 * r));
+  }
+  auto scalars = gather(S(), at::scalar_tensor(rank() * 2.0));
+  ASSERT_EQ(scalars.dim(), 1);
+  ASSERT_EQ(scalars.numel(), world());
+  EXPECT_DOUBLE_EQ(scalars[world() - 1].item<double>(), 2.0 * (world() - 1));
+}
+
+TEST(Collectives, GatherEmptyOnSomeRanks) {
+  auto mine = rank() % 2 == 0 ? at::empty({0, 2}) : at::ones({2, 2});
+  auto all = gather(S(), mine);
+  EXPECT_EQ(all.size(0), 2 * (world() / 2));
+}
+
+TEST(Collectives, GatherRejectsMismatchedTrailingDims) {
+  if (world() == 1) GTEST_SKIP() << "needs two ranks";
+  auto mine = at::zeros({2, rank() + 1});
+  try {
+    gather(S(), mine);
+    FAIL() << "expected a DistributedOperationError";
+  } catch (const DistributedOperationError& e) {
+    EXPECT_NE(std::string(e.what()).find("only the first dim may differ"), std::string::npos) << e.what();
+  }
+  // The group is still usable: the error came from the shape exchange, which every rank finished.
+  wait_for_everyone(S());
+}
+
+TEST(Collectives, GatherObject) {
+  auto names = gather_object(S(), c10::IValue("rank-" + std::to_string(rank()) + std::string(rank() * 7, 'x')));
+  ASSERT_EQ(static_cast<int>(names.size()), world());
+  for (int r = 0; r < world(); ++r) {
+    EXPECT_EQ(names[r].toStringRef(), "rank-" + std::to_string(r) + std::string(r * 7, 'x'));
+  }
+  c10::Dict<std::string, int64_t> stats;
+  stats.insert("rank", rank());
+  stats.insert("items", 10 + rank());
+  auto dicts = gather_object(S(), c10::IValue(stats));
+  ASSERT_EQ(static_cast<int>(dicts.size()), world());
+  EXPECT_EQ(dicts.back().toGenericDict().at("items").toInt(), 10 + world() - 1);
+  // Lists are concatenated, as HF's gather_object; ranks contribute different lengths.
+  std::vector<int64_t> mine(static_cast<size_t>(rank() + 1), rank());
+  auto flat = gather_object(S(), mine);
+  ASSERT_EQ(static_cast<int>(flat.size()), world() * (world() + 1) / 2);
+  EXPECT_EQ(flat.front(), 0);
+  EXPECT_EQ(flat.back(), world() - 1);
+  auto tensors = gather_object(S(), c10::IValue(at::full({2}, rank())));
+  EXPECT_TRUE(at::equal(tensors.back().toTensor(), at::full({2}, world() - 1)));
+}
+
+TEST(Collectives, BroadcastFromEverySource) {
+  for (int source = 0; source < world(); ++source) {
+    for (auto dtype : {at::kFloat, at::kLong, at::kDouble}) {
+      auto t = at::full({5, 2}, rank() * 100 + source, at::TensorOptions().dtype(dtype));
+      auto out = broadcast(S(), t, source);
+      EXPECT_TRUE(out.is_same(t));  // in place, as HF
+      EXPECT_TRUE(at::equal(t, at::full({5, 2}, source * 100 + source, t.options()))) << "source " << source;
+    }
+  }
+  auto strided = at::zeros({4, 4}).t();  // not contiguous: still broadcast in place
+  if (rank() == 0) strided.fill_(7);
+  broadcast(S(), strided, 0);
+  EXPECT_TRUE(at::equal(strided, at::full({4, 4}, 7.0)));
+  EXPECT_THROW(broadcast(S(), at::zeros({1}), world()), ConfigError);
+}
+
+TEST(Collectives, BroadcastObjectList) {
+  const int source = world() - 1;
+  std::vector<c10::IValue> objects;
+  if (rank() == source) objects = {c10::IValue("config"), c10::IValue(int64_t{42}), c10::IValue(3.5)};
+  else objects = {c10::IValue("stale")};
+  broadcast_object_list(S(), objects, source);
+  ASSERT_EQ(objects.size(), 3u);
+  EXPECT_EQ(objects[0].toStringRef(), "config");
+  EXPECT_EQ(objects[1].toInt(), 42);
+  EXPECT_DOUBLE_EQ(objects[2].toDouble(), 3.5);
+}
+
+TEST(Collectives, Reduce) {
+  auto t = at::full({3}, rank() + 1.0, at::kDouble);
+  const double n = world();
+  EXPECT_TRUE(at::allclose(reduce(S(), t, Reduction::Sum), at::full({3}, n * (n + 1) / 2, at::kDouble)));
+  EXPECT_TRUE(at::allclose(reduce(S(), t, Reduction::Mean), at::full({3}, (n + 1) / 2, at::kDouble)));
+  EXPECT_TRUE(at::equal(reduce(S(), t, Reduction::Max), at::full({3}, n, at::kDouble)));
+  EXPECT_EQ(t[0].item<double>(), rank() + 1.0);  // the input is untouched: reduce works on a copy
+  auto ints = reduce(S(), at::full({2}, rank(), at::kLong), Reduction::Sum);
+  EXPECT_EQ(ints[0].item<int64_t>(), world() * (world() - 1) / 2);
+  EXPECT_THROW(reduce(S(), at::ones({1}, at::kLong), Reduction::Mean), ConfigError);
+}
+
+TEST(Collectives, PadAcrossProcesses) {
+  auto t = at::ones({rank() + 1, 2});
+  auto padded = pad_across_processes(S(), t, 0, -1.0);
+  ASSERT_EQ(padded.size(0), world());
+  EXPECT_TRUE(at::equal(padded.narrow(0, 0, rank() + 1), t));
+  if (rank() + 1 < world()) EXPECT_EQ(padded[world() - 1][0].item<float>(), -1.0f);
+  auto first = pad_across_processes(S(), t, 0, 5.0, /*pad_first=*/true);
+  EXPECT_TRUE(at::equal(first.narrow(0, world() - rank() - 1, rank() + 1), t));
+  if (rank() + 1 < world()) EXPECT_EQ(first[0][0].item<float>(), 5.0f);
+  auto cols = pad_across_processes(S(), at::zeros({2, rank() + 1}, at::kLong), 1, 9);
+  EXPECT_EQ(cols.size(1), world());
+  auto same = pad_across_processes(S(), t, 5);  // dim out of range: unchanged, no communication
+  EXPECT_TRUE(same.is_same(t));
+}
+
+TEST(Collectives, SplitBetweenProcesses) {
+  std::vector<std::string> items;
+  for (int i = 0; i < 2 * world() + 1; ++i) items.push_back("item" + std::to_string(i));
+  auto mine = split_between_processes(S(), items);
+  auto all = gather_object(S(), mine);
+  EXPECT_EQ(all, items);  // no item lost or repeated, in order
+  auto padded = split_between_processes(S(), items, /*apply_padding=*/true);
+  EXPECT_EQ(padded.size(), world() == 1 ? items.size() : 3u);
+  if (world() > 1 && mine.size() < 3) EXPECT_EQ(padded.back(), items.back());
+
+  auto tensor = at::arange(2 * world() + 1, at::kLong).reshape({-1, 1});
+  auto part = split_between_processes(S(), tensor);
+  EXPECT_TRUE(at::equal(gather(S(), part), tensor));
+  auto padded_part = split_between_processes(S(), tensor, true);
+  EXPECT_EQ(padded_part.size(0), world() == 1 ? tensor.size(0) : 3);
+}
+
+TEST(Collectives, MainProcessFirst) {
+  // Rank 0 picks a directory and shares it; inside the guard it writes a file the others must already see.
+  std::vector<c10::IValue> dir{c10::IValue(std::string())};
+  if (rank() == 0) {
+    dir[0] = (std::filesystem::temp_directory_path() / ("accelerate_mpf_" + std::to_string(::getpid()))).string();
+  }
+  broadcast_object_list(S(), dir, 0);
+  const std::filesystem::path marker = dir[0].toStringRef() + "/done";
+  {
+    auto guard = main_process_first(S());
+    if (S().is_main_process()) {
+      std::filesystem::create_directories(marker.parent_path());
+      std::ofstream(marker) << "ok";
+    } else {
+      EXPECT_TRUE(std::filesystem::exists(marker)) << "the main process did not go first";
+    }
+  }
+  wait_for_everyone(S());
+  if (rank() == 0) std::filesystem::remove_all(marker.parent_path());
+}
+
+TEST(Collectives, PrintOnlyOnLocalMain) {
+  testing::internal::CaptureStdout();
+  print(S(), "hello", 42);
+  auto out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out, S().is_local_main_process() ? "hello 42\n" : "");
+}
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  try {
+    ProcessStateOptions options;
+    options.cpu = true;
+    ProcessState state(options);
+    g_state = &state;
+    const int rc = RUN_ALL_TESTS();
+    // Every rank's verdict, so a failure on one rank fails them all and the launcher reports it.
+    const int failures = static_cast<int>(reduce(state, at::full({1}, rc != 0 ? 1 : 0, at::kLong),
+                                                 Reduction::Sum).item<int64_t>());
+    print(state, "collectives_worker:", world(), "processes via", to_string(state.launcher()),
+          failures ? "FAILED" : "passed");
+    state.destroy_process_group();
+    return failures ? 1 : 0;
+  } catch (const accelerate::Error& e) {
+    std::cerr << "collectives_worker: " << e.what() << std::endl;
+    return 1;
+  }
+}

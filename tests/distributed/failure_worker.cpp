@@ -1,0 +1,51 @@
+// A worker that fails on purpose, for the launcher's failure tests. Usage: failure_worker MODE
+//   exit3      rank 1 exits 3 while the others wait in a collective
+//   sigkill    rank 1 kills itself with SIGKILL while the others wait in a collective
+//   hang       rank 1 stays alive but never calls the collective; the others time out (ACCELERATE_CPP_TIMEOUT)
+//   sleep      every rank sleeps (for signal-forwarding tests)
+//   rendezvous join the group and exit 0 (also the launch benchmark's probe)
+// With PID_DIR set, each rank writes its pid to PID_DIR/rank<N>.pid first.
+#include <accelerate/accelerate.hpp>
+
+#include <ATen/ATen.h>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <thread>
+#include <unistd.h>
+
+int main(int argc, char** argv) try {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  accelerate::ProcessStateOptions options;
+  options.cpu = true;
+  accelerate::ProcessState state(options);
+  if (const char* dir = std::getenv("PID_DIR")) {
+    std::ofstream(std::string(dir) + "/rank" + std::to_string(state.process_index()) + ".pid") << ::getpid();
+  }
+  if (mode == "rendezvous") {
+    std::cout << "rendezvous done" << std::endl;
+    return 0;
+  }
+  if (mode == "sleep") {
+    std::this_thread::sleep_for(std::chrono::seconds(120));
+    return 0;
+  }
+  accelerate::wait_for_everyone(state);  // every rank is up before anyone fails
+  if (state.process_index() == 1) {
+    if (mode == "exit3") {
+      std::cerr << "rank 1: failing on purpose with exit code 3" << std::endl;
+      std::exit(3);
+    }
+    if (mode == "sigkill") ::raise(SIGKILL);
+    if (mode == "hang") {
+      std::this_thread::sleep_for(std::chrono::seconds(120));
+      return 0;
+    }
+  }
+  accelerate::reduce(state, at::ones({4}), accelerate::Reduction::Sum);
+  std::cout << "collective finished (unexpected in failure modes)" << std::endl;
+  return 0;
+} catch (const accelerate::Error& e) {
+  std::cerr << "failure_worker: " << e.what() << std::endl;
+  return 1;
+}

@@ -1,0 +1,239 @@
+// `accelerate-cpp launch` end to end: env contract, output prefixes, failure semantics (a rank that exits,
+// is killed, or hangs), signal forwarding, and bad input. Every run has a deadline; every test checks that no
+// worker outlives the launcher.
+#include <accelerate/error.hpp>
+
+#include <arpa/inet.h>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+#include "subprocess.hpp"
+
+namespace fs = std::filesystem;
+using accelerate::testing::process_alive;
+using accelerate::testing::run;
+using accelerate::testing::RunResult;
+
+namespace {
+const std::string kBin = ACCELERATE_TEST_BIN_DIR;
+const std::string kLauncher = kBin + "/accelerate-cpp";
+const std::string kWorker = kBin + "/failure_worker";
+
+bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+class PidDir {
+ public:
+  PidDir() : path_(fs::temp_directory_path() / ("accelerate_pids_" + std::to_string(::getpid()) + "_" +
+                                                std::to_string(counter_++))) {
+    fs::create_directories(path_);
+  }
+  ~PidDir() { fs::remove_all(path_); }
+  std::string str() const { return path_.string(); }
+  std::vector<int> pids() const {
+    std::vector<int> out;
+    for (const auto& f : fs::directory_iterator(path_)) {
+      int pid = 0;
+      std::ifstream(f.path()) >> pid;
+      if (pid > 0) out.push_back(pid);
+    }
+    return out;
+  }
+  void expect_all_gone() const {
+    for (int pid : pids()) EXPECT_FALSE(process_alive(pid)) << "worker pid " << pid << " outlived the launcher";
+  }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+RunResult launch(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+                 std::chrono::seconds deadline = std::chrono::seconds(60)) {
+  args.insert(args.begin(), {kLauncher, "launch"});
+  return run(args, env, deadline);
+}
+}  // namespace
+
+TEST(Launch, SetsTheTorchrunEnvironmentAndPrefixesRanks) {
+  auto r = launch({"--num_processes", "2", "--mixed_precision", "fp16", "--gradient_accumulation_steps", "4", "env"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* line : {"[rank0]: RANK=0", "[rank1]: RANK=1", "[rank1]: LOCAL_RANK=1", "[rank0]: WORLD_SIZE=2",
+                           "[rank0]: LOCAL_WORLD_SIZE=2", "[rank1]: GROUP_RANK=0", "[rank0]: MASTER_ADDR=127.0.0.1",
+                           "[rank0]: ACCELERATE_MIXED_PRECISION=fp16",
+                           "[rank1]: ACCELERATE_GRADIENT_ACCUMULATION_STEPS=4", "[rank0]: TORCHELASTIC_RUN_ID="}) {
+    EXPECT_TRUE(contains(r.output, line)) << line << "\n" << r.output;
+  }
+  auto plain = launch({"--num_processes", "2", "--no_rank_prefix", "env"});
+  EXPECT_FALSE(contains(plain.output, "[rank")) << plain.output;
+  EXPECT_TRUE(contains(plain.output, "\nRANK=1") || plain.output.rfind("RANK=1", 0) == 0);
+}
+
+TEST(Launch, HyphenatedFlagsWorkToo) {
+  auto r = launch({"--num-processes", "2", "--no-rank-prefix", "env"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "WORLD_SIZE=2"));
+}
+
+TEST(Launch, ProgramArgumentsPassThrough) {
+  auto r = launch({"--num_processes", "1", "sh", "-c", "echo args:$0:$1", "a b", "--flag"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.output, "args:a b:--flag")) << r.output;
+}
+
+TEST(LaunchFailure, RankExitsWithCode3) {
+  PidDir pids;
+  auto r = launch({"--num_processes", "2", kWorker, "exit3"}, {{"PID_DIR", pids.str()}});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_LT(r.seconds, 10.0);
+  EXPECT_TRUE(contains(r.output, "root cause: rank 1")) << r.output;
+  EXPECT_TRUE(contains(r.output, "exited with code 3")) << r.output;
+  EXPECT_TRUE(contains(r.output, "| rank 1: failing on purpose")) << r.output;  // its stderr tail
+  EXPECT_EQ(pids.pids().size(), 2u);
+  pids.expect_all_gone();
+}
+
+TEST(LaunchFailure, RankKilledBySigkill) {
+  PidDir pids;
+  auto r = launch({"--num_processes", "4", kWorker, "sigkill"}, {{"PID_DIR", pids.str()}});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.output;
+  EXPECT_LT(r.seconds, 10.0);
+  EXPECT_TRUE(contains(r.output, "root cause: rank 1")) << r.output;
+  EXPECT_TRUE(contains(r.output, "SIGKILL")) << r.output;
+  EXPECT_EQ(pids.pids().size(), 4u);
+  pids.expect_all_gone();
+}
+
+TEST(LaunchFailure, HungPeerEndsInACollectiveTimeout) {
+  // Rank 1 is alive but never joins the collective: rank 0 times out after the configured 2 s, names the
+  // operation, and the launcher stops rank 1.
+  PidDir pids;
+  auto r = launch({"--num_processes", "2", "--timeout", "2", kWorker, "hang"}, {{"PID_DIR", pids.str()}});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 2 + 10.0);
+  EXPECT_TRUE(contains(r.output, "root cause: rank 0")) << r.output;
+  EXPECT_TRUE(contains(r.output, "reduce failed on rank 0 of 2")) << r.output;
+  EXPECT_TRUE(contains(r.output, "(stopped by the launcher)")) << r.output;
+  pids.expect_all_gone();
+}
+
+TEST(LaunchFailure, SigtermToLauncherReachesEveryWorker) {
+  PidDir pids;
+  auto r = run({kLauncher, "launch", "--num_processes", "2", kWorker, "sleep"}, {{"PID_DIR", pids.str()}},
+               std::chrono::seconds(30), [&](int pid) {
+                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                 }
+                 ::kill(pid, SIGTERM);
+               });
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.output;
+  EXPECT_TRUE(contains(r.output, "received SIGTERM")) << r.output;
+  EXPECT_EQ(pids.pids().size(), 2u);
+  pids.expect_all_gone();
+}
+
+TEST(LaunchFailure, WorkersDieWithAKilledLauncher) {
+  PidDir pids;
+  auto r = run({kLauncher, "launch", "--num_processes", "2", kWorker, "sleep"}, {{"PID_DIR", pids.str()}},
+               std::chrono::seconds(30), [&](int pid) {
+                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                 }
+                 ::kill(pid, SIGKILL);  // no chance to forward anything: PR_SET_PDEATHSIG must do it
+               });
+  EXPECT_FALSE(r.timed_out) << r.output;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  pids.expect_all_gone();
+}
+
+TEST(LaunchBadInput, UnknownFlag) {
+  auto r = launch({"--num_procs", "2", "env"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.output, "unknown flag '--num_procs'")) << r.output;
+}
+
+TEST(LaunchBadInput, ZeroProcesses) {
+  auto r = launch({"--num_processes", "0", "env"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.output, "--num_processes must be >= 1")) << r.output;
+}
+
+TEST(LaunchBadInput, NonNumericFlag) {
+  auto r = launch({"--num_processes", "two", "env"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.output, "--num_processes")) << r.output;
+}
+
+TEST(LaunchBadInput, NoProgram) {
+  auto r = launch({"--num_processes", "2"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.output, "no PROGRAM given")) << r.output;
+}
+
+TEST(LaunchBadInput, MissingProgram) {
+  auto r = launch({"--num_processes", "2", "./no/such/trainer"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "'./no/such/trainer' does not exist")) << r.output;
+}
+
+TEST(LaunchBadInput, ProgramNotExecutable) {
+  const auto path = fs::temp_directory_path() / ("accelerate_noexec_" + std::to_string(::getpid()));
+  std::ofstream(path) << "#!/bin/sh\n";
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+  auto r = launch({"--num_processes", "2", path.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "is not executable")) << r.output;
+  fs::remove(path);
+}
+
+TEST(LaunchBadInput, PortInUse) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const auto port = std::to_string(ntohs(addr.sin_port));
+  auto r = launch({"--num_processes", "2", "--main_process_port", port, kWorker, "rendezvous"});
+  ::close(fd);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "--main_process_port " + port + " is already in use")) << r.output;
+}
+
+TEST(LaunchBadInput, UnreachableMasterTimesOut) {
+  // Machine 1 of 2 points at a rendezvous nobody hosts: a clear timeout, not a hang.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);  // reserve a port nobody listens on
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const auto port = std::to_string(ntohs(addr.sin_port));
+  auto r = launch({"--num_processes", "2", "--num_machines", "2", "--machine_rank", "1", "--main_process_ip",
+                   "127.0.0.1", "--main_process_port", port, "--timeout", "2", kWorker, "rendezvous"},
+                  {}, std::chrono::seconds(30));
+  ::close(fd);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 15.0);
+  EXPECT_TRUE(contains(r.output, "could not complete the rendezvous at 127.0.0.1:" + port)) << r.output;
+  EXPECT_TRUE(contains(r.output, "root cause: rank 1")) << r.output;
+}
+
+TEST(LaunchBadInput, MissingConfigFile) {
+  auto r = launch({"--config_file", "/nonexistent/accelerate.yaml", "env"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.output, "/nonexistent/accelerate.yaml does not exist")) << r.output;
+}
