@@ -14,6 +14,8 @@ ProcessState* g_state = nullptr;
 const ProcessState& S() { return *g_state; }
 int rank() { return S().process_index(); }
 int world() { return S().num_processes(); }
+/// Tensors under test live on the state's device: CPU here, the rank's GPU when ACCELERATE_TEST_DEVICE=cuda.
+at::Tensor on_device(const at::Tensor& t) { return t.to(S().device()); }
 }  // namespace
 
 TEST(Collectives, WorldIsConsistent) {
@@ -30,8 +32,10 @@ TEST(Collectives, WorldIsConsistent) {
 TEST(Collectives, GatherUnevenFirstDimsAcrossDtypes) {
   for (auto dtype : {at::kFloat, at::kDouble, at::kLong, at::kInt, at::kByte, at::kBFloat16, at::kHalf}) {
     // rank r holds r+1 rows of width 3 filled with r.
-    auto mine = at::full({rank() + 1, 3}, rank(), at::TensorOptions().dtype(dtype));
+    auto mine = on_device(at::full({rank() + 1, 3}, rank(), at::TensorOptions().dtype(dtype)));
     auto all = gather(S(), mine);
+    EXPECT_EQ(all.device(), S().device());
+    all = all.cpu();
     EXPECT_EQ(all.scalar_type(), dtype);
     ASSERT_EQ(all.size(0), world() * (world() + 1) / 2) << dtype;
     ASSERT_EQ(all.size(1), 3);
@@ -126,11 +130,11 @@ TEST(Collectives, BroadcastObjectList) {
 }
 
 TEST(Collectives, Reduce) {
-  auto t = at::full({3}, rank() + 1.0, at::kDouble);
+  auto t = on_device(at::full({3}, rank() + 1.0, at::kDouble));
   const double n = world();
-  EXPECT_TRUE(at::allclose(reduce(S(), t, Reduction::Sum), at::full({3}, n * (n + 1) / 2, at::kDouble)));
-  EXPECT_TRUE(at::allclose(reduce(S(), t, Reduction::Mean), at::full({3}, (n + 1) / 2, at::kDouble)));
-  EXPECT_TRUE(at::equal(reduce(S(), t, Reduction::Max), at::full({3}, n, at::kDouble)));
+  EXPECT_TRUE(at::allclose(reduce(S(), t, Reduction::Sum).cpu(), at::full({3}, n * (n + 1) / 2, at::kDouble)));
+  EXPECT_TRUE(at::allclose(reduce(S(), t, Reduction::Mean).cpu(), at::full({3}, (n + 1) / 2, at::kDouble)));
+  EXPECT_TRUE(at::equal(reduce(S(), t, Reduction::Max).cpu(), at::full({3}, n, at::kDouble)));
   EXPECT_EQ(t[0].item<double>(), rank() + 1.0);  // the input is untouched: reduce works on a copy
   auto ints = reduce(S(), at::full({2}, rank(), at::kLong), Reduction::Sum);
   EXPECT_EQ(ints[0].item<int64_t>(), world() * (world() - 1) / 2);
@@ -201,8 +205,13 @@ int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   try {
     ProcessStateOptions options;
-    options.cpu = true;
+    const char* device = std::getenv("ACCELERATE_TEST_DEVICE");
+    options.cpu = !(device && std::string(device) == "cuda");
     ProcessState state(options);
+    if (!options.cpu && !state.device().is_cuda()) {
+      std::cerr << "collectives_worker: ACCELERATE_TEST_DEVICE=cuda but no CUDA device is available" << std::endl;
+      return 1;
+    }
     g_state = &state;
     const int rc = RUN_ALL_TESTS();
     // Every rank's verdict, so a failure on one rank fails them all and the launcher reports it.
