@@ -43,23 +43,32 @@ int main() {
   for (int64_t bytes = 4 << 10; bytes <= (64 << 20); bytes *= 4) {
     const int64_t n = bytes / 4;
     auto x = at::randn({n});
-    const int reps = static_cast<int>(std::clamp<int64_t>((256 << 20) / (bytes * world), 5, 200));
+    const int reps = static_cast<int>(std::clamp<int64_t>((int64_t{1} << 30) / (bytes * world), 20, 400));
     std::vector<double> raw_ar, our_ar, raw_ag, our_ag;
     for (int r = 0; r < reps + 2; ++r) {
       const bool warm = r >= 2;
-      auto a = time_once(state, [&] {
+      auto raw_allreduce = [&] {
         std::vector<at::Tensor> v{x.clone()};  // the clone HF's reduce also makes, so only the wrapper differs
         comm.wait(group.allreduce(v), "allreduce");
-      });
-      auto b = time_once(state, [&] { accelerate::reduce(state, x, accelerate::Reduction::Sum); });
-      auto c = time_once(state, [&] {
+      };
+      auto our_reduce = [&] { accelerate::reduce(state, x, accelerate::Reduction::Sum); };
+      auto raw_allgather = [&] {
         std::vector<at::Tensor> in{x};
         std::vector<std::vector<at::Tensor>> out(1);
         for (int i = 0; i < world; ++i) out[0].push_back(at::empty_like(x));
         comm.wait(group.allgather(out, in), "allgather");
         auto all = at::cat(out[0]);  // HF's gloo path: all_gather into a list, then cat
-      });
-      auto d = time_once(state, [&] { accelerate::gather(state, x); });
+      };
+      auto our_gather = [&] { accelerate::gather(state, x); };
+      // Alternate which one goes first, so neither always runs on a warmer cache.
+      double a, b, c, d;
+      if (r % 2 == 0) {
+        a = time_once(state, raw_allreduce), b = time_once(state, our_reduce);
+        c = time_once(state, raw_allgather), d = time_once(state, our_gather);
+      } else {
+        b = time_once(state, our_reduce), a = time_once(state, raw_allreduce);
+        d = time_once(state, our_gather), c = time_once(state, raw_allgather);
+      }
       if (warm) {
         raw_ar.push_back(a), our_ar.push_back(b), raw_ag.push_back(c), our_ag.push_back(d);
       }

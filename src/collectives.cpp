@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include "detail/communicator.hpp"
+#include "detail/gather.hpp"
 
 namespace accelerate {
 namespace {
@@ -17,15 +18,6 @@ detail::Communicator* comm_of(const ProcessState& state, const char* op) {
   auto* comm = state.communicator();
   if (comm) comm->check_usable(op);
   return comm;
-}
-
-/// All-gathers equally shaped tensors: one per rank.
-std::vector<at::Tensor> all_gather_equal(detail::Communicator& comm, const at::Tensor& tensor, const char* op) {
-  std::vector<at::Tensor> input{tensor.contiguous()};
-  std::vector<std::vector<at::Tensor>> output(1);
-  for (int r = 0; r < comm.world_size(); ++r) output[0].push_back(at::empty_like(input[0]));
-  comm.wait(comm.group().allgather(output, input), op);
-  return output[0];
 }
 
 /// Every rank's shape, exchanged through the CPU backend. All ranks must have the same number of dims.
@@ -56,35 +48,6 @@ std::vector<std::vector<int64_t>> all_shapes(detail::Communicator& comm, const a
   return shapes;
 }
 
-std::string describe(const std::vector<std::vector<int64_t>>& shapes) {
-  std::string out;
-  for (size_t r = 0; r < shapes.size(); ++r) out += concat(" rank ", r, ": ", c10::IntArrayRef(shapes[r]), ";");
-  return out;
-}
-
-/// Gathers tensors whose dim 0 may differ: pad to the longest, all-gather, trim. One tensor per rank.
-std::vector<at::Tensor> all_gather_uneven(detail::Communicator& comm, const at::Tensor& tensor, const char* op) {
-  auto shapes = all_shapes(comm, tensor, op);
-  int64_t longest = 0;
-  for (const auto& s : shapes) {
-    if (!std::equal(s.begin() + 1, s.end(), shapes[0].begin() + 1)) {
-      throw DistributedOperationError(concat(op, ": only the first dim may differ between ranks, got", describe(shapes),
-                                             " pad the other dims first (pad_across_processes)."));
-    }
-    longest = std::max(longest, s[0]);
-  }
-  at::Tensor padded = tensor;
-  if (tensor.size(0) != longest) {
-    auto sizes = tensor.sizes().vec();
-    sizes[0] = longest;
-    padded = at::zeros(sizes, tensor.options());
-    padded.narrow(0, 0, tensor.size(0)).copy_(tensor);
-  }
-  auto parts = all_gather_equal(comm, padded, op);
-  for (size_t r = 0; r < parts.size(); ++r) parts[r] = parts[r].narrow(0, 0, shapes[r][0]);
-  return parts;
-}
-
 at::Tensor to_bytes(const c10::IValue& value) {
   auto bytes = torch::jit::pickle_save(value);
   auto t = at::empty({static_cast<int64_t>(bytes.size())}, at::TensorOptions().dtype(at::kByte));
@@ -110,14 +73,14 @@ at::Tensor gather(const ProcessState& state, const at::Tensor& tensor) {
   const at::Tensor rows = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
   auto* comm = comm_of(state, "gather");
   if (!comm) return rows.clone();
-  return at::cat(all_gather_uneven(*comm, rows, "gather"), 0);
+  return detail::all_gather_concat(*comm, rows, "gather");
 }
 
 std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IValue& object) {
   auto* comm = comm_of(state, "gather_object");
   if (!comm) return {object};
   std::vector<c10::IValue> result;
-  for (const auto& bytes : all_gather_uneven(*comm, to_bytes(object), "gather_object")) {
+  for (const auto& bytes : detail::all_gather_uneven(*comm, to_bytes(object), "gather_object")) {
     result.push_back(from_bytes(bytes));
   }
   return result;

@@ -94,6 +94,25 @@ void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* 
   }
 }
 
+namespace {
+constexpr size_t kGatherHistory = 4;
+// Above this, round 1 sends headers only: padding a large buffer costs more than the extra round trip.
+constexpr int64_t kMaxGatherCapacity = 1 << 20;
+}  // namespace
+
+int64_t Communicator::gather_capacity() const {
+  int64_t capacity = 0;
+  for (auto bytes : recent_gather_bytes_) capacity = std::max(capacity, bytes);
+  // Rounded up to 16 bytes (alignment of the next buffer is kept by the header's size).
+  capacity = (capacity + 15) / 16 * 16;
+  return capacity <= kMaxGatherCapacity ? capacity : 0;
+}
+
+void Communicator::record_gather_bytes(int64_t largest) {
+  recent_gather_bytes_.push_back(largest);
+  if (recent_gather_bytes_.size() > kGatherHistory) recent_gather_bytes_.pop_front();
+}
+
 void Communicator::shutdown() {
   if (!group_) return;
   group_.reset();

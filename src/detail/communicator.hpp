@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <string>
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -34,6 +35,12 @@ class Communicator {
   std::chrono::milliseconds timeout() const { return timeout_; }
   const std::string& backend_name() const { return backend_name_; }
 
+  /// Bytes every rank reserves for data in the first round of a gather: the largest gather among the last few
+  /// on this group, up to a limit above which padding would cost more than the extra round it saves. Agreed by
+  /// all ranks because each derives it from the same gathered headers.
+  int64_t gather_capacity() const;
+  void record_gather_bytes(int64_t largest);
+
   /// Throws StateError if the group was shut down or broken by an earlier failure.
   void check_usable(const char* op) const;
   void shutdown();
@@ -44,7 +51,8 @@ class Communicator {
   std::string backend_name_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
-  std::string broken_;  // why the group is unusable, empty while it is fine
+  std::string broken_;
+  std::deque<int64_t> recent_gather_bytes_;  // why the group is unusable, empty while it is fine
 };
 
 /// Strategy for one communication backend (Gloo on CPU, NCCL on CUDA): chosen once, never an if-chain.

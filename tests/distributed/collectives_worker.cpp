@@ -79,6 +79,36 @@ TEST(Collectives, GatherRejectsMismatchedTrailingDims) {
   wait_for_everyone(S());
 }
 
+TEST(Collectives, GatherAcrossChangingSizes) {
+  // Drives both paths of the uneven gather: repeats and shrinks fit the agreed buffer (one round), growth and
+  // sizes above the buffer limit need the second round; dtype and width change between calls too.
+  const std::vector<std::pair<int64_t, at::ScalarType>> steps = {
+      {10, at::kFloat}, {10, at::kFloat}, {3, at::kFloat}, {10, at::kLong}, {40, at::kFloat}, {1, at::kDouble},
+      {200000, at::kFloat}, {5, at::kFloat}, {5, at::kFloat}, {0, at::kFloat}, {7, at::kByte}};
+  for (const auto& [rows, dtype] : steps) {
+    const int64_t mine_rows = rows + rank();  // uneven on purpose
+    auto mine = on_device(at::arange(mine_rows * 2, at::TensorOptions().dtype(at::kDouble))
+                              .reshape({mine_rows, 2}).add(1000 * rank()).to(dtype));
+    auto all = gather(S(), mine).cpu();
+    ASSERT_EQ(all.scalar_type(), dtype);
+    int64_t offset = 0;
+    for (int r = 0; r < world(); ++r) {
+      const int64_t n = rows + r;
+      auto expected = at::arange(n * 2, at::TensorOptions().dtype(at::kDouble)).reshape({n, 2}).add(1000 * r).to(dtype);
+      EXPECT_TRUE(at::equal(all.narrow(0, offset, n), expected)) << "rows " << rows << " rank " << r;
+      offset += n;
+    }
+    EXPECT_EQ(offset, all.size(0));
+  }
+}
+
+TEST(Collectives, GatherRejectsMismatchedDtypes) {
+  if (world() == 1) GTEST_SKIP() << "needs two ranks";
+  auto mine = at::zeros({2}, rank() == 0 ? at::kFloat : at::kDouble);
+  EXPECT_THROW(gather(S(), mine), DistributedOperationError);
+  wait_for_everyone(S());
+}
+
 TEST(Collectives, GatherObject) {
   auto names = gather_object(S(), c10::IValue("rank-" + std::to_string(rank()) + std::string(rank() * 7, 'x')));
   ASSERT_EQ(static_cast<int>(names.size()), world());

@@ -58,6 +58,29 @@ RunResult launch(std::vector<std::string> args, std::map<std::string, std::strin
   args.insert(args.begin(), {kLauncher, "launch"});
   return run(args, env, deadline);
 }
+
+/// Launches two sleeping workers, waits until both wrote their pid, then sends `sig` to the launcher.
+RunResult launch_sleepers_then_signal(const PidDir& pids, int sig) {
+  return run({kLauncher, "launch", "--num_processes", "2", kWorker, "sleep"}, {{"PID_DIR", pids.str()}},
+             std::chrono::seconds(30), [&](int pid) {
+               for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
+               }
+               ::kill(pid, sig);
+             });
+}
+
+/// A loopback port that is bound (so no one else takes it); listening on it is up to the caller.
+std::pair<int, std::string> reserve_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return {fd, std::to_string(ntohs(addr.sin_port))};
+}
 }  // namespace
 
 TEST(Launch, SetsTheTorchrunEnvironmentAndPrefixesRanks) {
@@ -127,13 +150,7 @@ TEST(LaunchFailure, HungPeerEndsInACollectiveTimeout) {
 
 TEST(LaunchFailure, SigtermToLauncherReachesEveryWorker) {
   PidDir pids;
-  auto r = run({kLauncher, "launch", "--num_processes", "2", kWorker, "sleep"}, {{"PID_DIR", pids.str()}},
-               std::chrono::seconds(30), [&](int pid) {
-                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
-                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                 }
-                 ::kill(pid, SIGTERM);
-               });
+  auto r = launch_sleepers_then_signal(pids, SIGTERM);
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.output;
   EXPECT_TRUE(contains(r.output, "received SIGTERM")) << r.output;
@@ -143,13 +160,7 @@ TEST(LaunchFailure, SigtermToLauncherReachesEveryWorker) {
 
 TEST(LaunchFailure, WorkersDieWithAKilledLauncher) {
   PidDir pids;
-  auto r = run({kLauncher, "launch", "--num_processes", "2", kWorker, "sleep"}, {{"PID_DIR", pids.str()}},
-               std::chrono::seconds(30), [&](int pid) {
-                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
-                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                 }
-                 ::kill(pid, SIGKILL);  // no chance to forward anything: PR_SET_PDEATHSIG must do it
-               });
+  auto r = launch_sleepers_then_signal(pids, SIGKILL);  // no chance to forward: PR_SET_PDEATHSIG must do it
   EXPECT_FALSE(r.timed_out) << r.output;
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   pids.expect_all_gone();
@@ -196,15 +207,8 @@ TEST(LaunchBadInput, ProgramNotExecutable) {
 }
 
 TEST(LaunchBadInput, PortInUse) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const auto [fd, port] = reserve_port();
   ASSERT_EQ(::listen(fd, 1), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const auto port = std::to_string(ntohs(addr.sin_port));
   auto r = launch({"--num_processes", "2", "--main_process_port", port, kWorker, "rendezvous"});
   ::close(fd);
   EXPECT_EQ(r.exit_code, 1);
@@ -213,14 +217,7 @@ TEST(LaunchBadInput, PortInUse) {
 
 TEST(LaunchBadInput, UnreachableMasterTimesOut) {
   // Machine 1 of 2 points at a rendezvous nobody hosts: a clear timeout, not a hang.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);  // reserve a port nobody listens on
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const auto port = std::to_string(ntohs(addr.sin_port));
+  const auto [fd, port] = reserve_port();  // bound but not listening: nobody answers there
   auto r = launch({"--num_processes", "2", "--num_machines", "2", "--machine_rank", "1", "--main_process_ip",
                    "127.0.0.1", "--main_process_port", port, "--timeout", "2", kWorker, "rendezvous"},
                   {}, std::chrono::seconds(30));
