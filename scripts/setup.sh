@@ -35,6 +35,8 @@ fi
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/accelerate-cpp/ccache}"
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+# Paths relative to the checkout, so that every fresh clone (CI's included) hits the same cache entries.
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 if [ ! -f "$BUILD/build.ninja" ]; then
   log "configuring $BUILD"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
