@@ -166,37 +166,45 @@ TEST(LaunchFailure, WorkersDieWithAKilledLauncher) {
   pids.expect_all_gone();
 }
 
-TEST(LaunchBadInput, UnknownFlag) {
-  auto r = launch({"--num_procs", "2", "env"});
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_TRUE(contains(r.output, "unknown flag '--num_procs'")) << r.output;
+struct BadInput {
+  const char* name;
+  std::vector<std::string> args;
+  int exit_code;  // -1: any non-zero
+  std::string message;
+};
+
+void PrintTo(const BadInput& c, std::ostream* os) { *os << c.name; }
+
+class LaunchBadInput : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(LaunchBadInput, FailsWithAClearMessage) {
+  const auto& c = GetParam();
+  auto r = launch(c.args);
+  EXPECT_FALSE(r.timed_out);
+  if (c.exit_code < 0) {
+    EXPECT_NE(r.exit_code, 0) << r.output;
+  } else {
+    EXPECT_EQ(r.exit_code, c.exit_code) << r.output;
+  }
+  EXPECT_TRUE(contains(r.output, c.message)) << "expected: " << c.message << "\n" << r.output;
 }
 
-TEST(LaunchBadInput, ZeroProcesses) {
-  auto r = launch({"--num_processes", "0", "env"});
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_TRUE(contains(r.output, "--num_processes must be >= 1")) << r.output;
-}
+INSTANTIATE_TEST_SUITE_P(
+    Flags, LaunchBadInput,
+    ::testing::Values(
+        BadInput{"UnknownFlag", {"--num_procs", "2", "env"}, -1, "unknown flag '--num_procs'"},
+        BadInput{"ZeroProcesses", {"--num_processes", "0", "env"}, 2, "--num_processes must be >= 1"},
+        BadInput{"NonNumericFlag", {"--num_processes", "two", "env"}, -1, "--num_processes"},
+        BadInput{"NoProgram", {"--num_processes", "2"}, -1, "no PROGRAM given"},
+        BadInput{"MissingProgram", {"--num_processes", "2", "./no/such/trainer"}, 1,
+                 "'./no/such/trainer' does not exist"},
+        BadInput{"MissingConfigFile", {"--config_file", "/nonexistent/accelerate.yaml", "env"}, 2,
+                 "/nonexistent/accelerate.yaml does not exist"},
+        BadInput{"MultiNodeWithoutIp", {"--num_processes", "2", "--num_machines", "2", "env"}, 2,
+                 "--main_process_ip is required"}),
+    [](const ::testing::TestParamInfo<BadInput>& info) { return std::string(info.param.name); });
 
-TEST(LaunchBadInput, NonNumericFlag) {
-  auto r = launch({"--num_processes", "two", "env"});
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_TRUE(contains(r.output, "--num_processes")) << r.output;
-}
-
-TEST(LaunchBadInput, NoProgram) {
-  auto r = launch({"--num_processes", "2"});
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_TRUE(contains(r.output, "no PROGRAM given")) << r.output;
-}
-
-TEST(LaunchBadInput, MissingProgram) {
-  auto r = launch({"--num_processes", "2", "./no/such/trainer"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.output, "'./no/such/trainer' does not exist")) << r.output;
-}
-
-TEST(LaunchBadInput, ProgramNotExecutable) {
+TEST(LaunchBadInputFiles, ProgramNotExecutable) {
   const auto path = fs::temp_directory_path() / ("accelerate_noexec_" + std::to_string(::getpid()));
   std::ofstream(path) << "#!/bin/sh\n";
   fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
@@ -206,7 +214,7 @@ TEST(LaunchBadInput, ProgramNotExecutable) {
   fs::remove(path);
 }
 
-TEST(LaunchBadInput, PortInUse) {
+TEST(LaunchBadInputFiles, PortInUse) {
   const auto [fd, port] = reserve_port();
   ASSERT_EQ(::listen(fd, 1), 0);
   auto r = launch({"--num_processes", "2", "--main_process_port", port, kWorker, "rendezvous"});
@@ -215,7 +223,7 @@ TEST(LaunchBadInput, PortInUse) {
   EXPECT_TRUE(contains(r.output, "--main_process_port " + port + " is already in use")) << r.output;
 }
 
-TEST(LaunchBadInput, UnreachableMasterTimesOut) {
+TEST(LaunchBadInputFiles, UnreachableMasterTimesOut) {
   // Machine 1 of 2 points at a rendezvous nobody hosts: a clear timeout, not a hang.
   const auto [fd, port] = reserve_port();  // bound but not listening: nobody answers there
   auto r = launch({"--num_processes", "2", "--num_machines", "2", "--machine_rank", "1", "--main_process_ip",
@@ -227,10 +235,4 @@ TEST(LaunchBadInput, UnreachableMasterTimesOut) {
   EXPECT_LT(r.seconds, 15.0);
   EXPECT_TRUE(contains(r.output, "could not complete the rendezvous at 127.0.0.1:" + port)) << r.output;
   EXPECT_TRUE(contains(r.output, "root cause: rank 1")) << r.output;
-}
-
-TEST(LaunchBadInput, MissingConfigFile) {
-  auto r = launch({"--config_file", "/nonexistent/accelerate.yaml", "env"});
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_TRUE(contains(r.output, "/nonexistent/accelerate.yaml does not exist")) << r.output;
 }

@@ -14,6 +14,19 @@ EnvironmentVariables torchrun_env(int rank, int world, int local, int local_worl
           {"MASTER_ADDR", "10.1.2.3"},              {"MASTER_PORT", "29555"}};
 }
 
+struct Ranks {
+  int rank, world_size, local_rank, local_world_size, node_rank, num_nodes;
+};
+
+void expect_ranks(const LaunchEnvironment& e, Ranks want) {
+  EXPECT_EQ(e.rank, want.rank);
+  EXPECT_EQ(e.world_size, want.world_size);
+  EXPECT_EQ(e.local_rank, want.local_rank);
+  EXPECT_EQ(e.local_world_size, want.local_world_size);
+  EXPECT_EQ(e.node_rank, want.node_rank);
+  EXPECT_EQ(e.num_nodes, want.num_nodes);
+}
+
 void expect_config_error(const EnvironmentVariables& env, const std::string& needle) {
   try {
     detect_launch_environment(env);
@@ -38,12 +51,7 @@ TEST(Environment, Torchrun) {
   env["TORCHELASTIC_USE_AGENT_STORE"] = "True";
   auto e = detect_launch_environment(env);
   EXPECT_EQ(e.launcher, Launcher::Torchrun);
-  EXPECT_EQ(e.rank, 5);
-  EXPECT_EQ(e.world_size, 8);
-  EXPECT_EQ(e.local_rank, 1);
-  EXPECT_EQ(e.local_world_size, 4);
-  EXPECT_EQ(e.node_rank, 1);
-  EXPECT_EQ(e.num_nodes, 2);
+  expect_ranks(e, {.rank = 5, .world_size = 8, .local_rank = 1, .local_world_size = 4, .node_rank = 1, .num_nodes = 2});
   EXPECT_EQ(e.master_addr, "10.1.2.3");
   EXPECT_EQ(e.master_port, 29555);
   EXPECT_TRUE(e.agent_store);
@@ -73,11 +81,7 @@ TEST(Environment, OpenMpi) {
                            {"MASTER_ADDR", "host0"}};
   auto e = detect_launch_environment(env);
   EXPECT_EQ(e.launcher, Launcher::OpenMPI);
-  EXPECT_EQ(e.rank, 3);
-  EXPECT_EQ(e.world_size, 4);
-  EXPECT_EQ(e.local_rank, 1);
-  EXPECT_EQ(e.num_nodes, 2);
-  EXPECT_EQ(e.node_rank, 1);
+  expect_ranks(e, {.rank = 3, .world_size = 4, .local_rank = 1, .local_world_size = 2, .node_rank = 1, .num_nodes = 2});
   EXPECT_EQ(e.master_addr, "host0");
   EXPECT_EQ(e.master_port, 29500);  // HF's default when MPI sets none
 }
@@ -101,12 +105,7 @@ TEST(Environment, Slurm) {
                            {"SLURM_JOB_NODELIST", "gpu[07-08]"}, {"MASTER_PORT", "31000"}};
   auto e = detect_launch_environment(env);
   EXPECT_EQ(e.launcher, Launcher::Slurm);
-  EXPECT_EQ(e.rank, 5);
-  EXPECT_EQ(e.world_size, 8);
-  EXPECT_EQ(e.local_rank, 1);
-  EXPECT_EQ(e.local_world_size, 4);
-  EXPECT_EQ(e.node_rank, 1);
-  EXPECT_EQ(e.num_nodes, 2);
+  expect_ranks(e, {.rank = 5, .world_size = 8, .local_rank = 1, .local_world_size = 4, .node_rank = 1, .num_nodes = 2});
   EXPECT_EQ(e.master_addr, "gpu07");
   EXPECT_EQ(e.master_port, 31000);
 }
