@@ -39,9 +39,10 @@ export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 if [ ! -f "$BUILD/build.ninja" ]; then
   log "configuring $BUILD"
+  mkdir -p "$BUILD"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DACCELERATE_PYTHON="$VENV/bin/python" >"$BUILD.configure.log" 2>&1 \
-    || { cat "$BUILD.configure.log"; exit 1; }
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DACCELERATE_PYTHON="$VENV/bin/python" >"$BUILD/configure.log" 2>&1 \
+    || { cat "$BUILD/configure.log"; exit 1; }
 fi
 # Two cores, LibTorch headers: two jobs keep memory well under the machine's size.
 cmake --build "$BUILD" -j "${ACCELERATE_BUILD_JOBS:-2}"

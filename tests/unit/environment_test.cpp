@@ -38,7 +38,7 @@ void expect_config_error(const EnvironmentVariables& env, const std::string& nee
 }  // namespace
 
 TEST(Environment, NothingSetIsASingleProcess) {
-  auto e = detect_launch_environment({{"HOME", "/root"}});
+  auto e = detect_launch_environment({{"HOME", "/home/someone"}});
   EXPECT_EQ(e.launcher, Launcher::None);
   EXPECT_EQ(e.rank, 0);
   EXPECT_EQ(e.world_size, 1);
