@@ -1,0 +1,44 @@
+// GradientState: what the training loop's pieces share about the current step (HF's GradientState), owned by
+// the Accelerator and handed by reference to the data loaders, optimizers and schedulers it prepares.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace accelerate {
+
+class GradientState {
+ public:
+  /// Micro-steps per optimizer step (gradient accumulation).
+  int num_steps = 1;
+  /// The last batch of a prepared data loader always syncs and steps (HF's sync_with_dataloader).
+  bool sync_with_dataloader = true;
+  /// Whether this micro-step all-reduces gradients and steps the optimizer. True outside accumulate().
+  bool sync_gradients = true;
+
+  /// The innermost active prepared loader is on its last batch (set before that batch is yielded).
+  bool end_of_dataloader() const { return !active_.empty() && active_.back().end; }
+  /// Samples of the last global batch that are real (not padding): len % total_batch_size; -1 when unknown or
+  /// drop_last; meaningful while end_of_dataloader().
+  int64_t remainder() const { return active_.empty() ? -1 : active_.back().remainder; }
+  bool in_dataloader() const { return !active_.empty(); }
+
+  // Called by the data loaders.
+  void begin_loader(const void* loader, int64_t remainder) { active_.push_back({loader, remainder, false}); }
+  void set_end_of_dataloader(const void* loader) {
+    if (!active_.empty() && active_.back().loader == loader) active_.back().end = true;
+  }
+  void end_loader(const void* loader) {
+    if (!active_.empty() && active_.back().loader == loader) active_.pop_back();
+  }
+
+ private:
+  struct Active {
+    const void* loader;
+    int64_t remainder;
+    bool end;
+  };
+  std::vector<Active> active_;
+};
+
+}  // namespace accelerate

@@ -1,0 +1,321 @@
+// DataLoader: epoch order, HF's batch sharding, background loading and the gradient state's end-of-data flag.
+#include <accelerate/data_loader.hpp>
+
+#include <accelerate/collectives.hpp>
+#include <accelerate/error.hpp>
+#include <accelerate/gradient_state.hpp>
+#include <accelerate/process_state.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+namespace accelerate {
+
+Batch Dataset::get_batch(const std::vector<int64_t>& indices) const {
+  std::vector<at::Tensor> data, targets;
+  for (auto i : indices) {
+    auto sample = get(i);
+    data.push_back(sample.data);
+    targets.push_back(sample.target);
+  }
+  return {at::stack(data), at::stack(targets)};
+}
+
+TensorDataset::TensorDataset(at::Tensor data, at::Tensor targets) : data_(std::move(data)), targets_(std::move(targets)) {
+  ACCELERATE_CHECK(data_.dim() >= 1 && targets_.dim() >= 1 && data_.size(0) == targets_.size(0), ConfigError,
+                   "TensorDataset: data and targets need the same dim 0 (samples), got ", data_.sizes(), " and ",
+                   targets_.sizes(), ".");
+}
+
+Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
+  auto index = at::tensor(indices, at::kLong);
+  return {data_.index_select(0, index), targets_.index_select(0, index)};
+}
+
+std::vector<std::vector<int64_t>> make_batches(const std::vector<int64_t>& order, int64_t batch_size, bool drop_last) {
+  std::vector<std::vector<int64_t>> batches;
+  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
+    if (drop_last && static_cast<int64_t>(end - start) < batch_size) break;
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start), order.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return batches;
+}
+
+namespace {
+
+using Batches = std::vector<std::vector<int64_t>>;
+
+// HF's BatchSamplerShard._iter_with_split.
+Batches shard_split(const Batches& batches, int64_t batch_size, bool drop_last, const ShardOptions& s) {
+  Batches out;
+  const int64_t length = batch_size / s.num_processes;
+  auto slice = [&](const std::vector<int64_t>& b) {
+    const auto from = std::min<int64_t>(length * s.process_index, static_cast<int64_t>(b.size()));
+    const auto to = std::min<int64_t>(length * (s.process_index + 1), static_cast<int64_t>(b.size()));
+    return std::vector<int64_t>(b.begin() + from, b.begin() + to);
+  };
+  if (batches.empty()) return out;
+  std::vector<int64_t> initial = batches.front();
+  for (const auto& b : batches) {
+    if (static_cast<int64_t>(b.size()) == batch_size) out.push_back(slice(b));
+  }
+  const auto& last = batches.back();
+  if (!drop_last && static_cast<int64_t>(last.size()) < batch_size) {
+    if (!s.even_batches) {
+      if (static_cast<int64_t>(last.size()) > length * s.process_index) out.push_back(slice(last));
+    } else {
+      while (static_cast<int64_t>(initial.size()) < batch_size) initial.insert(initial.end(), initial.begin(), initial.end());
+      auto completed = last;
+      completed.insert(completed.end(), initial.begin(), initial.end());
+      out.push_back(slice(completed));
+    }
+  }
+  return out;
+}
+
+// HF's BatchSamplerShard._iter_with_no_split: batch idx belongs to rank idx % n; a round is released only when
+// its last batch is full; with even_batches the last round is completed from the start of the epoch.
+Batches shard_no_split(const Batches& batches, int64_t batch_size, bool drop_last, const ShardOptions& s) {
+  Batches out;
+  const int n = s.num_processes, rank = s.process_index;
+  std::vector<int64_t> initial;
+  std::optional<std::vector<int64_t>> to_yield;
+  int64_t idx = 0;
+  std::vector<int64_t> batch;
+  for (idx = 0; idx < static_cast<int64_t>(batches.size()); ++idx) {
+    batch = batches[idx];
+    if (!drop_last && idx < n) initial.insert(initial.end(), batch.begin(), batch.end());
+    if (idx % n == rank) to_yield = batch;
+    if (idx % n == n - 1 && static_cast<int64_t>(batch.size()) == batch_size) {
+      out.push_back(*to_yield);
+      to_yield.reset();
+    }
+  }
+  if (batches.empty()) return out;
+  idx = static_cast<int64_t>(batches.size()) - 1;  // enumerate's last index
+  if (drop_last || initial.empty()) return out;
+  if (!s.even_batches) {
+    if (to_yield && !to_yield->empty()) out.push_back(*to_yield);
+    return out;
+  }
+  if (to_yield && !to_yield->empty() && static_cast<int64_t>(to_yield->size()) == batch_size) out.push_back(*to_yield);
+  while (static_cast<int64_t>(initial.size()) < n * batch_size) initial.insert(initial.end(), initial.begin(), initial.end());
+  if (static_cast<int64_t>(batch.size()) == batch_size) {
+    batch.clear();
+    ++idx;
+  }
+  size_t cycle = 0;
+  while (idx % n != 0 || !batch.empty()) {
+    const size_t end = cycle + static_cast<size_t>(batch_size) - batch.size();
+    batch.insert(batch.end(), initial.begin() + static_cast<std::ptrdiff_t>(std::min(cycle, initial.size())),
+                 initial.begin() + static_cast<std::ptrdiff_t>(std::min(end, initial.size())));
+    if (idx % n == rank) out.push_back(batch);
+    cycle = end;
+    batch.clear();
+    ++idx;
+  }
+  return out;
+}
+
+}  // namespace
+
+Batches shard_batches(const Batches& batches, int64_t batch_size, bool drop_last, const ShardOptions& shard) {
+  if (shard.num_processes == 1) return batches;
+  return shard.split_batches ? shard_split(batches, batch_size, drop_last, shard)
+                             : shard_no_split(batches, batch_size, drop_last, shard);
+}
+
+std::vector<int64_t> epoch_order(int64_t size, bool shuffle, at::Generator* generator) {
+  if (!shuffle) {
+    std::vector<int64_t> order(static_cast<size_t>(size));
+    for (int64_t i = 0; i < size; ++i) order[static_cast<size_t>(i)] = i;
+    return order;
+  }
+  auto perm = at::randperm(size, *generator, at::TensorOptions().dtype(at::kLong));
+  return std::vector<int64_t>(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + size);
+}
+
+// ---- background loading -------------------------------------------------------------------------------------
+
+class DataLoader::Prefetcher {
+ public:
+  Prefetcher(std::shared_ptr<Dataset> dataset, Batches batches, int depth)
+      : dataset_(std::move(dataset)), batches_(std::move(batches)), depth_(depth) {
+    if (depth_ > 0) thread_ = std::thread([this] { run(); });
+  }
+  ~Prefetcher() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Batch next() {
+    if (depth_ == 0) return dataset_->get_batch(batches_[next_sync_++]);
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return !ready_.empty() || error_; });
+    if (ready_.empty()) std::rethrow_exception(error_);
+    Batch b = std::move(ready_.front());
+    ready_.pop_front();
+    changed_.notify_all();
+    return b;
+  }
+
+ private:
+  void run() {
+    try {
+      for (const auto& indices : batches_) {
+        Batch b = dataset_->get_batch(indices);
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return stop_ || static_cast<int>(ready_.size()) < depth_; });
+        if (stop_) return;
+        ready_.push_back(std::move(b));
+        changed_.notify_all();
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      error_ = std::current_exception();
+      changed_.notify_all();
+    }
+  }
+
+  std::shared_ptr<Dataset> dataset_;
+  Batches batches_;
+  int depth_;
+  size_t next_sync_ = 0;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Batch> ready_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// ---- DataLoader ---------------------------------------------------------------------------------------------
+
+DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions options)
+    : dataset_(std::move(dataset)), options_(options) {
+  ACCELERATE_CHECK(dataset_, ConfigError, "DataLoader: the dataset is null.");
+  ACCELERATE_CHECK(options_.batch_size >= 1, ConfigError, "DataLoader: batch_size must be >= 1, got ",
+                   options_.batch_size, ".");
+  ACCELERATE_CHECK(options_.prefetch >= 0, ConfigError, "DataLoader: prefetch must be >= 0, got ", options_.prefetch, ".");
+  // As torch's RandomSampler without a generator: seed a private one from one draw of the global RNG.
+  const int64_t seed = options_.seed ? *options_.seed : at::empty({}, at::kLong).random_().item<int64_t>();
+  generator_ = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
+}
+
+DataLoader::~DataLoader() = default;
+
+void DataLoader::prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard,
+                         c10::Device device) {
+  const int64_t n = dataset_->size();
+  ACCELERATE_CHECK(n > 0, ConfigError, "prepare(data loader): the dataset is empty; there is nothing to train on.");
+  ACCELERATE_CHECK(n >= shard.num_processes, ConfigError, "prepare(data loader): the dataset has ", n,
+                   " samples, fewer than the ", shard.num_processes,
+                   " processes; every process needs at least one. Use fewer processes or more data.");
+  ACCELERATE_CHECK(!shard.split_batches || options_.batch_size % shard.num_processes == 0, ConfigError,
+                   "prepare(data loader): with split_batches the batch size (", options_.batch_size,
+                   ") must be a multiple of the number of processes (", shard.num_processes, ").");
+  state_ = &state;
+  gradient_state_ = &gradient_state;
+  shard_ = shard;
+  device_ = device;
+}
+
+int64_t DataLoader::total_batch_size() const {
+  return shard_.split_batches ? options_.batch_size : options_.batch_size * shard_.num_processes;
+}
+
+int64_t DataLoader::size() const {
+  const int64_t n = dataset_->size(), bs = options_.batch_size, world = shard_.num_processes;
+  const int64_t batches = options_.drop_last ? n / bs : (n + bs - 1) / bs;
+  int64_t len;
+  if (world == 1 || shard_.split_batches) len = batches;
+  else if (batches % world == 0 || options_.drop_last) len = batches / world;
+  else if (shard_.even_batches) len = batches / world + 1;
+  else len = batches / world + (shard_.process_index < batches % world ? 1 : 0);
+  return std::max<int64_t>(0, len - skip_);
+}
+
+void DataLoader::skip_first_batches(int64_t num_batches) {
+  ACCELERATE_CHECK(num_batches >= 0, ConfigError, "skip_first_batches: num_batches must be >= 0, got ", num_batches, ".");
+  skip_ = num_batches;
+}
+
+Batches DataLoader::epoch_indices(bool synchronise) {
+  if (options_.seed) {
+    std::lock_guard<std::mutex> lock(generator_.mutex());
+    generator_.set_current_seed(static_cast<uint64_t>(*options_.seed + epoch_));
+  } else if (options_.shuffle && synchronise && state_ && state_->num_processes() > 1) {
+    // HF's default rng_types=["generator"]: every rank takes rank 0's generator, so all draw one permutation.
+    at::Tensor rng = generator_.get_state();
+    broadcast(*state_, rng, 0);
+    generator_.set_state(rng);
+  }
+  auto batches = make_batches(epoch_order(dataset_->size(), options_.shuffle, &generator_), options_.batch_size,
+                              options_.drop_last);
+  auto mine = shard_batches(batches, options_.batch_size, options_.drop_last, shard_);
+  mine.erase(mine.begin(), mine.begin() + std::min<std::ptrdiff_t>(skip_, static_cast<std::ptrdiff_t>(mine.size())));
+  return mine;
+}
+
+Batches DataLoader::peek_epoch_indices() {
+  const auto saved = generator_.get_state();
+  auto out = epoch_indices(/*synchronise=*/false);
+  generator_.set_state(saved);
+  return out;
+}
+
+DataLoader::Iterator DataLoader::begin() {
+  if (prefetcher_) finish_epoch();  // the previous loop ended early
+  auto batches = epoch_indices(/*synchronise=*/true);
+  count_ = static_cast<int64_t>(batches.size());
+  position_ = 0;
+  if (gradient_state_) {
+    gradient_state_->begin_loader(this, options_.drop_last ? -1 : dataset_->size() % total_batch_size());
+  }
+  prefetcher_ = std::make_unique<Prefetcher>(dataset_, std::move(batches), options_.prefetch);
+  Iterator it(this);
+  if (!advance(it.current_)) {
+    finish_epoch();
+    return end();
+  }
+  return it;
+}
+
+bool DataLoader::advance(Batch& out) {
+  if (position_ >= count_) return false;
+  out = prefetcher_->next();
+  if (device_.type() != c10::kCPU) {
+    out.data = out.data.to(device_);
+    out.target = out.target.to(device_);
+  }
+  ++position_;
+  // HF looks one batch ahead; we know the count, so the flag is set before the last batch is handed out.
+  if (position_ == count_ && gradient_state_) gradient_state_->set_end_of_dataloader(this);
+  return true;
+}
+
+void DataLoader::finish_epoch() {
+  prefetcher_.reset();
+  if (gradient_state_) gradient_state_->end_loader(this);
+  ++epoch_;
+  skip_ = 0;
+}
+
+DataLoader::Iterator& DataLoader::Iterator::operator++() {
+  if (!loader_->advance(current_)) {
+    loader_->finish_epoch();
+    loader_ = nullptr;
+  }
+  return *this;
+}
+
+}  // namespace accelerate

@@ -1,0 +1,143 @@
+// Sharding equals HF Accelerate's BatchSamplerShard: the expected lists come from HF itself
+// (tests/parity/generate_shard_cases.py), for sequential and seeded shuffled orders.
+#include <accelerate/accelerate.hpp>
+#include <accelerate/data_loader.hpp>
+#include <accelerate/gradient_state.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+using namespace accelerate;
+using Lists = std::vector<std::vector<std::vector<int64_t>>>;
+
+namespace {
+struct Case {
+  int64_t size, batch_size;
+  int world;
+  bool even, split, drop_last;
+  int64_t seed, epoch;
+  Lists expected;  // per rank
+};
+const std::vector<Case> kCases = {
+#include "../parity/shard_cases.inc"
+};
+
+std::string name(const Case& c) {
+  return accelerate::detail::concat("n=", c.size, " bs=", c.batch_size, " world=", c.world, " even=", c.even, " split=", c.split,
+                        " drop_last=", c.drop_last, " seed=", c.seed, " epoch=", c.epoch);
+}
+}  // namespace
+
+TEST(Sharding, MatchesHfForEveryCase) {
+  ASSERT_GT(kCases.size(), 300u);
+  for (const auto& c : kCases) {
+    std::vector<int64_t> order;
+    if (c.seed < 0) {
+      order = epoch_order(c.size, false, nullptr);
+    } else {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(c.seed + c.epoch));
+      order = epoch_order(c.size, true, &gen);  // SeedableRandomSampler: seed + epoch
+    }
+    auto batches = make_batches(order, c.batch_size, c.drop_last);
+    for (int rank = 0; rank < c.world; ++rank) {
+      auto got = shard_batches(batches, c.batch_size, c.drop_last, {c.world, rank, c.split, c.even});
+      EXPECT_EQ(got, c.expected[rank]) << name(c) << " rank " << rank;
+    }
+  }
+}
+
+TEST(DataLoader, PreparedLoaderYieldsHfBatchesAndLength) {
+  ProcessState state(EnvironmentVariables{}, ProcessStateOptions{.cpu = true});
+  int checked = 0;
+  for (const auto& c : kCases) {
+    if (c.size < c.world) continue;  // refused at prepare (tested below)
+    auto data = at::arange(c.size, at::kLong);
+    for (int rank = 0; rank < c.world; ++rank) {
+      DataLoaderOptions o{.batch_size = c.batch_size, .shuffle = c.seed >= 0, .drop_last = c.drop_last};
+      if (c.seed >= 0) o.seed = c.seed;
+      DataLoader loader(std::make_shared<TensorDataset>(data, data), o);
+      GradientState gs;
+      loader.prepare(state, gs, {c.world, rank, c.split, c.even}, c10::Device(c10::kCPU));
+      loader.set_epoch(c.epoch);
+      EXPECT_EQ(loader.peek_epoch_indices(), c.expected[rank]) << name(c) << " rank " << rank;
+      if (c.seed < 0 && (c.even || c.drop_last)) {
+        // HF's __len__; without even_batches it can count a batch a short rank never gets
+        EXPECT_EQ(loader.size(), static_cast<int64_t>(c.expected[rank].size())) << name(c);
+      }
+      // Iterating yields exactly those samples, with the end-of-data flag set on the last batch only.
+      std::vector<std::vector<int64_t>> seen;
+      int64_t flagged_at = -1;
+      for (auto& batch : loader) {
+        seen.emplace_back(batch.data.data_ptr<int64_t>(), batch.data.data_ptr<int64_t>() + batch.data.numel());
+        if (gs.end_of_dataloader()) flagged_at = static_cast<int64_t>(seen.size()) - 1;
+      }
+      EXPECT_EQ(seen, c.expected[rank]) << name(c);
+      if (!seen.empty()) EXPECT_EQ(flagged_at, static_cast<int64_t>(seen.size()) - 1) << name(c);
+      EXPECT_FALSE(gs.in_dataloader());
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 500);
+}
+
+TEST(DataLoader, RemainderAndEpochs) {
+  ProcessState state(EnvironmentVariables{}, ProcessStateOptions{.cpu = true});
+  auto data = at::arange(10, at::kLong);
+  DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 4, .shuffle = true, .seed = 5});
+  GradientState gs;
+  loader.prepare(state, gs, {2, 0, false, true}, c10::Device(c10::kCPU));
+  EXPECT_EQ(loader.total_batch_size(), 8);
+  int64_t remainder = -2;
+  for (auto& batch : loader) {
+    (void)batch;
+    remainder = gs.remainder();
+  }
+  EXPECT_EQ(remainder, 2);  // 10 % 8, as HF
+  EXPECT_EQ(loader.epoch(), 1);
+  auto epoch1 = loader.peek_epoch_indices();
+  loader.set_epoch(0);
+  EXPECT_NE(loader.peek_epoch_indices(), epoch1);  // another epoch, another permutation
+}
+
+TEST(DataLoader, SkipFirstBatches) {
+  auto data = at::arange(12, at::kLong);
+  DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 2});
+  loader.skip_first_batches(4);
+  EXPECT_EQ(loader.size(), 2);
+  std::vector<int64_t> first;
+  for (auto& b : loader) first.push_back(b.data[0].item<int64_t>());
+  EXPECT_EQ(first, (std::vector<int64_t>{8, 10}));
+  EXPECT_EQ(loader.size(), 6);  // only the next epoch skips
+}
+
+TEST(DataLoader, BadInput) {
+  ProcessState state(EnvironmentVariables{}, ProcessStateOptions{.cpu = true});
+  GradientState gs;
+  auto tiny = at::arange(3, at::kLong);
+  DataLoader small(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 1});
+  EXPECT_THROW(small.prepare(state, gs, {4, 0, false, true}, c10::Device(c10::kCPU)), ConfigError);
+  auto none = at::empty({0}, at::kLong);
+  DataLoader empty(std::make_shared<TensorDataset>(none, none), {.batch_size = 1});
+  EXPECT_THROW(empty.prepare(state, gs, {1, 0, false, true}, c10::Device(c10::kCPU)), ConfigError);
+  DataLoader split(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 3});
+  EXPECT_THROW(split.prepare(state, gs, {2, 0, true, true}, c10::Device(c10::kCPU)), ConfigError);
+  EXPECT_THROW(DataLoader(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 0}), ConfigError);
+  EXPECT_THROW(TensorDataset(tiny, at::arange(4)), ConfigError);
+}
+
+TEST(DataLoader, LoaderErrorsReachTheTrainingThread) {
+  struct Failing final : Dataset {
+    int64_t size() const override { return 8; }
+    Batch get(int64_t index) const override {
+      if (index == 5) throw ConfigError("sample 5 is corrupt");
+      return {at::ones({1}), at::ones({1})};
+    }
+  };
+  DataLoader loader(std::make_shared<Failing>(), {.batch_size = 2});
+  EXPECT_THROW(
+      {
+        for (auto& b : loader) (void)b;
+      },
+      ConfigError);
+}
