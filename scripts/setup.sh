@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything accelerate-cpp needs on a Debian machine and builds it; a quick no-op when done already.
 #   - apt packages (compiler tools, CLI11, yaml-cpp, gloo headers, GoogleTest, Open MPI, the example data)
-#   - a Python venv holding the torch==2.11.0 wheel (LibTorch + c10d), at $ACCELERATE_CPP_VENV
+#   - a Python venv holding the torch==2.11.0 wheel (LibTorch + c10d) and HF accelerate (parity checks), at
+#     $ACCELERATE_CPP_VENV
 #     (default: ~/.cache/accelerate-cpp/venv), reused when present
 #   - configure (Ninja, ccache) and build into build/
 set -euo pipefail
@@ -30,7 +31,7 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
   log "creating the venv at $VENV with torch==$TORCH_VERSION (several GB, once)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy safetensors
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy safetensors "accelerate==1.15.0"
 fi
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/accelerate-cpp/ccache}"

@@ -1,8 +1,12 @@
 // Umbrella header: `#include <accelerate/accelerate.hpp>` and write the loop as in Python Accelerate.
 #pragma once
 
+#include <accelerate/accelerator.hpp>
 #include <accelerate/collectives.hpp>
+#include <accelerate/data_loader.hpp>
 #include <accelerate/environment.hpp>
 #include <accelerate/error.hpp>
 #include <accelerate/process_state.hpp>
+#include <accelerate/random.hpp>
+#include <accelerate/scheduler.hpp>
 #include <accelerate/version.hpp>

@@ -23,6 +23,7 @@ class Communicator {
   ~Communicator();
 
   c10d::ProcessGroup& group();
+  const c10::intrusive_ptr<c10d::ProcessGroup>& group_ptr() const { return group_; }
   /// The backend for CPU tensors (always Gloo): object and shape exchanges go through it.
   c10d::Backend& cpu_backend();
 

@@ -1,0 +1,137 @@
+// Fashion-MNIST with a small CNN: the same loop on one process, N CPU processes or GPUs.
+//   accelerate-cpp launch --num_processes 2 --cpu build/bin/fashion_mnist
+// Flags: --epochs --batch_size (per process) --lr --mixed_precision --gradient_accumulation_steps --seed
+//        --data_dir (Debian's dataset-fashion-mnist by default) --cache_dir --limit (train samples, for smoke runs)
+#include <accelerate/accelerate.hpp>
+
+#include <torch/torch.h>  // the example itself may use the whole frontend
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+
+#include "fashion_mnist_data.hpp"
+
+namespace {
+
+struct Args {
+  int epochs = 2;
+  int64_t batch_size = 64;
+  double lr = 2e-3;
+  std::optional<std::string> mixed_precision;
+  std::optional<int> gradient_accumulation_steps;
+  uint64_t seed = 42;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string cache_dir;
+  int64_t limit = 0;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    ACCELERATE_CHECK(i + 1 < argc, ConfigError, "flag ", flag, " needs a value");
+    const std::string v = argv[++i];
+    if (flag == "--epochs") a.epochs = std::stoi(v);
+    else if (flag == "--batch_size") a.batch_size = std::stoll(v);
+    else if (flag == "--lr") a.lr = std::stod(v);
+    else if (flag == "--mixed_precision") a.mixed_precision = v;
+    else if (flag == "--gradient_accumulation_steps") a.gradient_accumulation_steps = std::stoi(v);
+    else if (flag == "--seed") a.seed = std::stoull(v);
+    else if (flag == "--data_dir") a.data_dir = v;
+    else if (flag == "--cache_dir") a.cache_dir = v;
+    else if (flag == "--limit") a.limit = std::stoll(v);
+    else throw accelerate::ConfigError("unknown flag " + flag + " (see the comment at the top of main.cpp)");
+  }
+  return a;
+}
+
+struct NetImpl : torch::nn::Module {
+  NetImpl()
+      : conv1(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3)))),
+        conv2(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)))),
+        fc1(register_module("fc1", torch::nn::Linear(64 * 5 * 5, 128))),
+        fc2(register_module("fc2", torch::nn::Linear(128, 10))) {}
+  torch::Tensor forward(torch::Tensor x) {                       // (B, 1, 28, 28)
+    x = torch::max_pool2d(torch::relu(conv1(x)), 2);             // (B, 32, 13, 13)
+    x = torch::max_pool2d(torch::relu(conv2(x)), 2);             // (B, 64, 5, 5)
+    x = torch::relu(fc1(x.flatten(1)));                          // (B, 128)
+    return fc2(x);                                               // (B, 10)
+  }
+  torch::nn::Conv2d conv1, conv2;
+  torch::nn::Linear fc1, fc2;
+};
+TORCH_MODULE(Net);
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args args = parse(argc, argv);
+  accelerate::AcceleratorOptions options;
+  options.mixed_precision = args.mixed_precision;
+  options.gradient_accumulation_steps = args.gradient_accumulation_steps;
+  options.seed = args.seed;
+  accelerate::Accelerator acc(options);
+
+  fashion_mnist::Splits data;
+  {
+    auto first = acc.main_process_first();  // rank 0 unpacks the data once, the others then read it
+    data = fashion_mnist::load(args.data_dir, args.cache_dir, args.limit);
+  }
+  accelerate::DataLoader train(data.train, {.batch_size = args.batch_size, .shuffle = true});
+  accelerate::DataLoader test(data.test, {.batch_size = 256});
+
+  Net model;
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(args.lr));
+  const int64_t steps_per_epoch = (data.train->size() + args.batch_size - 1) / args.batch_size;  // unprepared length
+  auto schedule = accelerate::get_scheduler("cosine", optimizer,
+                                            {.num_warmup_steps = 50, .num_training_steps = args.epochs * steps_per_epoch});
+  auto [net, opt, train_loader, test_loader, scheduler] = acc.prepare(model, optimizer, train, test, schedule);
+
+  for (int epoch = 0; epoch < args.epochs; ++epoch) {
+    const auto start = std::chrono::steady_clock::now();
+    net->train();
+    double loss_sum = 0;
+    int64_t batches = 0;
+    for (auto& batch : train_loader) {
+      auto step = acc.accumulate(net);
+      torch::Tensor loss;
+      {
+        auto autocast = acc.autocast();
+        loss = torch::cross_entropy_loss(net->forward(batch.data), batch.target);
+      }
+      acc.backward(loss);
+      opt.step();
+      scheduler.step();
+      opt.zero_grad();
+      loss_sum += loss.item<double>();
+      ++batches;
+    }
+    const auto mean_loss = acc.reduce(torch::tensor(loss_sum / batches, torch::kDouble), accelerate::Reduction::Mean);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    acc.print("epoch", epoch, "train_loss", mean_loss.item<double>(), "lr", scheduler.get_last_lr()[0], "seconds",
+              seconds);
+  }
+
+  net->eval();
+  int64_t correct = 0, seen = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& batch : test_loader) {
+      auto autocast = acc.autocast();
+      auto predictions = net->forward(batch.data).argmax(1);
+      // gather_for_metrics drops the samples that padded the last round, so every test image counts once.
+      auto all_predictions = acc.gather_for_metrics(predictions);
+      auto all_targets = acc.gather_for_metrics(batch.target);
+      correct += all_predictions.eq(all_targets).sum().item<int64_t>();
+      seen += all_targets.size(0);
+    }
+  }
+  acc.print("test_samples", seen);
+  if (acc.is_main_process()) std::cout << "test_accuracy=" << static_cast<double>(correct) / seen << std::endl;
+  acc.end_training();
+  return 0;
+} catch (const accelerate::Error& e) {
+  std::cerr << "fashion_mnist: " << e.what() << std::endl;
+  return 1;
+}

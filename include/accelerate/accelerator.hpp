@@ -1,0 +1,192 @@
+// Accelerator: the one object a training loop talks to (HF Accelerate's Accelerator). It owns the process
+// state, the gradient state and the mixed-precision policy, and prepares models, optimizers, data loaders and
+// schedulers so that the same loop runs on one process, N CPU processes or GPUs.
+//
+//   accelerate::Accelerator acc;
+//   auto [model, opt, loader] = acc.prepare(model, optimizer, loader);
+//   for (auto& batch : loader) {
+//     auto step = acc.accumulate();
+//     auto loss = torch::cross_entropy(model->forward(batch.data), batch.target);
+//     acc.backward(loss);
+//     opt.step();
+//     opt.zero_grad();
+//   }
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/optim/optimizer.h>
+
+#include <accelerate/accelerator_options.hpp>
+#include <accelerate/collectives.hpp>
+#include <accelerate/data_loader.hpp>
+#include <accelerate/gradient_state.hpp>
+#include <accelerate/optimizer.hpp>
+#include <accelerate/precision.hpp>
+#include <accelerate/process_state.hpp>
+#include <accelerate/scheduler.hpp>
+
+namespace accelerate {
+
+namespace detail {
+class DataParallel;
+}
+
+class Accelerator;
+
+/// RAII of accumulate(): decides whether this micro-step syncs; non-sync micro-steps neither all-reduce
+/// gradients nor step the optimizer or scheduler.
+class [[nodiscard]] AccumulateGuard {
+ public:
+  explicit AccumulateGuard(Accelerator& accelerator);
+  ~AccumulateGuard() = default;
+  AccumulateGuard(const AccumulateGuard&) = delete;
+  AccumulateGuard& operator=(const AccumulateGuard&) = delete;
+  AccumulateGuard(AccumulateGuard&&) = delete;
+  AccumulateGuard& operator=(AccumulateGuard&&) = delete;
+};
+
+/// RAII of no_sync(model): backward passes inside accumulate gradients locally without all-reducing them.
+class [[nodiscard]] NoSyncGuard {
+ public:
+  explicit NoSyncGuard(detail::DataParallel* ddp);
+  ~NoSyncGuard();
+  NoSyncGuard(const NoSyncGuard&) = delete;
+  NoSyncGuard& operator=(const NoSyncGuard&) = delete;
+  NoSyncGuard(NoSyncGuard&&) = delete;
+  NoSyncGuard& operator=(NoSyncGuard&&) = delete;
+
+ private:
+  detail::DataParallel* ddp_;
+  bool previous_;
+};
+
+class Accelerator {
+ public:
+  explicit Accelerator(AcceleratorOptions options = {});
+  ~Accelerator();
+  Accelerator(const Accelerator&) = delete;
+  Accelerator& operator=(const Accelerator&) = delete;
+
+  // ---- state ----
+  const ProcessState& state() const { return state_; }
+  GradientState& gradient_state() { return gradient_state_; }
+  c10::Device device() const { return state_.device(); }
+  int num_processes() const { return state_.num_processes(); }
+  int process_index() const { return state_.process_index(); }
+  int local_process_index() const { return state_.local_process_index(); }
+  bool is_main_process() const { return state_.is_main_process(); }
+  bool is_local_main_process() const { return state_.is_local_main_process(); }
+  bool is_last_process() const { return state_.is_last_process(); }
+  bool use_distributed() const { return state_.use_distributed(); }
+  DistributedType distributed_type() const { return state_.distributed_type(); }
+  MixedPrecision mixed_precision() const { return precision_; }
+  int gradient_accumulation_steps() const { return gradient_state_.num_steps; }
+  bool sync_gradients() const { return gradient_state_.sync_gradients; }
+  bool split_batches() const { return options_.split_batches; }
+  bool even_batches() const { return options_.even_batches; }
+  /// Any prepared optimizer skipped its last step (fp16 overflow).
+  bool optimizer_step_was_skipped() const;
+  /// Micro-step counter of gradient accumulation (HF's accelerator.step).
+  int64_t step() const { return step_; }
+  GradScaler* scaler() { return scaler_.get(); }
+
+  // ---- prepare ----
+  /// Moves the model to the device and, with several processes, synchronises its gradients (DDP). Returns
+  /// the same module, so the loop does not change.
+  std::shared_ptr<torch::nn::Module> prepare_model(std::shared_ptr<torch::nn::Module> model);
+  template <class M>
+  torch::nn::ModuleHolder<M> prepare(torch::nn::ModuleHolder<M> model) {
+    prepare_model(model.ptr());
+    return model;
+  }
+  template <class M, class = std::enable_if_t<std::is_base_of_v<torch::nn::Module, M>>>
+  std::shared_ptr<M> prepare(std::shared_ptr<M> model) {
+    prepare_model(model);
+    return model;
+  }
+  AcceleratedOptimizer& prepare(torch::optim::Optimizer& optimizer);
+  DataLoader& prepare(DataLoader& loader);
+  AcceleratedScheduler& prepare(LRScheduler& scheduler);
+  /// Several at once, returned in order: `auto [model, opt, loader, sched] = acc.prepare(model, opt, loader, sched);`
+  template <class A, class B, class... Rest>
+  auto prepare(A&& a, B&& b, Rest&&... rest) {
+    // Braced initialisation evaluates left to right, so schedulers see the optimizers prepared before them.
+    return std::tuple<decltype(prepare(std::forward<A>(a))), decltype(prepare(std::forward<B>(b))),
+                      decltype(prepare(std::forward<Rest>(rest)))...>{
+        prepare(std::forward<A>(a)), prepare(std::forward<B>(b)), prepare(std::forward<Rest>(rest))...};
+  }
+
+  // ---- the step ----
+  /// loss / gradient_accumulation_steps, scaled under fp16, then backward; on sync steps the gradients are
+  /// all-reduced during backward.
+  void backward(const at::Tensor& loss);
+  AccumulateGuard accumulate() { return AccumulateGuard(*this); }
+  template <class M>
+  AccumulateGuard accumulate(const M&) {
+    return AccumulateGuard(*this);
+  }
+  NoSyncGuard no_sync(const std::shared_ptr<torch::nn::Module>& model);
+  template <class M>
+  NoSyncGuard no_sync(const torch::nn::ModuleHolder<M>& model) {
+    return no_sync(std::static_pointer_cast<torch::nn::Module>(model.ptr()));
+  }
+  /// Autocast to the mixed-precision dtype on this device (a no-op guard for "no").
+  AutocastGuard autocast();
+  /// Unscales fp16 gradients once, then clips; returns the total norm.
+  double clip_grad_norm_(const std::vector<at::Tensor>& parameters, double max_norm, double norm_type = 2.0);
+  void clip_grad_value_(const std::vector<at::Tensor>& parameters, double clip_value);
+  /// Divides fp16 gradients by the scale (once per step).
+  void unscale_gradients();
+  /// The module itself (C++ modules are not wrapped).
+  template <class T>
+  T unwrap_model(T model) const {
+    return model;
+  }
+
+  // ---- collectives and helpers ----
+  at::Tensor gather(const at::Tensor& tensor) const { return accelerate::gather(state_, tensor); }
+  /// gather(), then drops the samples that padded the last global batch (HF's gather_for_metrics).
+  at::Tensor gather_for_metrics(const at::Tensor& tensor) const;
+  /// HF: Accelerator.reduce defaults to "sum".
+  at::Tensor reduce(const at::Tensor& tensor, Reduction reduction = Reduction::Sum) const {
+    return accelerate::reduce(state_, tensor, reduction);
+  }
+  at::Tensor pad_across_processes(const at::Tensor& tensor, int64_t dim = 0, double pad_index = 0,
+                                  bool pad_first = false) const {
+    return accelerate::pad_across_processes(state_, tensor, dim, pad_index, pad_first);
+  }
+  void wait_for_everyone() const { accelerate::wait_for_everyone(state_); }
+  MainProcessFirstGuard main_process_first() const { return accelerate::main_process_first(state_); }
+  MainProcessFirstGuard local_main_process_first() const { return accelerate::local_main_process_first(state_); }
+  template <class... Args>
+  void print(const Args&... args) const {
+    accelerate::print(state_, args...);
+  }
+  /// Seeds every generator; with device_specific each process adds its index.
+  void set_seed(uint64_t seed, bool device_specific = false) const;
+  /// Barrier, then leaves the process group.
+  void end_training();
+
+ private:
+  friend class AccumulateGuard;
+  void do_sync();
+
+  AcceleratorOptions options_;
+  ProcessState state_;
+  GradientState gradient_state_;
+  MixedPrecision precision_ = MixedPrecision::No;
+  std::unique_ptr<GradScaler> scaler_;
+  int64_t step_ = 0;
+  std::vector<std::unique_ptr<detail::DataParallel>> models_;
+  std::deque<AcceleratedOptimizer> optimizers_;
+  std::deque<AcceleratedScheduler> schedulers_;
+  std::vector<const void*> prepared_;  // what was prepared, to refuse preparing it twice
+};
+
+}  // namespace accelerate

@@ -1,0 +1,43 @@
+// Options of the Accelerator, named after HF Accelerate's arguments and kwargs handlers.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <accelerate/optimizer.hpp>
+#include <accelerate/process_state.hpp>
+
+namespace accelerate {
+
+/// HF's DistributedDataParallelKwargs (the fields that apply here).
+struct DdpOptions {
+  double bucket_cap_mb = 25;
+  bool find_unused_parameters = false;
+  bool gradient_as_bucket_view = false;
+};
+
+struct AcceleratorOptions {
+  /// "no", "fp16", "bf16". Unset: ACCELERATE_MIXED_PRECISION (set by launch), else "no".
+  std::optional<std::string> mixed_precision;
+  /// Unset: ACCELERATE_GRADIENT_ACCUMULATION_STEPS (set by launch), else 1. A value given here wins.
+  std::optional<int> gradient_accumulation_steps;
+  /// Force CPU (also ACCELERATE_USE_CPU).
+  bool cpu = false;
+  /// DataLoaderConfiguration: each global batch is split between the processes instead of each process
+  /// taking whole batches.
+  bool split_batches = false;
+  /// DataLoaderConfiguration: complete the last round from the start so every process gets as many batches.
+  bool even_batches = true;
+  /// The last batch of a loader always syncs and steps (GradientAccumulationPlugin::sync_with_dataloader).
+  bool sync_with_dataloader = true;
+  bool step_scheduler_with_optimizer = true;
+  /// set_seed(seed) at construction.
+  std::optional<uint64_t> seed;
+  DdpOptions ddp;
+  GradScalerOptions grad_scaler;
+  /// Timeout and backend of the process group.
+  ProcessStateOptions process;
+};
+
+}  // namespace accelerate

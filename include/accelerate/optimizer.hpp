@@ -1,0 +1,65 @@
+// AcceleratedOptimizer (steps only on sync micro-steps, runs the GradScaler under fp16) and GradScaler
+// (torch.amp.GradScaler's algorithm on ATen's _amp_* kernels).
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include <ATen/core/Tensor.h>
+#include <torch/optim/optimizer.h>
+
+#include <accelerate/gradient_state.hpp>
+
+namespace accelerate {
+
+/// HF's GradScalerKwargs (torch's defaults).
+struct GradScalerOptions {
+  double init_scale = 65536.0;
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
+  int64_t growth_interval = 2000;
+  bool enabled = true;
+};
+
+class GradScaler {
+ public:
+  explicit GradScaler(GradScalerOptions options = {});
+  /// loss * scale (the scale lives on the loss's device).
+  at::Tensor scale(const at::Tensor& loss);
+  /// Divides the gradients by the scale in place and records whether any is inf/NaN. Once per step.
+  void unscale_(torch::optim::Optimizer& optimizer);
+  /// Unscales if needed, then steps unless a gradient was inf/NaN. Returns whether it stepped.
+  bool step(torch::optim::Optimizer& optimizer);
+  /// Backs the scale off after inf/NaN, grows it after growth_interval clean steps.
+  void update();
+  double get_scale() const;
+  int64_t growth_tracker() const;
+  bool is_enabled() const { return options_.enabled; }
+
+ private:
+  GradScalerOptions options_;
+  at::Tensor scale_, growth_tracker_, found_inf_;
+  bool unscaled_ = false;
+};
+
+/// The optimizer a prepared loop steps: step() and zero_grad() do nothing on accumulation micro-steps
+/// (sync_gradients false), and under fp16 step() goes through the GradScaler.
+class AcceleratedOptimizer {
+ public:
+  AcceleratedOptimizer(torch::optim::Optimizer& optimizer, GradientState& gradient_state, GradScaler* scaler);
+  void step();
+  void zero_grad(bool set_to_none = true);
+  /// The last step() was skipped because the fp16 gradients overflowed.
+  bool step_was_skipped() const { return skipped_; }
+  torch::optim::Optimizer& optimizer() { return optimizer_; }
+  std::vector<torch::optim::OptimizerParamGroup>& param_groups() { return optimizer_.param_groups(); }
+  GradScaler* scaler() { return scaler_; }
+
+ private:
+  torch::optim::Optimizer& optimizer_;
+  GradientState& gradient_state_;
+  GradScaler* scaler_;
+  bool skipped_ = false;
+};
+
+}  // namespace accelerate

@@ -1,0 +1,194 @@
+// Accelerator: each method is a few lines delegating to the state, the DDP wrapper, the optimizer wrapper,
+// the data loader or the collectives.
+#include <accelerate/accelerator.hpp>
+
+#include <accelerate/error.hpp>
+#include <accelerate/random.hpp>
+
+#include <ATen/ATen.h>
+#include <algorithm>
+#include <ATen/autocast_mode.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include "detail/data_parallel.hpp"
+
+namespace accelerate {
+namespace {
+
+std::optional<std::string> env(const char* key) {
+  const char* v = std::getenv(key);
+  if (!v || !*v) return std::nullopt;
+  return std::string(v);
+}
+
+int resolve_accumulation(const std::optional<int>& option) {
+  int steps = 1;
+  if (option) {
+    steps = *option;
+  } else if (auto v = env("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")) {
+    try {
+      size_t used = 0;
+      steps = std::stoi(*v, &used);
+      if (used != v->size()) steps = 0;
+    } catch (const std::exception&) {
+      steps = 0;
+    }
+    ACCELERATE_CHECK(steps >= 1, ConfigError, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS='", *v,
+                     "' must be an integer >= 1 (launch: --gradient_accumulation_steps).");
+  }
+  ACCELERATE_CHECK(steps >= 1, ConfigError, "gradient_accumulation_steps must be >= 1, got ", steps, ".");
+  return steps;
+}
+
+void check_not_prepared(std::vector<const void*>& prepared, const void* object, const char* what) {
+  ACCELERATE_CHECK(std::find(prepared.begin(), prepared.end(), object) == prepared.end(), ConfigError,
+                   "prepare(", what, "): this ", what,
+                   " was already prepared by this Accelerator; prepare each object once and keep what it returns.");
+  prepared.push_back(object);
+}
+
+}  // namespace
+
+Accelerator::Accelerator(AcceleratorOptions options)
+    : options_(std::move(options)), state_([&] {
+        auto p = options_.process;
+        p.cpu = p.cpu || options_.cpu;
+        return p;
+      }()) {
+  precision_ = parse_mixed_precision(
+      options_.mixed_precision.value_or(env("ACCELERATE_MIXED_PRECISION").value_or("no")));
+  ACCELERATE_CHECK(precision_ != MixedPrecision::Fp16 || state_.device().is_cuda(), ConfigError,
+                   "fp16 mixed precision requires a CUDA device, and this process runs on ", state_.device(),
+                   ". On CPU use bf16 (mixed_precision \"bf16\", launch --mixed_precision bf16) or \"no\".");
+  gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps);
+  gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
+  if (precision_ == MixedPrecision::Fp16) scaler_ = std::make_unique<GradScaler>(options_.grad_scaler);
+  if (options_.seed) set_seed(*options_.seed);
+}
+
+Accelerator::~Accelerator() = default;
+
+bool Accelerator::optimizer_step_was_skipped() const {
+  return std::any_of(optimizers_.begin(), optimizers_.end(), [](const auto& o) { return o.step_was_skipped(); });
+}
+
+std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<torch::nn::Module> model) {
+  ACCELERATE_CHECK(model, ConfigError, "prepare(model): the model is null.");
+  check_not_prepared(prepared_, model.get(), "model");
+  model->to(state_.device());
+  if (state_.use_distributed()) {
+    models_.push_back(std::make_unique<detail::DataParallel>(*state_.communicator(), *model, options_.ddp));
+  }
+  return model;
+}
+
+AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
+  check_not_prepared(prepared_, &optimizer, "optimizer");
+  return optimizers_.emplace_back(optimizer, gradient_state_, scaler_.get());
+}
+
+DataLoader& Accelerator::prepare(DataLoader& loader) {
+  check_not_prepared(prepared_, &loader, "data loader");
+  loader.prepare(state_, gradient_state_,
+                 ShardOptions{state_.num_processes(), state_.process_index(), options_.split_batches,
+                              options_.even_batches},
+                 state_.device());
+  return loader;
+}
+
+AcceleratedScheduler& Accelerator::prepare(LRScheduler& scheduler) {
+  check_not_prepared(prepared_, &scheduler, "scheduler");
+  // HF: the wrapped optimizer whose inner optimizer is the scheduler's, else every prepared optimizer.
+  std::vector<AcceleratedOptimizer*> optimizers;
+  for (auto& o : optimizers_) {
+    if (&o.optimizer() == &scheduler.optimizer()) optimizers.push_back(&o);
+  }
+  if (optimizers.empty()) {
+    for (auto& o : optimizers_) optimizers.push_back(&o);
+  }
+  return schedulers_.emplace_back(scheduler, std::move(optimizers), gradient_state_,
+                                  options_.step_scheduler_with_optimizer, options_.split_batches,
+                                  state_.num_processes());
+}
+
+void Accelerator::do_sync() {
+  if (gradient_state_.sync_with_dataloader && gradient_state_.end_of_dataloader()) {
+    step_ = 0;
+    gradient_state_.sync_gradients = true;  // the last batch of an epoch always steps
+  } else {
+    ++step_;
+    gradient_state_.sync_gradients = step_ % gradient_state_.num_steps == 0;
+  }
+}
+
+AccumulateGuard::AccumulateGuard(Accelerator& accelerator) { accelerator.do_sync(); }
+
+NoSyncGuard::NoSyncGuard(detail::DataParallel* ddp) : ddp_(ddp), previous_(ddp ? ddp->require_sync : true) {
+  if (ddp_) ddp_->require_sync = false;
+}
+NoSyncGuard::~NoSyncGuard() {
+  if (ddp_) ddp_->require_sync = previous_;
+}
+
+NoSyncGuard Accelerator::no_sync(const std::shared_ptr<torch::nn::Module>& model) {
+  for (auto& m : models_) {
+    if (&m->module() == model.get()) return NoSyncGuard(m.get());
+  }
+  return NoSyncGuard(nullptr);
+}
+
+void Accelerator::backward(const at::Tensor& loss) {
+  ACCELERATE_CHECK(loss.defined() && loss.numel() == 1, ConfigError,
+                   "backward: the loss must be a scalar tensor, got shape ", loss.defined() ? loss.sizes() : at::IntArrayRef{},
+                   ". Reduce it first (e.g. loss.mean()).");
+  ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
+                   "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
+  at::Tensor scaled = loss / gradient_state_.num_steps;
+  for (auto& m : models_) {
+    m->prepare_iteration();
+    if (gradient_state_.sync_gradients && m->require_sync) m->prepare_for_backward(scaled);
+  }
+  if (scaler_) scaled = scaler_->scale(scaled);
+  scaled.backward();
+}
+
+AutocastGuard Accelerator::autocast() {
+  const auto type = state_.device().type();
+  switch (precision_) {
+    case MixedPrecision::Fp16: return AutocastGuard(type, at::kHalf);
+    case MixedPrecision::Bf16: return AutocastGuard(type, at::kBFloat16);
+    case MixedPrecision::No: break;
+  }
+  return AutocastGuard(type, at::autocast::get_autocast_dtype(type), at::autocast::is_autocast_enabled(type));
+}
+
+void Accelerator::unscale_gradients() {
+  if (!scaler_) return;
+  for (auto& o : optimizers_) scaler_->unscale_(o.optimizer());
+}
+
+double Accelerator::clip_grad_norm_(const std::vector<at::Tensor>& parameters, double max_norm, double norm_type) {
+  unscale_gradients();
+  return torch::nn::utils::clip_grad_norm_(parameters, max_norm, norm_type);
+}
+
+void Accelerator::clip_grad_value_(const std::vector<at::Tensor>& parameters, double clip_value) {
+  unscale_gradients();
+  torch::nn::utils::clip_grad_value_(parameters, clip_value);
+}
+
+at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor) const {
+  auto all = gather(tensor);
+  if (gradient_state_.end_of_dataloader() && gradient_state_.remainder() > 0) {
+    return all.narrow(0, 0, std::min<int64_t>(gradient_state_.remainder(), all.size(0)));
+  }
+  return all;
+}
+
+void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
+  accelerate::set_seed(seed, device_specific, &state_);
+}
+
+void Accelerator::end_training() { state_.destroy_process_group(); }
+
+}  // namespace accelerate

@@ -1,0 +1,69 @@
+#include "detail/data_parallel.hpp"
+
+#include <accelerate/accelerator_options.hpp>
+#include <accelerate/error.hpp>
+
+#include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <torch/nn/module.h>
+
+#include <limits>
+#include <unordered_set>
+
+#include "detail/communicator.hpp"
+
+namespace accelerate::detail {
+
+DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options)
+    : module_(module), find_unused_(options.find_unused_parameters) {
+  std::vector<at::Tensor> params;
+  std::unordered_map<size_t, std::string> names;
+  std::unordered_set<const void*> seen;  // shared parameters are synchronised once
+  for (const auto& item : module.named_parameters()) {
+    const auto& p = item.value();
+    if (!p.requires_grad() || !seen.insert(p.unsafeGetTensorImpl()).second) continue;
+    names[params.size()] = item.key();
+    params.push_back(p);
+  }
+  ACCELERATE_CHECK(!params.empty(), ConfigError,
+                   "prepare(model): the model has no parameter that requires grad, so there is nothing to train.");
+  // Every rank starts from rank 0's weights and buffers, as DDP's constructor does.
+  std::vector<at::Tensor> state(params.begin(), params.end());
+  for (const auto& b : module.buffers()) state.push_back(b);
+  {
+    at::NoGradGuard no_grad;
+    c10d::broadcast_coalesced(comm.group_ptr(), state, 250u << 20, 0);
+  }
+  const int64_t cap = static_cast<int64_t>(options.bucket_cap_mb * 1024 * 1024);
+  ACCELERATE_CHECK(cap > 0, ConfigError, "DdpOptions::bucket_cap_mb must be > 0, got ", options.bucket_cap_mb, ".");
+  // As DDP: without unused parameters the first iteration uses one bucket, then buckets are rebuilt in the
+  // order gradients really arrive (rebuild_buckets).
+  std::vector<size_t> limits = find_unused_ ? std::vector<size_t>{c10d::kDefaultFirstBucketBytes, static_cast<size_t>(cap)}
+                                            : std::vector<size_t>{std::numeric_limits<size_t>::max()};
+  std::vector<bool> sparse(params.size(), false);
+  auto [buckets, per_bucket] = c10d::compute_bucket_assignment_by_size(params, limits, sparse);
+  std::reverse(buckets.begin(), buckets.end());  // gradients arrive roughly in reverse parameter order
+  try {
+    reducer_ = std::make_unique<c10d::Reducer>(params, buckets, comm.group_ptr(), sparse, cap, find_unused_,
+                                               options.gradient_as_bucket_view, names,
+                                               std::min<int64_t>(c10d::kDefaultFirstBucketBytes, cap),
+                                               /*skip_all_reduce_unused_params=*/false,
+                                               /*use_python_reducer=*/false, std::vector<int64_t>{});
+  } catch (const std::exception& e) {
+    throw DistributedOperationError(concat("prepare(model): could not set up gradient synchronisation: ", e.what()));
+  }
+}
+
+DataParallel::~DataParallel() = default;
+
+void DataParallel::prepare_iteration() {
+  reducer_->prepare_for_forward();
+  reducer_->rebuild_buckets();
+}
+
+void DataParallel::prepare_for_backward(const at::Tensor& loss) {
+  // With find_unused_parameters the Reducer walks the graph from the outputs to find parameters without grads.
+  reducer_->prepare_for_backward(find_unused_ ? std::vector<at::Tensor>{loss} : std::vector<at::Tensor>{});
+}
+
+}  // namespace accelerate::detail

@@ -1,0 +1,95 @@
+#include <accelerate/optimizer.hpp>
+
+#include <accelerate/error.hpp>
+
+#include <ATen/ATen.h>
+#include <map>
+
+namespace accelerate {
+
+GradScaler::GradScaler(GradScalerOptions options) : options_(options) {
+  ACCELERATE_CHECK(options_.growth_factor > 1.0, ConfigError, "GradScaler: growth_factor must be > 1, got ",
+                   options_.growth_factor, ".");
+  ACCELERATE_CHECK(options_.backoff_factor > 0.0 && options_.backoff_factor < 1.0, ConfigError,
+                   "GradScaler: backoff_factor must be in (0, 1), got ", options_.backoff_factor, ".");
+  ACCELERATE_CHECK(options_.growth_interval >= 1, ConfigError, "GradScaler: growth_interval must be >= 1.");
+}
+
+at::Tensor GradScaler::scale(const at::Tensor& loss) {
+  if (!options_.enabled) return loss;
+  if (!scale_.defined() || scale_.device() != loss.device()) {
+    // Lazily on the loss's device, as torch does.
+    scale_ = at::full({}, options_.init_scale, at::TensorOptions().dtype(at::kFloat).device(loss.device()));
+    growth_tracker_ = at::zeros({}, at::TensorOptions().dtype(at::kInt).device(loss.device()));
+  }
+  return loss * scale_.to(loss.scalar_type());
+}
+
+void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
+  if (!options_.enabled || !scale_.defined()) return;
+  ACCELERATE_CHECK(!unscaled_, StateError,
+                   "unscale_() was already called since the last update(): clip the gradients once per step.");
+  const auto inv_scale = scale_.to(at::kDouble).reciprocal().to(at::kFloat);
+  found_inf_ = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(scale_.device()));
+  // The fused kernel wants one device and dtype per call.
+  std::map<std::pair<std::string, at::ScalarType>, std::vector<at::Tensor>> groups;
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      ACCELERATE_CHECK(p.grad().scalar_type() != at::kHalf, StateError,
+                       "Attempting to unscale FP16 gradients: keep the parameters in fp32 and let autocast cast.");
+      groups[{p.grad().device().str(), p.grad().scalar_type()}].push_back(p.mutable_grad());
+    }
+  }
+  for (auto& [key, grads] : groups) {
+    auto found = at::zeros({}, found_inf_.options().device(grads[0].device()));
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found, inv_scale.to(grads[0].device()));
+    found_inf_.add_(found.to(found_inf_.device()));
+  }
+  unscaled_ = true;
+}
+
+bool GradScaler::step(torch::optim::Optimizer& optimizer) {
+  if (!options_.enabled || !scale_.defined()) {
+    optimizer.step();
+    return true;
+  }
+  if (!unscaled_) unscale_(optimizer);
+  const bool finite = found_inf_.item<float>() == 0.0f;
+  if (finite) optimizer.step();
+  return finite;
+}
+
+void GradScaler::update() {
+  if (!options_.enabled || !scale_.defined()) return;
+  auto found = found_inf_.defined() ? found_inf_ : at::zeros({}, scale_.options());
+  at::_amp_update_scale_(scale_, growth_tracker_, found, options_.growth_factor, options_.backoff_factor,
+                         options_.growth_interval);
+  unscaled_ = false;
+  found_inf_ = at::Tensor();
+}
+
+double GradScaler::get_scale() const { return scale_.defined() ? scale_.item<double>() : options_.init_scale; }
+int64_t GradScaler::growth_tracker() const { return growth_tracker_.defined() ? growth_tracker_.item<int64_t>() : 0; }
+
+AcceleratedOptimizer::AcceleratedOptimizer(torch::optim::Optimizer& optimizer, GradientState& gradient_state,
+                                           GradScaler* scaler)
+    : optimizer_(optimizer), gradient_state_(gradient_state), scaler_(scaler) {}
+
+void AcceleratedOptimizer::step() {
+  if (!gradient_state_.sync_gradients) return;
+  if (scaler_) {
+    skipped_ = !scaler_->step(optimizer_);
+    scaler_->update();
+  } else {
+    optimizer_.step();
+    skipped_ = false;
+  }
+}
+
+void AcceleratedOptimizer::zero_grad(bool set_to_none) {
+  if (!gradient_state_.sync_gradients) return;
+  optimizer_.zero_grad(set_to_none);
+}
+
+}  // namespace accelerate

@@ -1,0 +1,45 @@
+#include <accelerate/precision.hpp>
+
+#include <accelerate/error.hpp>
+
+#include <ATen/autocast_mode.h>
+
+namespace accelerate {
+
+MixedPrecision parse_mixed_precision(const std::string& value) {
+  if (value == "no" || value.empty()) return MixedPrecision::No;
+  if (value == "fp16") return MixedPrecision::Fp16;
+  if (value == "bf16") return MixedPrecision::Bf16;
+  ACCELERATE_CHECK(value != "fp8", ConfigError,
+                   "mixed_precision 'fp8' is not supported by accelerate-cpp yet. Choose between: no, fp16, bf16.");
+  throw ConfigError(detail::concat("Unknown mixed_precision mode: '", value, "'. Choose between: no, fp16, bf16."));
+}
+
+std::string to_string(MixedPrecision precision) {
+  switch (precision) {
+    case MixedPrecision::No: return "no";
+    case MixedPrecision::Fp16: return "fp16";
+    case MixedPrecision::Bf16: return "bf16";
+  }
+  return "no";
+}
+
+AutocastGuard::AutocastGuard(c10::DeviceType device, c10::ScalarType dtype, bool enabled)
+    : device_(device),
+      previous_enabled_(at::autocast::is_autocast_enabled(device)),
+      previous_cache_(at::autocast::is_autocast_cache_enabled()),
+      previous_dtype_(at::autocast::get_autocast_dtype(device)) {
+  at::autocast::set_autocast_enabled(device, enabled);
+  at::autocast::set_autocast_dtype(device, dtype);
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  // The cast cache keys fp32 weights by identity; without clearing it the next step would reuse stale casts.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(device_, previous_enabled_);
+  at::autocast::set_autocast_dtype(device_, previous_dtype_);
+  at::autocast::set_autocast_cache_enabled(previous_cache_);
+}
+
+}  // namespace accelerate
