@@ -49,16 +49,27 @@ void check_not_prepared(std::vector<const void*>& prepared, const void* object, 
 
 }  // namespace
 
-Accelerator::Accelerator(AcceleratorOptions options)
-    : options_(std::move(options)), state_([&] {
-        auto p = options_.process;
-        p.cpu = p.cpu || options_.cpu;
-        return p;
-      }()) {
+Accelerator::Accelerator(AcceleratorOptions options) : options_(std::move(options)) {
+  auto process = options_.process;
+  process.cpu = process.cpu || options_.cpu;
+  state_ = std::make_shared<ProcessState>(process);
+  init();
+}
+
+Accelerator::Accelerator(std::shared_ptr<ProcessState> state, AcceleratorOptions options)
+    : options_(std::move(options)), state_(std::move(state)) {
+  ACCELERATE_CHECK(state_, ConfigError, "Accelerator: the shared ProcessState is null.");
+  ACCELERATE_CHECK(!options_.cpu || !state_->device().is_cuda(), ConfigError,
+                   "Accelerator: cpu=true, but the shared ProcessState runs on ", state_->device(),
+                   "; create the ProcessState with ProcessStateOptions{.cpu = true}.");
+  init();
+}
+
+void Accelerator::init() {
   precision_ = parse_mixed_precision(
       options_.mixed_precision.value_or(env("ACCELERATE_MIXED_PRECISION").value_or("no")));
-  ACCELERATE_CHECK(precision_ != MixedPrecision::Fp16 || state_.device().is_cuda(), ConfigError,
-                   "fp16 mixed precision requires a CUDA device, and this process runs on ", state_.device(),
+  ACCELERATE_CHECK(precision_ != MixedPrecision::Fp16 || state_->device().is_cuda(), ConfigError,
+                   "fp16 mixed precision requires a CUDA device, and this process runs on ", state_->device(),
                    ". On CPU use bf16 (mixed_precision \"bf16\", launch --mixed_precision bf16) or \"no\".");
   gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps);
   gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
@@ -75,9 +86,9 @@ bool Accelerator::optimizer_step_was_skipped() const {
 std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<torch::nn::Module> model) {
   ACCELERATE_CHECK(model, ConfigError, "prepare(model): the model is null.");
   check_not_prepared(prepared_, model.get(), "model");
-  model->to(state_.device());
-  if (state_.use_distributed()) {
-    models_.push_back(std::make_unique<detail::DataParallel>(*state_.communicator(), *model, options_.ddp));
+  model->to(state_->device());
+  if (state_->use_distributed()) {
+    models_.push_back(std::make_unique<detail::DataParallel>(*state_->communicator(), *model, options_.ddp));
   }
   return model;
 }
@@ -89,10 +100,10 @@ AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
 
 DataLoader& Accelerator::prepare(DataLoader& loader) {
   check_not_prepared(prepared_, &loader, "data loader");
-  loader.prepare(state_, gradient_state_,
-                 ShardOptions{state_.num_processes(), state_.process_index(), options_.split_batches,
+  loader.prepare(*state_, gradient_state_,
+                 ShardOptions{state_->num_processes(), state_->process_index(), options_.split_batches,
                               options_.even_batches},
-                 state_.device());
+                 state_->device());
   return loader;
 }
 
@@ -108,7 +119,7 @@ AcceleratedScheduler& Accelerator::prepare(LRScheduler& scheduler) {
   }
   return schedulers_.emplace_back(scheduler, std::move(optimizers), gradient_state_,
                                   options_.step_scheduler_with_optimizer, options_.split_batches,
-                                  state_.num_processes());
+                                  state_->num_processes());
 }
 
 void Accelerator::do_sync() {
@@ -153,7 +164,7 @@ void Accelerator::backward(const at::Tensor& loss) {
 }
 
 AutocastGuard Accelerator::autocast() {
-  const auto type = state_.device().type();
+  const auto type = state_->device().type();
   switch (precision_) {
     case MixedPrecision::Fp16: return AutocastGuard(type, at::kHalf);
     case MixedPrecision::Bf16: return AutocastGuard(type, at::kBFloat16);
@@ -186,9 +197,9 @@ at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor) const {
 }
 
 void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
-  accelerate::set_seed(seed, device_specific, &state_);
+  accelerate::set_seed(seed, device_specific, state_.get());
 }
 
-void Accelerator::end_training() { state_.destroy_process_group(); }
+void Accelerator::end_training() { state_->destroy_process_group(); }
 
 }  // namespace accelerate

@@ -68,23 +68,27 @@ class [[nodiscard]] NoSyncGuard {
 
 class Accelerator {
  public:
+  /// Joins the process group of this process's launch environment (AcceleratorOptions::process).
   explicit Accelerator(AcceleratorOptions options = {});
+  /// Shares an existing process state, e.g. several Accelerators, one after another, in one program: each
+  /// ProcessState is one rendezvous, so share it rather than creating a second one.
+  Accelerator(std::shared_ptr<ProcessState> state, AcceleratorOptions options = {});
   ~Accelerator();
   Accelerator(const Accelerator&) = delete;
   Accelerator& operator=(const Accelerator&) = delete;
 
   // ---- state ----
-  const ProcessState& state() const { return state_; }
+  const ProcessState& state() const { return *state_; }
   GradientState& gradient_state() { return gradient_state_; }
-  c10::Device device() const { return state_.device(); }
-  int num_processes() const { return state_.num_processes(); }
-  int process_index() const { return state_.process_index(); }
-  int local_process_index() const { return state_.local_process_index(); }
-  bool is_main_process() const { return state_.is_main_process(); }
-  bool is_local_main_process() const { return state_.is_local_main_process(); }
-  bool is_last_process() const { return state_.is_last_process(); }
-  bool use_distributed() const { return state_.use_distributed(); }
-  DistributedType distributed_type() const { return state_.distributed_type(); }
+  c10::Device device() const { return state_->device(); }
+  int num_processes() const { return state_->num_processes(); }
+  int process_index() const { return state_->process_index(); }
+  int local_process_index() const { return state_->local_process_index(); }
+  bool is_main_process() const { return state_->is_main_process(); }
+  bool is_local_main_process() const { return state_->is_local_main_process(); }
+  bool is_last_process() const { return state_->is_last_process(); }
+  bool use_distributed() const { return state_->use_distributed(); }
+  DistributedType distributed_type() const { return state_->distributed_type(); }
   MixedPrecision mixed_precision() const { return precision_; }
   int gradient_accumulation_steps() const { return gradient_state_.num_steps; }
   bool sync_gradients() const { return gradient_state_.sync_gradients; }
@@ -150,23 +154,23 @@ class Accelerator {
   }
 
   // ---- collectives and helpers ----
-  at::Tensor gather(const at::Tensor& tensor) const { return accelerate::gather(state_, tensor); }
+  at::Tensor gather(const at::Tensor& tensor) const { return accelerate::gather(*state_, tensor); }
   /// gather(), then drops the samples that padded the last global batch (HF's gather_for_metrics).
   at::Tensor gather_for_metrics(const at::Tensor& tensor) const;
   /// HF: Accelerator.reduce defaults to "sum".
   at::Tensor reduce(const at::Tensor& tensor, Reduction reduction = Reduction::Sum) const {
-    return accelerate::reduce(state_, tensor, reduction);
+    return accelerate::reduce(*state_, tensor, reduction);
   }
   at::Tensor pad_across_processes(const at::Tensor& tensor, int64_t dim = 0, double pad_index = 0,
                                   bool pad_first = false) const {
-    return accelerate::pad_across_processes(state_, tensor, dim, pad_index, pad_first);
+    return accelerate::pad_across_processes(*state_, tensor, dim, pad_index, pad_first);
   }
-  void wait_for_everyone() const { accelerate::wait_for_everyone(state_); }
-  MainProcessFirstGuard main_process_first() const { return accelerate::main_process_first(state_); }
-  MainProcessFirstGuard local_main_process_first() const { return accelerate::local_main_process_first(state_); }
+  void wait_for_everyone() const { accelerate::wait_for_everyone(*state_); }
+  MainProcessFirstGuard main_process_first() const { return accelerate::main_process_first(*state_); }
+  MainProcessFirstGuard local_main_process_first() const { return accelerate::local_main_process_first(*state_); }
   template <class... Args>
   void print(const Args&... args) const {
-    accelerate::print(state_, args...);
+    accelerate::print(*state_, args...);
   }
   /// Seeds every generator; with device_specific each process adds its index.
   void set_seed(uint64_t seed, bool device_specific = false) const;
@@ -176,9 +180,10 @@ class Accelerator {
  private:
   friend class AccumulateGuard;
   void do_sync();
+  void init();
 
   AcceleratorOptions options_;
-  ProcessState state_;
+  std::shared_ptr<ProcessState> state_;
   GradientState gradient_state_;
   MixedPrecision precision_ = MixedPrecision::No;
   std::unique_ptr<GradScaler> scaler_;

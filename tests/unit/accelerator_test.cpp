@@ -1,0 +1,223 @@
+// Accelerator in a world of one: schedules (against transformers' own values), the scheduler's stepping rules,
+// the GradScaler, bf16 autocast, the accumulation sync pattern, and bad input.
+#include <accelerate/accelerate.hpp>
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <gtest/gtest.h>
+
+using namespace accelerate;
+
+namespace {
+struct ScheduleCase {
+  const char* name;
+  std::vector<double> lrs;
+};
+const std::vector<ScheduleCase> kSchedules = {
+#include "../parity/scheduler_cases.inc"
+};
+
+torch::nn::Linear tiny_model() { return torch::nn::Linear(4, 2); }
+
+AcceleratorOptions cpu_options() {
+  AcceleratorOptions o;
+  o.cpu = true;
+  return o;
+}
+}  // namespace
+
+TEST(Schedules, MatchTransformers) {
+  ASSERT_EQ(kSchedules.size(), 6u);
+  for (const auto& c : kSchedules) {
+    auto p = torch::zeros({1}, torch::requires_grad());
+    torch::optim::SGD opt({p}, 0.1);
+    SchedulerOptions o{.num_warmup_steps = 3, .num_training_steps = 20};
+    auto sched = get_scheduler(c.name, opt, o);
+    for (size_t i = 0; i < c.lrs.size(); ++i) {
+      EXPECT_NEAR(sched.get_last_lr()[0], c.lrs[i], 1e-12) << c.name << " after " << i << " steps";
+      sched.step();
+    }
+  }
+  auto p = torch::zeros({1}, torch::requires_grad());
+  torch::optim::SGD opt({p}, 0.1);
+  EXPECT_THROW(get_scheduler("cosine_annealing", opt), ConfigError);
+  EXPECT_THROW(get_scheduler("linear", opt), ConfigError);  // needs num_training_steps
+}
+
+TEST(AcceleratedScheduler, StepsOnSyncOnlyAndOncePerProcess) {
+  auto p = torch::zeros({1}, torch::requires_grad());
+  torch::optim::SGD opt({p}, 1.0);
+  auto sched = get_scheduler("linear", opt, {.num_training_steps = 100});
+  GradientState gs;
+  AcceleratedOptimizer wrapped(opt, gs, nullptr);
+  // 2 processes, no split: each optimizer step consumes two batches of the unprepared loader.
+  AcceleratedScheduler two(sched, {&wrapped}, gs, true, false, 2);
+  gs.sync_gradients = false;
+  two.step();
+  EXPECT_EQ(sched.last_epoch(), 0);  // accumulation micro-step: no LR step
+  gs.sync_gradients = true;
+  two.step();
+  EXPECT_EQ(sched.last_epoch(), 2);
+  EXPECT_NEAR(sched.get_last_lr()[0], 0.98, 1e-12);
+  AcceleratedScheduler split(sched, {&wrapped}, gs, true, /*split_batches=*/true, 2);
+  split.step();
+  EXPECT_EQ(sched.last_epoch(), 3);
+  AcceleratedScheduler free_running(sched, {&wrapped}, gs, /*step_with_optimizer=*/false, false, 2);
+  gs.sync_gradients = false;
+  free_running.step();
+  EXPECT_EQ(sched.last_epoch(), 4);
+}
+
+TEST(GradScaler, InfSkipsTheStepAndHalvesTheScale) {
+  auto p = torch::ones({3}, torch::requires_grad());
+  torch::optim::SGD opt({p}, 0.1);
+  GradScaler scaler({.init_scale = 1024, .growth_interval = 3});
+  GradientState gs;
+  AcceleratedOptimizer wrapped(opt, gs, &scaler);
+  auto loss = scaler.scale((p * 2).sum());
+  EXPECT_DOUBLE_EQ(loss.item<double>(), 1024 * 6);
+  loss.backward();
+  p.mutable_grad()[1] = std::numeric_limits<float>::infinity();  // an overflow
+  wrapped.step();
+  EXPECT_TRUE(wrapped.step_was_skipped());
+  EXPECT_TRUE(torch::equal(p, torch::ones({3})));  // untouched
+  EXPECT_DOUBLE_EQ(scaler.get_scale(), 512);
+  // Three clean steps grow the scale back; gradients are unscaled before the update.
+  for (int i = 0; i < 3; ++i) {
+    opt.zero_grad();
+    scaler.scale((p * 2).sum()).backward();
+    wrapped.step();
+    EXPECT_FALSE(wrapped.step_was_skipped());
+  }
+  EXPECT_DOUBLE_EQ(scaler.get_scale(), 1024);
+  EXPECT_NEAR(p[0].item<float>(), 1.0f - 3 * 0.1f * 2.0f, 1e-6);  // three steps of the true gradient 2
+}
+
+TEST(GradScaler, UnscaleTwiceIsAnError) {
+  auto p = torch::ones({1}, torch::requires_grad());
+  torch::optim::SGD opt({p}, 0.1);
+  GradScaler scaler;
+  scaler.scale(p.sum()).backward();
+  scaler.unscale_(opt);
+  EXPECT_NEAR(p.grad().item<float>(), 1.0f, 1e-6);
+  EXPECT_THROW(scaler.unscale_(opt), StateError);
+}
+
+TEST(Accelerator, Bf16AutocastOnCpu) {
+  auto o = cpu_options();
+  o.mixed_precision = "bf16";
+  Accelerator acc(o);
+  auto model = acc.prepare(tiny_model());
+  auto x = torch::randn({8, 4});
+  torch::Tensor inside, outside, loss;
+  {
+    auto guard = acc.autocast();
+    inside = model->forward(x);
+    loss = torch::cross_entropy_loss(inside, torch::zeros({8}, torch::kLong));
+  }
+  outside = model->forward(x);
+  EXPECT_EQ(inside.scalar_type(), torch::kBFloat16);  // the matmul ran in bf16
+  EXPECT_EQ(outside.scalar_type(), torch::kFloat);
+  EXPECT_EQ(loss.scalar_type(), torch::kFloat);       // cross entropy autocasts to fp32
+  EXPECT_TRUE(std::isfinite(loss.item<double>()));
+  acc.backward(loss);
+  EXPECT_EQ(model->weight.grad().scalar_type(), torch::kFloat);
+}
+
+TEST(Accelerator, NoPrecisionAutocastChangesNothing) {
+  Accelerator acc(cpu_options());
+  auto model = acc.prepare(tiny_model());
+  auto guard = acc.autocast();
+  EXPECT_EQ(model->forward(torch::randn({2, 4})).scalar_type(), torch::kFloat);
+}
+
+TEST(Accelerator, AccumulationSyncPatternAndLastBatch) {
+  auto o = cpu_options();
+  o.gradient_accumulation_steps = 3;
+  Accelerator acc(o);
+  auto data = torch::arange(7, torch::kFloat).reshape({7, 1});
+  DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 1});
+  auto model = torch::nn::Linear(1, 1);
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  auto [net, opt, dl] = acc.prepare(model, sgd, loader);
+  std::vector<bool> syncs;
+  for (auto& batch : dl) {
+    auto step = acc.accumulate(net);
+    acc.backward(net->forward(batch.data).sum());
+    opt.step();
+    opt.zero_grad();
+    syncs.push_back(acc.sync_gradients());
+  }
+  // Every third micro-step, and always the last batch of the epoch.
+  EXPECT_EQ(syncs, (std::vector<bool>{false, false, true, false, false, true, true}));
+}
+
+TEST(Accelerator, BackwardDividesByAccumulationSteps) {
+  auto o = cpu_options();
+  o.gradient_accumulation_steps = 4;
+  Accelerator acc(o);
+  auto p = torch::ones({1}, torch::requires_grad());
+  acc.backward((p * 8).sum());
+  EXPECT_FLOAT_EQ(p.grad().item<float>(), 2.0f);
+}
+
+TEST(Accelerator, EnvironmentFillsUnsetOptionsOnly) {
+  ::setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "5", 1);
+  ::setenv("ACCELERATE_MIXED_PRECISION", "bf16", 1);
+  {
+    Accelerator from_env(cpu_options());
+    EXPECT_EQ(from_env.gradient_accumulation_steps(), 5);
+    EXPECT_EQ(from_env.mixed_precision(), MixedPrecision::Bf16);
+    auto o = cpu_options();
+    o.gradient_accumulation_steps = 2;
+    o.mixed_precision = "no";
+    Accelerator explicit_wins(o);
+    EXPECT_EQ(explicit_wins.gradient_accumulation_steps(), 2);
+    EXPECT_EQ(explicit_wins.mixed_precision(), MixedPrecision::No);
+  }
+  ::setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "many", 1);
+  EXPECT_THROW(Accelerator{cpu_options()}, ConfigError);
+  ::unsetenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
+  ::unsetenv("ACCELERATE_MIXED_PRECISION");
+}
+
+TEST(Accelerator, BadInput) {
+  auto expect_error = [](auto&& f, const std::string& needle) {
+    try {
+      f();
+      FAIL() << "expected an error mentioning " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error([] { auto o = cpu_options(); o.mixed_precision = "fp16"; Accelerator a(o); }, "use bf16");
+  expect_error([] { auto o = cpu_options(); o.mixed_precision = "fp4"; Accelerator a(o); }, "Choose between: no, fp16, bf16");
+  expect_error([] { auto o = cpu_options(); o.gradient_accumulation_steps = 0; Accelerator a(o); },
+               "gradient_accumulation_steps must be >= 1");
+  Accelerator acc(cpu_options());
+  auto model = tiny_model();
+  acc.prepare(model);
+  expect_error([&] { acc.prepare(model); }, "already prepared");
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  acc.prepare(sgd);
+  expect_error([&] { acc.prepare(sgd); }, "already prepared");
+  expect_error([&] { acc.backward(model->forward(torch::randn({3, 4}))); }, "must be a scalar");
+  expect_error([&] {
+    torch::NoGradGuard no_grad;
+    acc.backward(model->forward(torch::randn({3, 4})).sum());
+  }, "does not require grad");
+}
+
+TEST(Accelerator, GatherForMetricsDropsThePadding) {
+  Accelerator acc(cpu_options());
+  auto data = torch::arange(5, torch::kLong);
+  DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 2});
+  auto& dl = acc.prepare(loader);
+  std::vector<int64_t> seen;
+  for (auto& batch : dl) {
+    auto all = acc.gather_for_metrics(batch.data);
+    for (int64_t i = 0; i < all.size(0); ++i) seen.push_back(all[i].item<int64_t>());
+  }
+  EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+}
