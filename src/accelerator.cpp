@@ -154,7 +154,8 @@ void Accelerator::backward(const at::Tensor& loss) {
                    ". Reduce it first (e.g. loss.mean()).");
   ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
-  at::Tensor scaled = loss / gradient_state_.num_steps;
+  // Dividing by 1 would add an autograd node to every step for nothing.
+  at::Tensor scaled = gradient_state_.num_steps == 1 ? loss : loss / gradient_state_.num_steps;
   for (auto& m : models_) {
     m->prepare_iteration();
     if (gradient_state_.sync_gradients && m->require_sync) m->prepare_for_backward(scaled);

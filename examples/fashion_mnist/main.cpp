@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "fashion_mnist_data.hpp"
+#include "net.hpp"
 
 namespace {
 
@@ -46,22 +47,6 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-struct NetImpl : torch::nn::Module {
-  NetImpl()
-      : conv1(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3)))),
-        conv2(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)))),
-        fc1(register_module("fc1", torch::nn::Linear(64 * 5 * 5, 128))),
-        fc2(register_module("fc2", torch::nn::Linear(128, 10))) {}
-  torch::Tensor forward(torch::Tensor x) {                       // (B, 1, 28, 28)
-    x = torch::max_pool2d(torch::relu(conv1(x)), 2);             // (B, 32, 13, 13)
-    x = torch::max_pool2d(torch::relu(conv2(x)), 2);             // (B, 64, 5, 5)
-    x = torch::relu(fc1(x.flatten(1)));                          // (B, 128)
-    return fc2(x);                                               // (B, 10)
-  }
-  torch::nn::Conv2d conv1, conv2;
-  torch::nn::Linear fc1, fc2;
-};
-TORCH_MODULE(Net);
 
 }  // namespace
 
@@ -81,7 +66,7 @@ int main(int argc, char** argv) try {
   accelerate::DataLoader train(data.train, {.batch_size = args.batch_size, .shuffle = true});
   accelerate::DataLoader test(data.test, {.batch_size = 256});
 
-  Net model;
+  fashion_mnist::Net model;
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(args.lr));
   const int64_t steps_per_epoch = (data.train->size() + args.batch_size - 1) / args.batch_size;  // unprepared length
   auto schedule = accelerate::get_scheduler("cosine", optimizer,

@@ -101,6 +101,34 @@ TEST(Equivalence, SplitBatchesWithAccumulation) {
   EXPECT_LE(train_both({.per_process_batch = 3, .accumulation = 2, .split_batches = true}), 1e-6);
 }
 
+TEST(Scheduler, StepsByHfRulesWithAccumulationAcrossProcesses) {
+  // 2 accumulation micro-steps per optimizer step; with N processes the schedule advances N per optimizer step
+  // (it is written for the unprepared loader), and only on sync micro-steps.
+  AcceleratorOptions options;
+  options.cpu = true;
+  options.gradient_accumulation_steps = 2;
+  Accelerator acc(g_state, options);
+  Mlp model;
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  SchedulerOptions so{.num_warmup_steps = 2, .num_training_steps = 40};
+  auto schedule = get_scheduler("linear", sgd, so);
+  auto x = torch::randn({8 * acc.num_processes() * 10, 6});
+  DataLoader loader(std::make_shared<TensorDataset>(x, torch::zeros({x.size(0)}, torch::kLong)), {.batch_size = 8});
+  auto [net, opt, dl, sched] = acc.prepare(model, sgd, loader, schedule);
+  const auto lambda = schedule_lambda("linear", so, 0.1);
+  int64_t optimizer_steps = 0;
+  for (auto& batch : dl) {
+    auto step = acc.accumulate(net);
+    acc.backward(torch::cross_entropy_loss(net->forward(batch.data), batch.target));
+    opt.step();
+    sched.step();
+    opt.zero_grad();
+    if (acc.sync_gradients()) ++optimizer_steps;
+    EXPECT_NEAR(sched.get_last_lr()[0], 0.1 * lambda(optimizer_steps * acc.num_processes()), 1e-12);
+  }
+  EXPECT_EQ(optimizer_steps, 5);  // 10 batches per process, 2 per optimizer step
+}
+
 TEST(Equivalence, ReplicasStayIdentical) {
   // After training, every rank holds the same weights (DDP's invariant).
   AcceleratorOptions options;
