@@ -13,6 +13,8 @@
 //   }
 #pragma once
 
+#include <accelerate/guard.hpp>
+
 #include <deque>
 #include <memory>
 #include <tuple>
@@ -41,25 +43,17 @@ class Accelerator;
 
 /// RAII of accumulate(): decides whether this micro-step syncs; non-sync micro-steps neither all-reduce
 /// gradients nor step the optimizer or scheduler.
-class [[nodiscard]] AccumulateGuard {
+class [[nodiscard]] AccumulateGuard : Guard {
  public:
   explicit AccumulateGuard(Accelerator& accelerator);
   ~AccumulateGuard() = default;
-  AccumulateGuard(const AccumulateGuard&) = delete;
-  AccumulateGuard& operator=(const AccumulateGuard&) = delete;
-  AccumulateGuard(AccumulateGuard&&) = delete;
-  AccumulateGuard& operator=(AccumulateGuard&&) = delete;
 };
 
 /// RAII of no_sync(model): backward passes inside accumulate gradients locally without all-reducing them.
-class [[nodiscard]] NoSyncGuard {
+class [[nodiscard]] NoSyncGuard : Guard {
  public:
   explicit NoSyncGuard(detail::DataParallel* ddp);
   ~NoSyncGuard();
-  NoSyncGuard(const NoSyncGuard&) = delete;
-  NoSyncGuard& operator=(const NoSyncGuard&) = delete;
-  NoSyncGuard(NoSyncGuard&&) = delete;
-  NoSyncGuard& operator=(NoSyncGuard&&) = delete;
 
  private:
   detail::DataParallel* ddp_;

@@ -4,6 +4,8 @@
 // A single process is a valid world of one: every call then works locally.
 #pragma once
 
+#include <accelerate/guard.hpp>
+
 #include <algorithm>
 #include <cstdint>
 #include <iostream>
@@ -68,14 +70,10 @@ at::Tensor split_between_processes(const ProcessState& state, const at::Tensor& 
 /// RAII: the main process (or each node's local main) runs the guarded block first, the others wait for it.
 /// If the block throws, the guard skips its barrier: the waiting ranks then fail with a TimeoutError rather
 /// than the whole job hanging on a process that is unwinding.
-class [[nodiscard]] MainProcessFirstGuard {
+class [[nodiscard]] MainProcessFirstGuard : Guard {
  public:
   MainProcessFirstGuard(const ProcessState& state, bool is_first);
   ~MainProcessFirstGuard();
-  MainProcessFirstGuard(const MainProcessFirstGuard&) = delete;
-  MainProcessFirstGuard& operator=(const MainProcessFirstGuard&) = delete;
-  MainProcessFirstGuard(MainProcessFirstGuard&&) = delete;
-  MainProcessFirstGuard& operator=(MainProcessFirstGuard&&) = delete;
 
  private:
   const ProcessState& state_;

@@ -1,6 +1,8 @@
 // Mixed precision: the policy chosen once (no, fp16, bf16) and the RAII autocast guard.
 #pragma once
 
+#include <accelerate/guard.hpp>
+
 #include <string>
 
 #include <c10/core/Device.h>
@@ -17,14 +19,10 @@ std::string to_string(MixedPrecision precision);
 /// RAII: autocast to `dtype` on `device`'s type while alive (Python's `with torch.autocast(...)`). Restores the
 /// previous state and clears the cast cache when the outermost guard ends, so updated weights are re-cast.
 /// Thread-local, as torch's autocast. Leave it before backward().
-class [[nodiscard]] AutocastGuard {
+class [[nodiscard]] AutocastGuard : Guard {
  public:
   AutocastGuard(c10::DeviceType device, c10::ScalarType dtype, bool enabled = true);
   ~AutocastGuard();
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-  AutocastGuard(AutocastGuard&&) = delete;
-  AutocastGuard& operator=(AutocastGuard&&) = delete;
 
  private:
   c10::DeviceType device_;
