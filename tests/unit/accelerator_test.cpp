@@ -221,3 +221,41 @@ TEST(Accelerator, GatherForMetricsDropsThePadding) {
   }
   EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2, 3, 4}));
 }
+
+TEST(Accelerator, ClipGradients) {
+  Accelerator acc(cpu_options());
+  auto p = torch::zeros({2}, torch::requires_grad());
+  acc.backward((p * torch::tensor({3.0f, 4.0f})).sum());
+  EXPECT_NEAR(acc.clip_grad_norm_({p}, 1.0), 5.0, 1e-6);  // returns the norm before clipping
+  EXPECT_NEAR(p.grad().norm().item<double>(), 1.0, 1e-5);
+  acc.clip_grad_value_({p}, 0.5);
+  EXPECT_LE(p.grad().abs().max().item<float>(), 0.5f);
+}
+
+TEST(Accelerator, SetSeedIsReproducibleAndDeviceSpecificShifts) {
+  Accelerator acc(cpu_options());
+  acc.set_seed(11);
+  auto a = torch::rand({3});
+  acc.set_seed(11);
+  EXPECT_TRUE(torch::equal(a, torch::rand({3})));
+  acc.set_seed(10, /*device_specific=*/true);  // rank 0 adds 0
+  EXPECT_FALSE(torch::equal(a, torch::rand({3})));
+}
+
+TEST(DataLoader, AdaptsTorchDataDatasets) {
+  struct Squares : torch::data::datasets::Dataset<Squares> {
+    torch::data::Example<> get(size_t i) override {
+      return {torch::full({2}, static_cast<float>(i * i)), torch::tensor(static_cast<int64_t>(i))};
+    }
+    torch::optional<size_t> size() const override { return 6; }
+  };
+  DataLoader loader(from_torch_dataset(Squares{}), {.batch_size = 4});
+  std::vector<int64_t> sizes;
+  std::vector<float> firsts;
+  for (auto& batch : loader) {
+    sizes.push_back(batch.data.size(0));
+    firsts.push_back(batch.data[0][0].item<float>());
+  }
+  EXPECT_EQ(sizes, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(firsts, (std::vector<float>{0.0f, 16.0f}));
+}
