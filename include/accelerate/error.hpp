@@ -38,6 +38,12 @@ class TimeoutError : public DistributedOperationError {
   using DistributedOperationError::DistributedOperationError;
 };
 
+/// A checkpoint or tensor file is missing, truncated, malformed or does not match what it is loaded into.
+class CheckpointError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The launcher could not start or supervise the worker processes.
 class LaunchError : public Error {
  public:

@@ -1,0 +1,67 @@
+// Our safetensors files against Python's safetensors (the reference implementation), both directions.
+#include <accelerate/safetensors.hpp>
+
+#include <ATen/ATen.h>
+#include <cstdlib>
+#include <filesystem>
+#include <gtest/gtest.h>
+
+#include "subprocess.hpp"
+
+namespace st = accelerate::safetensors;
+namespace fs = std::filesystem;
+
+namespace {
+// The same tensors as reference() in safetensors_interop.py.
+st::TensorMap reference() {
+  st::TensorMap t;
+  const std::vector<std::pair<std::string, at::ScalarType>> dtypes = {
+      {"f32", at::kFloat}, {"f64", at::kDouble}, {"f16", at::kHalf}, {"bf16", at::kBFloat16}, {"i64", at::kLong},
+      {"i32", at::kInt},   {"i16", at::kShort},  {"i8", at::kChar},  {"u8", at::kByte},       {"bool", at::kBool}};
+  for (const auto& [name, type] : dtypes) {
+    auto values = at::arange(-6, 6, at::kDouble).reshape({3, 4}) * 1.5;
+    if (type == at::kBool) t[name] = values > 0;
+    else if (type == at::kByte) t[name] = values.abs().to(type);
+    else t[name] = values.to(type);
+  }
+  t["scalar"] = at::scalar_tensor(3.25);
+  t["scalar"] = t["scalar"].to(at::kFloat);
+  t["empty"] = at::zeros({0, 5});
+  t["model.layer.weight"] = at::linspace(-1, 1, 60).reshape({6, 10});
+  return t;
+}
+
+std::string temp(const std::string& name) {
+  return (fs::temp_directory_path() / ("accelerate_st_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+accelerate::testing::RunResult python(const std::string& mode, const std::string& path) {
+  return accelerate::testing::run({ACCELERATE_TEST_PYTHON, ACCELERATE_TEST_SOURCE_DIR "/tests/interop/safetensors_interop.py",
+                                   mode, path});
+}
+}  // namespace
+
+TEST(SafetensorsInterop, PythonReadsWhatWeWrite) {
+  const auto path = temp("ours.safetensors");
+  st::save_file(reference(), path, {{"format", "pt"}, {"written_by", "accelerate-cpp"}});
+  auto r = python("check", path);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  fs::remove(path);
+}
+
+TEST(SafetensorsInterop, WeReadWhatPythonWrites) {
+  const auto path = temp("python.safetensors");
+  auto r = python("write", path);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  st::File file(path);
+  EXPECT_EQ(file.metadata().at("written_by"), "python");
+  auto expected = reference();
+  ASSERT_EQ(file.keys().size(), expected.size());
+  for (const auto& [name, tensor] : expected) {
+    auto got = file.get(name);
+    EXPECT_EQ(got.scalar_type(), tensor.scalar_type()) << name;
+    EXPECT_EQ(got.sizes(), tensor.sizes()) << name;
+    EXPECT_TRUE(at::equal(got, tensor)) << name;
+  }
+  fs::remove(path);
+}
