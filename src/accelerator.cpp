@@ -87,6 +87,7 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
   ACCELERATE_CHECK(model, ConfigError, "prepare(model): the model is null.");
   check_not_prepared(prepared_, model.get(), "model");
   model->to(state_->device());
+  prepared_models_.push_back(model);
   if (state_->use_distributed()) {
     models_.push_back(std::make_unique<detail::DataParallel>(*state_->communicator(), *model, options_.ddp));
   }
@@ -104,6 +105,7 @@ DataLoader& Accelerator::prepare(DataLoader& loader) {
                  ShardOptions{state_->num_processes(), state_->process_index(), options_.split_batches,
                               options_.even_batches},
                  state_->device());
+  loaders_.push_back(&loader);
   return loader;
 }
 

@@ -259,6 +259,7 @@ Batches DataLoader::epoch_indices(bool synchronise) {
     broadcast(*state_, rng, 0);
     generator_.set_state(rng);
   }
+  if (synchronise) epoch_start_generator_ = generator_.get_state();
   auto batches = make_batches(epoch_order(dataset_->size(), options_.shuffle, &generator_), options_.batch_size,
                               options_.drop_last);
   auto mine = shard_batches(batches, options_.batch_size, options_.drop_last, shard_);
@@ -273,8 +274,21 @@ Batches DataLoader::peek_epoch_indices() {
   return out;
 }
 
+DataLoader::Position DataLoader::position() const {
+  if (prefetcher_) return {epoch_, skipped_this_epoch_ + position_, epoch_start_generator_};
+  return {epoch_, skip_, generator_.get_state()};
+}
+
+void DataLoader::restore(const Position& p) {
+  ACCELERATE_CHECK(!prefetcher_, StateError, "DataLoader::restore: the loader is in the middle of an epoch.");
+  epoch_ = p.epoch;
+  skip_ = p.batches;
+  if (p.generator_state.defined()) generator_.set_state(p.generator_state);
+}
+
 DataLoader::Iterator DataLoader::begin() {
   if (prefetcher_) finish_epoch();  // the previous loop ended early
+  skipped_this_epoch_ = skip_;
   auto batches = epoch_indices(/*synchronise=*/true);
   count_ = static_cast<int64_t>(batches.size());
   position_ = 0;

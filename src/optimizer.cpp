@@ -69,6 +69,11 @@ void GradScaler::update() {
   found_inf_ = at::Tensor();
 }
 
+void GradScaler::load_state(double scale, int64_t growth_tracker) {
+  scale_ = at::full({}, scale, at::TensorOptions().dtype(at::kFloat).device(scale_.defined() ? scale_.device() : at::kCPU));
+  growth_tracker_ = at::full({}, growth_tracker, at::TensorOptions().dtype(at::kInt).device(scale_.device()));
+}
+
 double GradScaler::get_scale() const { return scale_.defined() ? scale_.item<double>() : options_.init_scale; }
 int64_t GradScaler::growth_tracker() const { return growth_tracker_.defined() ? growth_tracker_.item<int64_t>() : 0; }
 

@@ -168,6 +168,15 @@ class Accelerator {
   }
   /// Seeds every generator; with device_specific each process adds its index.
   void set_seed(uint64_t seed, bool device_specific = false) const;
+  // ---- checkpoints (docs/checkpoints.md) ----
+  /// Writes every prepared model, optimizer, scheduler, data-loader position, the GradScaler and each rank's RNG
+  /// state to `output_dir` (or the next automatic checkpoint folder), atomically: a folder either is complete
+  /// (it holds COMPLETE) or is ignored. Returns the folder.
+  std::string save_state(const std::string& output_dir = "");
+  /// Restores what save_state wrote, from `input_dir` or the newest complete automatic checkpoint. Returns it.
+  std::string load_state(const std::string& input_dir = "");
+  ProjectConfiguration& project_configuration() { return options_.project; }
+
   /// Barrier, then leaves the process group.
   void end_training();
 
@@ -183,6 +192,8 @@ class Accelerator {
   std::unique_ptr<GradScaler> scaler_;
   int64_t step_ = 0;
   std::vector<std::unique_ptr<detail::DataParallel>> models_;
+  std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;
+  std::vector<DataLoader*> loaders_;
   std::deque<AcceleratedOptimizer> optimizers_;
   std::deque<AcceleratedScheduler> schedulers_;
   std::vector<const void*> prepared_;  // what was prepared, to refuse preparing it twice

@@ -17,6 +17,17 @@ struct DdpOptions {
   bool gradient_as_bucket_view = false;
 };
 
+/// HF's ProjectConfiguration: where checkpoints go and how many are kept.
+struct ProjectConfiguration {
+  std::string project_dir;
+  /// save_state() without a folder writes project_dir/checkpoints/checkpoint_<iteration>.
+  bool automatic_checkpoint_naming = false;
+  /// Keep at most this many complete automatic checkpoints (the oldest go once a newer one is complete).
+  std::optional<int> total_limit;
+  /// Number of the next automatic checkpoint; continues after load_state.
+  int64_t iteration = 0;
+};
+
 struct AcceleratorOptions {
   /// "no", "fp16", "bf16". Unset: ACCELERATE_MIXED_PRECISION (set by launch), else "no".
   std::optional<std::string> mixed_precision;
@@ -34,6 +45,7 @@ struct AcceleratorOptions {
   bool step_scheduler_with_optimizer = true;
   /// set_seed(seed) at construction.
   std::optional<uint64_t> seed;
+  ProjectConfiguration project;
   DdpOptions ddp;
   GradScalerOptions grad_scaler;
   /// Timeout and backend of the process group.

@@ -126,6 +126,16 @@ class DataLoader {
   /// This rank's batch index lists for the next epoch (what begin() will load).
   std::vector<std::vector<int64_t>> peek_epoch_indices();
 
+  /// Where the loader is, for checkpoints: the epoch, the batches of it already handed out, and the shuffle
+  /// generator's state at the epoch's start. restore() makes the next begin() continue from there.
+  struct Position {
+    int64_t epoch = 0;
+    int64_t batches = 0;
+    at::Tensor generator_state;
+  };
+  Position position() const;
+  void restore(const Position& position);
+
   /// Used by Accelerator::prepare.
   void prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard, c10::Device device);
   bool is_prepared() const { return state_ != nullptr; }
@@ -146,6 +156,8 @@ class DataLoader {
   int64_t epoch_ = 0;
   int64_t skip_ = 0;
   int64_t position_ = 0, count_ = 0;
+  int64_t skipped_this_epoch_ = 0;
+  at::Tensor epoch_start_generator_;
   std::unique_ptr<Prefetcher> prefetcher_;
 };
 

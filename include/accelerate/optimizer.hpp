@@ -33,6 +33,8 @@ class GradScaler {
   /// Backs the scale off after inf/NaN, grows it after growth_interval clean steps.
   void update();
   double get_scale() const;
+  /// Restores the scale and growth tracker (checkpoints).
+  void load_state(double scale, int64_t growth_tracker);
   int64_t growth_tracker() const;
   bool is_enabled() const { return options_.enabled; }
 

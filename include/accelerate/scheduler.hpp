@@ -20,6 +20,11 @@ class LRScheduler {
   LRScheduler(torch::optim::Optimizer& optimizer, std::function<double(int64_t)> lambda);
   void step();
   int64_t last_epoch() const { return last_epoch_; }
+  /// Jumps to `last_epoch` (checkpoint restore) and applies its learning rate.
+  void set_last_epoch(int64_t last_epoch) {
+    last_epoch_ = last_epoch;
+    apply();
+  }
   std::vector<double> get_last_lr() const;
   torch::optim::Optimizer& optimizer() { return optimizer_; }
 

@@ -1,0 +1,358 @@
+// save_state / load_state: HF's folder layout with no pickle (tensors in safetensors, the rest in JSON), written
+// atomically. Protocol: rank 0 creates <dir>.tmp; every rank writes its files (fsync'd); all agree; rank 0
+// renames the folder into place, fsyncs, and writes COMPLETE last. A folder without COMPLETE is never loaded.
+#include <accelerate/accelerator.hpp>
+
+#include <accelerate/error.hpp>
+#include <accelerate/safetensors.hpp>
+#include <accelerate/version.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <filesystem>
+#include <fstream>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/version.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "detail/data_parallel.hpp"
+
+namespace accelerate {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using detail::concat;
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+constexpr const char* kComplete = "COMPLETE";
+
+std::string indexed(const std::string& stem, size_t i, const std::string& ext) {
+  return i == 0 ? stem + ext : concat(stem, "_", i, ext);
+}
+
+void fsync_path(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+    out.flush();
+    ACCELERATE_CHECK(out.good(), CheckpointError, "could not write ", path.string(), " (disk full?).");
+  }
+  fsync_path(path);
+}
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  ACCELERATE_CHECK(in.good(), CheckpointError, "checkpoint file ", path.string(), " is missing.");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw CheckpointError(concat("checkpoint file ", path.string(), " is not valid JSON: ", e.what()));
+  }
+}
+
+/// Every rank reports its error (empty when fine); all ranks throw the same message if any failed, so no rank
+/// goes on alone.
+void agree(const ProcessState& state, const std::string& my_error) {
+  std::string all;
+  for (const auto& e : gather_object(state, c10::IValue(my_error))) {
+    if (!e.toStringRef().empty()) all += (all.empty() ? "" : "; ") + e.toStringRef();
+  }
+  ACCELERATE_CHECK(all.empty(), CheckpointError, all);
+}
+
+template <class F>
+void run_agreed(const ProcessState& state, F&& f) {
+  std::string error;
+  try {
+    f();
+  } catch (const std::exception& e) {
+    error = concat("rank ", state.process_index(), ": ", e.what());
+  }
+  agree(state, error);
+}
+
+// ---- models ----
+safetensors::TensorMap model_state(torch::nn::Module& model) {
+  safetensors::TensorMap out;
+  for (const auto& p : model.named_parameters()) out[p.key()] = p.value().detach();
+  for (const auto& b : model.named_buffers()) out[b.key()] = b.value().detach();
+  return out;
+}
+
+void load_model_state(torch::nn::Module& model, const fs::path& file) {
+  safetensors::File f(file.string());
+  auto targets = model_state(model);
+  for (const auto& name : f.keys()) {
+    ACCELERATE_CHECK(targets.count(name), CheckpointError, "checkpoint file ", file.string(), " has tensor '", name,
+                     "', which the model does not have: is it a checkpoint of another model?");
+  }
+  at::NoGradGuard no_grad;
+  for (auto& [name, target] : targets) {
+    ACCELERATE_CHECK(f.contains(name), CheckpointError, "checkpoint file ", file.string(), " has no tensor '", name,
+                     "' that the model needs: is it a checkpoint of another model?");
+    auto t = f.get(name);
+    ACCELERATE_CHECK(t.sizes() == target.sizes() && t.scalar_type() == target.scalar_type(), CheckpointError,
+                     "checkpoint file ", file.string(), ": tensor '", name, "' is ", t.scalar_type(), t.sizes(),
+                     " but the model's is ", target.scalar_type(), target.sizes(), ".");
+    target.copy_(t);
+  }
+}
+
+// ---- optimizers: the param states of torch::optim's Adam, AdamW and SGD ----
+std::vector<at::Tensor> all_params(torch::optim::Optimizer& opt) {
+  std::vector<at::Tensor> out;
+  for (auto& g : opt.param_groups()) {
+    for (auto& p : g.params()) out.push_back(p);
+  }
+  return out;
+}
+
+template <class State>
+void save_adam_like(const State& s, size_t i, safetensors::TensorMap& tensors, json& steps) {
+  steps[std::to_string(i)] = s.step();
+  tensors[concat("state.", i, ".exp_avg")] = s.exp_avg();
+  tensors[concat("state.", i, ".exp_avg_sq")] = s.exp_avg_sq();
+  if (s.max_exp_avg_sq().defined()) tensors[concat("state.", i, ".max_exp_avg_sq")] = s.max_exp_avg_sq();
+}
+
+void save_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std::string& stem) {
+  safetensors::TensorMap tensors;
+  json meta{{"param_groups", json::array()}, {"steps", json::object()}};
+  auto params = all_params(opt);
+  std::string type = "none";
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = opt.state().find(params[i].unsafeGetTensorImpl());
+    if (it == opt.state().end()) continue;
+    if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+      type = "adamw", save_adam_like(*s, i, tensors, meta["steps"]);
+    } else if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
+      type = "adam", save_adam_like(*s, i, tensors, meta["steps"]);
+    } else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
+      type = "sgd";
+      if (s->momentum_buffer().defined()) tensors[concat("state.", i, ".momentum_buffer")] = s->momentum_buffer();
+    } else {
+      throw CheckpointError("save_state: the optimizer's state type is not supported yet (Adam, AdamW, SGD are).");
+    }
+  }
+  meta["state_type"] = type;
+  meta["num_params"] = params.size();
+  for (auto& g : opt.param_groups()) meta["param_groups"].push_back({{"lr", g.options().get_lr()}, {"params", g.params().size()}});
+  safetensors::save_file(tensors, (dir / (stem + ".safetensors")).string(), {{"format", "pt"}});
+  write_text(dir / (stem + ".json"), meta.dump(2));
+}
+
+void load_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std::string& stem) {
+  const auto meta = read_json(dir / (stem + ".json"));
+  auto params = all_params(opt);
+  ACCELERATE_CHECK(meta.value("num_params", size_t{0}) == params.size(), CheckpointError, "checkpoint file ",
+                   (dir / (stem + ".json")).string(), " is for an optimizer of ", meta.value("num_params", 0),
+                   " parameters; this one has ", params.size(), ".");
+  safetensors::File f((dir / (stem + ".safetensors")).string());
+  const std::string type = meta.value("state_type", "none");
+  auto tensor = [&](size_t i, const char* field) {
+    const auto name = concat("state.", i, ".", field);
+    return f.contains(name) ? f.get(name).clone().to(params[i].device()) : at::Tensor();
+  };
+  for (size_t i = 0; i < params.size(); ++i) {
+    void* key = params[i].unsafeGetTensorImpl();
+    if (type == "adam" || type == "adamw") {
+      const auto step_key = std::to_string(i);
+      if (!meta["steps"].contains(step_key)) continue;
+      auto fill = [&](auto state) {
+        state->step(meta["steps"][step_key].get<int64_t>());
+        state->exp_avg(tensor(i, "exp_avg"));
+        state->exp_avg_sq(tensor(i, "exp_avg_sq"));
+        if (auto m = tensor(i, "max_exp_avg_sq"); m.defined()) state->max_exp_avg_sq(m);
+        opt.state()[key] = std::move(state);
+      };
+      if (type == "adam") fill(std::make_unique<torch::optim::AdamParamState>());
+      else fill(std::make_unique<torch::optim::AdamWParamState>());
+    } else if (type == "sgd") {
+      if (auto m = tensor(i, "momentum_buffer"); m.defined()) {
+        auto state = std::make_unique<torch::optim::SGDParamState>();
+        state->momentum_buffer(m);
+        opt.state()[key] = std::move(state);
+      }
+    }
+  }
+  auto& groups = opt.param_groups();
+  for (size_t g = 0; g < groups.size() && g < meta["param_groups"].size(); ++g) {
+    groups[g].options().set_lr(meta["param_groups"][g]["lr"].get<double>());
+  }
+}
+
+// ---- RNG ----
+at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
+
+}  // namespace
+
+std::string Accelerator::save_state(const std::string& output_dir) {
+  auto& project = options_.project;
+  fs::path dir = output_dir;
+  if (dir.empty()) {
+    ACCELERATE_CHECK(project.automatic_checkpoint_naming && !project.project_dir.empty(), ConfigError,
+                     "save_state: give a folder, or set ProjectConfiguration{project_dir, automatic_checkpoint_naming}.");
+    dir = fs::path(project.project_dir) / "checkpoints" / concat("checkpoint_", project.iteration);
+  }
+  const fs::path tmp = dir.string() + ".tmp";
+  run_agreed(*state_, [&] {
+    if (!is_main_process()) return;
+    ACCELERATE_CHECK(!fs::exists(dir) || fs::is_empty(dir), CheckpointError, "save_state: ", dir.string(),
+                     " already exists and is not empty; choose another folder (nothing was written).");
+    fs::remove_all(tmp);  // a leftover of an interrupted save of this very folder
+    fs::create_directories(tmp);
+  });
+  run_agreed(*state_, [&] {
+    if (is_main_process()) {
+      for (size_t i = 0; i < prepared_models_.size(); ++i) {
+        safetensors::save_file(model_state(*prepared_models_[i]), (tmp / indexed("model", i, ".safetensors")).string(),
+                               {{"format", "pt"}});
+      }
+      for (size_t i = 0; i < optimizers_.size(); ++i) {
+        save_optimizer(optimizers_[i].optimizer(), tmp, indexed("optimizer", i, ""));
+      }
+      for (size_t i = 0; i < schedulers_.size(); ++i) {
+        write_text(tmp / indexed("scheduler", i, ".json"),
+                   json{{"last_epoch", schedulers_[i].scheduler().last_epoch()}}.dump(2));
+      }
+      if (scaler_) {
+        write_text(tmp / "scaler.json", json{{"scale", scaler_->get_scale()}, {"growth_tracker", scaler_->growth_tracker()}}.dump(2));
+      }
+      for (size_t i = 0; i < loaders_.size(); ++i) {
+        const auto p = loaders_[i]->position();
+        safetensors::save_file({{"generator", p.generator_state}}, (tmp / indexed("sampler", i, ".safetensors")).string(),
+                               {{"epoch", std::to_string(p.epoch)}, {"batches", std::to_string(p.batches)},
+                                {"total_batch_size", std::to_string(loaders_[i]->total_batch_size())}});
+      }
+      write_text(tmp / "metadata.json",
+                 json{{"format", "accelerate-cpp checkpoint"}, {"format_version", kFormatVersion},
+                      {"library_version", kVersion}, {"torch_version", TORCH_VERSION}, {"world_size", num_processes()},
+                      {"step", step_}, {"iteration", project.iteration}, {"models", prepared_models_.size()},
+                      {"optimizers", optimizers_.size()}, {"schedulers", schedulers_.size()},
+                      {"data_loaders", loaders_.size()}, {"mixed_precision", to_string(precision_)}}
+                     .dump(2));
+    }
+    safetensors::TensorMap rng{{"cpu", cpu_generator().get_state()}};
+    if (device().is_cuda()) rng["cuda"] = at::globalContext().defaultGenerator(device()).get_state();
+    safetensors::save_file(rng, (tmp / concat("random_states_", process_index(), ".safetensors")).string(),
+                           {{"step", std::to_string(step_)}});
+  });
+  run_agreed(*state_, [&] {
+    if (!is_main_process()) return;
+    fsync_path(tmp);
+    if (fs::exists(dir)) fs::remove(dir);  // an empty folder, checked above
+    fs::rename(tmp, dir);
+    fsync_path(dir.parent_path());
+    write_text(dir / kComplete, concat("format_version ", kFormatVersion, "\n"));
+    fsync_path(dir);
+  });
+  if (output_dir.empty()) {
+    if (is_main_process() && project.total_limit) {
+      // Rotation happens only now that the new checkpoint is complete.
+      std::vector<std::pair<int64_t, fs::path>> complete;
+      for (const auto& entry : fs::directory_iterator(dir.parent_path())) {
+        const auto name = entry.path().filename().string();
+        if (name.rfind("checkpoint_", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
+        if (fs::exists(entry.path() / kComplete)) complete.emplace_back(std::stoll(name.substr(11)), entry.path());
+      }
+      std::sort(complete.begin(), complete.end());
+      while (static_cast<int>(complete.size()) > *project.total_limit) {
+        fs::remove_all(complete.front().second);
+        complete.erase(complete.begin());
+      }
+    }
+    ++project.iteration;
+  }
+  wait_for_everyone();
+  return dir.string();
+}
+
+std::string Accelerator::load_state(const std::string& input_dir) {
+  auto& project = options_.project;
+  fs::path dir = input_dir;
+  if (dir.empty()) {
+    ACCELERATE_CHECK(!project.project_dir.empty(), ConfigError,
+                     "load_state: give a folder, or set ProjectConfiguration::project_dir.");
+    const fs::path root = fs::path(project.project_dir) / "checkpoints";
+    int64_t newest = -1;
+    if (fs::exists(root)) {
+      for (const auto& entry : fs::directory_iterator(root)) {
+        const auto name = entry.path().filename().string();
+        if (name.rfind("checkpoint_", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
+        if (!fs::exists(entry.path() / kComplete)) {
+          print("accelerate: skipping incomplete checkpoint", entry.path().string());
+          continue;
+        }
+        const int64_t n = std::stoll(name.substr(11));
+        if (n > newest) newest = n, dir = entry.path();
+      }
+    }
+    ACCELERATE_CHECK(newest >= 0, CheckpointError, "load_state: no complete checkpoint in ", root.string(), ".");
+    project.iteration = newest + 1;
+  }
+  ACCELERATE_CHECK(fs::exists(dir / kComplete), CheckpointError, "load_state: ", dir.string(),
+                   " is not a complete checkpoint (no ", kComplete, " marker): it was interrupted while being written.");
+  const auto meta = read_json(dir / "metadata.json");
+  ACCELERATE_CHECK(meta.value("format_version", 0) == kFormatVersion, CheckpointError, "load_state: ", dir.string(),
+                   " has format version ", meta.value("format_version", 0), "; this library reads ", kFormatVersion, ".");
+  const int saved_world = meta.value("world_size", 0);
+  ACCELERATE_CHECK(saved_world == num_processes(), CheckpointError, "load_state: ", dir.string(), " was written by ",
+                   saved_world, " processes and this run has ", num_processes(),
+                   "; resuming with another world size is not supported yet.");
+  auto expect_count = [&](const char* what, size_t have) {
+    ACCELERATE_CHECK(meta.value(what, size_t{0}) == have, CheckpointError, "load_state: ", dir.string(), " holds ",
+                     meta.value(what, 0), " ", what, " but ", have, " are prepared; prepare the same objects in the same order.");
+  };
+  expect_count("models", prepared_models_.size());
+  expect_count("optimizers", optimizers_.size());
+  expect_count("schedulers", schedulers_.size());
+  expect_count("data_loaders", loaders_.size());
+  run_agreed(*state_, [&] {
+    for (size_t i = 0; i < prepared_models_.size(); ++i) {
+      load_model_state(*prepared_models_[i], dir / indexed("model", i, ".safetensors"));
+    }
+    for (size_t i = 0; i < optimizers_.size(); ++i) load_optimizer(optimizers_[i].optimizer(), dir, indexed("optimizer", i, ""));
+    for (size_t i = 0; i < schedulers_.size(); ++i) {
+      schedulers_[i].scheduler().set_last_epoch(read_json(dir / indexed("scheduler", i, ".json"))["last_epoch"].get<int64_t>());
+    }
+    if (scaler_ && fs::exists(dir / "scaler.json")) {
+      const auto s = read_json(dir / "scaler.json");
+      scaler_->load_state(s["scale"].get<double>(), s["growth_tracker"].get<int64_t>());
+    }
+    for (size_t i = 0; i < loaders_.size(); ++i) {
+      safetensors::File f((dir / indexed("sampler", i, ".safetensors")).string());
+      loaders_[i]->restore({std::stoll(f.metadata().at("epoch")), std::stoll(f.metadata().at("batches")),
+                            f.get("generator").clone()});
+    }
+    safetensors::File rng((dir / concat("random_states_", process_index(), ".safetensors")).string());
+    {
+      at::Generator cpu = cpu_generator();
+      std::lock_guard<std::mutex> lock(cpu.mutex());
+      cpu.set_state(rng.get("cpu").clone());
+    }
+    if (device().is_cuda() && rng.contains("cuda")) {
+      at::Generator cuda = at::globalContext().defaultGenerator(device());
+      std::lock_guard<std::mutex> lock(cuda.mutex());
+      cuda.set_state(rng.get("cuda").clone());
+    }
+    step_ = std::stoll(rng.metadata().at("step"));
+  });
+  return dir.string();
+}
+
+}  // namespace accelerate
