@@ -9,6 +9,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include "distributed_gtest.hpp"
+
 using namespace accelerate;
 
 namespace {
@@ -150,16 +152,4 @@ TEST(Equivalence, ReplicasStayIdentical) {
   }
 }
 
-int main(int argc, char** argv) {
-  testing::InitGoogleTest(&argc, argv);
-  try {
-    g_state = std::make_shared<ProcessState>(ProcessStateOptions{.cpu = true});
-    const int rc = RUN_ALL_TESTS();
-    const auto failures = reduce(*g_state, torch::full({1}, rc != 0 ? 1 : 0, torch::kLong), Reduction::Sum);
-    g_state->destroy_process_group();
-    return failures.item<int64_t>() ? 1 : 0;
-  } catch (const accelerate::Error& e) {
-    std::cerr << "training_worker: " << e.what() << std::endl;
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return accelerate::testing::run_distributed_tests(argc, argv, g_state, "training_worker"); }
