@@ -4,6 +4,7 @@
 #include <accelerate/accelerator.hpp>
 
 #include <accelerate/error.hpp>
+#include <accelerate/model_io.hpp>
 #include <accelerate/safetensors.hpp>
 #include <accelerate/version.hpp>
 
@@ -200,6 +201,13 @@ void load_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std
 at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
 
 }  // namespace
+
+void Accelerator::save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
+                             int64_t max_shard_size) {
+  run_agreed(*state_, [&] {
+    if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
+  });
+}
 
 std::string Accelerator::save_state(const std::string& output_dir) {
   auto& project = options_.project;

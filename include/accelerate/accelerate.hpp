@@ -5,6 +5,8 @@
 #include <accelerate/collectives.hpp>
 #include <accelerate/data_loader.hpp>
 #include <accelerate/environment.hpp>
+#include <accelerate/model_io.hpp>
+#include <accelerate/safetensors.hpp>
 #include <accelerate/error.hpp>
 #include <accelerate/process_state.hpp>
 #include <accelerate/random.hpp>

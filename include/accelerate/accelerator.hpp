@@ -176,6 +176,14 @@ class Accelerator {
   /// Restores what save_state wrote, from `input_dir` or the newest complete automatic checkpoint. Returns it.
   std::string load_state(const std::string& input_dir = "");
   ProjectConfiguration& project_configuration() { return options_.project; }
+  /// The model's weights as HF writes them (see model_io.hpp), by the main process; all ranks wait for it.
+  void save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
+                  int64_t max_shard_size = int64_t{10} << 30);
+  template <class M>
+  void save_model(const torch::nn::ModuleHolder<M>& model, const std::string& dir,
+                  int64_t max_shard_size = int64_t{10} << 30) {
+    save_model(std::static_pointer_cast<torch::nn::Module>(model.ptr()), dir, max_shard_size);
+  }
 
   /// Barrier, then leaves the process group.
   void end_training();

@@ -28,8 +28,33 @@ def reference():
     return tensors
 
 
+def check_sharded(sharded_dir, single_file):
+    """The shards listed by the index hold exactly the tensors of the single-file save."""
+    import json, os
+    index = json.load(open(os.path.join(sharded_dir, "model.safetensors.index.json")))
+    merged = {}
+    for shard in sorted(set(index["weight_map"].values())):
+        merged.update(load_file(os.path.join(sharded_dir, shard)))
+    single = load_file(single_file)
+    if sorted(merged) != sorted(single) or sorted(index["weight_map"]) != sorted(single):
+        print("tensor names differ:", sorted(merged), sorted(single))
+        return 1
+    for name, tensor in single.items():
+        if not torch.equal(merged[name], tensor):
+            print("tensor differs:", name)
+            return 1
+    total = sum(t.numel() * t.element_size() for t in single.values())
+    if index["metadata"]["total_size"] != total:
+        print("total_size", index["metadata"]["total_size"], "!=", total)
+        return 1
+    print(f"python read {len(set(index['weight_map'].values()))} shards via the index: equal to the single file")
+    return 0
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
+    if mode == "check_sharded":
+        return check_sharded(path, sys.argv[3])
     expected = reference()
     if mode == "write":
         save_file(expected, path, metadata={"format": "pt", "written_by": "python"})

@@ -1,5 +1,9 @@
 // Our safetensors files against Python's safetensors (the reference implementation), both directions.
+#include <accelerate/model_io.hpp>
 #include <accelerate/safetensors.hpp>
+
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
 
 #include <ATen/ATen.h>
 #include <cstdlib>
@@ -35,9 +39,11 @@ std::string temp(const std::string& name) {
   return (fs::temp_directory_path() / ("accelerate_st_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-accelerate::testing::RunResult python(const std::string& mode, const std::string& path) {
-  return accelerate::testing::run({ACCELERATE_TEST_PYTHON, ACCELERATE_TEST_SOURCE_DIR "/tests/interop/safetensors_interop.py",
-                                   mode, path});
+accelerate::testing::RunResult python(const std::string& mode, const std::string& path, const std::string& extra = "") {
+  std::vector<std::string> argv{ACCELERATE_TEST_PYTHON, ACCELERATE_TEST_SOURCE_DIR "/tests/interop/safetensors_interop.py",
+                                mode, path};
+  if (!extra.empty()) argv.push_back(extra);
+  return accelerate::testing::run(argv);
 }
 }  // namespace
 
@@ -64,4 +70,16 @@ TEST(SafetensorsInterop, WeReadWhatPythonWrites) {
     EXPECT_TRUE(at::equal(got, tensor)) << name;
   }
   fs::remove(path);
+}
+
+TEST(SafetensorsInterop, PythonReadsShardedModelsThroughTheIndex) {
+  torch::nn::Sequential model(torch::nn::Linear(16, 32), torch::nn::Linear(32, 32), torch::nn::Linear(32, 4));
+  const auto dir = temp("sharded_model"), single = temp("single_model");
+  accelerate::save_model(*model, dir, 2048);
+  accelerate::save_model(*model, single);
+  ASSERT_TRUE(fs::exists(fs::path(dir) / "model.safetensors.index.json"));
+  auto r = python("check_sharded", dir, single + "/model.safetensors");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  fs::remove_all(dir);
+  fs::remove_all(single);
 }

@@ -1,0 +1,136 @@
+#include <accelerate/model_io.hpp>
+
+#include <accelerate/error.hpp>
+#include <accelerate/safetensors.hpp>
+
+#include <ATen/ATen.h>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <torch/nn/module.h>
+
+#include <nlohmann/json.hpp>
+
+namespace accelerate {
+namespace fs = std::filesystem;
+using detail::concat;
+
+namespace {
+
+constexpr const char* kIndex = "model.safetensors.index.json";
+
+safetensors::TensorMap state_of(torch::nn::Module& model) {
+  safetensors::TensorMap out;
+  for (const auto& p : model.named_parameters()) out[p.key()] = p.value().detach();
+  for (const auto& b : model.named_buffers()) out[b.key()] = b.value().detach();
+  return out;
+}
+
+std::string shard_name(size_t k, size_t n) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "model-%05zu-of-%05zu.safetensors", k, n);
+  return buffer;
+}
+
+/// Written under a temporary name, then renamed: a reader never sees a half-written shard.
+void save_atomically(const safetensors::TensorMap& tensors, const fs::path& path) {
+  const fs::path partial = path.string() + ".partial";
+  safetensors::save_file(tensors, partial.string(), {{"format", "pt"}});
+  fs::rename(partial, path);
+}
+
+}  // namespace
+
+void save_model(torch::nn::Module& model, const std::string& dir, int64_t max_shard_size) {
+  ACCELERATE_CHECK(max_shard_size > 0, ConfigError, "save_model: max_shard_size must be > 0, got ", max_shard_size, ".");
+  fs::create_directories(dir);
+  std::vector<safetensors::TensorMap> shards(1);
+  int64_t current = 0, total = 0;
+  for (const auto& [name, t] : state_of(model)) {
+    const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+    if (current > 0 && current + bytes > max_shard_size) {
+      shards.emplace_back();
+      current = 0;
+    }
+    shards.back()[name] = t;
+    current += bytes;
+    total += bytes;
+  }
+  std::set<std::string> written;
+  if (shards.size() == 1) {
+    save_atomically(shards[0], fs::path(dir) / "model.safetensors");
+    written.insert("model.safetensors");
+  } else {
+    nlohmann::json index{{"metadata", {{"total_size", total}}}, {"weight_map", nlohmann::json::object()}};
+    for (size_t k = 0; k < shards.size(); ++k) {
+      const auto name = shard_name(k + 1, shards.size());
+      save_atomically(shards[k], fs::path(dir) / name);
+      written.insert(name);
+      for (const auto& [tensor, _] : shards[k]) index["weight_map"][tensor] = name;
+    }
+    const fs::path partial = fs::path(dir) / (std::string(kIndex) + ".partial");
+    std::ofstream(partial) << index.dump(2);
+    fs::rename(partial, fs::path(dir) / kIndex);
+    written.insert(kIndex);
+  }
+  // Shards of an earlier save that this one did not rewrite would confuse a reader: remove them (as HF does).
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    const bool ours = name.rfind("model", 0) == 0 && (name.ends_with(".safetensors") || name == kIndex);
+    if (ours && !written.count(name)) fs::remove(entry.path());
+  }
+}
+
+void load_checkpoint_in_model(torch::nn::Module& model, const std::string& path) {
+  // Which file holds each tensor.
+  std::map<std::string, fs::path> location;
+  const fs::path p = path;
+  std::vector<fs::path> files;
+  if (fs::is_directory(p) && fs::exists(p / kIndex)) {
+    nlohmann::json index;
+    try {
+      index = nlohmann::json::parse(std::ifstream(p / kIndex));
+    } catch (const nlohmann::json::exception& e) {
+      throw CheckpointError(concat((p / kIndex).string(), " is not valid JSON: ", e.what()));
+    }
+    ACCELERATE_CHECK(index.contains("weight_map") && index["weight_map"].is_object(), CheckpointError,
+                     (p / kIndex).string(), " has no weight_map object.");
+    for (const auto& [tensor, file] : index["weight_map"].items()) {
+      ACCELERATE_CHECK(file.is_string(), CheckpointError, (p / kIndex).string(), ": the file of '", tensor,
+                       "' is not a string.");
+      const auto name = file.get<std::string>();
+      // Names only: an index must never point outside its folder.
+      ACCELERATE_CHECK(!name.empty() && name.find('/') == std::string::npos && name != ".." && name != ".",
+                       CheckpointError, (p / kIndex).string(), ": the file of '", tensor, "' is '", name,
+                       "', which is not a file name inside the checkpoint folder.");
+      location[tensor] = p / name;
+    }
+  } else {
+    const fs::path file = fs::is_directory(p) ? p / "model.safetensors" : p;
+    ACCELERATE_CHECK(fs::exists(file), CheckpointError, "load_checkpoint_in_model: ", file.string(),
+                     " does not exist (and there is no ", kIndex, ").");
+    for (const auto& name : safetensors::File(file.string()).keys()) location[name] = file;
+  }
+  auto targets = state_of(model);
+  for (const auto& [name, _] : location) {
+    ACCELERATE_CHECK(targets.count(name), CheckpointError, location[name].string(), " has tensor '", name,
+                     "', which the model does not have: is it the weights of another model?");
+  }
+  std::map<fs::path, std::unique_ptr<safetensors::File>> open;
+  at::NoGradGuard no_grad;
+  for (auto& [name, target] : targets) {
+    auto it = location.find(name);
+    ACCELERATE_CHECK(it != location.end(), CheckpointError, "load_checkpoint_in_model: ", path, " has no tensor '",
+                     name, "' that the model needs.");
+    auto& file = open[it->second];
+    if (!file) file = std::make_unique<safetensors::File>(it->second.string());
+    auto t = file->get(name);
+    ACCELERATE_CHECK(t.sizes() == target.sizes() && t.scalar_type() == target.scalar_type(), CheckpointError,
+                     it->second.string(), ": tensor '", name, "' is ", t.scalar_type(), t.sizes(), " but the model's is ",
+                     target.scalar_type(), target.sizes(), ".");
+    target.copy_(t);
+  }
+}
+
+}  // namespace accelerate
