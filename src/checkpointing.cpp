@@ -10,7 +10,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <algorithm>
 #include <filesystem>
+#include <optional>
+#include <string_view>
 #include <fstream>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -197,6 +200,18 @@ void load_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std
   }
 }
 
+/// N for a folder named exactly checkpoint_<digits>; anything else (checkpoint_3.tmp, checkpoint_3.deleting, ...)
+/// is not a checkpoint.
+std::optional<int64_t> checkpoint_index(const std::string& name) {
+  constexpr std::string_view prefix = "checkpoint_";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  const auto digits = name.substr(prefix.size());
+  if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  return std::stoll(digits);
+}
+
 // ---- RNG ----
 at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
 
@@ -275,12 +290,18 @@ std::string Accelerator::save_state(const std::string& output_dir) {
       std::vector<std::pair<int64_t, fs::path>> complete;
       for (const auto& entry : fs::directory_iterator(dir.parent_path())) {
         const auto name = entry.path().filename().string();
-        if (name.rfind("checkpoint_", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
-        if (fs::exists(entry.path() / kComplete)) complete.emplace_back(std::stoll(name.substr(11)), entry.path());
+        if (name.size() > 9 && name.ends_with(".deleting")) fs::remove_all(entry.path());  // an interrupted rotation
+        auto n = checkpoint_index(name);
+        if (n && fs::exists(entry.path() / kComplete)) complete.emplace_back(*n, entry.path());
       }
       std::sort(complete.begin(), complete.end());
       while (static_cast<int>(complete.size()) > *project.total_limit) {
-        fs::remove_all(complete.front().second);
+        // Renamed first (atomic), deleted second: a crash mid-deletion never leaves a "complete" folder with files
+        // missing, because the half-deleted one no longer has a checkpoint's name.
+        const fs::path doomed = complete.front().second.string() + ".deleting";
+        fs::rename(complete.front().second, doomed);
+        fsync_path(doomed.parent_path());
+        fs::remove_all(doomed);
         complete.erase(complete.begin());
       }
     }
@@ -300,14 +321,13 @@ std::string Accelerator::load_state(const std::string& input_dir) {
     int64_t newest = -1;
     if (fs::exists(root)) {
       for (const auto& entry : fs::directory_iterator(root)) {
-        const auto name = entry.path().filename().string();
-        if (name.rfind("checkpoint_", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
+        const auto n = checkpoint_index(entry.path().filename().string());
+        if (!n) continue;
         if (!fs::exists(entry.path() / kComplete)) {
           print("accelerate: skipping incomplete checkpoint", entry.path().string());
           continue;
         }
-        const int64_t n = std::stoll(name.substr(11));
-        if (n > newest) newest = n, dir = entry.path();
+        if (*n > newest) newest = *n, dir = entry.path();
       }
     }
     ACCELERATE_CHECK(newest >= 0, CheckpointError, "load_state: no complete checkpoint in ", root.string(), ".");
