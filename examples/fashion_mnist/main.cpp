@@ -2,6 +2,7 @@
 //   accelerate-cpp launch --num_processes 2 --cpu build/bin/fashion_mnist
 // Flags: --epochs --batch_size (per process) --lr --mixed_precision --gradient_accumulation_steps --seed
 //        --data_dir (Debian's dataset-fashion-mnist by default) --cache_dir --limit (train samples, for smoke runs)
+//        --output_dir --checkpointing_steps (N|epoch) --resume_from_checkpoint (PATH|latest) --total_limit
 #include <accelerate/accelerate.hpp>
 
 #include <torch/torch.h>  // the example itself may use the whole frontend
@@ -25,6 +26,10 @@ struct Args {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string cache_dir;
   int64_t limit = 0;
+  std::string output_dir;
+  std::string checkpointing_steps;  // "", "epoch" or a number of optimizer steps
+  std::string resume_from_checkpoint;
+  std::optional<int> total_limit;
 };
 
 Args parse(int argc, char** argv) {
@@ -42,6 +47,10 @@ Args parse(int argc, char** argv) {
     else if (flag == "--data_dir") a.data_dir = v;
     else if (flag == "--cache_dir") a.cache_dir = v;
     else if (flag == "--limit") a.limit = std::stoll(v);
+    else if (flag == "--output_dir") a.output_dir = v;
+    else if (flag == "--checkpointing_steps") a.checkpointing_steps = v;
+    else if (flag == "--resume_from_checkpoint") a.resume_from_checkpoint = v;
+    else if (flag == "--total_limit") a.total_limit = std::stoi(v);
     else throw accelerate::ConfigError("unknown flag " + flag + " (see the comment at the top of main.cpp)");
   }
   return a;
@@ -56,6 +65,10 @@ int main(int argc, char** argv) try {
   options.mixed_precision = args.mixed_precision;
   options.gradient_accumulation_steps = args.gradient_accumulation_steps;
   options.seed = args.seed;
+  ACCELERATE_CHECK(args.checkpointing_steps.empty() || !args.output_dir.empty(), ConfigError,
+                   "--checkpointing_steps needs --output_dir (where the checkpoints go).");
+  options.project = {.project_dir = args.output_dir, .automatic_checkpoint_naming = true,
+                     .total_limit = args.total_limit};
   accelerate::Accelerator acc(options);
 
   fashion_mnist::Splits data;
@@ -73,7 +86,16 @@ int main(int argc, char** argv) try {
                                             {.num_warmup_steps = 50, .num_training_steps = args.epochs * steps_per_epoch});
   auto [net, opt, train_loader, test_loader, scheduler] = acc.prepare(model, optimizer, train, test, schedule);
 
-  for (int epoch = 0; epoch < args.epochs; ++epoch) {
+  if (!args.resume_from_checkpoint.empty()) {
+    const auto from = acc.load_state(args.resume_from_checkpoint == "latest" ? "" : args.resume_from_checkpoint);
+    acc.print("resumed from", from, "at epoch", train_loader.epoch(), "after", train_loader.position().batches,
+              "batches of it");
+  }
+  const int64_t save_every = args.checkpointing_steps.empty() || args.checkpointing_steps == "epoch"
+                                 ? 0
+                                 : std::stoll(args.checkpointing_steps);
+  int64_t optimizer_steps = 0;
+  for (int64_t epoch = train_loader.epoch(); epoch < args.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     net->train();
     double loss_sum = 0;
@@ -91,8 +113,11 @@ int main(int argc, char** argv) try {
       opt.zero_grad();
       loss_sum += loss.item<double>();
       ++batches;
+      if (acc.sync_gradients() && save_every > 0 && ++optimizer_steps % save_every == 0) acc.save_state();
     }
-    const auto mean_loss = acc.reduce(torch::tensor(loss_sum / batches, torch::kDouble), accelerate::Reduction::Mean);
+    if (args.checkpointing_steps == "epoch") acc.save_state();
+    const auto mean_loss =
+        acc.reduce(torch::tensor(loss_sum / std::max<int64_t>(batches, 1), torch::kDouble), accelerate::Reduction::Mean);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     acc.print("epoch", epoch, "train_loss", mean_loss.item<double>(), "lr", scheduler.get_last_lr()[0], "seconds",
               seconds);
