@@ -339,9 +339,14 @@ std::string Accelerator::load_state(const std::string& input_dir) {
   ACCELERATE_CHECK(meta.value("format_version", 0) == kFormatVersion, CheckpointError, "load_state: ", dir.string(),
                    " has format version ", meta.value("format_version", 0), "; this library reads ", kFormatVersion, ".");
   const int saved_world = meta.value("world_size", 0);
-  ACCELERATE_CHECK(saved_world == num_processes(), CheckpointError, "load_state: ", dir.string(), " was written by ",
-                   saved_world, " processes and this run has ", num_processes(),
-                   "; resuming with another world size is not supported yet.");
+  ACCELERATE_CHECK(saved_world >= 1, CheckpointError, "load_state: ", (dir / "metadata.json").string(),
+                   " has no valid world_size.");
+  const bool resized = saved_world != num_processes();
+  if (resized) {
+    print("accelerate: resuming with", num_processes(), "process(es) from a checkpoint of", saved_world,
+          "processes: model, optimizer and scheduler state are replicated and load as they are; ranks without a"
+          " random-state file of their own take rank 0's; data positions are mapped by global sample index.");
+  }
   auto expect_count = [&](const char* what, size_t have) {
     ACCELERATE_CHECK(meta.value(what, size_t{0}) == have, CheckpointError, "load_state: ", dir.string(), " holds ",
                      meta.value(what, 0), " ", what, " but ", have, " are prepared; prepare the same objects in the same order.");
@@ -364,10 +369,18 @@ std::string Accelerator::load_state(const std::string& input_dir) {
     }
     for (size_t i = 0; i < loaders_.size(); ++i) {
       safetensors::File f((dir / indexed("sampler", i, ".safetensors")).string());
-      loaders_[i]->restore({std::stoll(f.metadata().at("epoch")), std::stoll(f.metadata().at("batches")),
-                            f.get("generator").clone()});
+      int64_t batches = std::stoll(f.metadata().at("batches"));
+      if (resized) {
+        // The same global sample index: batches of the old world times its global batch, in batches of the new.
+        const int64_t samples = batches * std::stoll(f.metadata().at("total_batch_size"));
+        batches = samples / loaders_[i]->total_batch_size();
+        print("accelerate: data loader", i, "continues at global sample", samples, "(batch", batches,
+              "of each process in this world)");
+      }
+      loaders_[i]->restore({std::stoll(f.metadata().at("epoch")), batches, f.get("generator").clone()});
     }
-    safetensors::File rng((dir / concat("random_states_", process_index(), ".safetensors")).string());
+    const int rng_rank = process_index() < saved_world ? process_index() : 0;
+    safetensors::File rng((dir / concat("random_states_", rng_rank, ".safetensors")).string());
     {
       at::Generator cpu = cpu_generator();
       std::lock_guard<std::mutex> lock(cpu.mutex());
