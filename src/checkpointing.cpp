@@ -262,12 +262,18 @@ std::string Accelerator::save_state(const std::string& output_dir) {
                                {{"epoch", std::to_string(p.epoch)}, {"batches", std::to_string(p.batches)},
                                 {"total_batch_size", std::to_string(loaders_[i]->total_batch_size())}});
       }
+      for (size_t i = 0; i < custom_objects_.size(); ++i) {
+        safetensors::save_file(custom_objects_[i]->state_tensors(),
+                               (tmp / concat("custom_checkpoint_", i, ".safetensors")).string(),
+                               {{"json", custom_objects_[i]->state_json()}});
+      }
       write_text(tmp / "metadata.json",
                  json{{"format", "accelerate-cpp checkpoint"}, {"format_version", kFormatVersion},
                       {"library_version", kVersion}, {"torch_version", TORCH_VERSION}, {"world_size", num_processes()},
                       {"step", step_}, {"iteration", project.iteration}, {"models", prepared_models_.size()},
                       {"optimizers", optimizers_.size()}, {"schedulers", schedulers_.size()},
-                      {"data_loaders", loaders_.size()}, {"mixed_precision", to_string(precision_)}}
+                      {"data_loaders", loaders_.size()}, {"custom_objects", custom_objects_.size()},
+                      {"mixed_precision", to_string(precision_)}}
                      .dump(2));
     }
     safetensors::TensorMap rng{{"cpu", cpu_generator().get_state()}};
@@ -355,6 +361,7 @@ std::string Accelerator::load_state(const std::string& input_dir) {
   expect_count("optimizers", optimizers_.size());
   expect_count("schedulers", schedulers_.size());
   expect_count("data_loaders", loaders_.size());
+  expect_count("custom_objects", custom_objects_.size());
   run_agreed(*state_, [&] {
     for (size_t i = 0; i < prepared_models_.size(); ++i) {
       load_model_state(*prepared_models_[i], dir / indexed("model", i, ".safetensors"));
@@ -378,6 +385,12 @@ std::string Accelerator::load_state(const std::string& input_dir) {
               "of each process in this world)");
       }
       loaders_[i]->restore({std::stoll(f.metadata().at("epoch")), batches, f.get("generator").clone()});
+    }
+    for (size_t i = 0; i < custom_objects_.size(); ++i) {
+      safetensors::File f((dir / concat("custom_checkpoint_", i, ".safetensors")).string());
+      std::map<std::string, at::Tensor> tensors;
+      for (const auto& name : f.keys()) tensors[name] = f.get(name).clone();
+      custom_objects_[i]->load_state(tensors, f.metadata().count("json") ? f.metadata().at("json") : "{}");
     }
     const int rng_rank = process_index() < saved_world ? process_index() : 0;
     safetensors::File rng((dir / concat("random_states_", rng_rank, ".safetensors")).string());

@@ -41,6 +41,15 @@ class DataParallel;
 
 class Accelerator;
 
+/// A user object saved with save_state (HF's register_for_checkpointing): its state as tensors plus a JSON text.
+class Checkpointable {
+ public:
+  virtual ~Checkpointable() = default;
+  virtual std::map<std::string, at::Tensor> state_tensors() const { return {}; }
+  virtual std::string state_json() const { return "{}"; }
+  virtual void load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& json) = 0;
+};
+
 /// RAII of accumulate(): decides whether this micro-step syncs; non-sync micro-steps neither all-reduce
 /// gradients nor step the optimizer or scheduler.
 class [[nodiscard]] AccumulateGuard : Guard {
@@ -176,6 +185,8 @@ class Accelerator {
   /// Restores what save_state wrote, from `input_dir` or the newest complete automatic checkpoint. Returns it.
   std::string load_state(const std::string& input_dir = "");
   ProjectConfiguration& project_configuration() { return options_.project; }
+  /// Saves `object` with every save_state as custom_checkpoint_<i>.safetensors, restores it in load_state.
+  void register_for_checkpointing(Checkpointable& object) { custom_objects_.push_back(&object); }
   /// The model's weights as HF writes them (see model_io.hpp), by the main process; all ranks wait for it.
   void save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
                   int64_t max_shard_size = int64_t{10} << 30);
@@ -202,6 +213,7 @@ class Accelerator {
   std::vector<std::unique_ptr<detail::DataParallel>> models_;
   std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;
   std::vector<DataLoader*> loaders_;
+  std::vector<Checkpointable*> custom_objects_;
   std::deque<AcceleratedOptimizer> optimizers_;
   std::deque<AcceleratedScheduler> schedulers_;
   std::vector<const void*> prepared_;  // what was prepared, to refuse preparing it twice

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <filesystem>
 #include <gtest/gtest.h>
 
 using namespace accelerate;
@@ -258,4 +259,30 @@ TEST(DataLoader, AdaptsTorchDataDatasets) {
   }
   EXPECT_EQ(sizes, (std::vector<int64_t>{4, 2}));
   EXPECT_EQ(firsts, (std::vector<float>{0.0f, 16.0f}));
+}
+
+TEST(Accelerator, RegisteredObjectsAreCheckpointed) {
+  struct EarlyStopping final : Checkpointable {
+    double best = 0;
+    at::Tensor history = at::zeros({3});
+    std::map<std::string, at::Tensor> state_tensors() const override { return {{"history", history}}; }
+    std::string state_json() const override { return "{\"best\": " + std::to_string(best) + "}"; }
+    void load_state(const std::map<std::string, at::Tensor>& t, const std::string& json) override {
+      history = t.at("history");
+      best = std::stod(json.substr(json.find(':') + 1));
+    }
+  } tracker;
+  Accelerator acc(cpu_options());
+  acc.register_for_checkpointing(tracker);
+  tracker.best = 0.75;
+  tracker.history = at::tensor({0.5, 0.7, 0.75});
+  const auto dir = (std::filesystem::temp_directory_path() / ("accelerate_custom_" + std::to_string(::getpid()))).string();
+  acc.save_state(dir);
+  EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(dir) / "custom_checkpoint_0.safetensors"));
+  tracker.best = 0;
+  tracker.history = at::zeros({3});
+  acc.load_state(dir);
+  EXPECT_DOUBLE_EQ(tracker.best, 0.75);
+  EXPECT_TRUE(at::equal(tracker.history, at::tensor({0.5, 0.7, 0.75})));
+  std::filesystem::remove_all(dir);
 }
