@@ -51,8 +51,25 @@ def check_sharded(sharded_dir, single_file):
     return 0
 
 
+def check_checkpoint(ckpt_dir, expected_json):
+    """Python reads a save_state folder: model and optimizer tensors equal the values the C++ side reported."""
+    import json, os
+    expected = json.loads(expected_json)
+    for file_name, tensors in expected.items():
+        loaded = load_file(os.path.join(ckpt_dir, file_name))
+        for name, (shape, values) in tensors.items():
+            got = loaded[name]
+            if list(got.shape) != shape or not torch.equal(got.flatten(), torch.tensor(values, dtype=got.dtype)):
+                print("differs:", file_name, name, list(got.shape), shape)
+                return 1
+    print(f"python read {sum(len(t) for t in expected.values())} tensors of the checkpoint: equal")
+    return 0
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
+    if mode == "check_checkpoint":
+        return check_checkpoint(path, sys.argv[3])
     if mode == "check_sharded":
         return check_sharded(path, sys.argv[3])
     expected = reference()

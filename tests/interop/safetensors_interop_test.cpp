@@ -1,9 +1,13 @@
 // Our safetensors files against Python's safetensors (the reference implementation), both directions.
+#include <accelerate/accelerate.hpp>
 #include <accelerate/model_io.hpp>
 #include <accelerate/safetensors.hpp>
 
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/optim/adamw.h>
+
+#include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 #include <cstdlib>
@@ -82,4 +86,35 @@ TEST(SafetensorsInterop, PythonReadsShardedModelsThroughTheIndex) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   fs::remove_all(dir);
   fs::remove_all(single);
+}
+
+TEST(SafetensorsInterop, PythonReadsModelAndOptimizerOfACheckpoint) {
+  accelerate::AcceleratorOptions options;
+  options.cpu = true;
+  accelerate::Accelerator acc(options);
+  torch::nn::Linear model(3, 2);
+  torch::optim::AdamW adamw(model->parameters(), 0.1);
+  acc.prepare(model);
+  auto& opt = acc.prepare(adamw);
+  acc.backward(model->forward(at::ones({4, 3})).sum());  // one step: Adam moments exist
+  opt.step();
+  const auto dir = temp("checkpoint");
+  acc.save_state(dir);
+  // The values Python must find, by file and tensor name (parameters in model order: weight, bias).
+  auto values = [](const at::Tensor& t) {
+    auto f = t.detach().to(at::kDouble).flatten().contiguous();
+    return nlohmann::json{t.sizes().vec(), std::vector<double>(f.data_ptr<double>(), f.data_ptr<double>() + f.numel())};
+  };
+  nlohmann::json expected;
+  expected["model.safetensors"]["weight"] = values(model->weight);
+  expected["model.safetensors"]["bias"] = values(model->bias);
+  auto params = model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*adamw.state().at(params[i].unsafeGetTensorImpl()));
+    expected["optimizer.safetensors"]["state." + std::to_string(i) + ".exp_avg"] = values(s.exp_avg());
+    expected["optimizer.safetensors"]["state." + std::to_string(i) + ".exp_avg_sq"] = values(s.exp_avg_sq());
+  }
+  auto r = python("check_checkpoint", dir, expected.dump());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  fs::remove_all(dir);
 }
