@@ -10,7 +10,6 @@ int main(int argc, char** argv) {
   CLI::App app{"accelerate-cpp: run LibTorch training on one CPU, many processes, GPUs and nodes", "accelerate-cpp"};
   app.require_subcommand(1);
   app.set_version_flag("--version", accelerate::kVersion);
-  std::vector<std::pair<CLI::App*, accelerate::cli::Action>> commands;
   auto launch = accelerate::cli::register_launch(app);
   try {
     app.parse(argc, argv);

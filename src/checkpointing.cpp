@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "detail/data_parallel.hpp"
+#include "detail/model_state.hpp"
 
 namespace accelerate {
 namespace fs = std::filesystem;
@@ -88,33 +89,6 @@ void run_agreed(const ProcessState& state, F&& f) {
     error = concat("rank ", state.process_index(), ": ", e.what());
   }
   agree(state, error);
-}
-
-// ---- models ----
-safetensors::TensorMap model_state(torch::nn::Module& model) {
-  safetensors::TensorMap out;
-  for (const auto& p : model.named_parameters()) out[p.key()] = p.value().detach();
-  for (const auto& b : model.named_buffers()) out[b.key()] = b.value().detach();
-  return out;
-}
-
-void load_model_state(torch::nn::Module& model, const fs::path& file) {
-  safetensors::File f(file.string());
-  auto targets = model_state(model);
-  for (const auto& name : f.keys()) {
-    ACCELERATE_CHECK(targets.count(name), CheckpointError, "checkpoint file ", file.string(), " has tensor '", name,
-                     "', which the model does not have: is it a checkpoint of another model?");
-  }
-  at::NoGradGuard no_grad;
-  for (auto& [name, target] : targets) {
-    ACCELERATE_CHECK(f.contains(name), CheckpointError, "checkpoint file ", file.string(), " has no tensor '", name,
-                     "' that the model needs: is it a checkpoint of another model?");
-    auto t = f.get(name);
-    ACCELERATE_CHECK(t.sizes() == target.sizes() && t.scalar_type() == target.scalar_type(), CheckpointError,
-                     "checkpoint file ", file.string(), ": tensor '", name, "' is ", t.scalar_type(), t.sizes(),
-                     " but the model's is ", target.scalar_type(), target.sizes(), ".");
-    target.copy_(t);
-  }
 }
 
 // ---- optimizers: the param states of torch::optim's Adam, AdamW and SGD ----
@@ -243,7 +217,7 @@ std::string Accelerator::save_state(const std::string& output_dir) {
   run_agreed(*state_, [&] {
     if (is_main_process()) {
       for (size_t i = 0; i < prepared_models_.size(); ++i) {
-        safetensors::save_file(model_state(*prepared_models_[i]), (tmp / indexed("model", i, ".safetensors")).string(),
+        safetensors::save_file(detail::model_state(*prepared_models_[i]), (tmp / indexed("model", i, ".safetensors")).string(),
                                {{"format", "pt"}});
       }
       for (size_t i = 0; i < optimizers_.size(); ++i) {
@@ -364,7 +338,7 @@ std::string Accelerator::load_state(const std::string& input_dir) {
   expect_count("custom_objects", custom_objects_.size());
   run_agreed(*state_, [&] {
     for (size_t i = 0; i < prepared_models_.size(); ++i) {
-      load_model_state(*prepared_models_[i], dir / indexed("model", i, ".safetensors"));
+      load_checkpoint_in_model(*prepared_models_[i], (dir / indexed("model", i, ".safetensors")).string());
     }
     for (size_t i = 0; i < optimizers_.size(); ++i) load_optimizer(optimizers_[i].optimizer(), dir, indexed("optimizer", i, ""));
     for (size_t i = 0; i < schedulers_.size(); ++i) {

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/model_state.hpp"
+
 namespace accelerate {
 namespace fs = std::filesystem;
 using detail::concat;
@@ -19,13 +21,6 @@ using detail::concat;
 namespace {
 
 constexpr const char* kIndex = "model.safetensors.index.json";
-
-safetensors::TensorMap state_of(torch::nn::Module& model) {
-  safetensors::TensorMap out;
-  for (const auto& p : model.named_parameters()) out[p.key()] = p.value().detach();
-  for (const auto& b : model.named_buffers()) out[b.key()] = b.value().detach();
-  return out;
-}
 
 std::string shard_name(size_t k, size_t n) {
   char buffer[64];
@@ -42,12 +37,21 @@ void save_atomically(const safetensors::TensorMap& tensors, const fs::path& path
 
 }  // namespace
 
+namespace detail {
+std::map<std::string, at::Tensor> model_state(torch::nn::Module& model) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : model.named_parameters()) out[p.key()] = p.value().detach();
+  for (const auto& b : model.named_buffers()) out[b.key()] = b.value().detach();
+  return out;
+}
+}  // namespace detail
+
 void save_model(torch::nn::Module& model, const std::string& dir, int64_t max_shard_size) {
   ACCELERATE_CHECK(max_shard_size > 0, ConfigError, "save_model: max_shard_size must be > 0, got ", max_shard_size, ".");
   fs::create_directories(dir);
   std::vector<safetensors::TensorMap> shards(1);
   int64_t current = 0, total = 0;
-  for (const auto& [name, t] : state_of(model)) {
+  for (const auto& [name, t] : detail::model_state(model)) {
     const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
     if (current > 0 && current + bytes > max_shard_size) {
       shards.emplace_back();
@@ -85,8 +89,8 @@ void save_model(torch::nn::Module& model, const std::string& dir, int64_t max_sh
 void load_checkpoint_in_model(torch::nn::Module& model, const std::string& path) {
   // Which file holds each tensor.
   std::map<std::string, fs::path> location;
+  std::map<fs::path, std::unique_ptr<safetensors::File>> open;
   const fs::path p = path;
-  std::vector<fs::path> files;
   if (fs::is_directory(p) && fs::exists(p / kIndex)) {
     nlohmann::json index;
     try {
@@ -110,14 +114,15 @@ void load_checkpoint_in_model(torch::nn::Module& model, const std::string& path)
     const fs::path file = fs::is_directory(p) ? p / "model.safetensors" : p;
     ACCELERATE_CHECK(fs::exists(file), CheckpointError, "load_checkpoint_in_model: ", file.string(),
                      " does not exist (and there is no ", kIndex, ").");
-    for (const auto& name : safetensors::File(file.string()).keys()) location[name] = file;
+    auto& single = open[file];
+    single = std::make_unique<safetensors::File>(file.string());
+    for (const auto& name : single->keys()) location[name] = file;
   }
-  auto targets = state_of(model);
+  auto targets = detail::model_state(model);
   for (const auto& [name, _] : location) {
     ACCELERATE_CHECK(targets.count(name), CheckpointError, location[name].string(), " has tensor '", name,
                      "', which the model does not have: is it the weights of another model?");
   }
-  std::map<fs::path, std::unique_ptr<safetensors::File>> open;
   at::NoGradGuard no_grad;
   for (auto& [name, target] : targets) {
     auto it = location.find(name);

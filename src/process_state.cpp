@@ -89,7 +89,6 @@ ProcessState& ProcessState::operator=(ProcessState&&) noexcept = default;
 void ProcessState::destroy_process_group() {
   if (!comm_) return;
   comm_->check_usable("destroy_process_group");
-  std::vector<at::Tensor> none;
   c10d::BarrierOptions options;
   options.timeout = timeout_;
   comm_->wait(comm_->cpu_backend().barrier(options), "destroy_process_group (barrier)");

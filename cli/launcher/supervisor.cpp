@@ -71,10 +71,10 @@ struct Worker {
 class Supervisor {
  public:
   Supervisor(const std::vector<WorkerSpec>& specs, const SupervisorOptions& options)
-      : options_(options), prefix_(options.rank_prefix && specs.size() > 1) {
+      // Prefixed when more than one process writes, on this machine or another.
+      : options_(options), prefix_(options.rank_prefix && std::stoi(specs.at(0).env.at("WORLD_SIZE")) > 1) {
     workers_.resize(specs.size());
     for (size_t i = 0; i < specs.size(); ++i) workers_[i].spec = &specs[i];
-    if (!specs.empty() && std::stoi(specs[0].env.at("WORLD_SIZE")) > 1) prefix_ = options.rank_prefix;
   }
 
   int run() {
@@ -213,7 +213,6 @@ class Supervisor {
   void begin_stop(int sig) {
     if (stopping_) return;
     stopping_ = true;
-    stop_signal_ = sig;
     stop_all(sig);
     kill_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(options_.grace_period_s));
@@ -317,7 +316,6 @@ class Supervisor {
   bool prefix_;
   std::vector<Worker> workers_;
   bool stopping_ = false;
-  int stop_signal_ = 0;
   int launcher_signal_ = 0;
   int first_failure_ = -1;
   Clock::time_point kill_deadline_{};
