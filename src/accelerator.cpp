@@ -11,6 +11,7 @@
 #include <torch/nn/utils/clip_grad.h>
 
 #include "detail/data_parallel.hpp"
+#include "detail/optimizer_state.hpp"
 
 namespace accelerate {
 namespace {
@@ -68,11 +69,10 @@ Accelerator::Accelerator(std::shared_ptr<ProcessState> state, AcceleratorOptions
 void Accelerator::init() {
   precision_ = parse_mixed_precision(
       options_.mixed_precision.value_or(env("ACCELERATE_MIXED_PRECISION").value_or("no")));
-  ACCELERATE_CHECK(precision_ != MixedPrecision::Fp16 || state_->device().is_cuda(), ConfigError,
-                   "fp16 mixed precision requires a CUDA device, and this process runs on ", state_->device(),
-                   ". On CPU use bf16 (mixed_precision \"bf16\", launch --mixed_precision bf16) or \"no\".");
   gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps);
   gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
+  // fp16 gets a GradScaler on every device: LibTorch has CPU kernels for both fp16 autocast and the scaler's
+  // ops, so unlike HF (which quietly trains in fp32 when fp16 is asked on CPU) we do what was asked.
   if (precision_ == MixedPrecision::Fp16) scaler_ = std::make_unique<GradScaler>(options_.grad_scaler);
   if (options_.seed) set_seed(*options_.seed);
 }
@@ -96,6 +96,7 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
 
 AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
   check_not_prepared(prepared_, &optimizer, "optimizer");
+  detail::move_optimizer_state(optimizer);
   return optimizers_.emplace_back(optimizer, gradient_state_, scaler_.get());
 }
 

@@ -15,9 +15,7 @@
 #include <optional>
 #include <string_view>
 #include <fstream>
-#include <torch/optim/adam.h>
-#include <torch/optim/adamw.h>
-#include <torch/optim/sgd.h>
+#include <torch/optim/optimizer.h>
 #include <torch/version.h>
 
 #include <fcntl.h>
@@ -27,6 +25,7 @@
 
 #include "detail/data_parallel.hpp"
 #include "detail/model_state.hpp"
+#include "detail/optimizer_state.hpp"
 
 namespace accelerate {
 namespace fs = std::filesystem;
@@ -91,87 +90,16 @@ void run_agreed(const ProcessState& state, F&& f) {
   agree(state, error);
 }
 
-// ---- optimizers: the param states of torch::optim's Adam, AdamW and SGD ----
-std::vector<at::Tensor> all_params(torch::optim::Optimizer& opt) {
-  std::vector<at::Tensor> out;
-  for (auto& g : opt.param_groups()) {
-    for (auto& p : g.params()) out.push_back(p);
-  }
-  return out;
-}
-
-template <class State>
-void save_adam_like(const State& s, size_t i, safetensors::TensorMap& tensors, json& steps) {
-  steps[std::to_string(i)] = s.step();
-  tensors[concat("state.", i, ".exp_avg")] = s.exp_avg();
-  tensors[concat("state.", i, ".exp_avg_sq")] = s.exp_avg_sq();
-  if (s.max_exp_avg_sq().defined()) tensors[concat("state.", i, ".max_exp_avg_sq")] = s.max_exp_avg_sq();
-}
-
 void save_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std::string& stem) {
-  safetensors::TensorMap tensors;
-  json meta{{"param_groups", json::array()}, {"steps", json::object()}};
-  auto params = all_params(opt);
-  std::string type = "none";
-  for (size_t i = 0; i < params.size(); ++i) {
-    auto it = opt.state().find(params[i].unsafeGetTensorImpl());
-    if (it == opt.state().end()) continue;
-    if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
-      type = "adamw", save_adam_like(*s, i, tensors, meta["steps"]);
-    } else if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
-      type = "adam", save_adam_like(*s, i, tensors, meta["steps"]);
-    } else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
-      type = "sgd";
-      if (s->momentum_buffer().defined()) tensors[concat("state.", i, ".momentum_buffer")] = s->momentum_buffer();
-    } else {
-      throw CheckpointError("save_state: the optimizer's state type is not supported yet (Adam, AdamW, SGD are).");
-    }
-  }
-  meta["state_type"] = type;
-  meta["num_params"] = params.size();
-  for (auto& g : opt.param_groups()) meta["param_groups"].push_back({{"lr", g.options().get_lr()}, {"params", g.params().size()}});
-  safetensors::save_file(tensors, (dir / (stem + ".safetensors")).string(), {{"format", "pt"}});
-  write_text(dir / (stem + ".json"), meta.dump(2));
+  auto state = detail::optimizer_state(opt);
+  safetensors::save_file(state.tensors, (dir / (stem + ".safetensors")).string(), {{"format", "pt"}});
+  write_text(dir / (stem + ".json"), state.meta.dump(2));
 }
 
 void load_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std::string& stem) {
-  const auto meta = read_json(dir / (stem + ".json"));
-  auto params = all_params(opt);
-  ACCELERATE_CHECK(meta.value("num_params", size_t{0}) == params.size(), CheckpointError, "checkpoint file ",
-                   (dir / (stem + ".json")).string(), " is for an optimizer of ", meta.value("num_params", 0),
-                   " parameters; this one has ", params.size(), ".");
-  safetensors::File f((dir / (stem + ".safetensors")).string());
-  const std::string type = meta.value("state_type", "none");
-  auto tensor = [&](size_t i, const char* field) {
-    const auto name = concat("state.", i, ".", field);
-    return f.contains(name) ? f.get(name).clone().to(params[i].device()) : at::Tensor();
-  };
-  for (size_t i = 0; i < params.size(); ++i) {
-    void* key = params[i].unsafeGetTensorImpl();
-    if (type == "adam" || type == "adamw") {
-      const auto step_key = std::to_string(i);
-      if (!meta["steps"].contains(step_key)) continue;
-      auto fill = [&](auto state) {
-        state->step(meta["steps"][step_key].get<int64_t>());
-        state->exp_avg(tensor(i, "exp_avg"));
-        state->exp_avg_sq(tensor(i, "exp_avg_sq"));
-        if (auto m = tensor(i, "max_exp_avg_sq"); m.defined()) state->max_exp_avg_sq(m);
-        opt.state()[key] = std::move(state);
-      };
-      if (type == "adam") fill(std::make_unique<torch::optim::AdamParamState>());
-      else fill(std::make_unique<torch::optim::AdamWParamState>());
-    } else if (type == "sgd") {
-      if (auto m = tensor(i, "momentum_buffer"); m.defined()) {
-        auto state = std::make_unique<torch::optim::SGDParamState>();
-        state->momentum_buffer(m);
-        opt.state()[key] = std::move(state);
-      }
-    }
-  }
-  auto& groups = opt.param_groups();
-  for (size_t g = 0; g < groups.size() && g < meta["param_groups"].size(); ++g) {
-    groups[g].options().set_lr(meta["param_groups"][g]["lr"].get<double>());
-  }
+  const auto json_path = dir / (stem + ".json");
+  safetensors::File tensors((dir / (stem + ".safetensors")).string());
+  detail::load_optimizer_state(opt, tensors, read_json(json_path), json_path.string());
 }
 
 /// N for a folder named exactly checkpoint_<digits>; anything else (checkpoint_3.tmp, checkpoint_3.deleting, ...)

@@ -17,10 +17,14 @@ GradScaler::GradScaler(GradScalerOptions options) : options_(options) {
 
 at::Tensor GradScaler::scale(const at::Tensor& loss) {
   if (!options_.enabled) return loss;
-  if (!scale_.defined() || scale_.device() != loss.device()) {
+  if (!scale_.defined()) {
     // Lazily on the loss's device, as torch does.
     scale_ = at::full({}, options_.init_scale, at::TensorOptions().dtype(at::kFloat).device(loss.device()));
     growth_tracker_ = at::zeros({}, at::TensorOptions().dtype(at::kInt).device(loss.device()));
+  } else if (scale_.device() != loss.device()) {
+    // A scale restored by load_state (on the CPU) keeps its value: moved, never reset to init_scale.
+    scale_ = scale_.to(loss.device());
+    growth_tracker_ = growth_tracker_.to(loss.device());
   }
   return loss * scale_.to(loss.scalar_type());
 }

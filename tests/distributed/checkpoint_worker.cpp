@@ -1,5 +1,6 @@
 // Checkpoints in every rank (1 or 2 processes, CPU): an interrupted run resumed from save_state/load_state ends
-// bitwise equal to an uninterrupted one (mid-epoch, shuffled data, dropout, AdamW, a schedule, accumulation);
+// bitwise equal to an uninterrupted one (mid-epoch, shuffled data, dropout, each optimizer, fp16 with a
+// GradScaler, a schedule, accumulation);
 // rotation keeps the newest complete checkpoints; incomplete or corrupt ones are refused with the file named.
 #include <accelerate/accelerate.hpp>
 
@@ -42,28 +43,51 @@ std::string shared_temp_dir(const std::string& name) {
   return dir[0].toStringRef();
 }
 
+/// What a resume test trains with: the optimizer (each has its own state fields) and the precision (fp16 adds a
+/// GradScaler whose scale and growth tracker must come back too).
+struct RunConfig {
+  std::string optimizer = "adamw";
+  std::string precision = "no";
+};
+
+void PrintTo(const RunConfig& c, std::ostream* os) { *os << c.optimizer << ", mixed_precision " << c.precision; }
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind, std::vector<torch::Tensor> params) {
+  namespace o = torch::optim;
+  if (kind == "adam") return std::make_unique<o::Adam>(params, o::AdamOptions(1e-2).amsgrad(true));
+  if (kind == "sgd") return std::make_unique<o::SGD>(params, o::SGDOptions(0.1).momentum(0.9).nesterov(true));
+  if (kind == "adagrad") return std::make_unique<o::Adagrad>(params, o::AdagradOptions(0.1).lr_decay(0.01));
+  if (kind == "rmsprop") return std::make_unique<o::RMSprop>(params, o::RMSpropOptions(1e-2).momentum(0.5).centered(true));
+  return std::make_unique<o::AdamW>(params, 1e-2);
+}
+
 struct Training {
   Accelerator acc;
   Net model;
-  torch::optim::AdamW adamw;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
   DataLoader loader;
   LRScheduler schedule;
   AcceleratedOptimizer* opt = nullptr;
   AcceleratedScheduler* sched = nullptr;
+  int skipped_steps = 0;
 
-  Training(uint64_t seed, const torch::Tensor& x, const torch::Tensor& y)
+  Training(uint64_t seed, const torch::Tensor& x, const torch::Tensor& y, const RunConfig& setup = {})
       : acc(g_state, [&] {
           AcceleratorOptions o;
-          o.cpu = true;
+          o.cpu = !g_state->device().is_cuda();
           o.seed = seed;
           o.gradient_accumulation_steps = 2;
+          o.mixed_precision = setup.precision;
+          // A scale fp16 overflows at first, and a short growth interval: the scaler skips steps, backs off and
+          // grows again during the run, so a resume that lost its state would diverge.
+          o.grad_scaler = {.init_scale = 1 << 24, .growth_interval = 3};
           return o;
         }()),
-        adamw(model->parameters(), 1e-2),
+        optimizer(make_optimizer(setup.optimizer, model->parameters())),
         loader(std::make_shared<TensorDataset>(x, y), {.batch_size = 4, .shuffle = true}),
-        schedule(get_scheduler("linear", adamw, {.num_warmup_steps = 3, .num_training_steps = 60})) {
+        schedule(get_scheduler("linear", *optimizer, {.num_warmup_steps = 3, .num_training_steps = 60})) {
     acc.prepare(model);
-    opt = &acc.prepare(adamw);
+    opt = &acc.prepare(*optimizer);
     acc.prepare(loader);
     sched = &acc.prepare(schedule);
   }
@@ -75,10 +99,16 @@ struct Training {
       int64_t i = 0;
       for (auto& batch : loader) {
         auto step = acc.accumulate(model);
-        acc.backward(torch::cross_entropy_loss(model->forward(batch.data), batch.target));
+        torch::Tensor loss;
+        {
+          auto cast = acc.autocast();
+          loss = torch::cross_entropy_loss(model->forward(batch.data), batch.target);
+        }
+        acc.backward(loss);
         opt->step();
         sched->step();
         opt->zero_grad();
+        if (acc.sync_gradients() && acc.optimizer_step_was_skipped()) ++skipped_steps;
         on_step(epoch, i++);
       }
     }
@@ -87,14 +117,18 @@ struct Training {
 
 }  // namespace
 
-TEST(Checkpoint, ResumeMidEpochIsBitwiseIdentical) {
+class Resume : public ::testing::TestWithParam<RunConfig> {};
+
+TEST_P(Resume, MidEpochIsBitwiseIdentical) {
+  const RunConfig setup = GetParam();
   torch::manual_seed(1);
   auto x = torch::randn({40 * g_state->num_processes(), 6});
   auto y = torch::randint(0, 3, {x.size(0)}, torch::kLong);
-  const auto dir = shared_temp_dir("resume");
+  const auto dir = shared_temp_dir("resume_" + setup.optimizer + "_" + setup.precision);
   std::vector<torch::Tensor> uninterrupted;
+  double final_scale = 0;
   {
-    Training run(7, x, y);
+    Training run(7, x, y, setup);
     bool saved = false;
     run.train([&](int64_t epoch, int64_t i) {
       if (!saved && epoch == 1 && i >= 3 && run.acc.sync_gradients()) {
@@ -104,8 +138,12 @@ TEST(Checkpoint, ResumeMidEpochIsBitwiseIdentical) {
     });
     ASSERT_TRUE(saved);
     for (const auto& p : run.model->parameters()) uninterrupted.push_back(p.detach().clone());
+    if (setup.precision == "fp16") {
+      EXPECT_GT(run.skipped_steps, 0) << "the scaler never backed off: this run does not test its state";
+      final_scale = run.acc.scaler()->get_scale();
+    }
   }
-  Training resumed(12345, x, y);  // other initial weights and RNG: everything must come from the checkpoint
+  Training resumed(12345, x, y, setup);  // other initial weights and RNG: everything must come from the checkpoint
   resumed.acc.load_state(dir);
   EXPECT_EQ(resumed.loader.epoch(), 1);
   resumed.train([](int64_t, int64_t) {});
@@ -114,6 +152,34 @@ TEST(Checkpoint, ResumeMidEpochIsBitwiseIdentical) {
     EXPECT_TRUE(torch::equal(params[i], uninterrupted[i])) << "parameter " << i << " differs after resume, max diff "
                                                            << (params[i] - uninterrupted[i]).abs().max().item<double>();
   }
+  if (setup.precision == "fp16") EXPECT_EQ(resumed.acc.scaler()->get_scale(), final_scale);
+  wait_for_everyone(*g_state);
+  if (g_state->is_main_process()) fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, Resume,
+                         ::testing::Values(RunConfig{"adamw", "no"}, RunConfig{"adam", "fp16"}, RunConfig{"sgd", "fp16"},
+                                           RunConfig{"adagrad", "no"}, RunConfig{"rmsprop", "bf16"}),
+                         [](const auto& info) { return info.param.optimizer + "_" + info.param.precision; });
+
+TEST(Checkpoint, OptimizerOfAnotherTypeIsRefused) {
+  torch::manual_seed(1);
+  auto x = torch::randn({8 * g_state->num_processes(), 6});
+  auto y = torch::randint(0, 3, {x.size(0)}, torch::kLong);
+  const auto dir = shared_temp_dir("other_optimizer");
+  {
+    Training run(7, x, y, {"sgd", "no"});
+    run.train([](int64_t, int64_t) {});
+    run.acc.save_state(dir);
+  }
+  Training other(7, x, y, {"adamw", "no"});
+  try {
+    other.acc.load_state(dir);
+    ADD_FAILURE() << "loading SGD state into AdamW should fail";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds the state of a sgd optimizer, but the prepared optimizer is adamw"),
+              std::string::npos) << e.what();
+  }
   wait_for_everyone(*g_state);
   if (g_state->is_main_process()) fs::remove_all(dir);
 }
@@ -121,7 +187,7 @@ TEST(Checkpoint, ResumeMidEpochIsBitwiseIdentical) {
 TEST(Checkpoint, RotationKeepsTheNewestCompleteOnes) {
   const auto project = shared_temp_dir("rotation");
   AcceleratorOptions o;
-  o.cpu = true;
+  o.cpu = !g_state->device().is_cuda();
   o.project = {.project_dir = project, .automatic_checkpoint_naming = true, .total_limit = 2};
   Accelerator acc(g_state, o);
   Net model;
@@ -148,7 +214,7 @@ TEST(Checkpoint, RotationKeepsTheNewestCompleteOnes) {
 TEST(Checkpoint, BadInputIsRefusedWithTheFileNamed) {
   const auto dir = shared_temp_dir("bad");
   AcceleratorOptions o;
-  o.cpu = true;
+  o.cpu = !g_state->device().is_cuda();
   Accelerator acc(g_state, o);
   Net model;
   acc.prepare(model);
@@ -162,7 +228,7 @@ TEST(Checkpoint, BadInputIsRefusedWithTheFileNamed) {
   EXPECT_NO_THROW(acc.load_state(dir));
   {
     AcceleratorOptions other_options;
-    other_options.cpu = true;
+    other_options.cpu = !g_state->device().is_cuda();
     Accelerator other(g_state, other_options);
     Net wider(32);  // another model
     other.prepare(wider);

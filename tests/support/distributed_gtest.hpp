@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -14,7 +15,14 @@ namespace accelerate::testing {
 inline int run_distributed_tests(int argc, char** argv, std::shared_ptr<ProcessState>& state, const char* program) {
   ::testing::InitGoogleTest(&argc, argv);
   try {
-    state = std::make_shared<ProcessState>(ProcessStateOptions{.cpu = true});
+    // CPU unless ACCELERATE_TEST_DEVICE=cuda (the GPU check runs the same tests on the rank's GPU).
+    const char* device = std::getenv("ACCELERATE_TEST_DEVICE");
+    const bool cuda = device && std::string(device) == "cuda";
+    state = std::make_shared<ProcessState>(ProcessStateOptions{.cpu = !cuda});
+    if (cuda && !state->device().is_cuda()) {
+      std::cerr << program << ": ACCELERATE_TEST_DEVICE=cuda but no CUDA device is available" << std::endl;
+      return 1;
+    }
     const int rc = RUN_ALL_TESTS();
     const auto failures = reduce(*state, at::full({1}, rc != 0 ? 1 : 0, at::kLong), Reduction::Sum);
     state->destroy_process_group();
