@@ -2,22 +2,58 @@
 #include <accelerate/error.hpp>
 #include <accelerate/version.hpp>
 
+#include <algorithm>
 #include <iostream>
+#include <map>
 
 #include "commands/commands.hpp"
+#include "commands/flags.hpp"
+
+namespace {
+
+/// "Did you mean ...?" for the first argument that is neither a subcommand nor a flag of the chosen one.
+std::string suggestion(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> subcommands;
+  for (auto* sub : app.get_subcommands({})) subcommands.push_back(sub->get_name());
+  if (argc < 2) return "";
+  const std::string first = argv[1];
+  if (std::find(subcommands.begin(), subcommands.end(), first) == subcommands.end()) {
+    if (first.rfind("-", 0) == 0) return "";
+    const auto best = accelerate::cli::nearest(first, subcommands);
+    return best.empty() ? "" : "Did you mean `accelerate-cpp " + best + "`?";
+  }
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) continue;
+    const auto name = arg.substr(0, arg.find('='));
+    const auto best = accelerate::cli::nearest_flag(*app.get_subcommand(first), name);
+    if (!best.empty() && best != name) return "Did you mean `" + best + "` (instead of `" + name + "`)?";
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"accelerate-cpp: run LibTorch training on one CPU, many processes, GPUs and nodes", "accelerate-cpp"};
   app.require_subcommand(1);
   app.set_version_flag("--version", accelerate::kVersion);
-  auto launch = accelerate::cli::register_launch(app);
+  std::map<std::string, accelerate::cli::Action> actions = {
+      {"config", accelerate::cli::register_config(app)}, {"env", accelerate::cli::register_env(app)},
+      {"launch", accelerate::cli::register_launch(app)}, {"test", accelerate::cli::register_test(app)}};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);  // prints the error and the usage; non-zero for errors, 0 for --help
+    const int rc = app.exit(e);  // prints the error and the usage; non-zero for errors, 0 for --help
+    if (rc != 0) {
+      if (const auto hint = suggestion(app, argc, argv); !hint.empty()) std::cerr << hint << std::endl;
+    }
+    return rc;
   }
   try {
-    if (app.got_subcommand("launch")) return launch();
+    for (auto& [name, action] : actions) {
+      if (app.got_subcommand(name)) return action();
+    }
   } catch (const accelerate::ConfigError& e) {
     std::cerr << "accelerate-cpp: error: " << e.what() << std::endl;
     return 2;

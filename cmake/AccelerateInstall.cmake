@@ -7,7 +7,7 @@ install(TARGETS accelerate EXPORT accelerateTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS accelerate_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS accelerate_cli accelerate_check RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY include/accelerate DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT accelerateTargets NAMESPACE accelerate:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/accelerate)
 configure_package_config_file(cmake/accelerateConfig.cmake.in

@@ -3,7 +3,9 @@
 #include <accelerate/accelerator.hpp>
 
 #include <accelerate/error.hpp>
+#include <accelerate/platform.hpp>
 #include <accelerate/random.hpp>
+#include <accelerate/system_info.hpp>
 
 #include <ATen/ATen.h>
 #include <algorithm>
@@ -75,9 +77,30 @@ void Accelerator::init() {
   // ops, so unlike HF (which quietly trains in fp32 when fp16 is asked on CPU) we do what was asked.
   if (precision_ == MixedPrecision::Fp16) scaler_ = std::make_unique<GradScaler>(options_.grad_scaler);
   if (options_.seed) set_seed(*options_.seed);
+  // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
+  // binary keeps its checkpoints and logs where they survive on each platform.
+  if (options_.project.project_dir.empty()) options_.project.project_dir = detect_platform().output_dir;
 }
 
 Accelerator::~Accelerator() = default;
+
+std::string Accelerator::state_report() const {
+  std::string out = detail::concat(
+      "Distributed environment: ", to_string(distributed_type()), "\nBackend: ",
+      state_->backend().empty() ? "none" : state_->backend(), "\nNum processes: ", num_processes(),
+      "\nProcess index: ", process_index(), "\nLocal process index: ", local_process_index(),
+      "\nMain process: ", is_main_process() ? "yes" : "no", "\nDevice: ", device(),
+      "\nMixed precision type: ", to_string(precision_), "\nGradient accumulation steps: ", gradient_state_.num_steps,
+      "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(detect_platform().platform), "\n");
+  if (device().is_cuda()) {
+    for (const auto& g : runtime_info().gpus) {
+      if (g.index != device().index()) continue;
+      out += detail::concat("Device name: ", g.name, "\nDevice memory in use: ", format_bytes(g.allocated_memory),
+                            " of ", format_bytes(g.total_memory), "\n");
+    }
+  }
+  return out;
+}
 
 bool Accelerator::optimizer_step_was_skipped() const {
   return std::any_of(optimizers_.begin(), optimizers_.end(), [](const auto& o) { return o.step_was_skipped(); });

@@ -2,13 +2,27 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
+
+namespace accelerate::launcher {
+struct LaunchOptions;
+}
 
 namespace accelerate::cli {
 
 using Action = std::function<int()>;
 
 Action register_launch(CLI::App& app);
+Action register_config(CLI::App& app);
+Action register_env(CLI::App& app);
+Action register_test(CLI::App& app);
+
+/// Runs a launch (config file merged in, program resolved, workers supervised); `test` reuses it.
+int run_launch(launcher::LaunchOptions& options);
+
+/// A program installed next to accelerate-cpp (accelerate-cpp-check).
+std::string sibling_program(const std::string& name);
 
 }  // namespace accelerate::cli

@@ -3,30 +3,18 @@
 #include <accelerate/error.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
 #include "commands/commands.hpp"
+#include "commands/flags.hpp"
+#include "config/hf_config.hpp"
 #include "launcher/launch_plan.hpp"
 #include "launcher/net.hpp"
 #include "launcher/supervisor.hpp"
 
 namespace accelerate::cli {
-namespace {
-
-// HF accepts every flag with '_' or '-'.
-std::string names(const std::string& flag) {
-  std::string dashed = flag;
-  for (auto& c : dashed) c = c == '_' ? '-' : c;
-  return dashed == flag ? "--" + flag : "--" + flag + ",--" + dashed;
-}
-
-template <class T>
-void optional_option(CLI::App* cmd, const std::string& flag, std::optional<T>& target, const std::string& help) {
-  cmd->add_option_function<T>(names(flag), [&target](const T& v) { target = v; }, help);
-}
-
-}  // namespace
 
 Action register_launch(CLI::App& app) {
   auto options = std::make_shared<launcher::LaunchOptions>();
@@ -46,7 +34,7 @@ Action register_launch(CLI::App& app) {
   optional_option(cmd, "num_cpu_threads_per_process", o.num_cpu_threads_per_process,
                   "OMP_NUM_THREADS for each worker (default: cores / local processes, unless OMP_NUM_THREADS is set)");
   optional_option(cmd, "timeout", o.timeout_s, "Rendezvous and collective timeout in seconds (ACCELERATE_CPP_TIMEOUT)");
-  optional_option(cmd, "config_file", o.config_file, "HF Accelerate YAML config; flags given here win");
+  optional_option(cmd, "config_file", o.config_file, "HF Accelerate YAML config (default: the file `accelerate-cpp config` writes, if present); flags win");
   cmd->add_option(names("grace_period"), o.grace_period_s,
                   "Seconds between SIGTERM and SIGKILL when stopping workers (default 5)");
   cmd->add_flag(names("debug"), o.debug, "Set ACCELERATE_DEBUG_MODE=true for the workers");
@@ -59,23 +47,32 @@ Action register_launch(CLI::App& app) {
     auto remaining = cmd->remaining();
     ACCELERATE_CHECK(!remaining.empty(), ConfigError,
                      "launch: no PROGRAM given. Usage: accelerate-cpp launch [flags] PROGRAM [ARGS...]");
-    ACCELERATE_CHECK(remaining[0].empty() || remaining[0][0] != '-', ConfigError, "launch: unknown flag '",
-                     remaining[0], "'. See `accelerate-cpp launch --help` for the flags.");
+    if (!remaining[0].empty() && remaining[0][0] == '-') {
+      const auto flag = remaining[0].substr(0, remaining[0].find('='));
+      const auto hint = nearest_flag(*cmd, flag);
+      throw ConfigError(detail::concat("launch: unknown flag '", flag, "'.", hint.empty() ? "" : " Did you mean '" + hint + "'?",
+                                       " See `accelerate-cpp launch --help` for the flags."));
+    }
     o.program = remaining[0];
     o.program_args.assign(remaining.begin() + 1, remaining.end());
-    if (o.config_file) launcher::merge_config_file(o, *o.config_file);
-
-    const auto env = current_environment();
-    const char* path = std::getenv("PATH");
-    const auto program = launcher::resolve_program(o.program, path ? path : "");
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    auto plan = launcher::make_plan(o, program, &launcher::pick_free_port, cores, env);
-    if (plan.hosts_rendezvous && plan.world_size > 1) launcher::ensure_port_free(plan.master_port);
-    launcher::SupervisorOptions supervision;
-    supervision.rank_prefix = o.rank_prefix;
-    supervision.grace_period_s = o.grace_period_s;
-    return launcher::supervise(plan.workers, supervision);
+    return run_launch(o);
   };
+}
+
+int run_launch(launcher::LaunchOptions& o) {
+  // --config_file, else the default file when there is one (as HF's launch does).
+  if (!o.config_file && std::filesystem::exists(default_config_path())) o.config_file = default_config_path();
+  if (o.config_file) launcher::merge_config_file(o, *o.config_file);
+  const auto env = current_environment();
+  const char* path = std::getenv("PATH");
+  const auto program = launcher::resolve_program(o.program, path ? path : "");
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto plan = launcher::make_plan(o, program, &launcher::pick_free_port, cores, env);
+  if (plan.hosts_rendezvous && plan.world_size > 1) launcher::ensure_port_free(plan.master_port);
+  launcher::SupervisorOptions supervision;
+  supervision.rank_prefix = o.rank_prefix;
+  supervision.grace_period_s = o.grace_period_s;
+  return launcher::supervise(plan.workers, supervision);
 }
 
 }  // namespace accelerate::cli

@@ -102,6 +102,9 @@ class Accelerator {
   /// Micro-step counter of gradient accumulation (HF's accelerator.step).
   int64_t step() const { return step_; }
   GradScaler* scaler() { return scaler_.get(); }
+  /// This process's view, one "Key: value" per line (HF's state repr plus backend, platform, and on CUDA the
+  /// device name and memory in use): what `--debug` prints and what a bug report needs.
+  std::string state_report() const;
 
   // ---- prepare ----
   /// Moves the model to the device and, with several processes, synchronises its gradients (DDP). Returns

@@ -19,6 +19,8 @@ struct DdpOptions {
 
 /// HF's ProjectConfiguration: where checkpoints go and how many are kept.
 struct ProjectConfiguration {
+  /// Empty: the platform's usual writable folder (detect_platform().output_dir): /kaggle/working on Kaggle, the
+  /// mounted Drive on Colab, else the working directory.
   std::string project_dir;
   /// save_state() without a folder writes project_dir/checkpoints/checkpoint_<iteration>.
   bool automatic_checkpoint_naming = false;

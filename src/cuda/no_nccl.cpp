@@ -4,3 +4,11 @@
 namespace accelerate::detail {
 std::unique_ptr<CommunicationBackend> make_nccl_backend() { return nullptr; }
 }  // namespace accelerate::detail
+
+#include "detail/device_info.hpp"
+
+namespace accelerate::detail {
+bool cuda_built() { return false; }
+std::string nccl_version() { return ""; }
+std::vector<GpuInfo> gpus() { return {}; }
+}  // namespace accelerate::detail

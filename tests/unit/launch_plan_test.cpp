@@ -152,7 +152,7 @@ TEST(ConfigFile, Errors) {
     merge_config_file(o, unknown);
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown keys (num_gpus)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown keys: num_gpus (line 2)"), std::string::npos) << e.what();
   }
   auto wrong_type = temp_file("type.yaml", "num_processes: many\n");
   EXPECT_THROW(merge_config_file(o, wrong_type), ConfigError);

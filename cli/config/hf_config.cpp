@@ -1,0 +1,221 @@
+#include "config/hf_config.hpp"
+
+#include <accelerate/error.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <variant>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+namespace accelerate::cli {
+namespace fs = std::filesystem;
+using detail::concat;
+
+namespace {
+
+// Every key HF's ClusterConfig (and its legacy names) may hold. Anything else is an error, as in HF.
+const std::set<std::string>& hf_keys() {
+  static const std::set<std::string> keys = {
+      "compute_environment", "distributed_type", "mixed_precision", "use_cpu", "debug", "num_processes",
+      "machine_rank", "num_machines", "gpu_ids", "main_process_ip", "main_process_port", "rdzv_backend",
+      "same_network", "main_training_function", "enable_cpu_affinity", "downcast_bf16", "fp8_config",
+      "deepspeed_config", "fsdp_config", "parallelism_config", "megatron_lm_config", "mpirun_config",
+      "dynamo_config", "tpu_name", "tpu_zone", "tpu_use_cluster", "tpu_use_sudo", "command_file", "commands",
+      "tpu_vm", "tpu_env", "ipex_config", "mpirun_hostfile", "dynamo_backend", "fp16", "use_mps_device",
+      "gradient_accumulation_steps"};
+  return keys;
+}
+
+// HF keys that change what a Python launch does but that accelerate-cpp does not implement: a warning names
+// each one that is set to something other than "off".
+const std::set<std::string>& unsupported_keys() {
+  static const std::set<std::string> keys = {"fp8_config", "deepspeed_config", "fsdp_config", "parallelism_config",
+                                             "megatron_lm_config", "dynamo_config", "ipex_config", "tpu_name",
+                                             "tpu_zone", "command_file", "commands", "tpu_vm"};
+  return keys;
+}
+
+bool is_off(const YAML::Node& n) {
+  if (!n || n.IsNull()) return true;
+  if (n.IsMap() || n.IsSequence()) return n.size() == 0;
+  const auto s = n.as<std::string>();
+  return s.empty() || s == "no" || s == "NO" || s == "false" || s == "False";
+}
+
+std::string where(const std::string& path, const YAML::Node& n) {
+  return concat("config file ", path, ", line ", n.Mark().line + 1);
+}
+
+template <class T>
+T as(const YAML::Node& n, const std::string& key, const std::string& path, const char* type) {
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(concat(where(path, n), ": '", key, "' must be ", type, ", got '", YAML::Dump(n), "'."));
+  }
+}
+
+}  // namespace
+
+std::string default_config_path() {
+  if (const char* p = std::getenv("ACCELERATE_CPP_CONFIG_FILE"); p && *p) return p;
+  std::string base;
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x) base = x;
+  else if (const char* h = std::getenv("HOME"); h && *h) base = std::string(h) + "/.config";
+  else base = ".";
+  return base + "/accelerate-cpp/default_config.yaml";
+}
+
+HfConfig read_config(const std::string& path, std::ostream& warnings) {
+  ACCELERATE_CHECK(fs::exists(path), ConfigError, "config file ", path,
+                   " does not exist. Create one with `accelerate-cpp config` (or `config default`), or fix --config_file.");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(concat("config file ", path, " is not valid YAML (line ", e.mark.line + 1, ", column ",
+                             e.mark.column + 1, "): ", e.msg, "."));
+  }
+  HfConfig c;
+  if (root.IsNull()) return c;
+  ACCELERATE_CHECK(root.IsMap(), ConfigError, "config file ", path, " must hold a mapping of keys to values.");
+  std::string unknown;
+  for (const auto& item : root) {
+    const auto key = item.first.as<std::string>();
+    if (!hf_keys().count(key)) {
+      unknown += concat(unknown.empty() ? "" : ", ", key, " (line ", item.first.Mark().line + 1, ")");
+    } else if (unsupported_keys().count(key) && !is_off(item.second)) {
+      warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << key
+               << "' is not supported by accelerate-cpp and is ignored (plain data parallelism is used).\n";
+    }
+  }
+  ACCELERATE_CHECK(unknown.empty(), ConfigError, "config file ", path, " has unknown keys: ", unknown,
+                   ". Remove them, or regenerate the file with `accelerate-cpp config`.");
+
+  auto positive = [&](const char* key, int& target, int minimum) {
+    if (auto n = root[key]; n && !n.IsNull()) {
+      const int v = as<int>(n, key, path, "an integer");
+      ACCELERATE_CHECK(v >= minimum, ConfigError, where(path, n), ": '", key, "' must be >= ", minimum, ", got ", v,
+                       ".");
+      target = v;
+    }
+  };
+  positive("num_processes", c.num_processes, 1);
+  positive("num_machines", c.num_machines, 1);
+  positive("machine_rank", c.machine_rank, 0);
+  positive("gradient_accumulation_steps", c.gradient_accumulation_steps, 1);
+  ACCELERATE_CHECK(c.machine_rank < c.num_machines, ConfigError, where(path, root["machine_rank"]),
+                   ": machine_rank ", c.machine_rank, " is not below num_machines ", c.num_machines, ".");
+  if (auto n = root["main_process_ip"]; n && !n.IsNull()) c.main_process_ip = as<std::string>(n, "main_process_ip", path, "an address");
+  if (auto n = root["main_process_port"]; n && !n.IsNull()) {
+    const int port = as<int>(n, "main_process_port", path, "a port number");
+    ACCELERATE_CHECK(port >= 0 && port <= 65535, ConfigError, where(path, n), ": main_process_port ", port,
+                     " is not a port (0..65535).");
+    c.main_process_port = port;
+  }
+  if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false")) c.mixed_precision = "fp16";  // legacy
+  if (auto n = root["mixed_precision"]; n && !n.IsNull()) {
+    c.mixed_precision = as<std::string>(n, "mixed_precision", path, "one of no, fp16, bf16");
+    ACCELERATE_CHECK(c.mixed_precision != "fp8", ConfigError, where(path, n),
+                     ": mixed_precision fp8 is not supported by accelerate-cpp yet. Use no, fp16 or bf16.");
+    ACCELERATE_CHECK(c.mixed_precision == "no" || c.mixed_precision == "fp16" || c.mixed_precision == "bf16",
+                     ConfigError, where(path, n), ": mixed_precision '", c.mixed_precision,
+                     "' is not one of no, fp16, bf16.");
+  }
+  if (auto n = root["use_cpu"]; n && !n.IsNull()) c.use_cpu = as<bool>(n, "use_cpu", path, "true or false");
+  if (auto n = root["debug"]; n && !n.IsNull()) c.debug = as<bool>(n, "debug", path, "true or false");
+  if (auto n = root["compute_environment"]; n && !n.IsNull()) {
+    c.compute_environment = as<std::string>(n, "compute_environment", path, "a name");
+    ACCELERATE_CHECK(c.compute_environment == "LOCAL_MACHINE", ConfigError, where(path, n), ": compute_environment ",
+                     c.compute_environment, " is not supported by accelerate-cpp; use LOCAL_MACHINE.");
+  }
+  if (auto n = root["distributed_type"]; n && !n.IsNull()) {
+    c.distributed_type = as<std::string>(n, "distributed_type", path, "a name");
+    static const std::set<std::string> data_parallel = {"NO", "MULTI_CPU", "MULTI_GPU"};
+    if (!data_parallel.count(c.distributed_type)) {
+      warnings << "accelerate-cpp: warning: " << where(path, n) << ": distributed_type " << c.distributed_type
+               << " is not supported by accelerate-cpp; running plain data parallelism instead.\n";
+    }
+  }
+  if (auto n = root["enable_cpu_affinity"]; n && !is_off(n)) {
+    warnings << "accelerate-cpp: warning: " << where(path, n) << ": 'enable_cpu_affinity' is not supported and is ignored.\n";
+  }
+  if (auto n = root["gpu_ids"]; n && !n.IsNull() && n.as<std::string>() != "all") {
+    warnings << "accelerate-cpp: warning: " << where(path, n)
+             << ": 'gpu_ids' is ignored; choose GPUs with CUDA_VISIBLE_DEVICES.\n";
+  }
+  return c;
+}
+
+void write_config(const HfConfig& c, const std::string& path) {
+  // Strings are quoted: YAML 1.1 readers (PyYAML, so Python's accelerate) take a bare `no` for false.
+  using Value = std::variant<std::string, int, bool, std::vector<std::string>>;
+  std::map<std::string, Value> keys;  // sorted, as HF's yaml.safe_dump writes them
+  keys["compute_environment"] = c.compute_environment;
+  keys["debug"] = c.debug;
+  keys["distributed_type"] = c.distributed_type;
+  keys["downcast_bf16"] = std::string("no");
+  keys["enable_cpu_affinity"] = false;
+  if (c.distributed_type == "MULTI_GPU") keys["gpu_ids"] = std::string("all");
+  keys["machine_rank"] = c.machine_rank;
+  if (c.main_process_ip) keys["main_process_ip"] = *c.main_process_ip;
+  if (c.main_process_port) keys["main_process_port"] = *c.main_process_port;
+  keys["main_training_function"] = std::string("main");
+  keys["mixed_precision"] = c.mixed_precision;
+  keys["num_machines"] = c.num_machines;
+  keys["num_processes"] = c.num_processes;
+  keys["rdzv_backend"] = std::string("static");
+  keys["same_network"] = true;
+  keys["tpu_env"] = std::vector<std::string>{};
+  keys["tpu_use_cluster"] = false;
+  keys["tpu_use_sudo"] = false;
+  keys["use_cpu"] = c.use_cpu;
+  if (c.gradient_accumulation_steps != 1) keys["gradient_accumulation_steps"] = c.gradient_accumulation_steps;
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for (const auto& [k, v] : keys) {
+    out << YAML::Key << k << YAML::Value;
+    std::visit(
+        [&](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::string>) out << YAML::SingleQuoted << x;
+          else if constexpr (std::is_same_v<T, std::vector<std::string>>) out << YAML::Flow << x;
+          else out << x;
+        },
+        v);
+  }
+  out << YAML::EndMap;
+  const fs::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
+  ACCELERATE_CHECK(!ec, ConfigError, "cannot create the folder ", target.parent_path().string(), ": ", ec.message(),
+                   ". Choose another place with --config_file.");
+  std::ofstream file(target);
+  file << out.c_str() << "\n";
+  file.flush();
+  ACCELERATE_CHECK(file.good(), ConfigError, "cannot write ", path, ". Choose another place with --config_file.");
+}
+
+std::string describe(const HfConfig& c) {
+  return concat("compute_environment: ", c.compute_environment, "\ndistributed_type: ", c.distributed_type,
+                "\nmixed_precision: ", c.mixed_precision, "\nuse_cpu: ", c.use_cpu ? "true" : "false",
+                "\ndebug: ", c.debug ? "true" : "false", "\nnum_processes: ", c.num_processes,
+                "\nnum_machines: ", c.num_machines, "\nmachine_rank: ", c.machine_rank,
+                "\nmain_process_ip: ", c.main_process_ip.value_or("(unset)"), "\nmain_process_port: ",
+                c.main_process_port ? std::to_string(*c.main_process_port) : "(unset)",
+                "\ngradient_accumulation_steps: ", c.gradient_accumulation_steps, "\n");
+}
+
+int visible_gpu_count() {
+  std::error_code ec;
+  int n = 0;
+  for (fs::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return n;
+}
+
+}  // namespace accelerate::cli

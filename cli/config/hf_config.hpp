@@ -1,0 +1,42 @@
+// The HF Accelerate config file (`default_config.yaml`): read with line-numbered errors and warnings for what a
+// C++ launch does not support, written with HF's keys so Python's `accelerate` loads it too.
+#pragma once
+
+#include <optional>
+#include <ostream>
+#include <string>
+
+namespace accelerate::cli {
+
+struct HfConfig {
+  std::string compute_environment = "LOCAL_MACHINE";
+  std::string distributed_type = "NO";  ///< NO, MULTI_CPU, MULTI_GPU
+  std::string mixed_precision = "no";
+  bool use_cpu = false;
+  bool debug = false;
+  int num_processes = 1;  ///< total over all machines
+  int num_machines = 1;
+  int machine_rank = 0;
+  std::optional<std::string> main_process_ip;
+  std::optional<int> main_process_port;
+  /// Not an HF key (HF keeps it inside deepspeed_config); written only when it is not 1.
+  int gradient_accumulation_steps = 1;
+};
+
+/// $ACCELERATE_CPP_CONFIG_FILE, else ${XDG_CONFIG_HOME:-$HOME/.config}/accelerate-cpp/default_config.yaml.
+std::string default_config_path();
+
+/// Reads and validates `path`. Unknown keys, wrong types and unsupported values are ConfigErrors naming the line;
+/// HF keys that accelerate-cpp ignores (deepspeed_config, fsdp_config, ...) are written to `warnings`, by name.
+HfConfig read_config(const std::string& path, std::ostream& warnings);
+
+/// Writes `config` as YAML with HF's keys (sorted, as `accelerate config` writes them), creating the folder.
+void write_config(const HfConfig& config, const std::string& path);
+
+/// The config as "key: value" lines, for `env`.
+std::string describe(const HfConfig& config);
+
+/// GPUs this machine has, seen without CUDA (the NVIDIA driver's /proc entries); 0 when none.
+int visible_gpu_count();
+
+}  // namespace accelerate::cli

@@ -1,0 +1,132 @@
+// The HF config file (read with line-numbered errors and named warnings, written with HF's keys) and platform
+// detection: pure functions, no processes.
+#include <accelerate/error.hpp>
+#include <accelerate/platform.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <sstream>
+
+#include "config/hf_config.hpp"
+
+using namespace accelerate;
+using namespace accelerate::cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const auto path = fs::temp_directory_path() / ("accelerate_cfg_" + std::to_string(::getpid()) + "_" + name);
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+std::string error_of(const std::string& yaml) {
+  const auto path = write_temp("err.yaml", yaml);
+  std::ostringstream warnings;
+  try {
+    read_config(path, warnings);
+  } catch (const ConfigError& e) {
+    fs::remove(path);
+    return e.what();
+  }
+  fs::remove(path);
+  return "no error";
+}
+
+}  // namespace
+
+TEST(HfConfig, WrongValuesNameTheLine) {
+  EXPECT_NE(error_of("debug: false\nnum_processes: -1\n").find("line 2: 'num_processes' must be >= 1, got -1"),
+            std::string::npos)
+      << error_of("debug: false\nnum_processes: -1\n");
+  EXPECT_NE(error_of("num_processes: 2\n\nmixed_precision: fp8\n").find("line 3: mixed_precision fp8 is not supported"),
+            std::string::npos);
+  EXPECT_NE(error_of("mixed_precision: fp32\n").find("line 1: mixed_precision 'fp32' is not one of no, fp16, bf16"),
+            std::string::npos);
+  EXPECT_NE(error_of("use_cpu: maybe\n").find("line 1: 'use_cpu' must be true or false"), std::string::npos);
+  EXPECT_NE(error_of("num_processes: 2\n  bad: [\n").find("is not valid YAML (line"), std::string::npos);
+  EXPECT_NE(error_of("machine_rank: 2\nnum_machines: 2\n").find("machine_rank 2 is not below num_machines 2"),
+            std::string::npos);
+  EXPECT_NE(error_of("main_process_port: 70000\n").find("is not a port"), std::string::npos);
+}
+
+TEST(HfConfig, UnsupportedKeysAreNamedInAWarning) {
+  const auto path = write_temp("ds.yaml",
+                               "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\nfsdp_config: {}\n"
+                               "num_processes: 2\n");
+  std::ostringstream warnings;
+  const auto c = read_config(path, warnings);
+  EXPECT_EQ(c.num_processes, 2);
+  const auto w = warnings.str();
+  EXPECT_NE(w.find("line 2: 'deepspeed_config' is not supported"), std::string::npos) << w;
+  EXPECT_NE(w.find("distributed_type DEEPSPEED is not supported"), std::string::npos) << w;
+  EXPECT_EQ(w.find("fsdp_config"), std::string::npos) << "an empty section is not a setting: " << w;
+  fs::remove(path);
+}
+
+TEST(HfConfig, WriteThenReadRoundTrips) {
+  HfConfig c;
+  c.distributed_type = "MULTI_CPU";
+  c.use_cpu = true;
+  c.num_processes = 4;
+  c.num_machines = 2;
+  c.machine_rank = 1;
+  c.main_process_ip = "10.0.0.1";
+  c.main_process_port = 29500;
+  c.mixed_precision = "bf16";
+  c.gradient_accumulation_steps = 3;
+  c.debug = true;
+  const auto path = (fs::temp_directory_path() / ("accelerate_cfg_rt_" + std::to_string(::getpid())) / "c.yaml").string();
+  write_config(c, path);
+  std::ostringstream warnings;
+  const auto back = read_config(path, warnings);
+  EXPECT_EQ(warnings.str(), "");
+  EXPECT_EQ(back.distributed_type, "MULTI_CPU");
+  EXPECT_TRUE(back.use_cpu);
+  EXPECT_TRUE(back.debug);
+  EXPECT_EQ(back.num_processes, 4);
+  EXPECT_EQ(back.num_machines, 2);
+  EXPECT_EQ(back.machine_rank, 1);
+  EXPECT_EQ(back.main_process_ip, "10.0.0.1");
+  EXPECT_EQ(back.main_process_port, 29500);
+  EXPECT_EQ(back.mixed_precision, "bf16");
+  EXPECT_EQ(back.gradient_accumulation_steps, 3);
+  fs::remove_all(fs::path(path).parent_path());
+}
+
+TEST(HfConfig, DefaultPathFollowsTheEnvironment) {
+  ::setenv("ACCELERATE_CPP_CONFIG_FILE", "/tmp/x/custom.yaml", 1);
+  EXPECT_EQ(default_config_path(), "/tmp/x/custom.yaml");
+  ::unsetenv("ACCELERATE_CPP_CONFIG_FILE");
+  ::setenv("XDG_CONFIG_HOME", "/tmp/xdg", 1);
+  EXPECT_EQ(default_config_path(), "/tmp/xdg/accelerate-cpp/default_config.yaml");
+  ::unsetenv("XDG_CONFIG_HOME");
+}
+
+TEST(Platform, EachPlatformFromItsEnvironment) {
+  auto none = [](const std::string&) { return false; };
+  const auto cwd = fs::current_path().string();
+  auto detect = [&](EnvironmentVariables env, std::function<bool(const std::string&)> exists = {}) {
+    return detect_platform(env, exists ? exists : none);
+  };
+  auto kaggle = detect({{"KAGGLE_KERNEL_RUN_TYPE", "Interactive"}});
+  EXPECT_EQ(kaggle.platform, Platform::Kaggle);
+  EXPECT_EQ(kaggle.output_dir, "/kaggle/working");
+  auto colab = detect({{"COLAB_RELEASE_TAG", "release-colab_20250101"}});
+  EXPECT_EQ(colab.platform, Platform::Colab);
+  EXPECT_EQ(colab.output_dir, cwd);  // Drive not mounted
+  auto colab_drive = detect({{"COLAB_GPU", "1"}}, [](const std::string& p) { return p == "/content/drive/MyDrive"; });
+  EXPECT_EQ(colab_drive.output_dir, "/content/drive/MyDrive");
+  EXPECT_EQ(detect({{"SLURM_JOB_ID", "12"}, {"SLURM_PROCID", "0"}}).platform, Platform::Slurm);
+  EXPECT_EQ(detect({{"KUBERNETES_SERVICE_HOST", "10.0.0.1"}}).platform, Platform::Kubernetes);
+  EXPECT_EQ(detect({{"TORCHELASTIC_RUN_ID", "x"}, {"LOCAL_RANK", "0"}, {"WORLD_SIZE", "2"}}).platform,
+            Platform::Torchrun);
+  EXPECT_EQ(detect({{"OMPI_COMM_WORLD_SIZE", "2"}}).platform, Platform::Mpi);
+  EXPECT_EQ(detect({}, [](const std::string& p) { return p == "/.dockerenv"; }).platform, Platform::Container);
+  auto local = detect({{"LOCAL_RANK", "0"}, {"WORLD_SIZE", "2"}, {"ACCELERATE_CPP_LAUNCHED", "1"}});
+  EXPECT_EQ(local.platform, Platform::Local);
+  EXPECT_EQ(local.output_dir, cwd);
+  EXPECT_EQ(to_string(Platform::Colab), "Google Colab");
+}
