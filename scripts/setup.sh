@@ -12,7 +12,8 @@ TORCH_VERSION=2.11.0
 BUILD="$ROOT/build"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3-venv libcli11-dev libyaml-cpp-dev libgloo-dev
-              libgtest-dev openmpi-bin zlib1g-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-14-dev)
+              libgtest-dev openmpi-bin zlib1g-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-14-dev
+              libboost-dev)
 
 log() { echo "[setup] $*" >&2; }
 
@@ -27,11 +28,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! "$VENV/bin/python" -c "import torch, accelerate, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+# The interop tests' counterparts: Python safetensors, accelerate (config files) and tensorboard (event files).
+PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0")
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   log "creating the venv at $VENV with torch==$TORCH_VERSION (several GB, once)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy safetensors "accelerate==1.15.0"
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" "${PY_PACKAGES[@]}"
+elif ! "$VENV/bin/python" -c "import numpy, safetensors, accelerate, tensorboard" 2>/dev/null; then
+  log "adding the test packages to the venv at $VENV"
+  "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
 fi
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/accelerate-cpp/ccache}"

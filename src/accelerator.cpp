@@ -227,6 +227,10 @@ void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
   accelerate::set_seed(seed, device_specific, state_.get());
 }
 
-void Accelerator::end_training() { state_->destroy_process_group(); }
+void Accelerator::end_training() {
+  for (auto& t : trackers_) t->finish();
+  trackers_.clear();
+  state_->destroy_process_group();
+}
 
 }  // namespace accelerate

@@ -3,6 +3,7 @@
 // Flags: --epochs --batch_size (per process) --lr --mixed_precision --gradient_accumulation_steps --seed
 //        --data_dir (Debian's dataset-fashion-mnist by default) --cache_dir --limit (train samples, for smoke runs)
 //        --output_dir --checkpointing_steps (N|epoch) --resume_from_checkpoint (PATH|latest) --total_limit
+//        --with_tracking --report_to (tensorboard|jsonl|csv|all) --debug (prints each process's state)
 #include <accelerate/accelerate.hpp>
 
 #include <torch/torch.h>  // the example itself may use the whole frontend
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <tuple>
 
 #include "fashion_mnist_data.hpp"
 #include "net.hpp"
@@ -30,12 +32,23 @@ struct Args {
   std::string checkpointing_steps;  // "", "epoch" or a number of optimizer steps
   std::string resume_from_checkpoint;
   std::optional<int> total_limit;
+  bool with_tracking = false;
+  std::string report_to = "all";
+  bool debug = false;
 };
 
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--with_tracking") {
+      a.with_tracking = true;
+      continue;
+    }
+    if (flag == "--debug") {
+      a.debug = true;
+      continue;
+    }
     ACCELERATE_CHECK(i + 1 < argc, ConfigError, "flag ", flag, " needs a value");
     const std::string v = argv[++i];
     if (flag == "--epochs") a.epochs = std::stoi(v);
@@ -51,6 +64,7 @@ Args parse(int argc, char** argv) {
     else if (flag == "--checkpointing_steps") a.checkpointing_steps = v;
     else if (flag == "--resume_from_checkpoint") a.resume_from_checkpoint = v;
     else if (flag == "--total_limit") a.total_limit = std::stoi(v);
+    else if (flag == "--report_to") a.report_to = v;
     else throw accelerate::ConfigError("unknown flag " + flag + " (see the comment at the top of main.cpp)");
   }
   return a;
@@ -69,7 +83,19 @@ int main(int argc, char** argv) try {
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
   options.project = {.project_dir = args.output_dir, .automatic_checkpoint_naming = true,
                      .total_limit = args.total_limit};
+  if (args.with_tracking) options.log_with = {args.report_to};
   accelerate::Accelerator acc(options);
+  if (args.debug) {
+    // Every process, in rank order: which device, backend and precision each one really got.
+    accelerate::get_logger("fashion_mnist", acc.state()).log(accelerate::LogLevel::Info, "\n" + acc.state_report(),
+                                                             {.main_process_only = false, .in_order = true});
+  }
+  if (args.with_tracking) {
+    acc.init_trackers("fashion_mnist", {{"lr", args.lr}, {"batch_size", args.batch_size}, {"epochs", int64_t{args.epochs}},
+                                        {"seed", static_cast<int64_t>(args.seed)},
+                                        {"mixed_precision", accelerate::to_string(acc.mixed_precision())},
+                                        {"num_processes", int64_t{acc.num_processes()}}});
+  }
 
   fashion_mnist::Splits data;
   {
@@ -94,10 +120,28 @@ int main(int argc, char** argv) try {
   const int64_t save_every = args.checkpointing_steps.empty() || args.checkpointing_steps == "epoch"
                                  ? 0
                                  : std::stoll(args.checkpointing_steps);
-  int64_t optimizer_steps = 0;
+  auto evaluate = [&] {
+    net->eval();
+    int64_t correct = 0, seen = 0;
+    torch::NoGradGuard no_grad;
+    for (auto& batch : test_loader) {
+      auto autocast = acc.autocast();
+      auto predictions = net->forward(batch.data).argmax(1);
+      // gather_for_metrics drops the samples that padded the last round, so every test image counts once.
+      auto all_predictions = acc.gather_for_metrics(predictions);
+      auto all_targets = acc.gather_for_metrics(batch.target);
+      correct += all_predictions.eq(all_targets).sum().item<int64_t>();
+      seen += all_targets.size(0);
+    }
+    return std::make_pair(static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1)), seen);
+  };
+  int64_t optimizer_steps = 0, test_samples = 0;
+  double final_accuracy = -1;
   for (int64_t epoch = train_loader.epoch(); epoch < args.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     net->train();
+    accelerate::ProgressBar bar(acc.state(), static_cast<int64_t>(train_loader.size()) - train_loader.position().batches,
+                                {.description = "epoch " + std::to_string(epoch)});
     double loss_sum = 0;
     int64_t batches = 0;
     for (auto& batch : train_loader) {
@@ -113,32 +157,26 @@ int main(int argc, char** argv) try {
       opt.zero_grad();
       loss_sum += loss.item<double>();
       ++batches;
+      bar.update();
+      if (batches % 50 == 0) bar.set_postfix({{"loss", loss.item<double>()}});
       if (acc.sync_gradients() && save_every > 0 && ++optimizer_steps % save_every == 0) acc.save_state();
     }
+    bar.close();
     if (args.checkpointing_steps == "epoch") acc.save_state();
     const auto mean_loss =
         acc.reduce(torch::tensor(loss_sum / std::max<int64_t>(batches, 1), torch::kDouble), accelerate::Reduction::Mean);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    acc.print("epoch", epoch, "train_loss", mean_loss.item<double>(), "lr", scheduler.get_last_lr()[0], "seconds",
-              seconds);
+    const auto [accuracy, seen] = evaluate();
+    acc.print("epoch", epoch, "train_loss", mean_loss.item<double>(), "accuracy", accuracy, "lr",
+              scheduler.get_last_lr()[0], "seconds", seconds);
+    acc.log({{"train_loss", mean_loss.item<double>()}, {"accuracy", accuracy}, {"lr", scheduler.get_last_lr()[0]},
+             {"epoch", epoch}},
+            epoch);
+    final_accuracy = accuracy, test_samples = seen;
   }
-
-  net->eval();
-  int64_t correct = 0, seen = 0;
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& batch : test_loader) {
-      auto autocast = acc.autocast();
-      auto predictions = net->forward(batch.data).argmax(1);
-      // gather_for_metrics drops the samples that padded the last round, so every test image counts once.
-      auto all_predictions = acc.gather_for_metrics(predictions);
-      auto all_targets = acc.gather_for_metrics(batch.target);
-      correct += all_predictions.eq(all_targets).sum().item<int64_t>();
-      seen += all_targets.size(0);
-    }
-  }
-  acc.print("test_samples", seen);
-  if (acc.is_main_process()) std::cout << "test_accuracy=" << static_cast<double>(correct) / seen << std::endl;
+  if (final_accuracy < 0) std::tie(final_accuracy, test_samples) = evaluate();  // resumed after the last epoch
+  acc.print("test_samples", test_samples);
+  if (acc.is_main_process()) std::cout << "test_accuracy=" << final_accuracy << std::endl;
   acc.end_training();
   return 0;
 } catch (const accelerate::Error& e) {

@@ -8,7 +8,12 @@
 #include <accelerate/model_io.hpp>
 #include <accelerate/safetensors.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/logging.hpp>
+#include <accelerate/platform.hpp>
+#include <accelerate/progress.hpp>
 #include <accelerate/process_state.hpp>
 #include <accelerate/random.hpp>
 #include <accelerate/scheduler.hpp>
+#include <accelerate/system_info.hpp>
+#include <accelerate/tracking.hpp>
 #include <accelerate/version.hpp>

@@ -32,6 +32,7 @@
 #include <accelerate/precision.hpp>
 #include <accelerate/process_state.hpp>
 #include <accelerate/scheduler.hpp>
+#include <accelerate/tracking.hpp>
 
 namespace accelerate {
 
@@ -202,6 +203,17 @@ class Accelerator {
   /// Barrier, then leaves the process group.
   void end_training();
 
+  // ---- trackers (main process only; elsewhere these do nothing) ----
+  /// Makes the trackers of AcceleratorOptions::log_with under <logging_dir>/<project_name> and logs `config`
+  /// as the run's hyper-parameters (also to trackers added with add_tracker).
+  void init_trackers(const std::string& project_name, const LogValues& config = {});
+  /// Your own tracker (HF: a GeneralTracker instance in log_with); on other processes it is dropped.
+  void add_tracker(std::unique_ptr<Tracker> tracker);
+  /// Logs to every tracker; without a step, the number of earlier log calls.
+  void log(const LogValues& values, std::optional<int64_t> step = std::nullopt);
+  /// The tracker of that name, or nullptr (always nullptr on processes other than the main one).
+  Tracker* get_tracker(const std::string& name) const;
+
  private:
   friend class AccumulateGuard;
   void do_sync();
@@ -212,6 +224,8 @@ class Accelerator {
   GradientState gradient_state_;
   MixedPrecision precision_ = MixedPrecision::No;
   std::unique_ptr<GradScaler> scaler_;
+  std::vector<std::unique_ptr<Tracker>> trackers_;
+  int64_t log_calls_ = 0;
   int64_t step_ = 0;
   std::vector<std::unique_ptr<detail::DataParallel>> models_;
   std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;

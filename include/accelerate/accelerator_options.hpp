@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <accelerate/optimizer.hpp>
 #include <accelerate/process_state.hpp>
@@ -28,6 +29,8 @@ struct ProjectConfiguration {
   std::optional<int> total_limit;
   /// Number of the next automatic checkpoint; continues after load_state.
   int64_t iteration = 0;
+  /// Where trackers write (<logging_dir>/<project_name>/...). Empty: project_dir.
+  std::string logging_dir;
 };
 
 struct AcceleratorOptions {
@@ -48,6 +51,8 @@ struct AcceleratorOptions {
   /// set_seed(seed) at construction.
   std::optional<uint64_t> seed;
   ProjectConfiguration project;
+  /// Trackers for init_trackers/log: "tensorboard", "jsonl", "csv", "all" (HF's log_with).
+  std::vector<std::string> log_with;
   DdpOptions ddp;
   GradScalerOptions grad_scaler;
   /// Timeout and backend of the process group.

@@ -1,0 +1,54 @@
+#include <accelerate/logging.hpp>
+
+#include <accelerate/collectives.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+
+namespace accelerate {
+
+LogLevel parse_log_level(const std::string& text) {
+  std::string t = text;
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (t == "debug") return LogLevel::Debug;
+  if (t == "info") return LogLevel::Info;
+  if (t == "warning" || t == "warn") return LogLevel::Warning;
+  if (t == "error" || t == "critical") return LogLevel::Error;
+  throw ConfigError(detail::concat("Unknown log level '", text, "' (ACCELERATE_LOG_LEVEL): use debug, info, warning or error."));
+}
+
+Logger::Logger(std::string name, const ProcessState& state, std::optional<LogLevel> level)
+    : name_(std::move(name)), state_(state) {
+  const char* env = std::getenv("ACCELERATE_LOG_LEVEL");
+  level_ = level ? *level : env && *env ? parse_log_level(env) : LogLevel::Info;
+}
+
+void Logger::log(LogLevel level, const std::string& message, LogOptions options) const {
+  auto emit = [&] {
+    if (level < level_) return;
+    static const char* names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
+    const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    ::localtime_r(&now, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    // One write per message, so lines of different processes do not interleave mid-line.
+    std::cerr << detail::concat(stamp, " - ", names[static_cast<int>(level) / 10 - 1], " - ", name_, " - [RANK ",
+                                state_.process_index(), "] ", message, "\n")
+              << std::flush;
+  };
+  if (options.in_order) {
+    for (int rank = 0; rank < state_.num_processes(); ++rank) {
+      if (rank == state_.process_index()) emit();
+      wait_for_everyone(state_);
+    }
+  } else if (!options.main_process_only || state_.is_main_process()) {
+    emit();
+  }
+}
+
+}  // namespace accelerate

@@ -1,0 +1,147 @@
+// Trackers (JSONL/CSV contents, non-finite values, bad names and folders, a user tracker), the logger's levels and
+// main-process rule, and the progress bar's text.
+#include <accelerate/accelerate.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <limits>
+
+using namespace accelerate;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  auto p = fs::temp_directory_path() / ("accelerate_track_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(p);
+  return p;
+}
+
+std::string read(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+AcceleratorOptions options_in(const fs::path& dir, std::vector<std::string> log_with) {
+  AcceleratorOptions o;
+  o.cpu = true;
+  o.project.project_dir = dir.string();
+  o.log_with = std::move(log_with);
+  return o;
+}
+
+struct Recorder : Tracker {
+  std::vector<std::pair<int64_t, LogValues>>* calls;
+  explicit Recorder(std::vector<std::pair<int64_t, LogValues>>* c) : calls(c) {}
+  std::string name() const override { return "recorder"; }
+  void store_init_configuration(const LogValues& config) override { calls->push_back({-1, config}); }
+  void log(const LogValues& values, int64_t step) override { calls->push_back({step, values}); }
+};
+
+}  // namespace
+
+TEST(Trackers, JsonlAndCsvKeepNonFiniteValuesAsSuch) {
+  const auto dir = temp_dir("nonfinite");
+  {
+    Accelerator acc(options_in(dir, {"jsonl", "csv"}));
+    acc.init_trackers("run", {{"lr", 0.1}, {"name", std::string("a,b")}});
+    acc.log({{"loss", std::numeric_limits<double>::quiet_NaN()}, {"grad", std::numeric_limits<double>::infinity()},
+             {"step_count", int64_t{3}}},
+            7);
+    acc.end_training();
+  }
+  const auto jsonl = read(dir / "run" / "metrics.jsonl");
+  EXPECT_NE(jsonl.find(R"("_step":7)"), std::string::npos) << jsonl;
+  EXPECT_NE(jsonl.find(R"("loss":"nan")"), std::string::npos) << jsonl;
+  EXPECT_NE(jsonl.find(R"("grad":"inf")"), std::string::npos) << jsonl;
+  const auto csv = read(dir / "run" / "metrics.csv");
+  EXPECT_EQ(csv.rfind("step,wall_time,name,value\n", 0), 0u) << csv;
+  EXPECT_NE(csv.find(",loss,nan\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",step_count,3\n"), std::string::npos) << csv;
+  EXPECT_NE(read(dir / "run" / "hparams.csv").find("name,\"a,b\"\n"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(Trackers, BadNamesAndFoldersAreClearErrors) {
+  const auto dir = temp_dir("bad");
+  {
+    Accelerator acc(options_in(dir, {"wandb"}));
+    try {
+      acc.init_trackers("run");
+      FAIL() << "an unknown tracker was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("unsupported tracker 'wandb'"), std::string::npos) << e.what();
+    }
+  }
+  fs::create_directories(dir);
+  std::ofstream(dir / "file") << "not a folder";
+  Accelerator acc(options_in(dir / "file", {"tensorboard"}));
+  try {
+    acc.init_trackers("run");
+    FAIL() << "a logging folder under a file was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create the logging folder"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find((dir / "file" / "run").string()), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Trackers, UserTrackerGetsConfigAndSteps) {
+  std::vector<std::pair<int64_t, LogValues>> calls;
+  Accelerator acc(options_in(temp_dir("user"), {}));
+  acc.add_tracker(std::make_unique<Recorder>(&calls));
+  acc.init_trackers("run", {{"lr", 0.5}});
+  acc.log({{"loss", 1.0}});      // no step: the number of earlier log calls
+  acc.log({{"loss", 2.0}}, 10);
+  acc.log({{"loss", 3.0}});
+  ASSERT_EQ(calls.size(), 4u);
+  EXPECT_EQ(calls[0].first, -1);
+  EXPECT_EQ(std::get<double>(calls[0].second.at("lr")), 0.5);
+  EXPECT_EQ(calls[1].first, 0);
+  EXPECT_EQ(calls[2].first, 10);
+  EXPECT_EQ(calls[3].first, 2);
+  EXPECT_NE(acc.get_tracker("recorder"), nullptr);
+  EXPECT_EQ(acc.get_tracker("tensorboard"), nullptr);
+}
+
+TEST(Logging, LevelsAndMainProcessOnly) {
+  ProcessState state(ProcessStateOptions{.cpu = true});
+  auto logger = get_logger("unit", state, LogLevel::Warning);
+  ::testing::internal::CaptureStderr();
+  logger.info("hidden");
+  logger.warning("shown ", 42);
+  logger.log(LogLevel::Error, "every process", {.main_process_only = false});
+  const auto err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err.find("hidden"), std::string::npos) << err;
+  EXPECT_NE(err.find(" - WARNING - unit - [RANK 0] shown 42\n"), std::string::npos) << err;
+  EXPECT_NE(err.find(" - ERROR - unit - [RANK 0] every process\n"), std::string::npos) << err;
+  ::setenv("ACCELERATE_LOG_LEVEL", "debug", 1);
+  EXPECT_EQ(get_logger("unit", state).level(), LogLevel::Debug);
+  ::setenv("ACCELERATE_LOG_LEVEL", "loud", 1);
+  EXPECT_THROW(get_logger("unit", state), ConfigError);
+  ::unsetenv("ACCELERATE_LOG_LEVEL");
+}
+
+TEST(Progress, PlainLinesWhenNotATerminal) {
+  ProcessState state(ProcessStateOptions{.cpu = true});
+  std::FILE* out = std::tmpfile();
+  {
+    ProgressBar bar(state, 10, {.description = "train", .stream = out, .plain_interval_s = 1e9, .terminal = false});
+    bar.update(5);
+    bar.set_postfix({{"loss", 0.5}});
+    const auto line = bar.render();
+    EXPECT_NE(line.find("train: 50%|##########          | 5/10 ["), std::string::npos) << line;
+    EXPECT_NE(line.find("it/s, loss=0.5]"), std::string::npos) << line;
+    bar.update(5);
+  }  // closing draws the final state once, as a plain line
+  std::rewind(out);
+  char buffer[512] = {};
+  const auto n = std::fread(buffer, 1, sizeof buffer - 1, out);
+  const std::string text(buffer, n);
+  std::fclose(out);
+  EXPECT_NE(text.find("100%|####################| 10/10"), std::string::npos) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_EQ(text.find('\r'), std::string::npos) << text;
+}
