@@ -12,6 +12,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include "detail/communicator.hpp"
 #include "detail/data_parallel.hpp"
 #include "detail/optimizer_state.hpp"
 
@@ -91,6 +92,7 @@ std::string Accelerator::state_report() const {
       "\nProcess index: ", process_index(), "\nLocal process index: ", local_process_index(),
       "\nMain process: ", is_main_process() ? "yes" : "no", "\nDevice: ", device(),
       "\nMixed precision type: ", to_string(precision_), "\nGradient accumulation steps: ", gradient_state_.num_steps,
+      "\nDebug mode: ", state_->communicator() && state_->communicator()->debug() ? "on" : "off",
       "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(detect_platform().platform), "\n");
   if (device().is_cuda()) {
     for (const auto& g : runtime_info().gpus) {
@@ -187,6 +189,11 @@ void Accelerator::backward(const at::Tensor& loss) {
     if (gradient_state_.sync_gradients && m->require_sync) m->prepare_for_backward(scaled);
   }
   if (scaler_) scaled = scaler_->scale(scaled);
+  // DDP all-reduces the gradients during a sync step's backward: name it for the other ranks' hang reports.
+  std::optional<detail::CollectiveScope> scope;
+  if (gradient_state_.sync_gradients && !models_.empty() && state_->communicator()) {
+    scope.emplace(*state_->communicator(), "backward (gradient all-reduce)");
+  }
   scaled.backward();
 }
 

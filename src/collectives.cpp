@@ -73,12 +73,15 @@ at::Tensor gather(const ProcessState& state, const at::Tensor& tensor) {
   const at::Tensor rows = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
   auto* comm = comm_of(state, "gather");
   if (!comm) return rows.clone();
+  detail::CollectiveScope scope(*comm, "gather");
+  comm->verify("gather", rows, detail::ShapeRule::SameTrailing, state.device().type());
   return detail::all_gather_concat(*comm, rows, "gather");
 }
 
 std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IValue& object) {
   auto* comm = comm_of(state, "gather_object");
   if (!comm) return {object};
+  detail::CollectiveScope scope(*comm, "gather_object");
   std::vector<c10::IValue> result;
   for (const auto& bytes : detail::all_gather_uneven(*comm, to_bytes(object), "gather_object")) {
     result.push_back(from_bytes(bytes));
@@ -90,6 +93,8 @@ at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_proc
   check_source(state, from_process, "broadcast");
   auto* comm = comm_of(state, "broadcast");
   if (!comm) return tensor;
+  detail::CollectiveScope scope(*comm, "broadcast");
+  comm->verify("broadcast", tensor, detail::ShapeRule::Same, state.device().type(), from_process);
   std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
@@ -102,6 +107,7 @@ void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& 
   check_source(state, from_process, "broadcast_object_list");
   auto* comm = comm_of(state, "broadcast_object_list");
   if (!comm) return;
+  detail::CollectiveScope scope(*comm, "broadcast_object_list");
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
   at::Tensor payload;
@@ -129,6 +135,8 @@ at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction
   at::Tensor result = tensor.clone(at::MemoryFormat::Contiguous);
   auto* comm = comm_of(state, "reduce");
   if (!comm) return result;
+  detail::CollectiveScope scope(*comm, "reduce");
+  comm->verify("reduce", result, detail::ShapeRule::Same, state.device().type());
   // Gloo has no AVG: sum, then divide, as HF does.
   c10d::AllreduceOptions options;
   options.reduceOp = reduction == Reduction::Max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
@@ -144,6 +152,8 @@ at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& ten
   if (dim < 0) dim += tensor.dim();
   auto* comm = comm_of(state, "pad_across_processes");
   if (!comm) return tensor;
+  detail::CollectiveScope scope(*comm, "pad_across_processes");
+  comm->verify("pad_across_processes", tensor, detail::ShapeRule::SameDims, state.device().type());
   const auto shapes = all_shapes(*comm, tensor, "pad_across_processes");
   int64_t longest = 0;
   for (const auto& s : shapes) longest = std::max(longest, s[dim]);
@@ -159,6 +169,7 @@ at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& ten
 void wait_for_everyone(const ProcessState& state) {
   auto* comm = comm_of(state, "wait_for_everyone");
   if (!comm) return;
+  detail::CollectiveScope scope(*comm, "wait_for_everyone");
   c10d::BarrierOptions options;
   options.timeout = comm->timeout();
   comm->wait(comm->cpu_backend().barrier(options), "wait_for_everyone");

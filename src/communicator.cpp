@@ -3,6 +3,10 @@
 
 #include <accelerate/error.hpp>
 
+#include <cstdlib>
+
+#include "detail/stall_inspector.hpp"
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -45,6 +49,14 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
   }
 }
 
+/// ACCELERATE_CPP_STALL_WARNING seconds (0: off); default the smaller of 60 s and half the timeout.
+std::chrono::milliseconds stall_warning(std::chrono::milliseconds timeout) {
+  if (const char* v = std::getenv("ACCELERATE_CPP_STALL_WARNING"); v && *v) {
+    return std::chrono::milliseconds(static_cast<int64_t>(std::atof(v) * 1000));
+  }
+  return std::min<std::chrono::milliseconds>(std::chrono::seconds(60), timeout / 2);
+}
+
 }  // namespace
 
 Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend,
@@ -62,9 +74,21 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
                                            "wrong: set GLOO_SOCKET_IFNAME for multi-node jobs): ", e.what()));
   }
   group_->setGroupName("0");
+  inspector_ = std::make_unique<StallInspector>(c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_),
+                                                rank_, world_, stall_warning(timeout));
+  if (const char* v = std::getenv("ACCELERATE_CPP_HANG_REPORT"); v && *v && std::string(v) == "0") hang_report_ = false;
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() {
+  if (inspector_) inspector_->stop();
+}
+
+void Communicator::enter(const char* op) {
+  if (hang_report_) inspector_->enter(op);
+}
+void Communicator::leave() {
+  if (hang_report_) inspector_->leave();
+}
 
 c10d::ProcessGroup& Communicator::group() { return *group_; }
 
@@ -88,7 +112,8 @@ void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* 
         " s): ", what,
         "\nAnother process probably died or stopped calling collectives (every rank must call the same collectives "
         "in the same order); look for its error above. A slow but healthy step needs a larger "
-        "ACCELERATE_CPP_TIMEOUT.");
+        "ACCELERATE_CPP_TIMEOUT.\nHang report: rank ",
+        rank_, " ", inspector_ ? inspector_->report() : std::string("(none)"));
     if (contains(what, "Timed out") || contains(what, "timed out")) throw TimeoutError(message);
     throw DistributedOperationError(message);
   }
@@ -115,6 +140,7 @@ void Communicator::record_gather_bytes(int64_t largest) {
 
 void Communicator::shutdown() {
   if (!group_) return;
+  inspector_->stop();  // it writes to the store, which goes away below
   group_.reset();
   store_.reset();
 }

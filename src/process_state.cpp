@@ -80,6 +80,7 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
   type_ = cuda ? DistributedType::MultiGpu : DistributedType::MultiCpu;
   backend_ = strategy->name();
   comm_ = std::make_unique<detail::Communicator>(env_, *strategy, timeout_);
+  comm_->set_debug(options.debug.value_or(env_flag(env, "ACCELERATE_DEBUG_MODE")));
 }
 
 ProcessState::~ProcessState() = default;

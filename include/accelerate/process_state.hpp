@@ -28,6 +28,9 @@ struct ProcessStateOptions {
   std::optional<std::chrono::milliseconds> timeout;
   /// "gloo" or "nccl"; empty picks nccl on CUDA, gloo on CPU.
   std::string backend;
+  /// Debug mode: ranks compare each tensor collective's operation, dtype, device and shapes before running it.
+  /// Unset: ACCELERATE_DEBUG_MODE (set by `launch --debug` or `debug: true` in the config).
+  std::optional<bool> debug;
 };
 
 namespace detail {

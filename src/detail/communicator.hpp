@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <string>
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -14,6 +15,14 @@
 namespace accelerate::detail {
 
 class CommunicationBackend;
+class StallInspector;
+
+/// How debug mode compares the ranks' tensors before a collective.
+enum class ShapeRule {
+  Same,            ///< reduce, broadcast: identical shapes
+  SameTrailing,    ///< gather: any first dimension, the rest identical
+  SameDims,        ///< pad_across_processes: the same number of dims
+};
 
 class Communicator {
  public:
@@ -46,6 +55,18 @@ class Communicator {
   void check_usable(const char* op) const;
   void shutdown();
 
+  /// The hang report's bookkeeping around one public collective (see stall_inspector.hpp).
+  void enter(const char* op);
+  void leave();
+  /// The hang report's bookkeeping is on by default; ACCELERATE_CPP_HANG_REPORT=0 (or this) turns it off.
+  void set_hang_report(bool on) { hang_report_ = on; }
+  /// Debug mode (ACCELERATE_DEBUG_MODE / ProcessStateOptions::debug) is on.
+  bool debug() const { return debug_; }
+  void set_debug(bool on) { debug_ = on; }
+  /// Debug mode: every rank exchanges the operation, dtype, device and shape of `tensor` first; any mismatch is a
+  /// DistributedOperationError on every rank naming the operation and each rank's shape, instead of a hang.
+  void verify(const char* op, const at::Tensor& tensor, ShapeRule rule, c10::DeviceType expected_device, int root = -1);
+
  private:
   int rank_, world_;
   std::chrono::milliseconds timeout_;
@@ -54,6 +75,21 @@ class Communicator {
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   std::string broken_;
   std::deque<int64_t> recent_gather_bytes_;  // why the group is unusable, empty while it is fine
+  std::unique_ptr<StallInspector> inspector_;
+  bool debug_ = false;
+  bool hang_report_ = true;
+};
+
+/// RAII of Communicator::enter/leave: every public collective holds one while it runs.
+class CollectiveScope {
+ public:
+  CollectiveScope(Communicator& comm, const char* op) : comm_(comm) { comm_.enter(op); }
+  ~CollectiveScope() { comm_.leave(); }
+  CollectiveScope(const CollectiveScope&) = delete;
+  CollectiveScope& operator=(const CollectiveScope&) = delete;
+
+ private:
+  Communicator& comm_;
 };
 
 /// Strategy for one communication backend (Gloo on CPU, NCCL on CUDA): chosen once, never an if-chain.

@@ -2,6 +2,8 @@
 //   exit3      rank 1 exits 3 while the others wait in a collective
 //   sigkill    rank 1 kills itself with SIGKILL while the others wait in a collective
 //   hang       rank 1 stays alive but never calls the collective; the others time out (ACCELERATE_CPP_TIMEOUT)
+//   skip       rank 1 skips the reduce and goes on to wait_for_everyone (ranks out of step)
+//   shapes     rank 1 gathers a [1, 2, 5] tensor where rank 0 gathers [1, 5] (run with ACCELERATE_DEBUG_MODE=1)
 //   sleep      every rank sleeps (for signal-forwarding tests)
 //   rendezvous join the group and exit 0 (also the launch benchmark's probe)
 // With PID_DIR set, each rank writes its pid to PID_DIR/rank<N>.pid first.
@@ -41,6 +43,16 @@ int main(int argc, char** argv) try {
       std::this_thread::sleep_for(std::chrono::seconds(120));
       return 0;
     }
+    if (mode == "skip") {
+      accelerate::wait_for_everyone(state);
+      return 0;
+    }
+  }
+  if (mode == "shapes") {
+    const auto shape = state.process_index() == 1 ? std::vector<int64_t>{1, 2, 5} : std::vector<int64_t>{1, 5};
+    accelerate::gather(state, at::ones(shape));
+    std::cout << "gather finished (unexpected)" << std::endl;
+    return 0;
   }
   accelerate::reduce(state, at::ones({4}), accelerate::Reduction::Sum);
   std::cout << "collective finished (unexpected in failure modes)" << std::endl;

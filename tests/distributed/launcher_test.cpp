@@ -148,6 +148,44 @@ TEST(LaunchFailure, HungPeerEndsInACollectiveTimeout) {
   pids.expect_all_gone();
 }
 
+TEST(LaunchFailure, HangReportNamesTheMissingRankAndItsLastOperation) {
+  // Rank 1 skips the reduce (it sleeps): the stall warning comes first (0.5 s), then the timeout's report; both
+  // name rank 1 and the last collective it finished.
+  auto r = launch({"--num_processes", "2", "--timeout", "3", kWorker, "hang"}, {{"ACCELERATE_CPP_STALL_WARNING", "0.5"}});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "accelerate: warning: rank 0 has waited")) << r.output;
+  EXPECT_TRUE(contains(r.output, "in collective #2 (reduce)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "rank 1: has NOT arrived; last finished #1 wait_for_everyone")) << r.output;
+  EXPECT_TRUE(contains(r.output, "Ranks that have not reached #2: 1.")) << r.output;
+  EXPECT_TRUE(contains(r.output, "Hang report: rank 0 has waited")) << r.output;
+  EXPECT_LT(r.seconds, 3 + 10.0);
+}
+
+TEST(LaunchFailure, HangReportNamesACollectiveCalledOutOfOrder) {
+  auto r = launch({"--num_processes", "2", "--timeout", "2", kWorker, "skip"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "is in #2 wait_for_everyone: a different collective") ||
+              contains(r.output, "is in #2 reduce: a different collective"))
+      << r.output;
+  EXPECT_LT(r.seconds, 2 + 10.0);
+}
+
+TEST(LaunchFailure, DebugModeTurnsAShapeMismatchIntoAnErrorOnEveryRank) {
+  PidDir pids;
+  auto r = launch({"--num_processes", "2", "--debug", "--timeout", "30", kWorker, "shapes"}, {{"PID_DIR", pids.str()}});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 10.0) << "a mismatch must not wait for the timeout";
+  for (const char* rank : {"[rank0]: ", "[rank1]: "}) {
+    EXPECT_TRUE(contains(r.output, std::string(rank) + "failure_worker: Cannot apply desired operation due to different "
+                                                       "numbers of dimensions (debug mode)"))
+        << rank << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, std::string(rank) + "  - Process 0: gather of [1, 5] Float on cpu")) << r.output;
+    EXPECT_TRUE(contains(r.output, std::string(rank) + "  - Process 1: gather of [1, 2, 5] Float on cpu")) << r.output;
+  }
+  EXPECT_FALSE(contains(r.output, "gather finished")) << r.output;
+  pids.expect_all_gone();
+}
+
 TEST(LaunchFailure, SigtermToLauncherReachesEveryWorker) {
   PidDir pids;
   auto r = launch_sleepers_then_signal(pids, SIGTERM);

@@ -1,0 +1,83 @@
+// Debug mode (HF's verify_operation): before a tensor collective every rank shares what it is about to do, so a
+// mismatch becomes the same clear error on every rank instead of a hang or a silent wrong result.
+#include "detail/communicator.hpp"
+
+#include <accelerate/error.hpp>
+
+#include <ATen/ATen.h>
+#include <algorithm>
+#include <array>
+
+namespace accelerate::detail {
+namespace {
+
+constexpr int64_t kMaxDims = 15;
+constexpr int64_t kHeader = 5;  // operation, dtype, device type, root, dims
+constexpr std::array<const char*, 5> kOperations = {"gather", "broadcast", "reduce", "pad_across_processes", "other"};
+
+int64_t op_id(const char* op) {
+  for (size_t i = 0; i < kOperations.size(); ++i) {
+    if (std::string(op) == kOperations[i]) return static_cast<int64_t>(i);
+  }
+  return static_cast<int64_t>(kOperations.size() - 1);
+}
+
+struct Call {
+  int64_t op, dtype, device, root;
+  std::vector<int64_t> shape;
+};
+
+std::string describe(const Call& c) {
+  return concat(c10::IntArrayRef(c.shape), " ", c10::toString(static_cast<c10::ScalarType>(c.dtype)), " on ",
+                c10::DeviceTypeName(static_cast<c10::DeviceType>(c.device), true));
+}
+
+}  // namespace
+
+void Communicator::verify(const char* op, const at::Tensor& tensor, ShapeRule rule, c10::DeviceType expected_device,
+                          int root) {
+  if (!debug_) return;
+  auto local = at::full({kHeader + kMaxDims}, -1, at::kLong);
+  local[0] = op_id(op);
+  local[1] = static_cast<int64_t>(tensor.scalar_type());
+  local[2] = static_cast<int64_t>(tensor.device().type());
+  local[3] = root;
+  local[4] = std::min<int64_t>(tensor.dim(), kMaxDims);
+  for (int64_t d = 0; d < local[4].item<int64_t>(); ++d) local[kHeader + d] = tensor.size(d);
+  std::vector<at::Tensor> input{local};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < world_; ++r) output[0].push_back(at::empty_like(local));
+  wait(cpu_backend().allgather(output, input), "debug-mode check");
+
+  std::vector<Call> calls;
+  for (const auto& t : output[0]) {
+    auto a = t.accessor<int64_t, 1>();
+    calls.push_back({a[0], a[1], a[2], a[3], std::vector<int64_t>(&a[kHeader], &a[kHeader] + a[4])});
+  }
+  std::string problem;
+  const auto& first = calls[0];
+  for (const auto& c : calls) {
+    if (c.op != first.op) problem = "different operations on different ranks";
+    else if (c.device != static_cast<int64_t>(expected_device)) {
+      problem = concat("a tensor that is not on the ", c10::DeviceTypeName(expected_device, true),
+                       " device the Accelerator uses (move it there first: tensor.to(acc.device()))");
+    } else if (c.dtype != first.dtype) problem = "different dtypes";
+    else if (c.root != first.root) problem = "different source processes";
+    else if (rule == ShapeRule::Same && c.shape != first.shape) problem = "shape mismatches";
+    else if (c.shape.size() != first.shape.size()) problem = "different numbers of dimensions";
+    else if (rule == ShapeRule::SameTrailing && !std::equal(c.shape.begin() + std::min<size_t>(1, c.shape.size()),
+                                                              c.shape.end(), first.shape.begin() + std::min<size_t>(1, first.shape.size()))) {
+      problem = "shape mismatches beyond the first dimension";
+    }
+    if (!problem.empty()) break;
+  }
+  if (problem.empty()) return;
+  std::string message = concat("Cannot apply desired operation due to ", problem, " (debug mode).\n\nOperation: `accelerate::",
+                               op, "`\nInput shapes:");
+  for (size_t r = 0; r < calls.size(); ++r) {
+    message += concat("\n  - Process ", r, ": ", kOperations[static_cast<size_t>(calls[r].op)], " of ", describe(calls[r]));
+  }
+  throw DistributedOperationError(message);
+}
+
+}  // namespace accelerate::detail
