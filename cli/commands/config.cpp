@@ -171,10 +171,10 @@ Action register_config(CLI::App& app) {
   optional_option(cmd, "num_processes", f.num_processes, "Total number of processes over all machines (default 1)");
   optional_option(cmd, "num_machines", f.num_machines, "Number of machines (default 1)");
   optional_option(cmd, "machine_rank", f.machine_rank, "Rank of this machine (default 0)");
-  optional_option(cmd, "main_process_ip", f.main_process_ip, "Address of machine 0 (several machines)");
-  optional_option(cmd, "main_process_port", f.main_process_port, "Rendezvous port on machine 0 (default: free port)");
+  optional_option(cmd, "main_process_ip", f.main_process_ip, "Address of machine 0 (default: unset; required with several machines)");
+  optional_option(cmd, "main_process_port", f.main_process_port, "Rendezvous port on machine 0 (default: unset: a free port, 29500 multi-node)");
   optional_option(cmd, "mixed_precision", f.mixed_precision, "no, fp16 or bf16 (default no)");
-  optional_option(cmd, "gradient_accumulation_steps", f.gradient_accumulation_steps, "default 1");
+  optional_option(cmd, "gradient_accumulation_steps", f.gradient_accumulation_steps, "(default 1)");
   cmd->add_flag(names("cpu") + ",--use_cpu,--use-cpu", f.cpu, "CPU only, even when a GPU is there (default false)");
   cmd->add_flag(names("debug"), f.debug, "Check collectives across ranks while running (default false)");
 

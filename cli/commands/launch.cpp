@@ -22,24 +22,24 @@ Action register_launch(CLI::App& app) {
   cmd->prefix_command();  // everything from PROGRAM on belongs to the program
   auto& o = *options;
   optional_option(cmd, "num_processes", o.num_processes, "Total number of processes over all machines (default 1)");
-  cmd->add_flag(names("cpu"), o.cpu, "Force CPU (Gloo) even when CUDA is available");
+  cmd->add_flag(names("cpu"), o.cpu, "Force CPU (Gloo) even when CUDA is available (default off)");
   optional_option(cmd, "num_machines", o.num_machines, "Number of machines (default 1)");
   optional_option(cmd, "machine_rank", o.machine_rank, "Rank of this machine, 0..num_machines-1 (default 0)");
-  optional_option(cmd, "main_process_ip", o.main_process_ip, "Address of machine 0 (required with several machines)");
+  optional_option(cmd, "main_process_ip", o.main_process_ip, "Address of machine 0 (default 127.0.0.1; required with several machines)");
   optional_option(cmd, "main_process_port", o.main_process_port,
                   "Rendezvous port on machine 0 (default: a free port on one machine, 29500 on several; 0: free)");
-  optional_option(cmd, "mixed_precision", o.mixed_precision, "no, fp16, bf16 or fp8 (ACCELERATE_MIXED_PRECISION)");
+  optional_option(cmd, "mixed_precision", o.mixed_precision, "no, fp16 or bf16, as ACCELERATE_MIXED_PRECISION (default: unset, the program decides; no)");
   optional_option(cmd, "gradient_accumulation_steps", o.gradient_accumulation_steps,
-                  "Passed as ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
+                  "Passed as ACCELERATE_GRADIENT_ACCUMULATION_STEPS (default: unset, the program decides; 1)");
   optional_option(cmd, "num_cpu_threads_per_process", o.num_cpu_threads_per_process,
                   "OMP_NUM_THREADS for each worker (default: cores / local processes, unless OMP_NUM_THREADS is set)");
-  optional_option(cmd, "timeout", o.timeout_s, "Rendezvous and collective timeout in seconds (ACCELERATE_CPP_TIMEOUT)");
+  optional_option(cmd, "timeout", o.timeout_s, "Rendezvous and collective timeout in seconds, as ACCELERATE_CPP_TIMEOUT (default 600)");
   optional_option(cmd, "config_file", o.config_file, "HF Accelerate YAML config (default: the file `accelerate-cpp config` writes, if present); flags win");
   cmd->add_option(names("grace_period"), o.grace_period_s,
                   "Seconds between SIGTERM and SIGKILL when stopping workers (default 5)");
-  cmd->add_flag(names("debug"), o.debug, "Set ACCELERATE_DEBUG_MODE=true for the workers");
+  cmd->add_flag(names("debug"), o.debug, "Debug mode: ACCELERATE_DEBUG_MODE=true for the workers (default off)");
   auto no_prefix = std::make_shared<bool>(false);
-  cmd->add_flag(names("no_rank_prefix"), *no_prefix, "Do not prefix worker output lines with [rankN]");
+  cmd->add_flag(names("no_rank_prefix"), *no_prefix, "Do not prefix worker output lines with [rankN] (default off: prefixed)");
 
   return [options, cmd, no_prefix]() -> int {
     auto& o = *options;

@@ -7,6 +7,7 @@
 
 #include "commands/commands.hpp"
 #include "commands/flags.hpp"
+#include "config/hf_config.hpp"
 #include "launcher/launch_plan.hpp"
 
 namespace accelerate::cli {
@@ -15,9 +16,9 @@ Action register_test(CLI::App& app) {
   auto options = std::make_shared<launcher::LaunchOptions>();
   auto* cmd = app.add_subcommand(
       "test", "Check the setup: process state, every collective, data sharding, a short training run vs 1 process, RNG.");
-  optional_option(cmd, "config_file", options->config_file, "Config file to test (default: the default config file)");
-  optional_option(cmd, "num_processes", options->num_processes, "Override the config's number of processes");
-  cmd->add_flag(names("cpu"), options->cpu, "Force CPU (Gloo) even when CUDA is available");
+  optional_option(cmd, "config_file", options->config_file, "Config file to test (default: " + default_config_path() + ", if it exists)");
+  optional_option(cmd, "num_processes", options->num_processes, "Number of processes (default: the config file's, else 1)");
+  cmd->add_flag(names("cpu"), options->cpu, "Force CPU (Gloo) even when CUDA is available (default off)");
   optional_option(cmd, "timeout", options->timeout_s, "Collective timeout in seconds (default 60)");
   return [options]() -> int {
     auto& o = *options;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <poll.h>
 #include <pty.h>
 #include <sys/wait.h>
@@ -189,4 +190,23 @@ TEST(Cli, SuggestsTheNearestCommandAndFlag) {
   EXPECT_EQ(r.exit_code, 0);
   r = run({kCli, "config", "--help"});
   EXPECT_NE(r.output.find("--gradient_accumulation_steps"), std::string::npos) << r.output;
+}
+
+TEST(Cli, HelpShowsEveryFlagWithItsDefault) {
+  for (const char* command : {"launch", "config", "env", "test"}) {
+    auto r = run({kCli, command, "--help"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // Each option's entry runs from its "  --" line to the next one (CLI11 wraps long descriptions).
+    std::vector<std::string> entries;
+    std::istringstream lines(r.output);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("  --", 0) == 0) entries.push_back(line);
+      else if (!entries.empty() && line.rfind("    ", 0) == 0) entries.back() += line;
+    }
+    EXPECT_FALSE(entries.empty()) << command;
+    for (const auto& e : entries) {
+      if (e.find("--help") != std::string::npos || e.find("--version") != std::string::npos) continue;
+      EXPECT_NE(e.find("default"), std::string::npos) << command << ": " << e;
+    }
+  }
 }
