@@ -14,14 +14,13 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include "bench_util.hpp"
+
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::Clock;
+using bench::median;
 template <class F>
 double seconds(F&& f) {
   const auto t0 = Clock::now();

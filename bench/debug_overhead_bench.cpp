@@ -14,13 +14,12 @@
 
 #include "detail/communicator.hpp"
 
-namespace {
-using Clock = std::chrono::steady_clock;
+#include "bench_util.hpp"
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+namespace {
+using bench::Clock;
+using bench::median;
+
 }  // namespace
 
 int main() {

@@ -11,7 +11,11 @@
 #include <unistd.h>
 #include <vector>
 
+#include "bench_util.hpp"
+
 namespace {
+using bench::Clock;
+using bench::median;
 double run_seconds(const std::vector<std::string>& argv) {
   const auto start = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
@@ -31,10 +35,6 @@ double run_seconds(const std::vector<std::string>& argv) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -16,13 +16,12 @@
 #include "../examples/fashion_mnist/net.hpp"
 #include "detail/communicator.hpp"
 
-namespace {
-using Clock = std::chrono::steady_clock;
+#include "bench_util.hpp"
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+namespace {
+using bench::Clock;
+using bench::median;
+
 }  // namespace
 
 int main() {

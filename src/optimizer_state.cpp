@@ -20,11 +20,11 @@ namespace {
 template <class Opt>
 struct Kind;
 
-template <>
-struct Kind<optim::Adam> {
-  using Options = optim::AdamOptions;
-  using State = optim::AdamParamState;
-  static constexpr const char* name = "adam";
+// Adam and AdamW have the same fields under different types.
+template <class O, class S>
+struct AdamFields {
+  using Options = O;
+  using State = S;
   template <class F>
   static void options(Options& o, F&& f) {
     f("lr", o.lr()), f("betas", o.betas()), f("eps", o.eps()), f("weight_decay", o.weight_decay()),
@@ -38,20 +38,13 @@ struct Kind<optim::Adam> {
 };
 
 template <>
-struct Kind<optim::AdamW> {
-  using Options = optim::AdamWOptions;
-  using State = optim::AdamWParamState;
+struct Kind<optim::Adam> : AdamFields<optim::AdamOptions, optim::AdamParamState> {
+  static constexpr const char* name = "adam";
+};
+
+template <>
+struct Kind<optim::AdamW> : AdamFields<optim::AdamWOptions, optim::AdamWParamState> {
   static constexpr const char* name = "adamw";
-  template <class F>
-  static void options(Options& o, F&& f) {
-    f("lr", o.lr()), f("betas", o.betas()), f("eps", o.eps()), f("weight_decay", o.weight_decay()),
-        f("amsgrad", o.amsgrad());
-  }
-  template <class F>
-  static void state(State& s, F&& f) {
-    f("step", s.step()), f("exp_avg", s.exp_avg()), f("exp_avg_sq", s.exp_avg_sq()),
-        f("max_exp_avg_sq", s.max_exp_avg_sq());
-  }
 };
 
 template <>

@@ -41,13 +41,7 @@ std::string run_in_terminal(const std::vector<std::string>& argv, const std::vec
                             std::chrono::seconds deadline = std::chrono::seconds(30)) {
   int master = -1;
   const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
-  if (pid == 0) {
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
+  if (pid == 0) accelerate::testing::exec_or_exit(argv);
   std::string screen;
   size_t answered = 0, prompts_seen = 0;
   const auto end = std::chrono::steady_clock::now() + deadline;

@@ -11,6 +11,14 @@
 
 namespace accelerate::testing {
 
+void exec_or_exit(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  ::execvp(args[0], args.data());
+  ::_exit(127);
+}
+
 RunResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
               std::chrono::seconds deadline, const std::function<void(int)>& on_started) {
   RunResult result;
@@ -23,11 +31,7 @@ RunResult run(const std::vector<std::string>& argv, const std::map<std::string, 
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
+    exec_or_exit(argv);
   }
   ::close(out[1]);
   if (on_started) on_started(pid);

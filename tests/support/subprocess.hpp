@@ -24,4 +24,7 @@ RunResult run(const std::vector<std::string>& argv, const std::map<std::string, 
 
 bool process_alive(int pid);
 
+/// In a forked child: replaces it with argv (PATH searched), or exits 127.
+[[noreturn]] void exec_or_exit(const std::vector<std::string>& argv);
+
 }  // namespace accelerate::testing
