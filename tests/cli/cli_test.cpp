@@ -85,6 +85,12 @@ TEST(ConfigCommand, InteractiveInATerminal) {
                            "gradient_accumulation_steps: 4", "mixed_precision: 'bf16'"}) {
     EXPECT_NE(yaml.find(line), std::string::npos) << line << " missing from\n" << yaml;
   }
+  // launch loads it: three processes, bf16, debug mode and the accumulation steps reach the workers.
+  auto r = run({kCli, "launch", "--config_file", file, "--no_rank_prefix", "/bin/sh", "-c",
+                "echo $RANK/$WORLD_SIZE $ACCELERATE_MIXED_PRECISION $ACCELERATE_DEBUG_MODE "
+                "$ACCELERATE_GRADIENT_ACCUMULATION_STEPS"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("2/3 bf16 true 4"), std::string::npos) << r.output;
 }
 
 TEST(ConfigCommand, PipedAnswersAndAnEndedInput) {
