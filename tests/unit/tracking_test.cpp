@@ -145,3 +145,20 @@ TEST(Progress, PlainLinesWhenNotATerminal) {
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
   EXPECT_EQ(text.find('\r'), std::string::npos) << text;
 }
+
+TEST(Progress, RedrawsOneLineInATerminal) {
+  ProcessState state(ProcessStateOptions{.cpu = true});
+  std::FILE* out = std::tmpfile();
+  {
+    ProgressBar bar(state, 3, {.stream = out, .redraw_interval_s = 0, .terminal = true});
+    for (int i = 0; i < 3; ++i) bar.update();
+  }
+  std::rewind(out);
+  char buffer[1024] = {};
+  const std::string text(buffer, std::fread(buffer, 1, sizeof buffer - 1, out));
+  std::fclose(out);
+  // Each draw returns to the line start and clears it; one newline at the end.
+  EXPECT_GE(std::count(text.begin(), text.end(), '\r'), 3) << text;
+  EXPECT_NE(text.find("\r\033[K100%|####################| 3/3"), std::string::npos) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+}
