@@ -3,8 +3,6 @@
 
 #include <accelerate/error.hpp>
 
-#include <cstdlib>
-
 #include "detail/stall_inspector.hpp"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -49,18 +47,10 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
   }
 }
 
-/// ACCELERATE_CPP_STALL_WARNING seconds (0: off); default the smaller of 60 s and half the timeout.
-std::chrono::milliseconds stall_warning(std::chrono::milliseconds timeout) {
-  if (const char* v = std::getenv("ACCELERATE_CPP_STALL_WARNING"); v && *v) {
-    return std::chrono::milliseconds(static_cast<int64_t>(std::atof(v) * 1000));
-  }
-  return std::min<std::chrono::milliseconds>(std::chrono::seconds(60), timeout / 2);
-}
-
 }  // namespace
 
 Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend,
-                           std::chrono::milliseconds timeout)
+                           std::chrono::milliseconds timeout, std::chrono::milliseconds stall_warning)
     : rank_(env.rank), world_(env.world_size), timeout_(timeout), backend_name_(backend.name()) {
   store_ = connect_store(env, timeout);
   // One group per job; the prefix keeps our keys apart from torchelastic's in a shared agent store.
@@ -75,8 +65,7 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
   }
   group_->setGroupName("0");
   inspector_ = std::make_unique<StallInspector>(c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_),
-                                                rank_, world_, stall_warning(timeout));
-  if (const char* v = std::getenv("ACCELERATE_CPP_HANG_REPORT"); v && *v && std::string(v) == "0") hang_report_ = false;
+                                                rank_, world_, stall_warning);
 }
 
 Communicator::~Communicator() {

@@ -42,8 +42,9 @@ void Communicator::verify(const char* op, const at::Tensor& tensor, ShapeRule ru
   local[1] = static_cast<int64_t>(tensor.scalar_type());
   local[2] = static_cast<int64_t>(tensor.device().type());
   local[3] = root;
-  local[4] = std::min<int64_t>(tensor.dim(), kMaxDims);
-  for (int64_t d = 0; d < local[4].item<int64_t>(); ++d) local[kHeader + d] = tensor.size(d);
+  const int64_t dims = std::min<int64_t>(tensor.dim(), kMaxDims);
+  local[4] = dims;
+  for (int64_t d = 0; d < dims; ++d) local[kHeader + d] = tensor.size(d);
   std::vector<at::Tensor> input{local};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int r = 0; r < world_; ++r) output[0].push_back(at::empty_like(local));

@@ -11,30 +11,36 @@
 namespace accelerate {
 namespace {
 
+/// A number of seconds from the environment, `fallback` when unset; above 0 when `positive` (a timeout), else at
+/// least 0 (0 meaning "off").
+std::chrono::milliseconds env_seconds(const EnvironmentVariables& env, const char* key,
+                                      std::chrono::milliseconds fallback, bool positive) {
+  auto it = env.find(key);
+  if (it == env.end() || it->second.empty()) return fallback;
+  double value = -1;
+  try {
+    size_t used = 0;
+    value = std::stod(it->second, &used);
+    if (used != it->second.size()) value = -1;
+  } catch (const std::exception&) {
+  }
+  ACCELERATE_CHECK(positive ? value > 0 : value >= 0, ConfigError, key, "='", it->second, "' is not a ",
+                   positive ? "positive" : "non-negative", " number of seconds (e.g. ", key, "=600).");
+  return std::chrono::milliseconds(static_cast<int64_t>(value * 1000));
+}
+
 std::chrono::milliseconds resolve_timeout(const EnvironmentVariables& env, const ProcessStateOptions& options) {
   if (options.timeout) {
     ACCELERATE_CHECK(options.timeout->count() > 0, ConfigError, "ProcessStateOptions::timeout must be positive, got ",
                      options.timeout->count(), " ms.");
     return *options.timeout;
   }
-  auto it = env.find("ACCELERATE_CPP_TIMEOUT");
-  if (it == env.end() || it->second.empty()) return kDefaultTimeout;
-  double value = 0;
-  try {
-    size_t used = 0;
-    value = std::stod(it->second, &used);
-    if (used != it->second.size()) value = -1;
-  } catch (const std::exception&) {
-    value = -1;
-  }
-  ACCELERATE_CHECK(value > 0, ConfigError, "ACCELERATE_CPP_TIMEOUT='", it->second,
-                   "' is not a positive number of seconds (e.g. ACCELERATE_CPP_TIMEOUT=600).");
-  return std::chrono::milliseconds(static_cast<int64_t>(value * 1000));
+  return env_seconds(env, "ACCELERATE_CPP_TIMEOUT", kDefaultTimeout, /*positive=*/true);
 }
 
-bool env_flag(const EnvironmentVariables& env, const char* key) {
+bool env_flag(const EnvironmentVariables& env, const char* key, bool fallback = false) {
   auto it = env.find(key);
-  return it != env.end() && !it->second.empty() && parse_bool(it->second, key);
+  return it == env.end() || it->second.empty() ? fallback : parse_bool(it->second, key);
 }
 
 }  // namespace
@@ -79,8 +85,14 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
   }
   type_ = cuda ? DistributedType::MultiGpu : DistributedType::MultiCpu;
   backend_ = strategy->name();
-  comm_ = std::make_unique<detail::Communicator>(env_, *strategy, timeout_);
+  // The stall warning comes at the smaller of 60 s and half the timeout unless ACCELERATE_CPP_STALL_WARNING says
+  // otherwise (0: never).
+  const auto stall_warning = env_seconds(env, "ACCELERATE_CPP_STALL_WARNING",
+                                         std::min<std::chrono::milliseconds>(std::chrono::seconds(60), timeout_ / 2),
+                                         /*positive=*/false);
+  comm_ = std::make_unique<detail::Communicator>(env_, *strategy, timeout_, stall_warning);
   comm_->set_debug(options.debug.value_or(env_flag(env, "ACCELERATE_DEBUG_MODE")));
+  comm_->set_hang_report(env_flag(env, "ACCELERATE_CPP_HANG_REPORT", /*fallback=*/true));
 }
 
 ProcessState::~ProcessState() = default;

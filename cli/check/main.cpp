@@ -71,10 +71,10 @@ std::string check_main_process_first(Accelerator& acc) {
   std::string complaint;
   if (acc.is_main_process()) {
     std::ifstream in(file);
-    std::string line;
-    int lines = 0;
-    std::string first;
-    while (std::getline(in, line)) first = lines++ == 0 ? line : first;
+    std::string first, line;
+    std::getline(in, first);
+    int lines = first.empty() ? 0 : 1;
+    while (std::getline(in, line)) ++lines;
     if (first != "0" || lines != acc.num_processes()) complaint = "the main process did not go first";
   }
   acc.wait_for_everyone();

@@ -27,8 +27,10 @@ enum class ShapeRule {
 class Communicator {
  public:
   /// Rendezvous over a TCPStore (rank 0 hosts it unless torchelastic's agent does) and creation of the
-  /// backend's process group. Throws DistributedOperationError / TimeoutError with the fix.
-  Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend, std::chrono::milliseconds timeout);
+  /// backend's process group. Throws DistributedOperationError / TimeoutError with the fix. A collective waiting
+  /// longer than `stall_warning` prints the hang report as a warning (0: never).
+  Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds stall_warning);
   ~Communicator();
 
   c10d::ProcessGroup& group();
@@ -58,7 +60,7 @@ class Communicator {
   /// The hang report's bookkeeping around one public collective (see stall_inspector.hpp).
   void enter(const char* op);
   void leave();
-  /// The hang report's bookkeeping is on by default; ACCELERATE_CPP_HANG_REPORT=0 (or this) turns it off.
+  /// The hang report's bookkeeping is on by default; ProcessState turns it off for ACCELERATE_CPP_HANG_REPORT=0.
   void set_hang_report(bool on) { hang_report_ = on; }
   /// Debug mode (ACCELERATE_DEBUG_MODE / ProcessStateOptions::debug) is on.
   bool debug() const { return debug_; }
