@@ -45,10 +45,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);  // prints the error and the usage; non-zero for errors, 0 for --help
-    if (rc != 0) {
-      if (const auto hint = suggestion(app, argc, argv); !hint.empty()) std::cerr << hint << std::endl;
-    }
-    return rc;
+    if (rc == 0) return 0;
+    if (const auto hint = suggestion(app, argc, argv); !hint.empty()) std::cerr << hint << std::endl;
+    return 2;  // a usage error, whatever CLI11's own code for it (104 for a value that does not convert)
   }
   try {
     for (auto& [name, action] : actions) {
@@ -58,6 +57,11 @@ int main(int argc, char** argv) {
     std::cerr << "accelerate-cpp: error: " << e.what() << std::endl;
     return 2;
   } catch (const accelerate::Error& e) {
+    std::cerr << "accelerate-cpp: error: " << e.what() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    // A library below us (yaml-cpp, the standard library) failed in a way no check foresaw: still a message and
+    // an exit code, never an abort.
     std::cerr << "accelerate-cpp: error: " << e.what() << std::endl;
     return 1;
   }

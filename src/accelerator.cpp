@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <iostream>
 #include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 
@@ -70,12 +71,23 @@ Accelerator::Accelerator(std::shared_ptr<ProcessState> state, AcceleratorOptions
 }
 
 void Accelerator::init() {
-  precision_ = parse_mixed_precision(
+  requested_precision_ = parse_mixed_precision(
       options_.mixed_precision.value_or(env("ACCELERATE_MIXED_PRECISION").value_or("no")));
+  precision_ = requested_precision_;
   gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps);
   gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
-  // fp16 gets a GradScaler on every device: LibTorch has CPU kernels for both fp16 autocast and the scaler's
-  // ops, so unlike HF (which quietly trains in fp32 when fp16 is asked on CPU) we do what was asked.
+  // A configuration written for a GPU must stay fast on a laptop: fp16 on a CPU is emulated (the example runs 7
+  // instead of 50 it/s), so, as HF Accelerate does, a CPU job trains in fp32 unless fp16_on_cpu asks otherwise.
+  if (precision_ == MixedPrecision::Fp16 && !state_->device().is_cuda() && !options_.fp16_on_cpu) {
+    precision_ = MixedPrecision::No;
+    if (state_->is_main_process()) {
+      std::cerr << "accelerate: warning: mixed_precision fp16 was asked for, but this job runs on the CPU, where fp16 "
+                   "is emulated and several times slower: training in fp32 instead, as HF Accelerate does. bf16 is "
+                   "the CPU's mixed precision (--mixed_precision bf16); AcceleratorOptions::fp16_on_cpu = true "
+                   "forces fp16."
+                << std::endl;
+    }
+  }
   if (precision_ == MixedPrecision::Fp16) scaler_ = std::make_unique<GradScaler>(options_.grad_scaler);
   if (options_.seed) set_seed(*options_.seed);
   // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
@@ -91,7 +103,9 @@ std::string Accelerator::state_report() const {
       state_->backend().empty() ? "none" : state_->backend(), "\nNum processes: ", num_processes(),
       "\nProcess index: ", process_index(), "\nLocal process index: ", local_process_index(),
       "\nMain process: ", is_main_process() ? "yes" : "no", "\nDevice: ", device(),
-      "\nMixed precision type: ", to_string(precision_), "\nGradient accumulation steps: ", gradient_state_.num_steps,
+      "\nMixed precision type: ", to_string(precision_),
+      precision_ != requested_precision_ ? " (" + to_string(requested_precision_) + " was asked for: not on the CPU)" : "",
+      "\nGradient accumulation steps: ", gradient_state_.num_steps,
       "\nDebug mode: ", state_->communicator() && state_->communicator()->debug() ? "on" : "off",
       "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(detect_platform().platform), "\n");
   if (device().is_cuda()) {
@@ -194,7 +208,16 @@ void Accelerator::backward(const at::Tensor& loss) {
   if (gradient_state_.sync_gradients && !models_.empty() && state_->communicator()) {
     scope.emplace(*state_->communicator(), "backward (gradient all-reduce)");
   }
-  scaled.backward();
+  try {
+    scaled.backward();
+  } catch (const std::exception& e) {
+    // The Reducer's all-reduce fails inside autograd with gloo's or c10d's own exception types, which a program
+    // catching accelerate::Error would not catch: the same translation as every other collective.
+    if (scope && detail::is_communication_error(e)) state_->communicator()->fail("backward (gradient all-reduce)", e);
+    throw;
+  }
+  scope.reset();
+  for (auto& m : models_) m->sync_buffers();
 }
 
 AutocastGuard Accelerator::autocast() {

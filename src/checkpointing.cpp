@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "detail/data_parallel.hpp"
+#include "detail/loader_position.hpp"
 #include "detail/model_state.hpp"
 #include "detail/optimizer_state.hpp"
 
@@ -62,10 +63,34 @@ void write_text(const fs::path& path, const std::string& text) {
 json read_json(const fs::path& path) {
   std::ifstream in(path);
   ACCELERATE_CHECK(in.good(), CheckpointError, "checkpoint file ", path.string(), " is missing.");
+  json j;
   try {
-    return json::parse(in);
+    j = json::parse(in);
   } catch (const json::exception& e) {
     throw CheckpointError(concat("checkpoint file ", path.string(), " is not valid JSON: ", e.what()));
+  }
+  ACCELERATE_CHECK(j.is_object(), CheckpointError, "checkpoint file ", path.string(),
+                   " must hold a JSON object; it is damaged or was not written by accelerate-cpp.");
+  return j;
+}
+
+/// `key` of a checkpoint's JSON file as a T; a missing key gives `fallback` when there is one, a value of another
+/// type is a CheckpointError naming the file and the key (never nlohmann's bare type_error).
+template <class T>
+T field(const json& j, const char* key, const fs::path& file, std::optional<T> fallback = std::nullopt) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    ACCELERATE_CHECK(fallback.has_value(), CheckpointError, "checkpoint file ", file.string(), " has no '", key,
+                     "'; it is damaged or was not written by accelerate-cpp. Resume from another checkpoint.");
+    return *fallback;
+  }
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    std::string value = it->dump();
+    if (value.size() > 80) value = value.substr(0, 80) + "...";
+    throw CheckpointError(concat("checkpoint file ", file.string(), ": '", key, "' has the wrong type (", value,
+                                 "); the file is damaged or was edited. Resume from another checkpoint."));
   }
 }
 
@@ -132,6 +157,7 @@ std::string Accelerator::save_state(const std::string& output_dir) {
   if (dir.empty()) {
     ACCELERATE_CHECK(project.automatic_checkpoint_naming && !project.project_dir.empty(), ConfigError,
                      "save_state: give a folder, or set ProjectConfiguration{project_dir, automatic_checkpoint_naming}.");
+    if (!numbering_checked_) continue_numbering();
     dir = fs::path(project.project_dir) / "checkpoints" / concat("checkpoint_", project.iteration);
   }
   const fs::path tmp = dir.string() + ".tmp";
@@ -161,8 +187,7 @@ std::string Accelerator::save_state(const std::string& output_dir) {
       for (size_t i = 0; i < loaders_.size(); ++i) {
         const auto p = loaders_[i]->position();
         safetensors::save_file({{"generator", p.generator_state}}, (tmp / indexed("sampler", i, ".safetensors")).string(),
-                               {{"epoch", std::to_string(p.epoch)}, {"batches", std::to_string(p.batches)},
-                                {"total_batch_size", std::to_string(loaders_[i]->total_batch_size())}});
+                               detail::loader_metadata(*loaders_[i], p));
       }
       for (size_t i = 0; i < custom_objects_.size(); ++i) {
         safetensors::save_file(custom_objects_[i]->state_tensors(),
@@ -203,7 +228,9 @@ std::string Accelerator::save_state(const std::string& output_dir) {
         if (n && fs::exists(entry.path() / kComplete)) complete.emplace_back(*n, entry.path());
       }
       std::sort(complete.begin(), complete.end());
-      while (static_cast<int>(complete.size()) > *project.total_limit) {
+      // The checkpoint just written is never a candidate, whatever its number.
+      std::erase_if(complete, [&](const auto& c) { return c.second.filename() == dir.filename(); });
+      while (static_cast<int>(complete.size()) >= *project.total_limit && !complete.empty()) {
         // Renamed first (atomic), deleted second: a crash mid-deletion never leaves a "complete" folder with files
         // missing, because the half-deleted one no longer has a checkpoint's name.
         const fs::path doomed = complete.front().second.string() + ".deleting";
@@ -217,6 +244,27 @@ std::string Accelerator::save_state(const std::string& output_dir) {
   }
   wait_for_everyone();
   return dir.string();
+}
+
+void Accelerator::continue_numbering() {
+  auto& project = options_.project;
+  numbering_checked_ = true;
+  int64_t highest = -1;
+  if (is_main_process()) {
+    std::error_code ec;
+    for (fs::directory_iterator it(fs::path(project.project_dir) / "checkpoints", ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (auto n = checkpoint_index(it->path().filename().string())) highest = std::max(highest, *n);
+    }
+  }
+  std::vector<c10::IValue> shared{c10::IValue(highest)};
+  broadcast_object_list(*state_, shared, 0);  // every rank numbers its files alike
+  highest = shared[0].toInt();
+  if (highest < project.iteration) return;
+  print(concat("accelerate: ", (fs::path(project.project_dir) / "checkpoints").string(),
+               " already holds checkpoints up to checkpoint_", highest, " (from an earlier run); this run's automatic "
+               "checkpoints continue at checkpoint_", highest + 1, ". Call load_state() first to resume that run."));
+  project.iteration = highest + 1;
 }
 
 std::string Accelerator::load_state(const std::string& input_dir) {
@@ -240,13 +288,16 @@ std::string Accelerator::load_state(const std::string& input_dir) {
     }
     ACCELERATE_CHECK(newest >= 0, CheckpointError, "load_state: no complete checkpoint in ", root.string(), ".");
     project.iteration = newest + 1;
+    numbering_checked_ = true;
   }
   ACCELERATE_CHECK(fs::exists(dir / kComplete), CheckpointError, "load_state: ", dir.string(),
                    " is not a complete checkpoint (no ", kComplete, " marker): it was interrupted while being written.");
-  const auto meta = read_json(dir / "metadata.json");
-  ACCELERATE_CHECK(meta.value("format_version", 0) == kFormatVersion, CheckpointError, "load_state: ", dir.string(),
-                   " has format version ", meta.value("format_version", 0), "; this library reads ", kFormatVersion, ".");
-  const int saved_world = meta.value("world_size", 0);
+  const auto meta_file = dir / "metadata.json";
+  const auto meta = read_json(meta_file);
+  const int format = field<int>(meta, "format_version", meta_file, 0);
+  ACCELERATE_CHECK(format == kFormatVersion, CheckpointError, "load_state: ", dir.string(), " has format version ",
+                   format, "; this library reads ", kFormatVersion, ".");
+  const int saved_world = field<int>(meta, "world_size", meta_file, 0);
   ACCELERATE_CHECK(saved_world >= 1, CheckpointError, "load_state: ", (dir / "metadata.json").string(),
                    " has no valid world_size.");
   const bool resized = saved_world != num_processes();
@@ -255,38 +306,37 @@ std::string Accelerator::load_state(const std::string& input_dir) {
           "processes: model, optimizer and scheduler state are replicated and load as they are; ranks without a"
           " random-state file of their own take rank 0's; data positions are mapped by global sample index.");
   }
-  auto expect_count = [&](const char* what, size_t have) {
-    ACCELERATE_CHECK(meta.value(what, size_t{0}) == have, CheckpointError, "load_state: ", dir.string(), " holds ",
-                     meta.value(what, 0), " ", what, " but ", have, " are prepared; prepare the same objects in the same order.");
+  auto expect_count = [&](const char* what, size_t have, const char* how) {
+    const auto saved = field<size_t>(meta, what, meta_file, size_t{0});
+    ACCELERATE_CHECK(saved == have, CheckpointError, "load_state: ", dir.string(), " holds ", saved, " ", what,
+                     " but ", have, " are ", how, "; ", how == std::string("prepared") ? "prepare" : "register",
+                     " the same objects in the same order.");
   };
-  expect_count("models", prepared_models_.size());
-  expect_count("optimizers", optimizers_.size());
-  expect_count("schedulers", schedulers_.size());
-  expect_count("data_loaders", loaders_.size());
-  expect_count("custom_objects", custom_objects_.size());
+  expect_count("models", prepared_models_.size(), "prepared");
+  expect_count("optimizers", optimizers_.size(), "prepared");
+  expect_count("schedulers", schedulers_.size(), "prepared");
+  expect_count("data_loaders", loaders_.size(), "prepared");
+  expect_count("custom_objects", custom_objects_.size(), "registered (register_for_checkpointing)");
   run_agreed(*state_, [&] {
     for (size_t i = 0; i < prepared_models_.size(); ++i) {
       load_checkpoint_in_model(*prepared_models_[i], (dir / indexed("model", i, ".safetensors")).string());
     }
     for (size_t i = 0; i < optimizers_.size(); ++i) load_optimizer(optimizers_[i].optimizer(), dir, indexed("optimizer", i, ""));
     for (size_t i = 0; i < schedulers_.size(); ++i) {
-      schedulers_[i].scheduler().set_last_epoch(read_json(dir / indexed("scheduler", i, ".json"))["last_epoch"].get<int64_t>());
+      const auto file = dir / indexed("scheduler", i, ".json");
+      schedulers_[i].scheduler().set_last_epoch(field<int64_t>(read_json(file), "last_epoch", file));
     }
     if (scaler_ && fs::exists(dir / "scaler.json")) {
-      const auto s = read_json(dir / "scaler.json");
-      scaler_->load_state(s["scale"].get<double>(), s["growth_tracker"].get<int64_t>());
+      const auto file = dir / "scaler.json";
+      const auto s = read_json(file);
+      scaler_->load_state(field<double>(s, "scale", file), field<int64_t>(s, "growth_tracker", file));
     }
     for (size_t i = 0; i < loaders_.size(); ++i) {
-      safetensors::File f((dir / indexed("sampler", i, ".safetensors")).string());
-      int64_t batches = std::stoll(f.metadata().at("batches"));
-      if (resized) {
-        // The same global sample index: batches of the old world times its global batch, in batches of the new.
-        const int64_t samples = batches * std::stoll(f.metadata().at("total_batch_size"));
-        batches = samples / loaders_[i]->total_batch_size();
-        print("accelerate: data loader", i, "continues at global sample", samples, "(batch", batches,
-              "of each process in this world)");
-      }
-      loaders_[i]->restore({std::stoll(f.metadata().at("epoch")), batches, f.get("generator").clone()});
+      const auto file = dir / indexed("sampler", i, ".safetensors");
+      safetensors::File f(file.string());
+      const auto mapped = detail::map_loader_position(f.metadata(), *loaders_[i], file.string());
+      if (!mapped.report.empty()) print(concat("accelerate: data loader ", i, ": ", mapped.report));
+      loaders_[i]->restore({mapped.epoch, mapped.batches, f.get("generator").clone()});
     }
     for (size_t i = 0; i < custom_objects_.size(); ++i) {
       safetensors::File f((dir / concat("custom_checkpoint_", i, ".safetensors")).string());
@@ -306,7 +356,7 @@ std::string Accelerator::load_state(const std::string& input_dir) {
       std::lock_guard<std::mutex> lock(cuda.mutex());
       cuda.set_state(rng.get("cuda").clone());
     }
-    step_ = std::stoll(rng.metadata().at("step"));
+    step_ = detail::metadata_int(rng.metadata(), "step", (dir / concat("random_states_", rng_rank, ".safetensors")).string());
   });
   return dir.string();
 }

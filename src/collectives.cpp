@@ -182,10 +182,8 @@ SplitRange split_range(int64_t length, int rank, int world) {
   r.start = rank * per + std::min<int64_t>(rank, extras);
   r.end = r.start + per + (rank < extras ? 1 : 0);
   r.padded_length = per + (extras > 0 ? 1 : 0);
-  if (r.start >= length) {  // HF: a rank with nothing left gets the last item
-    r.start = length - 1;
-    r.end = length;
-  }
+  // A rank past the end gets an empty share (HF since its PR #4052; it used to get a copy of the last item, so a
+  // prompt was processed twice and gathered twice).
   return r;
 }
 }  // namespace detail
@@ -195,7 +193,7 @@ at::Tensor split_between_processes(const ProcessState& state, const at::Tensor& 
   const auto range = detail::split_range(inputs.size(0), state.process_index(), state.num_processes());
   at::Tensor part = inputs.narrow(0, range.start, range.end - range.start);
   if (apply_padding && part.size(0) < range.padded_length) {
-    auto last = inputs.narrow(0, inputs.size(0) - 1, 1);
+    auto last = inputs.narrow(0, inputs.size(0) - 1, 1);  // HF pads with the last input
     std::vector<int64_t> repeat(static_cast<size_t>(inputs.dim()), 1);
     repeat[0] = range.padded_length - part.size(0);
     part = at::cat({part, last.repeat(repeat)}, 0);

@@ -5,6 +5,11 @@
 
 #include "detail/stall_inspector.hpp"
 
+#include <cstdio>
+#include <fstream>
+#include <typeinfo>
+
+#include <nlohmann/json.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -14,6 +19,35 @@ namespace {
 bool contains(const std::string& text, const char* needle) { return text.find(needle) != std::string::npos; }
 
 double seconds(std::chrono::milliseconds t) { return static_cast<double>(t.count()) / 1000.0; }
+
+/// An exception's message without c10's 15-frame C++ stack trace (useless to a user, and it buries the hint).
+std::string message_of(const std::exception& error) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+  std::string what = c10_error ? c10_error->what_without_backtrace() : error.what();
+  if (what.size() > 2000) what = what.substr(0, 2000) + " ...";
+  return what;
+}
+
+/// The launcher's error file (torchrun's TORCHELASTIC_ERROR_FILE, for collectives): what this rank saw when its
+/// collective failed, so that the launcher can blame the rank that stopped answering. Best effort: a failure to
+/// write it must not hide the error being raised.
+void record_failure(const std::string& path, int rank, const char* op, bool timed_out, const HangReport& report,
+                    const std::string& message) {
+  if (path.empty()) return;
+  nlohmann::json j{{"rank", rank},
+                   {"error", timed_out ? "TimeoutError" : "DistributedOperationError"},
+                   {"operation", op},
+                   {"collective", report.sequence},
+                   {"missing_ranks", report.missing},
+                   {"message", message.substr(0, 4000)}};
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump();
+    if (!out.good()) return;
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
 
 c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions options;
@@ -26,7 +60,7 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
   try {
     return c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
   } catch (const std::exception& e) {
-    const std::string what = e.what();
+    const std::string what = message_of(e);
     if (contains(what, "already in use") || contains(what, "EADDRINUSE")) {
       throw DistributedOperationError(concat(
           "Rank 0 cannot host the rendezvous on port ", env.master_port, ": the address is already in use by another "
@@ -51,7 +85,8 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
 
 Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend,
                            std::chrono::milliseconds timeout, std::chrono::milliseconds stall_warning)
-    : rank_(env.rank), world_(env.world_size), timeout_(timeout), backend_name_(backend.name()) {
+    : rank_(env.rank), world_(env.world_size), timeout_(timeout), backend_name_(backend.name()),
+      error_file_(env.error_file) {
   store_ = connect_store(env, timeout);
   // One group per job; the prefix keeps our keys apart from torchelastic's in a shared agent store.
   auto store = c10::make_intrusive<c10d::PrefixStore>("accelerate/0/", store_);
@@ -61,11 +96,13 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
   } catch (const std::exception& e) {
     throw DistributedOperationError(concat("Rank ", rank_, " of ", world_, " could not create the ", backend_name_,
                                            " process group (its peers may have died, or the network interface is "
-                                           "wrong: set GLOO_SOCKET_IFNAME for multi-node jobs): ", e.what()));
+                                           "wrong: set GLOO_SOCKET_IFNAME for multi-node jobs): ", message_of(e)));
   }
   group_->setGroupName("0");
-  inspector_ = std::make_unique<StallInspector>(c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_),
-                                                rank_, world_, stall_warning);
+  // The hang report talks to the store over a connection of its own (see stall_inspector.hpp).
+  inspector_ = std::make_unique<StallInspector>(
+      c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_->clone()), rank_, world_, stall_warning,
+      env.agent_store ? -1 : 0);
 }
 
 Communicator::~Communicator() {
@@ -94,18 +131,33 @@ void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* 
   try {
     work->wait();
   } catch (const std::exception& e) {
-    const std::string what = e.what();
-    broken_ = concat(op, " failed: ", what);
-    const std::string message = concat(
-        op, " failed on rank ", rank_, " of ", world_, " (backend ", backend_name_, ", timeout ", seconds(timeout_),
-        " s): ", what,
-        "\nAnother process probably died or stopped calling collectives (every rank must call the same collectives "
-        "in the same order); look for its error above. A slow but healthy step needs a larger "
-        "ACCELERATE_CPP_TIMEOUT.\nHang report: rank ",
-        rank_, " ", inspector_ ? inspector_->report() : std::string("(none)"));
-    if (contains(what, "Timed out") || contains(what, "timed out")) throw TimeoutError(message);
-    throw DistributedOperationError(message);
+    fail(op, e);
   }
+}
+
+bool is_communication_error(const std::exception& error) {
+  if (dynamic_cast<const c10::DistError*>(&error)) return true;
+  // gloo's exception types are not in the torch wheel's headers; their mangled names say where they come from.
+  return std::string(typeid(error).name()).find("gloo") != std::string::npos;
+}
+
+void Communicator::fail(const char* op, const std::exception& error) {
+  const std::string what = message_of(error);
+  const bool timed_out = contains(what, "Timed out") || contains(what, "timed out") || contains(what, "Timeout");
+  broken_ = concat(op, " failed: ", what);
+  HangReport report;
+  if (inspector_ && hang_report_) report = inspector_->report();
+  else report.text = "(off: ACCELERATE_CPP_HANG_REPORT=0)";
+  const std::string message = concat(
+      op, " failed on rank ", rank_, " of ", world_, " (backend ", backend_name_, ", timeout ", seconds(timeout_),
+      " s): ", what,
+      "\nAnother process probably died or stopped calling collectives (every rank must call the same collectives "
+      "in the same order); look for its error above. A slow but healthy step needs a larger "
+      "ACCELERATE_CPP_TIMEOUT.\nHang report: rank ",
+      rank_, " ", report.text);
+  record_failure(error_file_, rank_, op, timed_out, report, message);
+  if (timed_out) throw TimeoutError(message);
+  throw DistributedOperationError(message);
 }
 
 namespace {

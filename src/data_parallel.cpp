@@ -15,24 +15,35 @@
 namespace accelerate::detail {
 
 DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options)
-    : module_(module), find_unused_(options.find_unused_parameters) {
-  std::vector<at::Tensor> params;
+    : module_(module),
+      comm_(comm),
+      find_unused_(options.find_unused_parameters),
+      broadcast_buffers_(options.broadcast_buffers) {
+  std::vector<at::Tensor> params, state;
   std::unordered_map<size_t, std::string> names;
   std::unordered_set<const void*> seen;  // shared parameters are synchronised once
   for (const auto& item : module.named_parameters()) {
     const auto& p = item.value();
-    if (!p.requires_grad() || !seen.insert(p.unsafeGetTensorImpl()).second) continue;
+    if (!seen.insert(p.unsafeGetTensorImpl()).second) continue;
+    state.push_back(p);  // frozen ones too: torch DDP makes every rank identical, trainable or not
+    if (!p.requires_grad()) continue;
     names[params.size()] = item.key();
     params.push_back(p);
   }
   ACCELERATE_CHECK(!params.empty(), ConfigError,
                    "prepare(model): the model has no parameter that requires grad, so there is nothing to train.");
-  // Every rank starts from rank 0's weights and buffers, as DDP's constructor does.
-  std::vector<at::Tensor> state(params.begin(), params.end());
-  for (const auto& b : module.buffers()) state.push_back(b);
+  for (const auto& b : module.buffers()) {
+    if (seen.insert(b.unsafeGetTensorImpl()).second) buffers_.push_back(b);
+  }
+  state.insert(state.end(), buffers_.begin(), buffers_.end());
+  // Every rank starts from rank 0's parameters and buffers, as DDP's constructor does.
   {
     at::NoGradGuard no_grad;
-    c10d::broadcast_coalesced(comm.group_ptr(), state, 250u << 20, 0);
+    try {
+      c10d::broadcast_coalesced(comm.group_ptr(), state, 250u << 20, 0);
+    } catch (const std::exception& e) {
+      comm.fail("prepare(model) (broadcast of rank 0's parameters)", e);
+    }
   }
   const int64_t cap = static_cast<int64_t>(options.bucket_cap_mb * 1024 * 1024);
   ACCELERATE_CHECK(cap > 0, ConfigError, "DdpOptions::bucket_cap_mb must be > 0, got ", options.bucket_cap_mb, ".");
@@ -59,6 +70,17 @@ DataParallel::~DataParallel() = default;
 void DataParallel::prepare_iteration() {
   reducer_->prepare_for_forward();
   reducer_->rebuild_buckets();
+}
+
+void DataParallel::sync_buffers() {
+  if (!broadcast_buffers_ || buffers_.empty() || !module_.is_training()) return;
+  at::NoGradGuard no_grad;
+  CollectiveScope scope(comm_, "broadcast_buffers");
+  try {
+    c10d::broadcast_coalesced(comm_.group_ptr(), buffers_, 250u << 20, 0);
+  } catch (const std::exception& e) {
+    comm_.fail("broadcast_buffers (rank 0's buffers after backward)", e);
+  }
 }
 
 void DataParallel::prepare_for_backward(const at::Tensor& loss) {

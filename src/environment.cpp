@@ -216,7 +216,8 @@ std::string first_host_in_slurm_nodelist(const std::string& nodelist) {
   return first.substr(0, open) + lowest + rest_host;
 }
 
-LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env) {
+namespace {
+LaunchEnvironment detect_launcher(const EnvironmentVariables& env) {
   const bool ours = lookup(env, "ACCELERATE_CPP_LAUNCHED").has_value();
   if (lookup(env, "RANK") || lookup(env, "WORLD_SIZE") || lookup(env, "LOCAL_RANK")) {
     return from_torchrun(env, ours ? Launcher::Accelerate : Launcher::Torchrun);
@@ -224,6 +225,13 @@ LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env) {
   if (lookup(env, "OMPI_COMM_WORLD_SIZE") || lookup(env, "OMPI_COMM_WORLD_RANK")) return from_openmpi(env);
   if (lookup(env, "SLURM_PROCID") && lookup(env, "SLURM_NTASKS")) return from_slurm(env);
   return LaunchEnvironment{};
+}
+}  // namespace
+
+LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env) {
+  auto out = detect_launcher(env);
+  out.error_file = lookup(env, "ACCELERATE_CPP_ERROR_FILE").value_or("");
+  return out;
 }
 
 }  // namespace accelerate

@@ -2,13 +2,19 @@
 
 #include <accelerate/error.hpp>
 
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 
 namespace accelerate::detail {
 namespace {
 
 constexpr auto kPublishInterval = std::chrono::milliseconds(50);
+// A store call that has not returned after this long means the store's host is stopped, hung or cut off.
+constexpr double kStoreStuckAfter = 2.0;
+// How long report() waits for a fresh read of the peers before it uses what it has.
+constexpr auto kFreshReadWait = std::chrono::milliseconds(1000);
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -21,139 +27,298 @@ std::string seconds_text(double s) {
   return out.str();
 }
 
+struct Status {
+  int64_t sequence = 0;
+  std::string op = "(none yet)";
+  bool inside = false;
+  double since = 0;    // wall time of the last enter/leave
+  int64_t beat = 0;    // heartbeat: the I/O thread republishes with beat+1 every interval, dirty or not
+};
+
+struct Peer {
+  bool read = false;       // a read of its key succeeded at least once
+  bool published = false;  // ... and found something
+  Status status;
+  double read_at = 0;
+  double beat_changed_at = 0;  // this rank's clock when the peer's beat was last seen to change (no cross-host
+                               // clock comparison: a peer whose beat stands still is stopped, hung or dead)
+};
+
+/// The peer's status says it reached (or passed) this rank's collective.
+bool s_reached(const Status& peer, const Status& mine) { return peer.sequence >= mine.sequence; }
+
 }  // namespace
 
+// Everything the threads touch. The I/O thread co-owns it, so a detached, stuck I/O thread stays safe.
+struct StallInspector::Shared {
+  c10::intrusive_ptr<c10d::Store> store;
+  int rank = 0, world = 1, store_host = 0;
+  std::chrono::milliseconds warn_after{0};
+
+  std::mutex mutex;
+  std::condition_variable wake;  // stop, refresh requests, and finished reads
+  Status status;
+  bool dirty = true, stopping = false, warned = false, io_finished = false;
+  uint64_t refresh_requested = 0, refresh_done = 0;  // request counters
+  std::vector<Peer> peers;
+  double io_since = 0;  // when the store call in flight began; 0 when none
+  std::string io_error;  // the last store call's failure, empty after a success
+
+  bool store_stuck(double now) const { return io_since > 0 && now - io_since > kStoreStuckAfter; }
+
+  // ---- I/O thread: the only code that calls the store ----
+  template <class F>
+  bool store_call(std::unique_lock<std::mutex>& lock, F&& f) {
+    io_since = now_s();
+    lock.unlock();
+    std::string error;
+    try {
+      f();
+    } catch (const std::exception& e) {
+      error = e.what();
+      if (auto nl = error.find('\n'); nl != std::string::npos) error.resize(nl);
+      if (error.size() > 300) error.resize(300);
+    }
+    lock.lock();
+    io_since = 0;
+    io_error = error;
+    return error.empty();
+  }
+
+  void publish(std::unique_lock<std::mutex>& lock) {
+    ++status.beat;
+    const Status s = status;
+    dirty = false;
+    std::ostringstream text;
+    text << s.sequence << "\n" << s.op << "\n" << (s.inside ? 1 : 0) << "\n";
+    text.precision(17);
+    text << s.since << "\n" << s.beat;
+    const auto value = text.str();
+    store_call(lock, [&] { store->set(std::to_string(rank), std::vector<uint8_t>(value.begin(), value.end())); });
+  }
+
+  void read_peers(std::unique_lock<std::mutex>& lock) {
+    const uint64_t request = refresh_requested;
+    for (int r = 0; r < world && !stopping; ++r) {
+      if (r == rank) continue;
+      Peer peer;
+      const bool ok = store_call(lock, [&] {
+        const auto key = std::to_string(r);
+        if (!store->check({key})) return;
+        const auto bytes = store->get(key);
+        std::istringstream in(std::string(bytes.begin(), bytes.end()));
+        int inside = 0;
+        in >> peer.status.sequence;
+        in.ignore();
+        std::getline(in, peer.status.op);
+        in >> inside >> peer.status.since >> peer.status.beat;
+        peer.status.inside = inside != 0;
+        peer.published = true;
+      });
+      if (!ok) break;  // the store failed: what was read before stays
+      peer.read = true;
+      peer.read_at = now_s();
+      const Peer& before = peers[r];
+      const bool beat_moved = !before.read || before.status.beat != peer.status.beat;
+      peer.beat_changed_at = beat_moved ? peer.read_at : before.beat_changed_at;
+      peers[r] = peer;
+    }
+    refresh_done = request;
+    wake.notify_all();
+  }
+
+  // Heartbeats and reads get rarer in big worlds: each costs the store's host one call per rank.
+  double heartbeat_interval() const { return 0.5 + 0.005 * world; }
+  double stale_after() const { return 4 * heartbeat_interval(); }
+
+  void run_io() {
+    std::unique_lock<std::mutex> lock(mutex);
+    double last_read = 0, last_publish = 0;
+    while (!stopping) {
+      wake.wait_for(lock, kPublishInterval);
+      if (stopping) break;
+      if (dirty || now_s() - last_publish > heartbeat_interval()) {
+        publish(lock);
+        last_publish = now_s();
+      }
+      // While this rank waits, refresh the peers now and then, so that a report has recent data even when the
+      // store stops answering later; more rarely in big worlds (each read is world_size store calls).
+      const double now = now_s();
+      const double interval = 2 * heartbeat_interval();
+      const bool waiting = status.inside && now - status.since > 1.0;
+      if (refresh_requested > refresh_done || (waiting && now - last_read > interval)) {
+        read_peers(lock);
+        last_read = now_s();
+      }
+    }
+    io_finished = true;
+    wake.notify_all();
+  }
+
+  // ---- watcher thread: the stall warning, which must come even when the store hangs ----
+  void run_watcher(StallInspector& owner) {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!stopping) {
+      wake.wait_for(lock, std::chrono::milliseconds(100));
+      if (stopping) break;
+      if (warn_after.count() > 0 && status.inside && !warned &&
+          now_s() - status.since > static_cast<double>(warn_after.count()) / 1000.0) {
+        warned = true;
+        lock.unlock();
+        const auto r = owner.report();
+        std::cerr << "accelerate: warning: rank " << rank << " " << r.text << std::endl;
+        lock.lock();
+      }
+    }
+  }
+};
+
 StallInspector::StallInspector(c10::intrusive_ptr<c10d::Store> store, int rank, int world,
-                               std::chrono::milliseconds warn_after)
-    : store_(std::move(store)), rank_(rank), world_(world), warn_after_(warn_after) {
-  status_.since = now_s();
-  dirty_ = true;
-  thread_ = std::thread([this] { run(); });
+                               std::chrono::milliseconds warn_after, int store_host)
+    : shared_(std::make_shared<Shared>()) {
+  shared_->store = std::move(store);
+  shared_->rank = rank;
+  shared_->world = world;
+  shared_->store_host = store_host;
+  shared_->warn_after = warn_after;
+  shared_->status.since = now_s();
+  shared_->peers.resize(static_cast<size_t>(world));
+  io_ = std::thread([s = shared_] { s->run_io(); });
+  watcher_ = std::thread([this] { shared_->run_watcher(*this); });
 }
 
 StallInspector::~StallInspector() { stop(); }
 
 void StallInspector::stop() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) return;
-    stopping_ = true;
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    if (shared_->stopping) return;
+    shared_->stopping = true;
   }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  shared_->wake.notify_all();
+  if (watcher_.joinable()) watcher_.join();  // never blocks on the store
+  std::unique_lock<std::mutex> lock(shared_->mutex);
+  const bool finished = shared_->wake.wait_for(lock, std::chrono::seconds(1), [&] { return shared_->io_finished; });
+  lock.unlock();
+  if (finished) io_.join();
+  else io_.detach();  // stuck in a store call that will never return: it owns its state
 }
 
 void StallInspector::enter(const char* op) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++status_.sequence;
-    status_.op = op;
-    status_.inside = true;
-    status_.since = now_s();
-    dirty_ = true;
-    warned_ = false;
-  }
-  // No notify: the thread wakes on its own every interval; waking it per collective would cost a context switch.
+  std::lock_guard<std::mutex> lock(shared_->mutex);
+  auto& s = shared_->status;
+  ++s.sequence;
+  s.op = op;
+  s.inside = true;
+  s.since = now_s();
+  shared_->dirty = true;
+  shared_->warned = false;
+  // No notify: the I/O thread wakes on its own every interval; waking it per collective would cost a context switch.
 }
 
 void StallInspector::leave() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  status_.inside = false;
-  status_.since = now_s();
-  dirty_ = true;
+  std::lock_guard<std::mutex> lock(shared_->mutex);
+  shared_->status.inside = false;
+  shared_->status.since = now_s();
+  shared_->dirty = true;
 }
 
 int64_t StallInspector::sequence() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return status_.sequence;
+  std::lock_guard<std::mutex> lock(shared_->mutex);
+  return shared_->status.sequence;
 }
 
-void StallInspector::publish(const Status& s) {
-  std::ostringstream text;
-  text << s.sequence << "\n" << s.op << "\n" << (s.inside ? 1 : 0) << "\n";
-  text.precision(17);
-  text << s.since;
-  const auto value = text.str();
-  try {
-    store_->set(std::to_string(rank_), std::vector<uint8_t>(value.begin(), value.end()));
-  } catch (const std::exception&) {
-    // The store host is gone (rank 0 died): the collective itself will report that.
+HangReport StallInspector::report() {
+  auto& sh = *shared_;
+  std::unique_lock<std::mutex> lock(sh.mutex);
+  if (!sh.stopping && !sh.store_stuck(now_s())) {
+    const uint64_t request = ++sh.refresh_requested;
+    sh.wake.notify_all();
+    sh.wake.wait_for(lock, kFreshReadWait,
+                     [&] { return sh.refresh_done >= request || sh.stopping || sh.store_stuck(now_s()); });
   }
-}
-
-void StallInspector::run() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (!stopping_) {
-    wake_.wait_for(lock, kPublishInterval, [this] { return stopping_; });
-    if (stopping_) break;
-    if (dirty_) {
-      const Status s = status_;
-      dirty_ = false;
-      lock.unlock();
-      publish(s);
-      lock.lock();
-    }
-    if (warn_after_.count() > 0 && status_.inside && !warned_ &&
-        now_s() - status_.since > static_cast<double>(warn_after_.count()) / 1000.0) {
-      warned_ = true;
-      lock.unlock();
-      std::cerr << "accelerate: warning: rank " << rank_ << " " << report() << std::endl;
-      lock.lock();
-    }
-  }
-}
-
-std::string StallInspector::report() {
-  Status mine;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    mine = status_;
-  }
+  const Status mine = sh.status;
+  const std::vector<Peer> peers = sh.peers;
   const double now = now_s();
+  const bool stuck = sh.store_stuck(now);
+  const double stuck_for = stuck ? now - sh.io_since : 0;
+  const std::string io_error = sh.io_error;
+  lock.unlock();
+
+  HangReport r;
+  r.sequence = mine.sequence;
+  r.op = mine.op;
   std::ostringstream out;
   out << "has waited " << seconds_text(now - mine.since) << " in collective #" << mine.sequence << " (" << mine.op
       << "). What each rank last published:";
-  std::string missing;
-  for (int r = 0; r < world_; ++r) {
-    out << "\n  rank " << r << ": ";
-    if (r == rank_) {
+  const bool store_down = stuck || !io_error.empty();
+  std::vector<int> unreachable;
+  for (int q = 0; q < sh.world; ++q) {
+    out << "\n  rank " << q << ": ";
+    if (q == sh.rank) {
       out << "in #" << mine.sequence << " " << mine.op << " (this rank)";
       continue;
     }
-    try {
-      const auto key = std::to_string(r);
-      if (!store_->check({key})) {
-        out << "nothing published (it never reached a collective, or died first)";
-        missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-        continue;
-      }
-      const auto bytes = store_->get(key);
-      std::istringstream in(std::string(bytes.begin(), bytes.end()));
-      Status s;
-      int inside = 0;
-      in >> s.sequence;
-      in.ignore();
-      std::getline(in, s.op);
-      in >> inside >> s.since;
-      const double ago = now - s.since;
-      if (s.sequence < mine.sequence) {
-        missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-        out << "has NOT arrived; last " << (inside ? "in" : "finished") << " #" << s.sequence << " " << s.op << " ("
-            << (inside ? "waiting " : "") << seconds_text(ago) << (inside ? "" : " ago") << ")";
-      } else if (s.sequence == mine.sequence && s.op != mine.op) {
-        out << "is in #" << s.sequence << " " << s.op << ": a different collective (the ranks called collectives in "
-            << "different orders)";
-      } else if (s.sequence == mine.sequence) {
-        out << (inside ? "arrived (waiting " + seconds_text(ago) + ")" : "finished it");
-      } else {
-        out << "is ahead, in #" << s.sequence << " " << s.op;
-      }
-    } catch (const std::exception& e) {
-      out << "status unavailable (the rendezvous store is unreachable: " << e.what() << ")";
+    const Peer& p = peers[static_cast<size_t>(q)];
+    const bool hosts_store = q == sh.store_host;
+    if (store_down && hosts_store) {
+      // Its own process serves the store, and the store does not answer: this rank is the one that is gone.
+      unreachable.push_back(q);
+      out << "UNREACHABLE: it hosts the rendezvous store, which "
+          << (stuck ? "has not answered for " + seconds_text(stuck_for) + " (the process is stopped, hung, or cut off "
+                                                                          "from the network)"
+                    : "refused the connection (" + io_error + ")");
+      if (p.published) out << "; its last status, read " << seconds_text(now - p.read_at) << " ago: #" << p.status.sequence << " " << p.status.op;
+      continue;
+    }
+    if (!p.read) {
+      out << "status unavailable (the rendezvous store "
+          << (stuck ? "has not answered for " + seconds_text(stuck_for) : io_error.empty() ? "was not read yet" : "failed: " + io_error)
+          << ")";
+      if (store_down) unreachable.push_back(q);
+      continue;
+    }
+    const std::string as_of = store_down ? " [as of " + seconds_text(now - p.read_at) + " ago]" : "";
+    const double silent = p.read_at - p.beat_changed_at;
+    if (p.published && silent > sh.stale_after() && s_reached(p.status, mine)) {
+      // It got as far as this collective, then went silent: its process no longer runs (SIGSTOP, a debugger, a
+      // dead host). Waiting longer will not help, so it counts with the ranks that cannot be reached.
+      unreachable.push_back(q);
+      out << "NOT RESPONDING: reached #" << p.status.sequence << " " << p.status.op << ", but its heartbeat has not "
+          << "moved for " << seconds_text(silent) << " (the process is stopped, frozen or gone)" << as_of;
+      continue;
+    }
+    if (!p.published) {
+      r.missing.push_back(q);
+      out << "nothing published (it never reached a collective, or died first)" << as_of;
+      continue;
+    }
+    const Status& s = p.status;
+    const double ago = now - s.since;
+    if (s.sequence < mine.sequence) {
+      r.missing.push_back(q);
+      out << "has NOT arrived; last " << (s.inside ? "in" : "finished") << " #" << s.sequence << " " << s.op << " ("
+          << (s.inside ? "waiting " : "") << seconds_text(ago) << (s.inside ? "" : " ago") << ")" << as_of;
+    } else if (s.sequence == mine.sequence && s.op != mine.op) {
+      out << "is in #" << s.sequence << " " << s.op << ": a different collective (the ranks called collectives in "
+          << "different orders)" << as_of;
+    } else if (s.sequence == mine.sequence) {
+      out << (s.inside ? "arrived (waiting " + seconds_text(ago) + ")" : "finished it") << as_of;
+    } else {
+      out << "is ahead, in #" << s.sequence << " " << s.op << as_of;
     }
   }
-  if (!missing.empty()) out << "\nRanks that have not reached #" << mine.sequence << ": " << missing << ".";
-  return out.str();
+  auto list = [&](const char* what, const std::vector<int>& ranks) {
+    if (ranks.empty()) return;
+    out << "\n" << what;
+    for (size_t i = 0; i < ranks.size(); ++i) out << (i ? ", " : "") << ranks[i];
+    out << ".";
+  };
+  list(("Ranks that have not reached #" + std::to_string(mine.sequence) + ": ").c_str(), r.missing);
+  list("Ranks that cannot be reached: ", unreachable);
+  r.missing.insert(r.missing.end(), unreachable.begin(), unreachable.end());
+  r.text = out.str();
+  return r;
 }
 
 }  // namespace accelerate::detail

@@ -51,14 +51,53 @@ std::string where(const std::string& path, const YAML::Node& n) {
   return concat("config file ", path, ", line ", n.Mark().line + 1);
 }
 
+/// Input quoted in a message, cut so that a huge value cannot flood the terminal.
+std::string bounded(std::string text) {
+  constexpr size_t kMax = 120;
+  if (text.size() > kMax) text = text.substr(0, kMax) + "... (" + std::to_string(text.size()) + " characters)";
+  for (auto& c : text) {
+    if (c == '\n') c = ' ';
+  }
+  return text;
+}
+
 template <class T>
 T as(const YAML::Node& n, const std::string& key, const std::string& path, const char* type) {
   try {
     return n.as<T>();
   } catch (const YAML::Exception&) {
-    throw ConfigError(concat(where(path, n), ": '", key, "' must be ", type, ", got '", YAML::Dump(n), "'."));
+    throw ConfigError(concat(where(path, n), ": '", key, "' must be ", type, ", got '", bounded(YAML::Dump(n)), "'."));
   }
 }
+
+/// The top-level mapping with Python's rule for a key given twice: the last value wins (yaml-cpp's look-up would
+/// find the first). Each repeat is named in a warning.
+class Keys {
+ public:
+  Keys(const YAML::Node& root, const std::string& path, std::ostream& warnings) {
+    for (const auto& item : root) {
+      ACCELERATE_CHECK(item.first.IsScalar(), ConfigError, where(path, item.first),
+                       ": keys must be plain names, got '", bounded(YAML::Dump(item.first)), "'.");
+      const auto key = item.first.Scalar();
+      if (auto it = values_.find(key); it != values_.end()) {
+        warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << bounded(key)
+                 << "' is given again (first on line " << it->second.first.Mark().line + 1
+                 << "); the last value is used, as Python's YAML loader does.\n";
+        values_.erase(it);
+      }
+      values_.emplace(key, std::make_pair(item.first, item.second));
+    }
+  }
+  /// The value of `key`, or an undefined node (false in a condition) when it is absent.
+  YAML::Node operator[](const std::string& key) const {
+    auto it = values_.find(key);
+    return it == values_.end() ? YAML::Node(YAML::NodeType::Undefined) : it->second.second;
+  }
+  const std::map<std::string, std::pair<YAML::Node, YAML::Node>>& all() const { return values_; }
+
+ private:
+  std::map<std::string, std::pair<YAML::Node, YAML::Node>> values_;  // key -> (key node, value node)
+};
 
 }  // namespace
 
@@ -72,23 +111,29 @@ std::string default_config_path() {
 }
 
 HfConfig read_config(const std::string& path, std::ostream& warnings) {
-  ACCELERATE_CHECK(fs::exists(path), ConfigError, "config file ", path,
+  std::error_code ec;
+  ACCELERATE_CHECK(fs::exists(path, ec), ConfigError, "config file ", path,
                    " does not exist. Create one with `accelerate-cpp config` (or `config default`), or fix --config_file.");
-  YAML::Node root;
+  ACCELERATE_CHECK(fs::is_regular_file(path, ec), ConfigError, "config file ", path,
+                   " is not a file (a folder?). Point --config_file at the YAML file itself, e.g. ",
+                   (fs::path(path) / "default_config.yaml").string(), ".");
+  ACCELERATE_CHECK(std::ifstream(path).good(), ConfigError, "config file ", path,
+                   " cannot be read (permissions?). Fix its permissions or choose another with --config_file.");
+  YAML::Node document;
   try {
-    root = YAML::LoadFile(path);
+    document = YAML::LoadFile(path);
   } catch (const YAML::Exception& e) {
     throw ConfigError(concat("config file ", path, " is not valid YAML (line ", e.mark.line + 1, ", column ",
-                             e.mark.column + 1, "): ", e.msg, "."));
+                             e.mark.column + 1, "): ", bounded(e.msg), "."));
   }
   HfConfig c;
-  if (root.IsNull()) return c;
-  ACCELERATE_CHECK(root.IsMap(), ConfigError, "config file ", path, " must hold a mapping of keys to values.");
+  if (document.IsNull()) return c;
+  ACCELERATE_CHECK(document.IsMap(), ConfigError, "config file ", path, " must hold a mapping of keys to values.");
+  const Keys root(document, path, warnings);
   std::string unknown;
-  for (const auto& item : root) {
-    const auto key = item.first.as<std::string>();
+  for (const auto& [key, item] : root.all()) {
     if (!hf_keys().count(key)) {
-      unknown += concat(unknown.empty() ? "" : ", ", key, " (line ", item.first.Mark().line + 1, ")");
+      if (unknown.size() < 400) unknown += concat(unknown.empty() ? "" : ", ", bounded(key), " (line ", item.first.Mark().line + 1, ")");
     } else if (unsupported_keys().count(key) && !is_off(item.second)) {
       warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << key
                << "' is not supported by accelerate-cpp and is ignored (plain data parallelism is used).\n";
@@ -145,7 +190,8 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   if (auto n = root["enable_cpu_affinity"]; n && !is_off(n)) {
     warnings << "accelerate-cpp: warning: " << where(path, n) << ": 'enable_cpu_affinity' is not supported and is ignored.\n";
   }
-  if (auto n = root["gpu_ids"]; n && !n.IsNull() && n.as<std::string>() != "all") {
+  // HF writes a string ("all", "0,1"); a YAML list ([0, 1]) is accepted too.
+  if (auto n = root["gpu_ids"]; n && !is_off(n) && !(n.IsScalar() && n.Scalar() == "all")) {
     warnings << "accelerate-cpp: warning: " << where(path, n)
              << ": 'gpu_ids' is ignored; choose GPUs with CUDA_VISIBLE_DEVICES.\n";
   }

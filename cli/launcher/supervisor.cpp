@@ -1,7 +1,12 @@
 // Process supervision for `launch`: fork/exec, output relay, failure detection, and a bounded shutdown.
 // Invariants: every worker is its own process-group leader (so a kill reaches its children too), and dies
 // with the launcher (PR_SET_PDEATHSIG); the launcher never waits longer than the grace period after SIGTERM.
+// The launcher is a child subreaper: a worker's orphaned descendants become its children, and none of them
+// outlives it (they get SIGTERM, then SIGKILL after the grace period, once the workers are gone).
 #include "launcher/supervisor.hpp"
+
+#include "launcher/blame.hpp"
+#include "launcher/descendants.hpp"
 
 #include <accelerate/error.hpp>
 
@@ -65,6 +70,8 @@ struct Worker {
   bool running = false;
   int status = 0;
   bool stopped_by_us = false;
+  int failure_order = -1;        // 0 for the first failure seen, ...
+  std::string error_file;        // ACCELERATE_CPP_ERROR_FILE of this worker
   std::deque<std::string> tail;  // last stderr lines
 };
 
@@ -79,6 +86,9 @@ class Supervisor {
 
   int run() {
     install_signal_handlers();
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    ErrorFiles files;
+    for (auto& w : workers_) w.error_file = files.path_for(w.spec->rank);
     try {
       for (auto& w : workers_) spawn(w);
     } catch (...) {
@@ -100,7 +110,7 @@ class Supervisor {
     std::signal(SIGPIPE, SIG_IGN);
   }
 
-  static std::vector<std::string> environment_for(const WorkerSpec& spec) {
+  static std::vector<std::string> environment_for(const WorkerSpec& spec, const std::string& error_file) {
     std::map<std::string, std::string> env;
     for (char** p = environ; p && *p; ++p) {
       std::string entry(*p);
@@ -108,6 +118,7 @@ class Supervisor {
       if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
     }
     for (const auto& [k, v] : spec.env) env[k] = v;
+    if (!error_file.empty()) env["ACCELERATE_CPP_ERROR_FILE"] = error_file;
     std::vector<std::string> out;
     for (const auto& [k, v] : env) out.push_back(k + "=" + v);
     return out;
@@ -117,7 +128,7 @@ class Supervisor {
     int out[2], err[2], status[2];
     ACCELERATE_CHECK(::pipe2(out, O_CLOEXEC) == 0 && ::pipe2(err, O_CLOEXEC) == 0 && ::pipe2(status, O_CLOEXEC) == 0,
                      LaunchError, "pipe: ", std::strerror(errno));
-    auto env_strings = environment_for(*w.spec);
+    auto env_strings = environment_for(*w.spec, w.error_file);
     std::vector<char*> argv, envp;
     for (const auto& a : w.spec->argv) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -214,8 +225,7 @@ class Supervisor {
     if (stopping_) return;
     stopping_ = true;
     stop_all(sig);
-    kill_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(options_.grace_period_s));
+    kill_deadline_ = Clock::now() + grace();
   }
 
   void reap(bool block) {
@@ -227,17 +237,38 @@ class Supervisor {
         if (w.pid != pid) continue;
         w.running = false;
         w.status = status;
-        if (failed(status) && !w.stopped_by_us && first_failure_ < 0) {
-          first_failure_ = static_cast<int>(i);
-          begin_stop(SIGTERM);
+        if (failed(status) && !w.stopped_by_us) {
+          w.failure_order = failures_++;
+          if (first_failure_ < 0) {
+            first_failure_ = static_cast<int>(i);
+            begin_stop(SIGTERM);
+          }
         }
       }
       if (block) return;
     }
   }
 
+  Clock::duration grace() const {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.grace_period_s));
+  }
+
+  /// Every process left from the workers: their process groups, and orphans re-parented to us (subreaper).
+  void signal_leftovers(int sig) {
+    for (const auto& w : workers_) ::kill(-w.pid, sig);
+    for (pid_t child : children_of(::getpid())) ::kill(child, sig);
+  }
+
+  bool leftovers_alive() {
+    reap(/*block=*/false);  // zombies of re-parented orphans do not count
+    for (const auto& w : workers_) {
+      if (::kill(-w.pid, 0) == 0) return true;
+    }
+    return !children_of(::getpid()).empty();
+  }
+
   void loop() {
-    Clock::time_point all_exited_at{};
+    Clock::time_point all_exited_at{}, leftovers_deadline{};
     for (;;) {
       std::vector<pollfd> fds{{g_signal_pipe[0], POLLIN, 0}};
       std::vector<std::pair<Worker*, Stream*>> owners{{nullptr, nullptr}};
@@ -269,9 +300,18 @@ class Supervisor {
       reap(/*block=*/false);
       if (stopping_ && any_running() && Clock::now() >= kill_deadline_) stop_all(SIGKILL);
       if (!any_running()) {
-        if (all_exited_at == Clock::time_point{}) all_exited_at = Clock::now();
-        // Grandchildren outside the group could hold a pipe open: read what is left, but not forever.
-        if (!any_stream_open() || Clock::now() - all_exited_at > std::chrono::seconds(2)) break;
+        const auto now = Clock::now();
+        if (all_exited_at == Clock::time_point{}) {
+          // The workers are gone; whatever they started goes too (SIGTERM now, SIGKILL after the grace period).
+          all_exited_at = now;
+          leftovers_deadline = now + grace();
+          signal_leftovers(SIGTERM);
+        }
+        const bool leftovers = leftovers_alive();
+        if (leftovers && now >= leftovers_deadline) signal_leftovers(SIGKILL);
+        // Grandchildren could hold a pipe open: read what is left, but not forever.
+        const bool drained = !any_stream_open() || now - all_exited_at > std::chrono::seconds(2);
+        if (drained && (!leftovers || now > leftovers_deadline + std::chrono::seconds(2))) break;
       }
     }
     for (auto& w : workers_) {
@@ -294,22 +334,49 @@ class Supervisor {
       return 128 + launcher_signal_;
     }
     if (first_failure_ < 0) return 0;
-    const auto& w = workers_[first_failure_];
-    std::fprintf(stderr,
-                 "\naccelerate-cpp launch: FAILED\n"
-                 "  root cause: rank %d (local rank %d, pid %d) %s\n",
-                 w.spec->rank, w.spec->local_rank, static_cast<int>(w.pid), describe_status(w.status).c_str());
-    if (!w.tail.empty()) {
-      std::fprintf(stderr, "  last stderr lines of rank %d:\n", w.spec->rank);
-      for (const auto& line : w.tail) std::fprintf(stderr, "    | %s\n", line.c_str());
+    std::vector<WorkerOutcome> outcomes;
+    for (const auto& w : workers_) {
+      const bool own_failure = failed(w.status) && !w.stopped_by_us;
+      outcomes.push_back({w.spec->rank, own_failure, w.failure_order,
+                          own_failure ? read_collective_failure(w.error_file) : std::nullopt});
     }
+    const auto verdict = blame(outcomes);
+    const Worker* culprit = nullptr;
+    for (const auto& w : workers_) {
+      if (w.spec->rank == verdict.rank) culprit = &w;
+    }
+    const auto& first = workers_[first_failure_];
+    std::fprintf(stderr, "\naccelerate-cpp launch: FAILED\n");
+    if (verdict.unresponsive) {
+      if (culprit) {
+        std::fprintf(stderr, "  root cause: rank %d (local rank %d, pid %d) stopped answering: %s\n", verdict.rank,
+                     culprit->spec->local_rank, static_cast<int>(culprit->pid), verdict.reason.c_str());
+      } else {
+        std::fprintf(stderr, "  root cause: rank %d (on another machine) stopped answering: %s\n", verdict.rank,
+                     verdict.reason.c_str());
+      }
+    } else {
+      const auto& w = culprit ? *culprit : first;
+      std::fprintf(stderr, "  root cause: rank %d (local rank %d, pid %d) %s\n", w.spec->rank, w.spec->local_rank,
+                   static_cast<int>(w.pid), describe_status(w.status).c_str());
+    }
+    // The stderr of the first failure (for an unresponsive rank it holds the hang report), then the culprit's.
+    print_tail(first);
+    if (culprit && culprit != &first) print_tail(*culprit);
     for (const auto& other : workers_) {
-      if (&other == &w) continue;
+      if (&other == culprit && !verdict.unresponsive) continue;
       std::fprintf(stderr, "  rank %d %s%s\n", other.spec->rank, describe_status(other.status).c_str(),
                    other.stopped_by_us ? " (stopped by the launcher)" : "");
     }
     std::fflush(stderr);
-    return exit_code_for(w.status);
+    const auto& code_from = culprit && !verdict.unresponsive ? *culprit : first;
+    return exit_code_for(code_from.status);
+  }
+
+  static void print_tail(const Worker& w) {
+    if (w.tail.empty()) return;
+    std::fprintf(stderr, "  last stderr lines of rank %d:\n", w.spec->rank);
+    for (const auto& line : w.tail) std::fprintf(stderr, "    | %s\n", line.c_str());
   }
 
   SupervisorOptions options_;
@@ -318,6 +385,7 @@ class Supervisor {
   bool stopping_ = false;
   int launcher_signal_ = 0;
   int first_failure_ = -1;
+  int failures_ = 0;
   Clock::time_point kill_deadline_{};
 };
 

@@ -218,15 +218,18 @@ class Accelerator {
   friend class AccumulateGuard;
   void do_sync();
   void init();
+  void continue_numbering();
 
   AcceleratorOptions options_;
   std::shared_ptr<ProcessState> state_;
   GradientState gradient_state_;
   MixedPrecision precision_ = MixedPrecision::No;
+  MixedPrecision requested_precision_ = MixedPrecision::No;  // what the options/environment asked for
   std::unique_ptr<GradScaler> scaler_;
   std::vector<std::unique_ptr<Tracker>> trackers_;
   int64_t log_calls_ = 0;
   int64_t step_ = 0;
+  bool numbering_checked_ = false;  // automatic checkpoint numbering was checked against the folder's contents
   std::vector<std::unique_ptr<detail::DataParallel>> models_;
   std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;
   std::vector<DataLoader*> loaders_;

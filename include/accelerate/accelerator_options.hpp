@@ -12,10 +12,16 @@
 namespace accelerate {
 
 /// HF's DistributedDataParallelKwargs (the fields that apply here).
+/// HF's DistributedDataParallelKwargs (torch DDP's constructor arguments).
 struct DdpOptions {
   double bucket_cap_mb = 25;
   bool find_unused_parameters = false;
   bool gradient_as_bucket_view = false;
+  /// As torch DDP: while the model is in training mode, its buffers (e.g. BatchNorm's running statistics) are
+  /// replaced by rank 0's before every forward, so all ranks keep the same values. torch does it at the start of
+  /// forward; without a forward hook in C++ we do it at the end of each Accelerator::backward, so the next forward
+  /// starts from rank 0's buffers just the same, and nothing the backward still needs is overwritten.
+  bool broadcast_buffers = true;
 };
 
 /// HF's ProjectConfiguration: where checkpoints go and how many are kept.
@@ -27,15 +33,22 @@ struct ProjectConfiguration {
   bool automatic_checkpoint_naming = false;
   /// Keep at most this many complete automatic checkpoints (the oldest go once a newer one is complete).
   std::optional<int> total_limit;
-  /// Number of the next automatic checkpoint; continues after load_state.
+  /// Number of the next automatic checkpoint; continues after load_state. A run whose folder already holds
+  /// checkpoints of an earlier run continues after the highest of them (and says so), so that rotation never
+  /// takes the checkpoint just written for the oldest and load_state() finds it.
   int64_t iteration = 0;
   /// Where trackers write (<logging_dir>/<project_name>/...). Empty: project_dir.
   std::string logging_dir;
 };
 
 struct AcceleratorOptions {
-  /// "no", "fp16", "bf16". Unset: ACCELERATE_MIXED_PRECISION (set by launch), else "no".
+  /// "no", "fp16", "bf16". Unset: ACCELERATE_MIXED_PRECISION (set by launch), else "no". fp16 on a CPU job
+  /// trains in fp32 (as HF Accelerate does; fp16 is emulated there and several times slower), with one warning
+  /// that says so and points to bf16, the CPU's mixed precision; see fp16_on_cpu.
   std::optional<std::string> mixed_precision;
+  /// Run fp16 autocast and a GradScaler on the CPU anyway (LibTorch has the kernels; slow, but it is what a GPU
+  /// fp16 run computes, e.g. to test a GPU configuration on a laptop).
+  bool fp16_on_cpu = false;
   /// Unset: ACCELERATE_GRADIENT_ACCUMULATION_STEPS (set by launch), else 1. A value given here wins.
   std::optional<int> gradient_accumulation_steps;
   /// Force CPU (also ACCELERATE_USE_CPU).

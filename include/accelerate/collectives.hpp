@@ -55,12 +55,13 @@ struct SplitRange {
   int64_t start, end, padded_length;
 };
 /// HF's split: the first `length % world` ranks get one more item; padded_length is what every rank would
-/// hold with padding. A rank whose start is past the end gets the last item.
+/// hold with padding. A rank whose start is past the end gets an empty share (as HF since its PR #4052).
 SplitRange split_range(int64_t length, int rank, int world);
 }  // namespace detail
 
 /// This rank's share of `inputs` (HF: `with split_between_processes(inputs) as part`). With `apply_padding`
-/// every rank gets the same count, the short ones repeating the last input.
+/// every rank gets the same count, the short ones repeating the last input. With fewer items than processes the
+/// last ranks get an empty share (padded: the last input): 2 processes and {"p0"} give {"p0"} and {}.
 template <class T>
 std::vector<T> split_between_processes(const ProcessState& state, const std::vector<T>& inputs,
                                        bool apply_padding = false);

@@ -41,6 +41,10 @@ class Communicator {
   /// Waits for `work`, translating failures into DistributedOperationError/TimeoutError that name the
   /// operation and the rank. After a failure the group is marked broken (Gloo peers are out of step).
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op);
+  /// Turns `error`, raised by c10d or gloo while running `op` (a collective, or the gradient all-reduce inside
+  /// backward), into our TimeoutError / DistributedOperationError with the hang report, marks the group broken,
+  /// and records the failure in the launcher's error file. c10 stack traces are left out of the message.
+  [[noreturn]] void fail(const char* op, const std::exception& error);
 
   int rank() const { return rank_; }
   int world_size() const { return world_; }
@@ -78,6 +82,7 @@ class Communicator {
   std::string broken_;
   std::deque<int64_t> recent_gather_bytes_;  // why the group is unusable, empty while it is fine
   std::unique_ptr<StallInspector> inspector_;
+  std::string error_file_;
   bool debug_ = false;
   bool hang_report_ = true;
 };
@@ -103,6 +108,10 @@ class CommunicationBackend {
   virtual void attach(c10d::ProcessGroup& group, const c10::intrusive_ptr<c10d::Store>& store,
                       const LaunchEnvironment& env, std::chrono::milliseconds timeout) const = 0;
 };
+
+/// An exception raised by a communication library (gloo's types, c10d's DistError family), as opposed to a
+/// user's or autograd's error.
+bool is_communication_error(const std::exception& error);
 
 std::unique_ptr<CommunicationBackend> make_gloo_backend();
 /// nullptr when the library was built without CUDA.

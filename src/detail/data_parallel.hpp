@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -32,12 +33,17 @@ class DataParallel {
   void prepare_for_backward(const at::Tensor& loss);
   /// Called on every backward, synced or not (bucket rebuilding after the first iteration, as DDP's forward).
   void prepare_iteration();
+  /// After each backward: rank 0's buffers to every rank, in training mode when broadcast_buffers is on.
+  void sync_buffers();
   bool require_sync = true;  ///< false inside no_sync()
   torch::nn::Module& module() { return module_; }
 
  private:
   torch::nn::Module& module_;
+  Communicator& comm_;
   bool find_unused_;
+  bool broadcast_buffers_;
+  std::vector<at::Tensor> buffers_;
   std::unique_ptr<c10d::Reducer> reducer_;
 };
 

@@ -1,25 +1,40 @@
 // Internal: the hang report (Horovod's stall inspector, for every run). Each rank numbers its collectives and
-// publishes "which one, entered or finished, since when" to the rendezvous store from a background thread
-// (coalesced to at most one store write per interval, so the training thread pays an atomic update, not a
-// network round trip). When a collective times out, or waits longer than a warning threshold, the report says
-// which ranks have not arrived and what each was last doing.
+// publishes "which one, entered or finished, since when" to the rendezvous store. When a collective times out, or
+// waits longer than a warning threshold, the report says which ranks have not arrived and what each last did.
+//
+// No thread that matters ever waits on the store: the store is served by rank 0 (or torchelastic's agent), and a
+// stopped, hung or unreachable host makes every store call block without limit (TCPStore's get/set/check have no
+// deadline). So all store traffic runs on one I/O thread of its own, over its own connection (a clone of the
+// rendezvous store), and the report is built from what that thread last read. A store call that does not return
+// is itself evidence: the report names the store's host as unreachable. The training thread pays a few field
+// updates under a lock per collective.
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 namespace accelerate::detail {
 
+/// What a hang report found: its text and the ranks that had not reached this rank's collective (or could not
+/// be reached at all).
+struct HangReport {
+  std::string text;
+  std::vector<int> missing;
+  int64_t sequence = 0;
+  std::string op;
+};
+
 class StallInspector {
  public:
-  /// warn_after: a collective waiting longer prints the report once as a warning (0: never).
-  StallInspector(c10::intrusive_ptr<c10d::Store> store, int rank, int world, std::chrono::milliseconds warn_after);
+  /// warn_after: a collective waiting longer prints the report once as a warning (0: never). store_host: the rank
+  /// whose process serves `store` (-1 when an agent outside the ranks does).
+  StallInspector(c10::intrusive_ptr<c10d::Store> store, int rank, int world, std::chrono::milliseconds warn_after,
+                 int store_host);
   ~StallInspector();
   StallInspector(const StallInspector&) = delete;
   StallInspector& operator=(const StallInspector&) = delete;
@@ -28,29 +43,18 @@ class StallInspector {
   void enter(const char* op);
   void leave();
   int64_t sequence() const;
-  /// What every rank published, as sentences; names the ranks that have not reached this rank's collective.
-  std::string report();
-  /// Stops the thread (before the store goes away).
+  /// What every rank published, as sentences. Asks for a fresh read first and waits at most about a second for
+  /// it; never blocks on the store itself.
+  HangReport report();
+  /// Stops the threads (before the store goes away). An I/O thread stuck in a store call is left behind
+  /// (detached; it owns what it uses), so stopping never hangs.
   void stop();
 
- private:
-  struct Status {
-    int64_t sequence = 0;
-    std::string op = "(none yet)";
-    bool inside = false;
-    double since = 0;  // wall time of the last enter/leave
-  };
-  void run();
-  void publish(const Status& s);
+  struct Shared;
 
-  c10::intrusive_ptr<c10d::Store> store_;
-  int rank_, world_;
-  std::chrono::milliseconds warn_after_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  Status status_;
-  bool dirty_ = false, stopping_ = false, warned_ = false;
-  std::thread thread_;
+ private:
+  std::shared_ptr<Shared> shared_;
+  std::thread io_, watcher_;
 };
 
 }  // namespace accelerate::detail

@@ -78,6 +78,7 @@ struct Training {
           o.seed = seed;
           o.gradient_accumulation_steps = 2;
           o.mixed_precision = setup.precision;
+          o.fp16_on_cpu = true;  // the GradScaler's state is what these runs check
           // A scale fp16 overflows at first, and a short growth interval: the scaler skips steps, backs off and
           // grows again during the run, so a resume that lost its state would diverge.
           o.grad_scaler = {.init_scale = 1 << 24, .growth_interval = 3};

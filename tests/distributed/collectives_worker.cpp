@@ -207,6 +207,53 @@ TEST(Collectives, SplitBetweenProcesses) {
   EXPECT_EQ(padded_part.size(0), world() == 1 ? tensor.size(0) : 3);
 }
 
+// Issue 10, case 6 (HF's PR #4052): fewer items than processes leaves the last ranks an empty share, so nothing
+// is processed or gathered twice; with padding they get the last item.
+TEST(Collectives, SplitBetweenProcessesWithFewerItemsThanProcesses) {
+  if (world() == 1) GTEST_SKIP() << "needs 2+ processes";
+  const std::vector<std::string> one{"p0"};
+  auto mine = split_between_processes(S(), one);
+  EXPECT_EQ(mine, rank() == 0 ? one : std::vector<std::string>{});
+  EXPECT_EQ(gather_object(S(), mine), one);  // {"p0"}, not {"p0", "p0"}
+  auto padded = split_between_processes(S(), one, /*apply_padding=*/true);
+  EXPECT_EQ(padded, one);  // every rank: its share or the padding item
+
+  std::vector<std::string> two{"p0", "p1"};
+  auto share = split_between_processes(S(), two);
+  EXPECT_EQ(share, rank() < 2 ? std::vector<std::string>{two[rank()]} : std::vector<std::string>{});  // 3 ranks: {p0}, {p1}, {}
+
+  auto row = at::ones({1, 3});
+  auto part = split_between_processes(S(), row);
+  EXPECT_EQ(part.size(0), rank() == 0 ? 1 : 0);
+  EXPECT_EQ(part.size(1), 3);
+  EXPECT_TRUE(at::equal(gather(S(), part), row));
+  auto padded_part = split_between_processes(S(), at::arange(2, at::kLong).reshape({2, 1}), true);
+  EXPECT_EQ(padded_part.size(0), 1);
+  EXPECT_EQ(padded_part[0][0].item<int64_t>(), rank() < 2 ? rank() : 1);  // past the end: the last row
+}
+
+// Issue 10, case 8: a dataset smaller than the number of processes is served as HF does: every rank gets a
+// batch (even_batches completes the round from the start) and gather_for_metrics drops the repeats.
+TEST(Collectives, DatasetSmallerThanTheWorld) {
+  if (world() == 1) GTEST_SKIP() << "needs 2+ processes";
+  Accelerator acc(std::shared_ptr<ProcessState>(g_state, [](ProcessState*) {}), {.cpu = !S().device().is_cuda()});
+  const int64_t n = world() - 1;  // one sample short of one per process
+  auto data = at::arange(n, at::kLong);
+  DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 1});
+  auto& dl = acc.prepare(loader);
+  std::vector<int64_t> seen;
+  int batches = 0;
+  for (auto& batch : dl) {
+    ++batches;
+    auto all = acc.gather_for_metrics(batch.data);
+    for (int64_t i = 0; i < all.size(0); ++i) seen.push_back(all[i].item<int64_t>());
+  }
+  EXPECT_EQ(batches, 1);
+  std::vector<int64_t> expected(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) expected[static_cast<size_t>(i)] = i;
+  EXPECT_EQ(seen, expected);  // each sample once, in order
+}
+
 TEST(Collectives, MainProcessFirst) {
   // Rank 0 picks a directory and shares it; inside the guard it writes a file the others must already see.
   std::vector<c10::IValue> dir{c10::IValue(std::string())};

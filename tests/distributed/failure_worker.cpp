@@ -6,10 +6,14 @@
 //   shapes     rank 1 gathers a [1, 2, 5] tensor where rank 0 gathers [1, 5] (run with ACCELERATE_DEBUG_MODE=1)
 //   sleep      every rank sleeps (for signal-forwarding tests)
 //   rendezvous join the group and exit 0 (also the launch benchmark's probe)
+//   train      every rank trains a tiny DDP model until killed (each backward all-reduces gradients); prints
+//              "training" once, after the first step (the tests then SIGSTOP a rank from outside)
+//   train_die  as train, but rank 1 kills itself with SIGKILL after 20 steps
 // With PID_DIR set, each rank writes its pid to PID_DIR/rank<N>.pid first.
 #include <accelerate/accelerate.hpp>
 
 #include <ATen/ATen.h>
+#include <torch/nn/modules/linear.h>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -20,7 +24,8 @@ int main(int argc, char** argv) try {
   const std::string mode = argc > 1 ? argv[1] : "";
   accelerate::ProcessStateOptions options;
   options.cpu = true;
-  accelerate::ProcessState state(options);
+  auto shared_state = std::make_shared<accelerate::ProcessState>(options);
+  accelerate::ProcessState& state = *shared_state;
   if (const char* dir = std::getenv("PID_DIR")) {
     std::ofstream(std::string(dir) + "/rank" + std::to_string(state.process_index()) + ".pid") << ::getpid();
   }
@@ -31,6 +36,18 @@ int main(int argc, char** argv) try {
   if (mode == "sleep") {
     std::this_thread::sleep_for(std::chrono::seconds(120));
     return 0;
+  }
+  if (mode == "train" || mode == "train_die") {
+    accelerate::Accelerator acc(shared_state, {.cpu = true});
+    auto model = acc.prepare(torch::nn::Linear(64, 64));
+    const auto x = at::randn({16, 64});
+    for (int step = 1;; ++step) {
+      model->zero_grad();
+      acc.backward(model->forward(x).pow(2).mean());
+      if (step == 1) std::cout << "training" << std::endl;
+      if (mode == "train_die" && step == 20 && state.process_index() == 1) ::raise(SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
   }
   accelerate::wait_for_everyone(state);  // every rank is up before anyone fails
   if (state.process_index() == 1) {

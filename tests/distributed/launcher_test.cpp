@@ -35,6 +35,12 @@ class PidDir {
   }
   ~PidDir() { fs::remove_all(path_); }
   std::string str() const { return path_.string(); }
+  /// The pid rank `rank` wrote, or 0 while it has not.
+  int pid_of(int rank) const {
+    int pid = 0;
+    std::ifstream(path_ / ("rank" + std::to_string(rank) + ".pid")) >> pid;
+    return pid;
+  }
   std::vector<int> pids() const {
     std::vector<int> out;
     for (const auto& f : fs::directory_iterator(path_)) {
@@ -67,6 +73,20 @@ RunResult launch_sleepers_then_signal(const PidDir& pids, int sig) {
                  std::this_thread::sleep_for(std::chrono::milliseconds(50));
                }
                ::kill(pid, sig);
+             });
+}
+
+/// Two ranks train (failure_worker train); once both are under way, rank `stopped` gets SIGSTOP: it stays alive
+/// but answers nothing, not even the rendezvous store when it hosts it.
+RunResult launch_training_then_stop(const PidDir& pids, int stopped, int timeout_s) {
+  return run({kLauncher, "launch", "--num_processes", "2", "--timeout", std::to_string(timeout_s), "--grace_period",
+              "2", kWorker, "train"},
+             {{"PID_DIR", pids.str()}, {"ACCELERATE_CPP_STALL_WARNING", "1"}}, std::chrono::seconds(90), [&](int) {
+               for (int i = 0; i < 600 && (pids.pid_of(0) == 0 || pids.pid_of(1) == 0); ++i) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
+               }
+               std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a few hundred steps in
+               ::kill(pids.pid_of(stopped), SIGSTOP);
              });
 }
 
@@ -136,16 +156,80 @@ TEST(LaunchFailure, RankKilledBySigkill) {
 
 TEST(LaunchFailure, HungPeerEndsInACollectiveTimeout) {
   // Rank 1 is alive but never joins the collective: rank 0 times out after the configured 2 s, names the
-  // operation, and the launcher stops rank 1.
+  // operation, and the launcher stops rank 1, which it blames: rank 0 only timed out waiting for it.
   PidDir pids;
   auto r = launch({"--num_processes", "2", "--timeout", "2", kWorker, "hang"}, {{"PID_DIR", pids.str()}});
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_LT(r.seconds, 2 + 10.0);
-  EXPECT_TRUE(contains(r.output, "root cause: rank 0")) << r.output;
+  EXPECT_TRUE(contains(r.output, "root cause: rank 1")) << r.output;
+  EXPECT_TRUE(contains(r.output, "stopped answering: rank 0 timed out in collective #2 (reduce) waiting for it"))
+      << r.output;
   EXPECT_TRUE(contains(r.output, "reduce failed on rank 0 of 2")) << r.output;
   EXPECT_TRUE(contains(r.output, "(stopped by the launcher)")) << r.output;
   pids.expect_all_gone();
+}
+
+/// Freezes rank `stopped` mid-training (timeout 4 s, grace period 2 s): the other rank must end on its own within
+/// about the timeout plus the grace period, exit 1 through our error (no abort, no c10 stack trace), and the
+/// launcher must blame and kill the frozen rank.
+void expect_frozen_rank_blamed(int stopped, const std::vector<std::string>& expected) {
+  PidDir pids;
+  auto r = launch_training_then_stop(pids, stopped, /*timeout_s=*/4);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_LT(r.seconds, 1.5 + 4 + 2 + 10.0) << r.output;
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  for (const auto& line : expected) EXPECT_TRUE(contains(r.output, line)) << line << "\n" << r.output;
+  EXPECT_TRUE(contains(r.output, "root cause: rank " + std::to_string(stopped))) << r.output;
+  EXPECT_TRUE(contains(r.output, "stopped answering: rank " + std::to_string(1 - stopped) + " timed out")) << r.output;
+  EXPECT_FALSE(contains(r.output, "terminate called")) << r.output;
+  EXPECT_FALSE(contains(r.output, "frame #")) << r.output;
+  pids.expect_all_gone();
+}
+
+// Issue 10, case 1: the rank that hosts the rendezvous store freezes; the other's hang report cannot read the
+// store, and must not wait on it.
+TEST(LaunchFailure, FrozenStoreHostEndsEveryRankAndIsBlamed) {
+  expect_frozen_rank_blamed(0, {"failed on rank 1 of 2", "rank 0: UNREACHABLE: it hosts the rendezvous store",
+                                "Ranks that cannot be reached: 0."});
+}
+
+// Issue 10, case 2: a frozen rank that does not host the store; the rank that times out does so in the Reducer's
+// all-reduce, inside backward, and must raise our TimeoutError.
+TEST(LaunchFailure, FrozenRankIsBlamedNotTheRankThatTimedOut) {
+  // Rank 1 shows as "has NOT arrived" or "NOT RESPONDING", depending on where SIGSTOP caught it.
+  expect_frozen_rank_blamed(1, {"failure_worker: backward (gradient all-reduce) failed on rank 0 of 2"});
+}
+
+// When a rank dies mid-training, the others end with our one-paragraph error, not c10's stack trace, and the
+// dead rank is the root cause.
+TEST(LaunchFailure, DeadRankGivesOthersAShortErrorAndIsBlamed) {
+  PidDir pids;
+  auto r = launch({"--num_processes", "2", "--timeout", "20", kWorker, "train_die"}, {{"PID_DIR", pids.str()}});
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.output;
+  EXPECT_TRUE(contains(r.output, "root cause: rank 1")) << r.output;
+  EXPECT_FALSE(contains(r.output, "frame #")) << r.output;
+  EXPECT_FALSE(contains(r.output, "terminate called")) << r.output;
+  pids.expect_all_gone();
+}
+
+// Issue 10, case 9: a worker's child that ignores SIGTERM must not outlive the launcher.
+TEST(LaunchFailure, NoDescendantOutlivesTheLauncher) {
+  PidDir pids;
+  const std::string script =
+      "if [ \"$RANK\" = 0 ]; then ( trap '' TERM; exec sleep 1000 ) & echo $! > \"$PID_DIR/grandchild.pid\"; "
+      "sleep 100; else sleep 1; exit 3; fi";
+  auto r = launch({"--num_processes", "2", "--grace_period", "1", "sh", "-c", script}, {{"PID_DIR", pids.str()}});
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_LT(r.seconds, 15.0);
+  int grandchild = 0;
+  std::ifstream(pids.str() + "/grandchild.pid") >> grandchild;
+  ASSERT_GT(grandchild, 0) << r.output;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(process_alive(grandchild)) << "the SIGTERM-ignoring grandchild outlived the launcher";
+  if (process_alive(grandchild)) ::kill(grandchild, SIGKILL);
 }
 
 TEST(LaunchFailure, HangReportNamesTheMissingRankAndItsLastOperation) {
@@ -239,7 +323,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"MissingConfigFile", {"--config_file", "/nonexistent/accelerate.yaml", "env"}, 2,
                  "/nonexistent/accelerate.yaml does not exist"},
         BadInput{"MultiNodeWithoutIp", {"--num_processes", "2", "--num_machines", "2", "env"}, 2,
-                 "--main_process_ip is required"}),
+                 "--main_process_ip is required"},
+        // Issue 10, case 3: usage errors exit 2 (CLI11's own code for a bad number was 104).
+        BadInput{"NonNumericTimeout", {"--timeout", "abc", "env"}, 2, "--timeout"},
+        BadInput{"ConfigFileIsAFolder", {"--config_file", "/tmp", "env"}, 2, "/tmp is not a file"}),
     [](const ::testing::TestParamInfo<BadInput>& info) { return std::string(info.param.name); });
 
 TEST(LaunchBadInputFiles, ProgramNotExecutable) {

@@ -152,4 +152,45 @@ TEST(Equivalence, ReplicasStayIdentical) {
   }
 }
 
+// Issue 10, case 7: with per-rank seeds (set_seed(42, device_specific=true)), a frozen random parameter and a
+// buffer start different on every rank; as torch DDP, prepare makes them rank 0's, and training keeps the buffers
+// identical (broadcast_buffers).
+TEST(Equivalence, FrozenParametersAndBuffersAreRank0s) {
+  struct FrozenImpl : torch::nn::Module {
+    FrozenImpl()
+        : trained(register_module("trained", torch::nn::Linear(4, 4))),
+          frozen(register_parameter("frozen", torch::randn({4}), /*requires_grad=*/false)),
+          running(register_buffer("running", torch::randn({4}))) {}
+    torch::Tensor forward(const torch::Tensor& x) {
+      running.mul_(0.5).add_(x.detach().mean(0));  // a statistic that differs per rank, as BatchNorm's
+      return trained(x) + frozen;
+    }
+    torch::nn::Linear trained;
+    torch::Tensor frozen, running;
+  };
+  AcceleratorOptions options;
+  options.cpu = true;
+  Accelerator acc(g_state, options);
+  acc.set_seed(42, /*device_specific=*/true);
+  auto model = std::make_shared<FrozenImpl>();
+  torch::optim::SGD sgd(model->trained->parameters(), 0.1);
+  auto same_everywhere = [&](const torch::Tensor& t, const char* what) {
+    auto all = acc.gather(t.detach().reshape({1, -1}));
+    for (int r = 1; r < all.size(0); ++r) EXPECT_TRUE(torch::equal(all[r], all[0])) << what << ": rank " << r << " differs";
+  };
+  acc.prepare(model);
+  auto& opt = acc.prepare(sgd);
+  same_everywhere(model->frozen, "frozen parameter after prepare");
+  same_everywhere(model->running, "buffer after prepare");
+  for (int i = 0; i < 3; ++i) {
+    auto x = torch::randn({8, 4}) + acc.process_index();  // different data on every rank
+    acc.backward(model->forward(x).pow(2).mean());
+    opt.step();
+    opt.zero_grad();
+  }
+  same_everywhere(model->frozen, "frozen parameter after training");
+  same_everywhere(model->running, "buffer after training");
+  same_everywhere(model->trained->weight, "trained weight");
+}
+
 int main(int argc, char** argv) { return accelerate::testing::run_distributed_tests(argc, argv, g_state, "training_worker"); }

@@ -126,9 +126,28 @@ TEST(Accelerator, Bf16AutocastOnCpu) {
   EXPECT_EQ(model->weight.grad().scalar_type(), torch::kFloat);
 }
 
-TEST(Accelerator, Fp16OnCpuAutocastsAndScales) {
+// Issue 10, case 11: a GPU configuration (fp16) on a CPU trains in fp32, as HF does, and says so.
+TEST(Accelerator, Fp16OnCpuTrainsInFp32AndSaysSo) {
   auto o = cpu_options();
   o.mixed_precision = "fp16";
+  testing::internal::CaptureStderr();
+  Accelerator acc(o);
+  const auto warning = testing::internal::GetCapturedStderr();
+  EXPECT_NE(warning.find("training in fp32 instead"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("bf16 is the CPU's mixed precision"), std::string::npos) << warning;
+  EXPECT_EQ(acc.mixed_precision(), MixedPrecision::No);
+  EXPECT_EQ(acc.scaler(), nullptr);
+  EXPECT_NE(acc.state_report().find("Mixed precision type: no (fp16 was asked for: not on the CPU)"), std::string::npos)
+      << acc.state_report();
+  auto model = acc.prepare(tiny_model());
+  auto guard = acc.autocast();
+  EXPECT_EQ(model->forward(torch::randn({2, 4})).scalar_type(), torch::kFloat);
+}
+
+TEST(Accelerator, Fp16OnCpuAutocastsAndScalesWhenForced) {
+  auto o = cpu_options();
+  o.mixed_precision = "fp16";
+  o.fp16_on_cpu = true;
   o.grad_scaler.init_scale = 256;
   Accelerator acc(o);
   ASSERT_NE(acc.scaler(), nullptr);

@@ -52,6 +52,50 @@ TEST(HfConfig, WrongValuesNameTheLine) {
   EXPECT_NE(error_of("main_process_port: 70000\n").find("is not a port"), std::string::npos);
 }
 
+// Issue 10, case 3: inputs that crashed the CLI; each is a ConfigError naming the file, or a warning.
+TEST(HfConfig, NoInputCrashesTheReader) {
+  // A folder instead of a file.
+  const auto folder = fs::temp_directory_path() / ("accelerate_cfg_dir_" + std::to_string(::getpid()));
+  fs::create_directories(folder);
+  std::ostringstream warnings;
+  try {
+    read_config(folder.string(), warnings);
+    ADD_FAILURE() << "a folder was read as a config file";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a file"), std::string::npos) << e.what();
+  }
+  fs::remove_all(folder);
+  // HF's gpu_ids as a YAML list: accepted, with a warning.
+  const auto path = write_temp("gpus.yaml", "gpu_ids: [0, 1]\nnum_processes: 2\n");
+  const auto c = read_config(path, warnings);
+  EXPECT_EQ(c.num_processes, 2);
+  EXPECT_NE(warnings.str().find("'gpu_ids' is ignored"), std::string::npos) << warnings.str();
+  fs::remove(path);
+  // A key that is not a name, and a huge value: errors of bounded size.
+  EXPECT_NE(error_of("? [a, b]\n: 1\n").find("keys must be plain names"), std::string::npos);
+  const auto huge = error_of("num_processes: " + std::string(100000, 'x') + "\n");
+  EXPECT_NE(huge.find("'num_processes' must be an integer"), std::string::npos) << huge.substr(0, 300);
+  EXPECT_LT(huge.size(), 600u);
+  const auto many_unknown = [] {
+    std::string yaml;
+    for (int i = 0; i < 5000; ++i) yaml += "key" + std::to_string(i) + ": 1\n";
+    return error_of(yaml);
+  }();
+  EXPECT_LT(many_unknown.size(), 1000u);
+}
+
+// Issue 10, case 3: a key given twice takes the last value, as Python's YAML loader does.
+TEST(HfConfig, ARepeatedKeyTakesTheLastValue) {
+  const auto path = write_temp("twice.yaml", "num_processes: 2\nmixed_precision: bf16\nnum_processes: 3\n");
+  std::ostringstream warnings;
+  const auto c = read_config(path, warnings);
+  EXPECT_EQ(c.num_processes, 3);
+  EXPECT_EQ(c.mixed_precision, "bf16");
+  EXPECT_NE(warnings.str().find("line 3: 'num_processes' is given again (first on line 1)"), std::string::npos)
+      << warnings.str();
+  fs::remove(path);
+}
+
 TEST(HfConfig, UnsupportedKeysAreNamedInAWarning) {
   const auto path = write_temp("ds.yaml",
                                "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\nfsdp_config: {}\n"

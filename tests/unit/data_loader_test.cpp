@@ -116,7 +116,8 @@ TEST(DataLoader, BadInput) {
   GradientState gs;
   auto tiny = at::arange(3, at::kLong);
   DataLoader small(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 1});
-  EXPECT_THROW(small.prepare(state, gs, {4, 0, false, true}, c10::Device(c10::kCPU)), ConfigError);
+  EXPECT_NO_THROW(small.prepare(state, gs, {4, 3, false, true}, c10::Device(c10::kCPU)));  // served as HF does
+  EXPECT_EQ(small.peek_epoch_indices(), (std::vector<std::vector<int64_t>>{{0}}));  // the round completed from the start
   auto none = at::empty({0}, at::kLong);
   DataLoader empty(std::make_shared<TensorDataset>(none, none), {.batch_size = 1});
   EXPECT_THROW(empty.prepare(state, gs, {1, 0, false, true}, c10::Device(c10::kCPU)), ConfigError);

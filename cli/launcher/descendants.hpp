@@ -1,0 +1,13 @@
+// The process tree below the launcher, read from /proc (Linux).
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+namespace accelerate::launcher {
+
+/// The live (non-zombie) processes whose parent is `parent`.
+std::vector<pid_t> children_of(pid_t parent);
+
+}  // namespace accelerate::launcher

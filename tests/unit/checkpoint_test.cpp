@@ -1,0 +1,146 @@
+// save_state / load_state in a world of one, for what a user gets wrong or finds on disk: an earlier run's
+// checkpoints in the project folder, damaged metadata, a missing registered object, and a data loader resumed with
+// another batch size.
+#include <accelerate/accelerate.hpp>
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+
+using namespace accelerate;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("accelerate_ckpt_" + std::to_string(::getpid()) + "_" +
+                                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  TempDir() { fs::remove_all(path); fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+AcceleratorOptions project_options(const fs::path& dir, int64_t iteration = 0) {
+  AcceleratorOptions o;
+  o.cpu = true;
+  o.project.project_dir = dir.string();
+  o.project.automatic_checkpoint_naming = true;
+  o.project.total_limit = 3;
+  o.project.iteration = iteration;
+  return o;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  return "no CheckpointError";
+}
+
+void edit_json(const fs::path& file, const std::string& key, const std::string& raw_value) {
+  std::ifstream in(file);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const auto at = text.find("\"" + key + "\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  const auto colon = text.find(':', at), end = text.find_first_of(",\n}", colon);
+  text.replace(colon + 1, end - colon - 1, " " + raw_value);
+  std::ofstream(file, std::ios::trunc) << text;
+}
+
+}  // namespace
+
+// Issue 10, case 4: a fresh run in a folder that holds an earlier run's checkpoint_11..13 must not have its first
+// checkpoint taken for the oldest and deleted; numbering continues after the highest, and load_state finds it.
+TEST(Checkpoints, AFreshRunNeverDeletesTheCheckpointItJustWrote) {
+  TempDir tmp;
+  {
+    Accelerator earlier(project_options(tmp.path, /*iteration=*/11));
+    for (int i = 0; i < 3; ++i) earlier.save_state();
+  }
+  Accelerator fresh(project_options(tmp.path));
+  auto model = fresh.prepare(torch::nn::Linear(2, 2));
+  const fs::path written = fresh.save_state();
+  EXPECT_EQ(written.filename(), "checkpoint_14");
+  EXPECT_TRUE(fs::exists(written / "COMPLETE")) << "the checkpoint just written was deleted";
+  EXPECT_FALSE(fs::exists(tmp.path / "checkpoints" / "checkpoint_11"));  // the oldest of the earlier run goes
+  EXPECT_TRUE(fs::exists(tmp.path / "checkpoints" / "checkpoint_12"));
+  EXPECT_EQ(fs::path(fresh.load_state()).filename(), "checkpoint_14");
+}
+
+// Issue 10, case 3: damaged metadata is a CheckpointError naming the file and the key, never a JSON type error.
+TEST(Checkpoints, DamagedMetadataIsACheckpointError) {
+  TempDir tmp;
+  Accelerator acc(project_options(tmp.path));
+  auto model = acc.prepare(torch::nn::Linear(2, 2));
+  const fs::path dir = acc.save_state((tmp.path / "ckpt").string());
+  const auto meta = dir / "metadata.json";
+  edit_json(meta, "world_size", "\"two\"");
+  auto e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("metadata.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("'world_size' has the wrong type (\"two\")"), std::string::npos) << e;
+  edit_json(meta, "world_size", "1");
+  edit_json(meta, "models", "[1]");
+  e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("'models' has the wrong type"), std::string::npos) << e;
+  std::ofstream(meta, std::ios::trunc) << "[1, 2]";
+  e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("must hold a JSON object"), std::string::npos) << e;
+}
+
+// Issue 10, case 12: objects given to register_for_checkpointing are "registered", not "prepared".
+TEST(Checkpoints, AMissingRegisteredObjectIsCalledRegistered) {
+  struct Counter final : Checkpointable {
+    std::map<std::string, at::Tensor> state_tensors() const override { return {{"n", at::zeros({1})}}; }
+    std::string state_json() const override { return "{}"; }
+    void load_state(const std::map<std::string, at::Tensor>&, const std::string&) override {}
+  } counter;
+  TempDir tmp;
+  Accelerator saver(project_options(tmp.path));
+  saver.register_for_checkpointing(counter);
+  const auto dir = saver.save_state((tmp.path / "ckpt").string());
+  Accelerator loader(project_options(tmp.path));
+  const auto e = error_of([&] { loader.load_state(dir); });
+  EXPECT_NE(e.find("holds 1 custom_objects but 0 are registered"), std::string::npos) << e;
+  EXPECT_EQ(e.find("prepared"), std::string::npos) << e;
+}
+
+// Issue 10, case 5: a loader resumed with another batch size continues at the same global sample (rounded down to
+// a whole batch, the repeated samples reported), not after the same number of batches.
+TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
+  TempDir tmp;
+  auto data = torch::arange(60, torch::kLong);
+  auto dataset = std::make_shared<TensorDataset>(data, data);
+  const auto dir = (tmp.path / "ckpt").string();
+  {
+    Accelerator acc(project_options(tmp.path));
+    DataLoader loader(dataset, {.batch_size = 4});
+    auto& dl = acc.prepare(loader);
+    int batches = 0;
+    for (auto& batch : dl) {
+      (void)batch;
+      if (++batches == 5) break;  // 20 samples handed out
+    }
+    acc.save_state(dir);
+  }
+  Accelerator acc(project_options(tmp.path));
+  DataLoader loader(dataset, {.batch_size = 6});
+  auto& dl = acc.prepare(loader);
+  testing::internal::CaptureStdout();
+  acc.load_state(dir);
+  const auto said = testing::internal::GetCapturedStdout();
+  EXPECT_NE(said.find("batch_size 4 -> 6"), std::string::npos) << said;
+  EXPECT_NE(said.find("samples 18..19 of the epoch's order (2 samples) are seen a second time"), std::string::npos)
+      << said;
+  auto first = (*dl.begin()).data;
+  EXPECT_TRUE(torch::equal(first, torch::arange(18, 24, torch::kLong))) << first;
+
+  // Another dataset size cannot be mapped: refused, nothing half-loaded.
+  DataLoader other(std::make_shared<TensorDataset>(data.narrow(0, 0, 50), data.narrow(0, 0, 50)), {.batch_size = 4});
+  Accelerator acc2(project_options(tmp.path));
+  acc2.prepare(other);
+  const auto e = error_of([&] { acc2.load_state(dir); });
+  EXPECT_NE(e.find("dataset of 60 samples; the data loader now has 50"), std::string::npos) << e;
+}
