@@ -11,6 +11,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
+#include <limits>
+#include <type_traits>
 #include <filesystem>
 #include <optional>
 #include <string_view>
@@ -84,14 +86,28 @@ T field(const json& j, const char* key, const fs::path& file, std::optional<T> f
                      "'; it is damaged or was not written by accelerate-cpp. Resume from another checkpoint.");
     return *fallback;
   }
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    std::string value = it->dump();
-    if (value.size() > 80) value = value.substr(0, 80) + "...";
-    throw CheckpointError(concat("checkpoint file ", file.string(), ": '", key, "' has the wrong type (", value,
-                                 "); the file is damaged or was edited. Resume from another checkpoint."));
+  bool ok = true;
+  if constexpr (std::is_integral_v<T>) {
+    // nlohmann would truncate 2.5 to 2 and wrap -1 into a huge size_t: an integer in T's range or nothing.
+    ok = it->is_number_integer();
+    if (ok && it->is_number_unsigned()) {
+      ok = it->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    } else if (ok) {
+      const auto v = it->template get<int64_t>();
+      ok = v >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+           (v < 0 || static_cast<uint64_t>(v) <= static_cast<uint64_t>(std::numeric_limits<T>::max()));
+    }
   }
+  if (ok) {
+    try {
+      return it->template get<T>();
+    } catch (const json::exception&) {
+    }
+  }
+  std::string value = it->dump();
+  if (value.size() > 80) value = value.substr(0, 80) + "...";
+  throw CheckpointError(concat("checkpoint file ", file.string(), ": '", key, "' is not a valid value (", value,
+                               "); the file is damaged or was edited. Resume from another checkpoint."));
 }
 
 /// Every rank reports its error (empty when fine); all ranks throw the same message if any failed, so no rank
@@ -102,6 +118,22 @@ void agree(const ProcessState& state, const std::string& my_error) {
     if (!e.toStringRef().empty()) all += (all.empty() ? "" : "; ") + e.toStringRef();
   }
   ACCELERATE_CHECK(all.empty(), CheckpointError, all);
+}
+
+/// Runs `f`, which loads state from `file`; any failure becomes a CheckpointError that names the file (torch's own
+/// messages, "Invalid mt19937 state", do not).
+template <class F>
+void from_file(const fs::path& file, F&& f) {
+  try {
+    f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (auto nl = what.find("\nException raised from"); nl != std::string::npos) what.resize(nl);
+    throw CheckpointError(concat("checkpoint file ", file.string(), " could not be loaded (", what.substr(0, 300),
+                                 "); it is damaged. Resume from another checkpoint."));
+  }
 }
 
 template <class F>
@@ -336,7 +368,7 @@ std::string Accelerator::load_state(const std::string& input_dir) {
       safetensors::File f(file.string());
       const auto mapped = detail::map_loader_position(f.metadata(), *loaders_[i], file.string());
       if (!mapped.report.empty()) print(concat("accelerate: data loader ", i, ": ", mapped.report));
-      loaders_[i]->restore({mapped.epoch, mapped.batches, f.get("generator").clone()});
+      from_file(file, [&] { loaders_[i]->restore({mapped.epoch, mapped.batches, f.get("generator").clone()}); });
     }
     for (size_t i = 0; i < custom_objects_.size(); ++i) {
       safetensors::File f((dir / concat("custom_checkpoint_", i, ".safetensors")).string());
@@ -345,18 +377,21 @@ std::string Accelerator::load_state(const std::string& input_dir) {
       custom_objects_[i]->load_state(tensors, f.metadata().count("json") ? f.metadata().at("json") : "{}");
     }
     const int rng_rank = process_index() < saved_world ? process_index() : 0;
-    safetensors::File rng((dir / concat("random_states_", rng_rank, ".safetensors")).string());
-    {
+    const auto rng_file = dir / concat("random_states_", rng_rank, ".safetensors");
+    safetensors::File rng(rng_file.string());
+    from_file(rng_file, [&] {
       at::Generator cpu = cpu_generator();
       std::lock_guard<std::mutex> lock(cpu.mutex());
       cpu.set_state(rng.get("cpu").clone());
-    }
+    });
     if (device().is_cuda() && rng.contains("cuda")) {
-      at::Generator cuda = at::globalContext().defaultGenerator(device());
-      std::lock_guard<std::mutex> lock(cuda.mutex());
-      cuda.set_state(rng.get("cuda").clone());
+      from_file(rng_file, [&] {
+        at::Generator cuda = at::globalContext().defaultGenerator(device());
+        std::lock_guard<std::mutex> lock(cuda.mutex());
+        cuda.set_state(rng.get("cuda").clone());
+      });
     }
-    step_ = detail::metadata_int(rng.metadata(), "step", (dir / concat("random_states_", rng_rank, ".safetensors")).string());
+    step_ = detail::metadata_int(rng.metadata(), "step", rng_file.string());
   });
   return dir.string();
 }

@@ -61,6 +61,16 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
   ACCELERATE_CHECK(out.epoch >= 0 && saved_batches >= 0 && saved_total >= 1, CheckpointError, "checkpoint file ",
                    file, " holds an impossible position (epoch ", out.epoch, ", batch ", saved_batches,
                    ", global batch ", saved_total, "); the file is damaged.");
+  for (const char* key : {"batch_size", "num_processes", "dataset_size"}) {
+    const auto v = integer(saved, key, file);
+    ACCELERATE_CHECK(!v || *v >= 1, CheckpointError, "checkpoint file ", file, ": metadata '", key, "' is ", *v,
+                     ", not a positive count; the file is damaged.");
+  }
+  for (const char* key : {"shuffle", "drop_last", "split_batches", "even_batches"}) {
+    const auto v = integer(saved, key, file);
+    ACCELERATE_CHECK(!v || *v == 0 || *v == 1, CheckpointError, "checkpoint file ", file, ": metadata '", key, "' is ",
+                     *v, ", not 0 or 1; the file is damaged.");
+  }
   // Checkpoints of format 1 before this metadata existed hold only the position and the global batch.
   if (auto size = integer(saved, "dataset_size", file); size && *size != loader.dataset_size()) {
     throw CheckpointError(concat(
@@ -74,6 +84,11 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
                                  ": the epoch's sample order differs, so the position cannot be mapped. Use the "
                                  "same shuffle setting to resume."));
   }
+  // Past the end of an epoch by more than the last, completed round: no loader hands out that many samples.
+  ACCELERATE_CHECK(saved_batches <= (loader.dataset_size() + saved_total - 1) / saved_total + 1, CheckpointError,
+                   "checkpoint file ", file, " says ", saved_batches, " global batches of ", saved_total,
+                   " were handed out, more than an epoch of ", loader.dataset_size(),
+                   " samples holds; the file is damaged or belongs to other data.");
   const int64_t total = loader.total_batch_size();
   const int64_t samples = saved_batches * saved_total;
   out.batches = samples / total;

@@ -3,7 +3,10 @@
 
 #include <accelerate/error.hpp>
 
+#include <csignal>
 #include <cstdio>
+#include <sys/prctl.h>
+#include <c10/util/Logging.h>
 #include <torch/cuda.h>
 
 #include "detail/communicator.hpp"
@@ -24,15 +27,18 @@ std::chrono::milliseconds env_seconds(const EnvironmentVariables& env, const cha
     if (used != it->second.size()) value = -1;
   } catch (const std::exception&) {
   }
-  ACCELERATE_CHECK(positive ? value > 0 : value >= 0, ConfigError, key, "='", it->second, "' is not a ",
-                   positive ? "positive" : "non-negative", " number of seconds (e.g. ", key, "=600).");
+  // At most a year: beyond, c10d's millisecond counts overflow (1e30 s became a negative timeout).
+  ACCELERATE_CHECK((positive ? value >= 0.001 : value >= 0) && value <= 31536000, ConfigError, key, "='", it->second,
+                   "' is not a ", positive ? "positive" : "non-negative",
+                   " number of seconds up to 31536000 (a year), e.g. ", key, "=600.");
   return std::chrono::milliseconds(static_cast<int64_t>(value * 1000));
 }
 
 std::chrono::milliseconds resolve_timeout(const EnvironmentVariables& env, const ProcessStateOptions& options) {
   if (options.timeout) {
-    ACCELERATE_CHECK(options.timeout->count() > 0, ConfigError, "ProcessStateOptions::timeout must be positive, got ",
-                     options.timeout->count(), " ms.");
+    ACCELERATE_CHECK(options.timeout->count() > 0 && *options.timeout <= std::chrono::hours(24 * 365), ConfigError,
+                     "ProcessStateOptions::timeout must be positive and at most a year, got ", options.timeout->count(),
+                     " ms.");
     return *options.timeout;
   }
   return env_seconds(env, "ACCELERATE_CPP_TIMEOUT", kDefaultTimeout, /*positive=*/true);
@@ -58,6 +64,14 @@ ProcessState::ProcessState(ProcessStateOptions options) : ProcessState(current_e
 
 ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions options)
     : env_(detect_launch_environment(env)), timeout_(resolve_timeout(env, options)) {
+  // As in Python, a C++ error's message comes without c10's 15-frame stack trace unless
+  // TORCH_SHOW_CPP_STACKTRACES asks for it: the frames buried our one-paragraph errors and torch's own warnings.
+  if (auto it = env.find("TORCH_SHOW_CPP_STACKTRACES"); it == env.end() || it->second.empty() || it->second == "0") {
+    c10::SetStackTraceFetcher([]() -> std::string { return ""; });
+  }
+  // Under our launcher: die with the parent, so that a program started through a wrapper script (whose shell
+  // gets the launcher's PR_SET_PDEATHSIG) does not train on alone when the launcher is killed.
+  if (env_.launcher == Launcher::Accelerate) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   const bool cpu = options.cpu || env_flag(env, "ACCELERATE_USE_CPU");
   const bool cuda = !cpu && torch::cuda::is_available();
   if (cuda) {

@@ -13,6 +13,8 @@ namespace {
 constexpr auto kPublishInterval = std::chrono::milliseconds(50);
 // A store call that has not returned after this long means the store's host is stopped, hung or cut off.
 constexpr double kStoreStuckAfter = 2.0;
+// After a store call failed, the next waits this long (seconds).
+constexpr double kRetryAfterFailure = 5.0;
 // How long report() waits for a fresh read of the peers before it uses what it has.
 constexpr auto kFreshReadWait = std::chrono::milliseconds(1000);
 
@@ -43,9 +45,6 @@ struct Peer {
   double beat_changed_at = 0;  // this rank's clock when the peer's beat was last seen to change (no cross-host
                                // clock comparison: a peer whose beat stands still is stopped, hung or dead)
 };
-
-/// The peer's status says it reached (or passed) this rank's collective.
-bool s_reached(const Status& peer, const Status& mine) { return peer.sequence >= mine.sequence; }
 
 }  // namespace
 
@@ -133,13 +132,20 @@ struct StallInspector::Shared {
 
   void run_io() {
     std::unique_lock<std::mutex> lock(mutex);
-    double last_read = 0, last_publish = 0;
+    double last_read = 0, last_publish = 0, last_failure = 0;
     while (!stopping) {
       wake.wait_for(lock, kPublishInterval);
       if (stopping) break;
+      // After a failed call (the store's host died), wait before the next: each failure makes torch log a warning.
+      if (!io_error.empty() && now_s() - last_failure < kRetryAfterFailure) {
+        refresh_done = refresh_requested;  // a report uses what it has, with the failure named
+        wake.notify_all();
+        continue;
+      }
       if (dirty || now_s() - last_publish > heartbeat_interval()) {
         publish(lock);
         last_publish = now_s();
+        if (!io_error.empty()) last_failure = now_s();
       }
       // While this rank waits, refresh the peers now and then, so that a report has recent data even when the
       // store stops answering later; more rarely in big worlds (each read is world_size store calls).
@@ -149,6 +155,7 @@ struct StallInspector::Shared {
       if (refresh_requested > refresh_done || (waiting && now - last_read > interval)) {
         read_peers(lock);
         last_read = now_s();
+        if (!io_error.empty()) last_failure = now_s();
       }
     }
     io_finished = true;
@@ -228,94 +235,120 @@ int64_t StallInspector::sequence() const {
   return shared_->status.sequence;
 }
 
+namespace {
+
+/// What this rank saw of the store and its peers at one moment.
+struct Snapshot {
+  Status mine;
+  std::vector<Peer> peers;
+  double now = 0;
+  bool stuck = false;       // a store call has hung for a while
+  double stuck_for = 0;
+  std::string io_error;     // the last store call failed with this
+  bool store_down() const { return stuck || !io_error.empty(); }
+};
+
+enum class Verdict { Fine, NotArrived, Unreachable };
+
+/// One peer's line of the report, and whether it holds this rank up.
+Verdict describe_peer(std::ostream& out, const Snapshot& snap, const Peer& p, bool hosts_store, double stale_after) {
+  const Status& mine = snap.mine;
+  if (snap.store_down() && hosts_store) {
+    // Its own process serves the store, and the store does not answer: this rank is the one that is gone.
+    out << "UNREACHABLE: it hosts the rendezvous store, which "
+        << (snap.stuck ? "has not answered for " + seconds_text(snap.stuck_for) +
+                             " (the process is stopped, hung, or cut off from the network)"
+                       : "refused the connection (" + snap.io_error + ")");
+    if (p.published) {
+      out << "; its last status, read " << seconds_text(snap.now - p.read_at) << " ago: #" << p.status.sequence << " "
+          << p.status.op;
+    }
+    return Verdict::Unreachable;
+  }
+  if (!p.read) {
+    out << "status unavailable (the rendezvous store "
+        << (snap.stuck ? "has not answered for " + seconds_text(snap.stuck_for)
+                       : snap.io_error.empty() ? "was not read yet" : "failed: " + snap.io_error)
+        << ")";
+    return snap.store_down() ? Verdict::Unreachable : Verdict::Fine;
+  }
+  const std::string as_of = snap.store_down() ? " [as of " + seconds_text(snap.now - p.read_at) + " ago]" : "";
+  const double silent = p.read_at - p.beat_changed_at;
+  const Status& s = p.status;
+  if (p.published && silent > stale_after && s.sequence >= mine.sequence) {
+    // It got as far as this collective, then went silent: its process no longer runs (SIGSTOP, a debugger, a
+    // dead host). Waiting longer will not help, so it counts with the ranks that cannot be reached.
+    out << "NOT RESPONDING: reached #" << s.sequence << " " << s.op << ", but its heartbeat has not moved for "
+        << seconds_text(silent) << " (the process is stopped, frozen or gone)" << as_of;
+    return Verdict::Unreachable;
+  }
+  if (!p.published) {
+    out << "nothing published (it never reached a collective, or died first)" << as_of;
+    return Verdict::NotArrived;
+  }
+  const double ago = snap.now - s.since;
+  if (s.sequence < mine.sequence) {
+    out << "has NOT arrived; last " << (s.inside ? "in" : "finished") << " #" << s.sequence << " " << s.op << " ("
+        << (s.inside ? "waiting " : "") << seconds_text(ago) << (s.inside ? "" : " ago") << ")" << as_of;
+    return Verdict::NotArrived;
+  }
+  if (s.sequence == mine.sequence && s.op != mine.op) {
+    out << "is in #" << s.sequence << " " << s.op << ": a different collective (the ranks called collectives in "
+        << "different orders)" << as_of;
+  } else if (s.sequence == mine.sequence) {
+    out << (s.inside ? "arrived (waiting " + seconds_text(ago) + ")" : "finished it") << as_of;
+  } else {
+    out << "is ahead, in #" << s.sequence << " " << s.op << as_of;
+  }
+  return Verdict::Fine;
+}
+
+void list_ranks(std::ostream& out, const std::string& what, const std::vector<int>& ranks) {
+  if (ranks.empty()) return;
+  out << "\n" << what;
+  for (size_t i = 0; i < ranks.size(); ++i) out << (i ? ", " : "") << ranks[i];
+  out << ".";
+}
+
+}  // namespace
+
 HangReport StallInspector::report() {
   auto& sh = *shared_;
-  std::unique_lock<std::mutex> lock(sh.mutex);
-  if (!sh.stopping && !sh.store_stuck(now_s())) {
-    const uint64_t request = ++sh.refresh_requested;
-    sh.wake.notify_all();
-    sh.wake.wait_for(lock, kFreshReadWait,
-                     [&] { return sh.refresh_done >= request || sh.stopping || sh.store_stuck(now_s()); });
+  Snapshot snap;
+  {
+    std::unique_lock<std::mutex> lock(sh.mutex);
+    if (!sh.stopping && !sh.store_stuck(now_s())) {  // a fresh read, unless the store is known to hang
+      const uint64_t request = ++sh.refresh_requested;
+      sh.wake.notify_all();
+      sh.wake.wait_for(lock, kFreshReadWait,
+                       [&] { return sh.refresh_done >= request || sh.stopping || sh.store_stuck(now_s()); });
+    }
+    snap.mine = sh.status;
+    snap.peers = sh.peers;
+    snap.now = now_s();
+    snap.stuck = sh.store_stuck(snap.now);
+    snap.stuck_for = snap.stuck ? snap.now - sh.io_since : 0;
+    snap.io_error = sh.io_error;
   }
-  const Status mine = sh.status;
-  const std::vector<Peer> peers = sh.peers;
-  const double now = now_s();
-  const bool stuck = sh.store_stuck(now);
-  const double stuck_for = stuck ? now - sh.io_since : 0;
-  const std::string io_error = sh.io_error;
-  lock.unlock();
-
   HangReport r;
-  r.sequence = mine.sequence;
-  r.op = mine.op;
+  r.sequence = snap.mine.sequence;
+  r.op = snap.mine.op;
   std::ostringstream out;
-  out << "has waited " << seconds_text(now - mine.since) << " in collective #" << mine.sequence << " (" << mine.op
+  out << "has waited " << seconds_text(snap.now - snap.mine.since) << " in collective #" << r.sequence << " (" << r.op
       << "). What each rank last published:";
-  const bool store_down = stuck || !io_error.empty();
   std::vector<int> unreachable;
   for (int q = 0; q < sh.world; ++q) {
     out << "\n  rank " << q << ": ";
     if (q == sh.rank) {
-      out << "in #" << mine.sequence << " " << mine.op << " (this rank)";
+      out << "in #" << r.sequence << " " << r.op << " (this rank)";
       continue;
     }
-    const Peer& p = peers[static_cast<size_t>(q)];
-    const bool hosts_store = q == sh.store_host;
-    if (store_down && hosts_store) {
-      // Its own process serves the store, and the store does not answer: this rank is the one that is gone.
-      unreachable.push_back(q);
-      out << "UNREACHABLE: it hosts the rendezvous store, which "
-          << (stuck ? "has not answered for " + seconds_text(stuck_for) + " (the process is stopped, hung, or cut off "
-                                                                          "from the network)"
-                    : "refused the connection (" + io_error + ")");
-      if (p.published) out << "; its last status, read " << seconds_text(now - p.read_at) << " ago: #" << p.status.sequence << " " << p.status.op;
-      continue;
-    }
-    if (!p.read) {
-      out << "status unavailable (the rendezvous store "
-          << (stuck ? "has not answered for " + seconds_text(stuck_for) : io_error.empty() ? "was not read yet" : "failed: " + io_error)
-          << ")";
-      if (store_down) unreachable.push_back(q);
-      continue;
-    }
-    const std::string as_of = store_down ? " [as of " + seconds_text(now - p.read_at) + " ago]" : "";
-    const double silent = p.read_at - p.beat_changed_at;
-    if (p.published && silent > sh.stale_after() && s_reached(p.status, mine)) {
-      // It got as far as this collective, then went silent: its process no longer runs (SIGSTOP, a debugger, a
-      // dead host). Waiting longer will not help, so it counts with the ranks that cannot be reached.
-      unreachable.push_back(q);
-      out << "NOT RESPONDING: reached #" << p.status.sequence << " " << p.status.op << ", but its heartbeat has not "
-          << "moved for " << seconds_text(silent) << " (the process is stopped, frozen or gone)" << as_of;
-      continue;
-    }
-    if (!p.published) {
-      r.missing.push_back(q);
-      out << "nothing published (it never reached a collective, or died first)" << as_of;
-      continue;
-    }
-    const Status& s = p.status;
-    const double ago = now - s.since;
-    if (s.sequence < mine.sequence) {
-      r.missing.push_back(q);
-      out << "has NOT arrived; last " << (s.inside ? "in" : "finished") << " #" << s.sequence << " " << s.op << " ("
-          << (s.inside ? "waiting " : "") << seconds_text(ago) << (s.inside ? "" : " ago") << ")" << as_of;
-    } else if (s.sequence == mine.sequence && s.op != mine.op) {
-      out << "is in #" << s.sequence << " " << s.op << ": a different collective (the ranks called collectives in "
-          << "different orders)" << as_of;
-    } else if (s.sequence == mine.sequence) {
-      out << (s.inside ? "arrived (waiting " + seconds_text(ago) + ")" : "finished it") << as_of;
-    } else {
-      out << "is ahead, in #" << s.sequence << " " << s.op << as_of;
-    }
+    const auto verdict = describe_peer(out, snap, snap.peers[static_cast<size_t>(q)], q == sh.store_host, sh.stale_after());
+    if (verdict == Verdict::NotArrived) r.missing.push_back(q);
+    if (verdict == Verdict::Unreachable) unreachable.push_back(q);
   }
-  auto list = [&](const char* what, const std::vector<int>& ranks) {
-    if (ranks.empty()) return;
-    out << "\n" << what;
-    for (size_t i = 0; i < ranks.size(); ++i) out << (i ? ", " : "") << ranks[i];
-    out << ".";
-  };
-  list(("Ranks that have not reached #" + std::to_string(mine.sequence) + ": ").c_str(), r.missing);
-  list("Ranks that cannot be reached: ", unreachable);
+  list_ranks(out, "Ranks that have not reached #" + std::to_string(r.sequence) + ": ", r.missing);
+  list_ranks(out, "Ranks that cannot be reached: ", unreachable);
   r.missing.insert(r.missing.end(), unreachable.begin(), unreachable.end());
   r.text = out.str();
   return r;

@@ -7,6 +7,8 @@
 #include <memory>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "commands/commands.hpp"
 #include "commands/flags.hpp"
 #include "config/hf_config.hpp"
@@ -69,6 +71,15 @@ int run_launch(launcher::LaunchOptions& o) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto plan = launcher::make_plan(o, program, &launcher::pick_free_port, cores, env);
   if (plan.hosts_rendezvous && plan.world_size > 1) launcher::ensure_port_free(plan.master_port);
+  // The launcher holds two pipes per local worker: refuse up front what would fail halfway through the start
+  // (with workers already running) as "Too many open files".
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    const auto needed = static_cast<rlim_t>(2 * plan.local_world_size + 32);
+    ACCELERATE_CHECK(needed <= files.rlim_cur, ConfigError, "launch: ", plan.local_world_size,
+                     " processes on this machine need about ", needed, " open files in the launcher, but the limit "
+                     "is ", files.rlim_cur, " (ulimit -n). Use fewer processes per machine, or raise the limit.");
+  }
   launcher::SupervisorOptions supervision;
   supervision.rank_prefix = o.rank_prefix;
   supervision.grace_period_s = o.grace_period_s;

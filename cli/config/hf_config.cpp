@@ -56,7 +56,7 @@ std::string bounded(std::string text) {
   constexpr size_t kMax = 120;
   if (text.size() > kMax) text = text.substr(0, kMax) + "... (" + std::to_string(text.size()) + " characters)";
   for (auto& c : text) {
-    if (c == '\n') c = ' ';
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';  // no raw control bytes to the terminal
   }
   return text;
 }
@@ -115,8 +115,9 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   ACCELERATE_CHECK(fs::exists(path, ec), ConfigError, "config file ", path,
                    " does not exist. Create one with `accelerate-cpp config` (or `config default`), or fix --config_file.");
   ACCELERATE_CHECK(fs::is_regular_file(path, ec), ConfigError, "config file ", path,
-                   " is not a file (a folder?). Point --config_file at the YAML file itself, e.g. ",
-                   (fs::path(path) / "default_config.yaml").string(), ".");
+                   " is not a regular file", fs::is_directory(path, ec) ? " but a folder" : "",
+                   ". Point --config_file at the YAML file itself",
+                   fs::is_directory(path, ec) ? ", e.g. " + (fs::path(path) / "default_config.yaml").string() : "", ".");
   ACCELERATE_CHECK(std::ifstream(path).good(), ConfigError, "config file ", path,
                    " cannot be read (permissions?). Fix its permissions or choose another with --config_file.");
   YAML::Node document;
@@ -169,7 +170,7 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
     ACCELERATE_CHECK(c.mixed_precision != "fp8", ConfigError, where(path, n),
                      ": mixed_precision fp8 is not supported by accelerate-cpp yet. Use no, fp16 or bf16.");
     ACCELERATE_CHECK(c.mixed_precision == "no" || c.mixed_precision == "fp16" || c.mixed_precision == "bf16",
-                     ConfigError, where(path, n), ": mixed_precision '", c.mixed_precision,
+                     ConfigError, where(path, n), ": mixed_precision '", bounded(c.mixed_precision),
                      "' is not one of no, fp16, bf16.");
   }
   if (auto n = root["use_cpu"]; n && !n.IsNull()) c.use_cpu = as<bool>(n, "use_cpu", path, "true or false");
@@ -177,13 +178,13 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   if (auto n = root["compute_environment"]; n && !n.IsNull()) {
     c.compute_environment = as<std::string>(n, "compute_environment", path, "a name");
     ACCELERATE_CHECK(c.compute_environment == "LOCAL_MACHINE", ConfigError, where(path, n), ": compute_environment ",
-                     c.compute_environment, " is not supported by accelerate-cpp; use LOCAL_MACHINE.");
+                     bounded(c.compute_environment), " is not supported by accelerate-cpp; use LOCAL_MACHINE.");
   }
   if (auto n = root["distributed_type"]; n && !n.IsNull()) {
     c.distributed_type = as<std::string>(n, "distributed_type", path, "a name");
     static const std::set<std::string> data_parallel = {"NO", "MULTI_CPU", "MULTI_GPU"};
     if (!data_parallel.count(c.distributed_type)) {
-      warnings << "accelerate-cpp: warning: " << where(path, n) << ": distributed_type " << c.distributed_type
+      warnings << "accelerate-cpp: warning: " << where(path, n) << ": distributed_type " << bounded(c.distributed_type)
                << " is not supported by accelerate-cpp; running plain data parallelism instead.\n";
     }
   }

@@ -25,42 +25,59 @@ std::optional<CollectiveFailure> read_collective_failure(const std::string& path
   }
 }
 
-Blame blame(const std::vector<WorkerOutcome>& workers) {
-  Blame b;
-  const WorkerOutcome* first = nullptr;
-  const WorkerOutcome* first_independent = nullptr;
-  for (const auto& w : workers) {
-    if (!w.failed) continue;
-    if (!first || w.failure_order < first->failure_order) first = &w;
-    if (!w.collective && (!first_independent || w.failure_order < first_independent->failure_order)) {
-      first_independent = &w;
+namespace {
+
+/// "rank 0 timed out in collective #3 (reduce) waiting for it", from the earliest collective failure that was
+/// waiting for `rank` (any rank when `rank` < 0); `blamed` receives the rank.
+std::optional<std::string> waited_for(const std::vector<const WorkerOutcome*>& by_order, int rank, int& blamed) {
+  for (const auto* w : by_order) {
+    if (!w->collective) continue;
+    for (int missing : w->collective->missing_ranks) {
+      if (missing == w->rank || (rank >= 0 && missing != rank)) continue;
+      blamed = missing;
+      return "rank " + std::to_string(w->rank) + " " +
+             (w->collective->error == "TimeoutError" ? "timed out" : "failed") + " in collective #" +
+             std::to_string(w->collective->collective) + " (" + w->collective->operation + ") waiting for it";
     }
   }
-  if (!first) return b;
-  b.first_failure = static_cast<int>(first - workers.data());
-  if (first_independent) {
-    b.rank = first_independent->rank;
-    return b;
-  }
-  // Every failure was a collective failing: blame whom the earliest one was waiting for.
-  std::vector<const WorkerOutcome*> by_order;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Blame blame(const std::vector<WorkerOutcome>& workers) {
+  Blame b;
+  std::vector<const WorkerOutcome*> by_order;  // the failures, earliest first
   for (const auto& w : workers) {
     if (w.failed) by_order.push_back(&w);
   }
+  if (by_order.empty()) return b;
   std::sort(by_order.begin(), by_order.end(),
             [](const auto* a, const auto* c) { return a->failure_order < c->failure_order; });
-  for (const auto* w : by_order) {
-    for (int missing : w->collective->missing_ranks) {
-      if (missing == w->rank) continue;
-      b.rank = missing;
-      b.unresponsive = true;
-      b.reason = "rank " + std::to_string(w->rank) + " " +
-                 (w->collective->error == "TimeoutError" ? "timed out" : "failed") + " in collective #" +
-                 std::to_string(w->collective->collective) + " (" + w->collective->operation + ") waiting for it";
+  const WorkerOutcome* first = by_order.front();
+  b.first_failure = static_cast<int>(first - workers.data());
+  for (const auto& w : workers) {  // rule 0
+    if (!w.frozen) continue;
+    b.rank = w.rank;
+    b.unresponsive = true;
+    int ignored = -1;
+    b.reason = waited_for(by_order, w.rank, ignored)
+                   .value_or("it was stopped (SIGSTOP, or held by a debugger) when rank " +
+                             std::to_string(first->rank) + " failed");
+    return b;
+  }
+  for (const auto* w : by_order) {  // rule 1
+    if (!w->collective) {
+      b.rank = w->rank;
       return b;
     }
   }
-  b.rank = first->rank;
+  if (auto reason = waited_for(by_order, -1, b.rank)) {  // rule 2
+    b.unresponsive = true;
+    b.reason = *reason;
+    return b;
+  }
+  b.rank = first->rank;  // rule 3
   return b;
 }
 

@@ -26,6 +26,7 @@ struct WorkerOutcome {
   int rank = 0;
   bool failed = false;         ///< exited non-zero or was killed, not by the launcher's stop
   int failure_order = -1;      ///< 0 for the first failure the launcher saw, 1 for the next, ...
+  bool frozen = false;         ///< was stopped (SIGSTOP, a debugger) when the first failure came
   std::optional<CollectiveFailure> collective;
 };
 
@@ -37,6 +38,8 @@ struct Blame {
 };
 
 /// The likely cause among `workers` (this machine's), by these rules in order:
+///  0. a worker that was frozen (stopped) when the first failure came: nothing it did can have failed, but
+///     everyone waiting for it did (even before a collective, e.g. in the rendezvous);
 ///  1. a worker that failed on its own (no collective failure recorded), the earliest such;
 ///  2. the rank(s) the earliest collective failure was waiting for (`unresponsive`);
 ///  3. the first failure.

@@ -95,8 +95,11 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
                      *o.gradient_accumulation_steps, ".");
   }
   if (o.timeout_s) {
-    ACCELERATE_CHECK(*o.timeout_s > 0, ConfigError, "--timeout must be a positive number of seconds, got ",
-                     *o.timeout_s, ".");
+    // Bounded both ways: below a millisecond nothing can finish, and beyond a year c10d's millisecond counts
+    // overflow (a timeout of 1e30 became a negative one).
+    ACCELERATE_CHECK(*o.timeout_s >= 0.001 && *o.timeout_s <= 31536000, ConfigError,
+                     "--timeout must be a number of seconds between 0.001 and 31536000 (a year), got ", *o.timeout_s,
+                     ".");
   }
   if (o.num_cpu_threads_per_process) {
     ACCELERATE_CHECK(*o.num_cpu_threads_per_process >= 1, ConfigError,

@@ -71,6 +71,7 @@ struct Worker {
   int status = 0;
   bool stopped_by_us = false;
   int failure_order = -1;        // 0 for the first failure seen, ...
+  bool frozen = false;           // stopped (SIGSTOP, a debugger) when the first failure came
   std::string error_file;        // ACCELERATE_CPP_ERROR_FILE of this worker
   std::deque<std::string> tail;  // last stderr lines
 };
@@ -241,6 +242,7 @@ class Supervisor {
           w.failure_order = failures_++;
           if (first_failure_ < 0) {
             first_failure_ = static_cast<int>(i);
+            for (auto& other : workers_) other.frozen = other.running && is_stopped(other.pid);  // before our stop
             begin_stop(SIGTERM);
           }
         }
@@ -337,7 +339,7 @@ class Supervisor {
     std::vector<WorkerOutcome> outcomes;
     for (const auto& w : workers_) {
       const bool own_failure = failed(w.status) && !w.stopped_by_us;
-      outcomes.push_back({w.spec->rank, own_failure, w.failure_order,
+      outcomes.push_back({w.spec->rank, own_failure, w.failure_order, w.frozen,
                           own_failure ? read_collective_failure(w.error_file) : std::nullopt});
     }
     const auto verdict = blame(outcomes);

@@ -49,8 +49,17 @@ Args parse(int argc, char** argv) {
       a.debug = true;
       continue;
     }
+    if (flag == "--help" || flag == "-h") {
+      std::cout << "fashion_mnist: flags --epochs --batch_size (per process) --lr --mixed_precision "
+                   "--gradient_accumulation_steps --seed --data_dir --cache_dir --limit --output_dir "
+                   "--checkpointing_steps (N|epoch) --resume_from_checkpoint (PATH|latest) --total_limit --report_to "
+                   "--with_tracking --debug"
+                << std::endl;
+      std::exit(0);
+    }
     ACCELERATE_CHECK(i + 1 < argc, ConfigError, "flag ", flag, " needs a value");
     const std::string v = argv[++i];
+    try {
     if (flag == "--epochs") a.epochs = std::stoi(v);
     else if (flag == "--batch_size") a.batch_size = std::stoll(v);
     else if (flag == "--lr") a.lr = std::stod(v);
@@ -61,11 +70,14 @@ Args parse(int argc, char** argv) {
     else if (flag == "--cache_dir") a.cache_dir = v;
     else if (flag == "--limit") a.limit = std::stoll(v);
     else if (flag == "--output_dir") a.output_dir = v;
-    else if (flag == "--checkpointing_steps") a.checkpointing_steps = v;
+    else if (flag == "--checkpointing_steps") a.checkpointing_steps = v == "epoch" ? v : std::to_string(std::stoll(v));
     else if (flag == "--resume_from_checkpoint") a.resume_from_checkpoint = v;
     else if (flag == "--total_limit") a.total_limit = std::stoi(v);
     else if (flag == "--report_to") a.report_to = v;
-    else throw accelerate::ConfigError("unknown flag " + flag + " (see the comment at the top of main.cpp)");
+    else throw accelerate::ConfigError("unknown flag " + flag + " (see --help)");
+    } catch (const std::logic_error&) {  // std::stoi and friends: not a number, or out of range
+      throw accelerate::ConfigError("flag " + flag + ": '" + v.substr(0, 40) + "' is not a valid number");
+    }
   }
   return a;
 }
@@ -179,7 +191,13 @@ int main(int argc, char** argv) try {
   if (acc.is_main_process()) std::cout << "test_accuracy=" << final_accuracy << std::endl;
   acc.end_training();
   return 0;
+} catch (const accelerate::ConfigError& e) {
+  std::cerr << "fashion_mnist: " << e.what() << std::endl;
+  return 2;
 } catch (const accelerate::Error& e) {
+  std::cerr << "fashion_mnist: " << e.what() << std::endl;
+  return 1;
+} catch (const std::exception& e) {  // from LibTorch or the standard library: still a message, never an abort
   std::cerr << "fashion_mnist: " << e.what() << std::endl;
   return 1;
 }

@@ -326,7 +326,7 @@ INSTANTIATE_TEST_SUITE_P(
                  "--main_process_ip is required"},
         // Issue 10, case 3: usage errors exit 2 (CLI11's own code for a bad number was 104).
         BadInput{"NonNumericTimeout", {"--timeout", "abc", "env"}, 2, "--timeout"},
-        BadInput{"ConfigFileIsAFolder", {"--config_file", "/tmp", "env"}, 2, "/tmp is not a file"}),
+        BadInput{"ConfigFileIsAFolder", {"--config_file", "/tmp", "env"}, 2, "/tmp is not a regular file but a folder"}),
     [](const ::testing::TestParamInfo<BadInput>& info) { return std::string(info.param.name); });
 
 TEST(LaunchBadInputFiles, ProgramNotExecutable) {

@@ -80,11 +80,13 @@ TEST(Checkpoints, DamagedMetadataIsACheckpointError) {
   edit_json(meta, "world_size", "\"two\"");
   auto e = error_of([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("metadata.json"), std::string::npos) << e;
-  EXPECT_NE(e.find("'world_size' has the wrong type (\"two\")"), std::string::npos) << e;
+  EXPECT_NE(e.find("'world_size' is not a valid value (\"two\")"), std::string::npos) << e;
   edit_json(meta, "world_size", "1");
-  edit_json(meta, "models", "[1]");
-  e = error_of([&] { acc.load_state(dir.string()); });
-  EXPECT_NE(e.find("'models' has the wrong type"), std::string::npos) << e;
+  for (const char* bad : {"[1]", "-1", "2.5"}) {
+    edit_json(meta, "models", bad);
+    e = error_of([&] { acc.load_state(dir.string()); });
+    EXPECT_NE(e.find("'models' is not a valid value"), std::string::npos) << bad << ": " << e;
+  }
   std::ofstream(meta, std::ios::trunc) << "[1, 2]";
   e = error_of([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("must hold a JSON object"), std::string::npos) << e;
@@ -143,4 +145,33 @@ TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
   acc2.prepare(other);
   const auto e = error_of([&] { acc2.load_state(dir); });
   EXPECT_NE(e.find("dataset of 60 samples; the data loader now has 50"), std::string::npos) << e;
+}
+
+// Damaged generator states and impossible loader positions: a CheckpointError naming the file, no stack trace.
+TEST(Checkpoints, DamagedStatesNameTheirFile) {
+  TempDir tmp;
+  auto data = torch::arange(20, torch::kLong);
+  DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 4});
+  Accelerator acc(project_options(tmp.path));
+  acc.prepare(loader);
+  const fs::path dir = acc.save_state((tmp.path / "ckpt").string());
+  const auto rng = dir / "random_states_0.safetensors";
+  const auto good_rng = safetensors::File(rng.string()).get("cpu").clone();
+  safetensors::save_file({{"cpu", at::zeros_like(good_rng)}}, rng.string(), {{"step", "0"}});
+  auto e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("random_states_0.safetensors could not be loaded"), std::string::npos) << e;
+  EXPECT_EQ(e.find("frame #"), std::string::npos) << e;
+  safetensors::save_file({{"cpu", good_rng}}, rng.string(), {{"step", "0"}});
+  const auto sampler = dir / "sampler.safetensors";
+  auto meta = safetensors::File(sampler.string()).metadata();
+  const auto generator = safetensors::File(sampler.string()).get("generator").clone();
+  meta["batches"] = "100000";
+  safetensors::save_file({{"generator", generator}}, sampler.string(), meta);
+  e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("more than an epoch of 20 samples holds"), std::string::npos) << e;
+  meta["batches"] = "0";
+  meta["batch_size"] = "0";
+  safetensors::save_file({{"generator", generator}}, sampler.string(), meta);
+  e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("'batch_size' is 0, not a positive count"), std::string::npos) << e;
 }

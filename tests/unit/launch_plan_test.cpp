@@ -108,7 +108,9 @@ TEST(LaunchPlan, BadFlags) {
   expect_error(o, "--gradient_accumulation_steps must be >= 1");
   o = {};
   o.timeout_s = -1;
-  expect_error(o, "--timeout must be a positive");
+  expect_error(o, "--timeout must be a number of seconds between 0.001 and 31536000");
+  o.timeout_s = 1e30;  // c10d's millisecond count would overflow into a negative timeout
+  expect_error(o, "--timeout must be a number of seconds between 0.001 and 31536000");
 }
 
 TEST(ResolveProgram, MissingAndNotExecutable) {
