@@ -7,48 +7,86 @@
 # then run this script there with carry [".gpu-debs"]. It builds against the machine's torch, then runs, each step
 # recorded and the next one run even if it fails: the collectives and the checkpoint tests on the GPU (a world of
 # one: NCCL refuses two ranks on one GPU; the checkpoint tests include fp16 with a GradScaler resumed bitwise),
-# the CPU suite, and the Fashion-MNIST example on the GPU in no/bf16/fp16 (one epoch each, accuracy and time),
+# the CPU suite, the distributed path on one GPU (a process group for a world of one: NCCL, the Reducer, CUDA
+# collectives, debug mode; two ranks sharing the GPU over Gloo; two NCCL ranks on one GPU refused), the Fashion-MNIST
+# example on the GPU in no/bf16/fp16 (one epoch each, accuracy and time),
 # plus an fp16 run interrupted by a checkpoint and resumed, one with every tracker and the debug state report,
-# `accelerate-cpp env` and `accelerate-cpp test` on the GPU. Output goes to $OUT/gpu-check.log when OUT is set.
+# `accelerate-cpp env` and `accelerate-cpp test` on the GPU, ending with a pass/fail table. Output goes to
+# $OUT/gpu-check.log when OUT is set.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG="${OUT:-/tmp}/gpu-check.log"
 exec > >(tee "$LOG") 2>&1
+RESULTS=()
 FAILED=()
-step() {  # step NAME COMMAND...: runs it, timed, and records a failure without stopping
+LOGS=/tmp/accelerate-gpu-logs
+mkdir -p "$LOGS"
+step() {  # step NAME COMMAND...: runs it, timed, output kept in $LOGS/NAME.log; a failure is recorded, not fatal
   local name=$1; shift
   echo "=== $name"
-  local t0=$SECONDS
-  if "$@"; then echo "=== $name: ok ($((SECONDS - t0)) s)"; else echo "=== $name: FAILED ($((SECONDS - t0)) s)"; FAILED+=("$name"); fi
+  local t0=$SECONDS rc
+  "$@" 2>&1 | tee "$LOGS/$name.log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" = 0 ]; then RESULTS+=("$name|pass|$((SECONDS - t0)) s"); else RESULTS+=("$name|FAIL (rc $rc)|$((SECONDS - t0)) s"); FAILED+=("$name"); fi
+}
+expect_refused() {  # expect_refused PATTERN COMMAND...: the command must fail and print PATTERN
+  local pattern=$1; shift
+  ! "$@" > /tmp/refused.log 2>&1 && cat /tmp/refused.log && grep -q "$pattern" /tmp/refused.log
+}
+no_destroy_warning() {  # no log of an NCCL run holds torch's warning about a process group never destroyed
+  ! grep -l "destroy_process_group() was not called" "$LOGS"/*.log
 }
 DEPS=/tmp/accelerate-gpu-deps
 mkdir -p "$DEPS"
 for deb in "$ROOT"/.gpu-debs/*.deb; do dpkg -x "$deb" "$DEPS"; done
-nvidia-smi --query-gpu=name,driver_version --format=csv
+nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv
 BUILD=/tmp/accelerate-gpu-build
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DACCELERATE_PYTHON="$(command -v python3)" -DCMAKE_PREFIX_PATH="$DEPS/usr" \
   -DACCELERATE_GLOO_INCLUDE_DIR="$DEPS/usr/include" -DACCELERATE_BOOST_INCLUDE_DIR="$DEPS/usr/include" -DCMAKE_CXX_FLAGS="-isystem $DEPS/usr/include" || exit 1
 step build cmake --build "$BUILD" -j 16 --target accelerate_cli accelerate_check collectives_worker checkpoint_worker core_unit_tests fashion_mnist
 BIN=$BUILD/bin
-step collectives_cuda env ACCELERATE_TEST_DEVICE=cuda "$BIN/accelerate-cpp" launch --num_processes 1 "$BIN/collectives_worker"
-step checkpoints_cuda env ACCELERATE_TEST_DEVICE=cuda "$BIN/accelerate-cpp" launch --num_processes 1 "$BIN/checkpoint_worker"
+L="$BIN/accelerate-cpp launch"
+DATA="$DEPS/usr/share/datasets/fashion-mnist"
+FM=(--data_dir "$DATA" --cache_dir /tmp/fmnist)
+# A world of one, as before.
+step collectives_cuda env ACCELERATE_TEST_DEVICE=cuda $L --num_processes 1 "$BIN/collectives_worker"
+step checkpoints_cuda env ACCELERATE_TEST_DEVICE=cuda $L --num_processes 1 "$BIN/checkpoint_worker"
+# The distributed path on one GPU (issue 11): a process group for a world of one, so NCCL, the Reducer, the CUDA
+# collectives and debug mode (an unseeded shuffled loader, the example's reduce of a CPU double) run.
+step nccl_group_of_one_collectives env ACCELERATE_TEST_DEVICE=cuda ACCELERATE_CPP_FORCE_PROCESS_GROUP=1 \
+  $L --num_processes 1 "$BIN/collectives_worker"
+step nccl_group_of_one_ddp_debug env ACCELERATE_CPP_FORCE_PROCESS_GROUP=1 $L --num_processes 1 --debug \
+  "$BIN/fashion_mnist" --epochs 1 --limit 6000 "${FM[@]}"
+# Two ranks on one GPU over Gloo with CUDA tensors: real two-rank DDP, uneven CUDA gathers, per-rank scaler and
+# CUDA RNG files, resume.
+step gloo_two_ranks_one_gpu_collectives env ACCELERATE_TEST_DEVICE=cuda ACCELERATE_TEST_BACKEND=gloo \
+  $L --num_processes 2 "$BIN/collectives_worker"
+step gloo_two_ranks_one_gpu_checkpoints env ACCELERATE_TEST_DEVICE=cuda ACCELERATE_TEST_BACKEND=gloo \
+  $L --num_processes 2 "$BIN/checkpoint_worker"
+# Two NCCL ranks on one GPU: a clear refusal, not a raw NCCL error.
+step nccl_two_ranks_one_gpu_refused expect_refused "NCCL cannot run two ranks on one" \
+  $L --num_processes 2 "$BIN/fashion_mnist" --epochs 1 --limit 600 "${FM[@]}"
+step no_destroy_process_group_warning no_destroy_warning
 step env "$BIN/accelerate-cpp" env
 step accelerate_test_cuda "$BIN/accelerate-cpp" test --num_processes 1
-step collectives_cpu_2proc "$BIN/accelerate-cpp" launch --num_processes 2 --cpu "$BIN/collectives_worker"
+step collectives_cpu_2proc $L --num_processes 2 --cpu "$BIN/collectives_worker"
 step unit_tests "$BIN/core_unit_tests"
-DATA="$DEPS/usr/share/datasets/fashion-mnist"
 for precision in no bf16 fp16; do
-  step "fashion_mnist_$precision" "$BIN/fashion_mnist" --epochs 1 --mixed_precision "$precision" --data_dir "$DATA" --cache_dir /tmp/fmnist
+  step "fashion_mnist_$precision" "$BIN/fashion_mnist" --epochs 1 --mixed_precision "$precision" "${FM[@]}"
 done
 # fp16 with a checkpoint each epoch, then resumed from the newest: the scaler's state travels through the GPU.
 rm -rf /tmp/fmnist-ckpt
-step fashion_mnist_fp16_checkpoint "$BIN/fashion_mnist" --epochs 1 --mixed_precision fp16 --data_dir "$DATA" \
-  --cache_dir /tmp/fmnist --output_dir /tmp/fmnist-ckpt --checkpointing_steps epoch
-step fashion_mnist_fp16_resume "$BIN/fashion_mnist" --epochs 2 --mixed_precision fp16 --data_dir "$DATA" \
-  --cache_dir /tmp/fmnist --output_dir /tmp/fmnist-ckpt --resume_from_checkpoint latest
-step fashion_mnist_fp16_tracking_debug "$BIN/fashion_mnist" --epochs 1 --mixed_precision fp16 --data_dir "$DATA" \
-  --cache_dir /tmp/fmnist --output_dir /tmp/fmnist-track --with_tracking --report_to all --debug
+step fashion_mnist_fp16_checkpoint "$BIN/fashion_mnist" --epochs 1 --mixed_precision fp16 "${FM[@]}" \
+  --output_dir /tmp/fmnist-ckpt --checkpointing_steps epoch
+step fashion_mnist_fp16_resume "$BIN/fashion_mnist" --epochs 2 --mixed_precision fp16 "${FM[@]}" \
+  --output_dir /tmp/fmnist-ckpt --resume_from_checkpoint latest
+step fashion_mnist_fp16_tracking_debug "$BIN/fashion_mnist" --epochs 1 --mixed_precision fp16 "${FM[@]}" \
+  --output_dir /tmp/fmnist-track --with_tracking --report_to all --debug
 ls -la /tmp/fmnist-track/fashion_mnist || true
+echo
+echo "| check | result | time |"
+echo "|---|---|---|"
+for r in "${RESULTS[@]}"; do IFS='|' read -r name result time <<<"$r"; echo "| $name | $result | $time |"; done
 if ((${#FAILED[@]})); then echo "gpu-check: FAILED: ${FAILED[*]}"; exit 1; fi
 echo "gpu-check: all passed"

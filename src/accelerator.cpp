@@ -89,6 +89,15 @@ void Accelerator::init() {
     }
   }
   if (precision_ == MixedPrecision::Fp16) scaler_ = std::make_unique<GradScaler>(options_.grad_scaler);
+  // bf16 before compute capability 8.0 (a T4, Kaggle's and Colab's GPU) is emulated, and slower than fp32.
+  if (precision_ == MixedPrecision::Bf16 && state_->device().is_cuda() && state_->is_local_main_process()) {
+    for (const auto& g : runtime_info().gpus) {
+      if (g.index != state_->device().index() || g.major >= 8) continue;
+      std::cerr << "accelerate: warning: mixed_precision bf16 on " << g.name << " (compute capability " << g.major
+                << "." << g.minor << ") is emulated and slow; fp16 is this GPU's mixed precision "
+                << "(--mixed_precision fp16)." << std::endl;
+    }
+  }
   if (options_.seed) set_seed(*options_.seed);
   // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
   // binary keeps its checkpoints and logs where they survive on each platform.
@@ -108,6 +117,7 @@ std::string Accelerator::state_report() const {
       "\nGradient accumulation steps: ", gradient_state_.num_steps,
       "\nDebug mode: ", state_->communicator() && state_->communicator()->debug() ? "on" : "off",
       "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(detect_platform().platform), "\n");
+  if (const auto problem = runtime_info().cuda_problem; !problem.empty()) out += "WARNING: " + problem + "\n";
   if (device().is_cuda()) {
     for (const auto& g : runtime_info().gpus) {
       if (g.index != device().index()) continue;

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <type_traits>
 #include <filesystem>
@@ -193,13 +194,32 @@ std::string Accelerator::save_state(const std::string& output_dir) {
     dir = fs::path(project.project_dir) / "checkpoints" / concat("checkpoint_", project.iteration);
   }
   const fs::path tmp = dir.string() + ".tmp";
-  run_agreed(*state_, [&] {
-    if (!is_main_process()) return;
+  // Rank 0 prepares the folder; a machine that does not see it there (a node-local output folder, no shared
+  // filesystem) prepares its own through its local main process, as HF creates the folder on every process.
+  auto prepare_folder = [&] {
     ACCELERATE_CHECK(!fs::exists(dir) || fs::is_empty(dir), CheckpointError, "save_state: ", dir.string(),
                      " already exists and is not empty; choose another folder (nothing was written).");
     fs::remove_all(tmp);  // a leftover of an interrupted save of this very folder
     fs::create_directories(tmp);
+  };
+  const std::string token = concat(::getpid(), "-", std::chrono::steady_clock::now().time_since_epoch().count());
+  run_agreed(*state_, [&] {
+    if (!is_main_process()) return;
+    prepare_folder();
+    write_text(tmp / ".owner", token);
   });
+  std::vector<c10::IValue> owner{c10::IValue(token)};
+  broadcast_object_list(*state_, owner, 0);
+  const bool shared = [&] {  // does this rank see rank 0's folder?
+    std::ifstream in(tmp / ".owner");
+    std::string seen;
+    std::getline(in, seen);
+    return seen == owner[0].toStringRef();
+  }();
+  run_agreed(*state_, [&] {
+    if (!shared && is_local_main_process()) prepare_folder();
+  });
+  wait_for_everyone();  // each machine's folder exists before anyone writes into it
   run_agreed(*state_, [&] {
     if (is_main_process()) {
       for (size_t i = 0; i < prepared_models_.size(); ++i) {
@@ -241,12 +261,17 @@ std::string Accelerator::save_state(const std::string& output_dir) {
                            {{"step", std::to_string(step_)}});
   });
   run_agreed(*state_, [&] {
-    if (!is_main_process()) return;
+    if (!is_main_process() && (shared || !is_local_main_process())) return;
+    fs::remove(tmp / ".owner");
     fsync_path(tmp);
     if (fs::exists(dir)) fs::remove(dir);  // an empty folder, checked above
     fs::rename(tmp, dir);
     fsync_path(dir.parent_path());
-    write_text(dir / kComplete, concat("format_version ", kFormatVersion, "\n"));
+    // Another machine's own folder holds only its ranks' random states: put in place, but never COMPLETE (the
+    // model and optimizer are in machine 0's folder), so load_state() does not take it for a checkpoint.
+    write_text(dir / (is_main_process() ? kComplete : "NODE_LOCAL"),
+               is_main_process() ? concat("format_version ", kFormatVersion, "\n")
+                                 : "this machine's random states only; the checkpoint is on machine 0\n");
     fsync_path(dir);
   });
   if (output_dir.empty()) {

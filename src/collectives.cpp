@@ -7,6 +7,7 @@
 
 #include "detail/communicator.hpp"
 #include "detail/gather.hpp"
+#include "detail/internal_collectives.hpp"
 
 namespace accelerate {
 namespace {
@@ -102,6 +103,19 @@ at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_proc
   if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
   return tensor;
 }
+
+namespace detail {
+void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root, const char* op) {
+  auto* comm = comm_of(state, op);
+  if (!comm) return;
+  detail::CollectiveScope scope(*comm, op);
+  std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  comm->wait(comm->cpu_backend().broadcast(buffer, options), op);
+  if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
+}
+}  // namespace detail
 
 void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& objects, int from_process) {
   check_source(state, from_process, "broadcast_object_list");

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <typeinfo>
 
 #include <nlohmann/json.hpp>
@@ -182,6 +183,14 @@ void Communicator::record_gather_bytes(int64_t largest) {
 void Communicator::shutdown() {
   if (!group_) return;
   inspector_->stop();  // it writes to the store, which goes away below
+  // As torch's destroy_process_group: shut the backends down now. The Reducer keeps the group alive past this
+  // point, and an NCCL communicator that is only destroyed at exit gets aborted, with torch's warning.
+  try {
+    group_->shutdown();
+  } catch (const std::exception& e) {
+    std::cerr << "accelerate: warning: shutting the process group down on rank " << rank_ << ": " << message_of(e)
+              << std::endl;
+  }
   group_.reset();
   store_.reset();
 }

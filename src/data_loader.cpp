@@ -6,6 +6,8 @@
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/process_state.hpp>
 
+#include "detail/internal_collectives.hpp"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <condition_variable>
@@ -254,8 +256,10 @@ Batches DataLoader::epoch_indices(bool synchronise) {
     generator_.set_current_seed(static_cast<uint64_t>(*options_.seed + epoch_));
   } else if (options_.shuffle && synchronise && state_ && state_->num_processes() > 1) {
     // HF's default rng_types=["generator"]: every rank takes rank 0's generator, so all draw one permutation.
+    // An internal collective: the generator state is a CPU tensor whatever the job's device, so it goes through
+    // Gloo and skips the checks debug mode makes on the user's collectives.
     at::Tensor rng = generator_.get_state();
-    broadcast(*state_, rng, 0);
+    detail::broadcast_internal(*state_, rng, 0, "data loader (shuffle order from rank 0)");
     generator_.set_state(rng);
   }
   if (synchronise) epoch_start_generator_ = generator_.get_state();

@@ -34,6 +34,15 @@ std::string describe(const Call& c) {
 
 }  // namespace
 
+std::string debug_device_problem(c10::DeviceType tensor, c10::DeviceType first, c10::DeviceType job) {
+  if (tensor != first) return "tensors on different device types on different ranks";
+  if (tensor != job && tensor != c10::DeviceType::CPU) {
+    return concat("a tensor on ", c10::DeviceTypeName(tensor, true), ", neither the CPU nor the ",
+                  c10::DeviceTypeName(job, true), " device the Accelerator uses (move it: tensor.to(acc.device()))");
+  }
+  return "";
+}
+
 void Communicator::verify(const char* op, const at::Tensor& tensor, ShapeRule rule, c10::DeviceType expected_device,
                           int root) {
   if (!debug_) return;
@@ -58,11 +67,12 @@ void Communicator::verify(const char* op, const at::Tensor& tensor, ShapeRule ru
   std::string problem;
   const auto& first = calls[0];
   for (const auto& c : calls) {
-    if (c.op != first.op) problem = "different operations on different ranks";
-    else if (c.device != static_cast<int64_t>(expected_device)) {
-      problem = concat("a tensor that is not on the ", c10::DeviceTypeName(expected_device, true),
-                       " device the Accelerator uses (move it there first: tensor.to(acc.device()))");
-    } else if (c.dtype != first.dtype) problem = "different dtypes";
+    // As torch: CPU tensors in a GPU job go through Gloo, so the CPU is fine as well as the job's device.
+    problem = c.op != first.op ? "different operations on different ranks"
+                               : debug_device_problem(static_cast<c10::DeviceType>(c.device),
+                                                      static_cast<c10::DeviceType>(first.device), expected_device);
+    if (!problem.empty()) break;
+    if (c.dtype != first.dtype) problem = "different dtypes";
     else if (c.root != first.root) problem = "different source processes";
     else if (rule == ShapeRule::Same && c.shape != first.shape) problem = "shape mismatches";
     else if (c.shape.size() != first.shape.size()) problem = "different numbers of dimensions";

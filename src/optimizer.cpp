@@ -26,15 +26,19 @@ at::Tensor GradScaler::scale(const at::Tensor& loss) {
     scale_ = scale_.to(loss.device());
     growth_tracker_ = growth_tracker_.to(loss.device());
   }
-  return loss * scale_.to(loss.scalar_type());
+  // In fp32, as torch (its [1]-shaped fp32 scale promotes the product): an fp16 product would overflow at the
+  // default scale of 65536 and skip every step.
+  return (at::isReducedFloatingType(loss.scalar_type()) ? loss.to(at::kFloat) : loss) * scale_;
 }
 
 void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
   if (!options_.enabled || !scale_.defined()) return;
-  ACCELERATE_CHECK(!unscaled_, StateError,
-                   "unscale_() was already called since the last update(): clip the gradients once per step.");
+  auto& state = per_optimizer_[&optimizer];
+  ACCELERATE_CHECK(!state.unscaled, StateError,
+                   "unscale_() was already called on this optimizer since the last update(): clip its gradients once "
+                   "per step.");
   const auto inv_scale = scale_.to(at::kDouble).reciprocal().to(at::kFloat);
-  found_inf_ = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(scale_.device()));
+  auto found_inf = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(scale_.device()));
   // The fused kernel wants one device and dtype per call.
   std::map<std::pair<std::string, at::ScalarType>, std::vector<at::Tensor>> groups;
   for (auto& group : optimizer.param_groups()) {
@@ -46,11 +50,12 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
     }
   }
   for (auto& [key, grads] : groups) {
-    auto found = at::zeros({}, found_inf_.options().device(grads[0].device()));
+    auto found = at::zeros({}, found_inf.options().device(grads[0].device()));
     at::_amp_foreach_non_finite_check_and_unscale_(grads, found, inv_scale.to(grads[0].device()));
-    found_inf_.add_(found.to(found_inf_.device()));
+    found_inf.add_(found.to(found_inf.device()));
   }
-  unscaled_ = true;
+  state.found_inf = found_inf;
+  state.unscaled = true;
 }
 
 bool GradScaler::step(torch::optim::Optimizer& optimizer) {
@@ -58,19 +63,22 @@ bool GradScaler::step(torch::optim::Optimizer& optimizer) {
     optimizer.step();
     return true;
   }
-  if (!unscaled_) unscale_(optimizer);
-  const bool finite = found_inf_.item<float>() == 0.0f;
+  if (!per_optimizer_[&optimizer].unscaled) unscale_(optimizer);
+  const bool finite = per_optimizer_[&optimizer].found_inf.item<float>() == 0.0f;
   if (finite) optimizer.step();
   return finite;
 }
 
 void GradScaler::update() {
   if (!options_.enabled || !scale_.defined()) return;
-  auto found = found_inf_.defined() ? found_inf_ : at::zeros({}, scale_.options());
+  // As torch: an inf/NaN in any optimizer unscaled since the last update backs the scale off.
+  auto found = at::zeros({}, scale_.options());
+  for (const auto& [optimizer, state] : per_optimizer_) {
+    if (state.found_inf.defined()) found.add_(state.found_inf);
+  }
   at::_amp_update_scale_(scale_, growth_tracker_, found, options_.growth_factor, options_.backoff_factor,
                          options_.growth_interval);
-  unscaled_ = false;
-  found_inf_ = at::Tensor();
+  per_optimizer_.clear();
 }
 
 void GradScaler::load_state(double scale, int64_t growth_tracker) {

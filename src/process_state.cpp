@@ -6,6 +6,9 @@
 #include <csignal>
 #include <cstdio>
 #include <sys/prctl.h>
+#include <iostream>
+#include <accelerate/system_info.hpp>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Logging.h>
 #include <torch/cuda.h>
 
@@ -75,13 +78,30 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
   const bool cpu = options.cpu || env_flag(env, "ACCELERATE_USE_CPU");
   const bool cuda = !cpu && torch::cuda::is_available();
   if (cuda) {
-    device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank % torch::cuda::device_count()));
+    const int gpus = static_cast<int>(torch::cuda::device_count());
+    device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank % gpus));
+    // Every CUDA job works on its own GPU from here on (as HF sets the device for every multi-GPU job), whatever
+    // the backend: Gloo with CUDA tensors needs it as much as NCCL.
+    c10::impl::getDeviceGuardImpl(c10::kCUDA)->setDevice(device_);
+    if (env_.local_world_size > gpus && env_.local_rank == 0) {
+      std::cerr << "accelerate: warning: " << env_.local_world_size << " processes on this machine share " << gpus
+                << " visible GPU(s); NCCL refuses two ranks on one GPU (use --num_processes " << gpus
+                << " per machine, or backend gloo)." << std::endl;
+    }
+  } else if (!cpu && env_.local_rank == 0) {
+    if (const auto problem = runtime_info().cuda_problem; !problem.empty()) {
+      std::cerr << "accelerate: warning: " << problem << std::endl;
+    }
   }
   // Our launcher reads the workers' output through pipes; line buffering keeps lines whole and in order,
   // and keeps them when a worker is killed.
   if (env_.launcher == Launcher::Accelerate) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
   }
+  // HF creates the process group under torchrun even for a world of one; we do on request, so that one GPU can
+  // exercise the NCCL backend, the Reducer and the CUDA collectives.
+  forced_group_ = env_.world_size == 1 && (options.force_process_group ||
+                                           env_flag(env, "ACCELERATE_CPP_FORCE_PROCESS_GROUP"));
   if (!use_distributed()) return;
 
   std::string backend = options.backend.empty() ? (cuda ? "nccl" : "gloo") : options.backend;
@@ -94,6 +114,11 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
                      ". Use backend 'gloo' or leave it empty to choose automatically.");
     strategy = detail::make_nccl_backend();
     ACCELERATE_CHECK(strategy, ConfigError, "backend 'nccl' requested, but accelerate-cpp was built without CUDA.");
+    const int gpus = static_cast<int>(torch::cuda::device_count());
+    ACCELERATE_CHECK(env_.local_world_size <= gpus, ConfigError, "backend nccl: ", env_.local_world_size,
+                     " processes on this machine but ", gpus, " visible GPU(s), and NCCL cannot run two ranks on one "
+                     "GPU (it fails later with \"Duplicate GPU detected\"). Start at most ", gpus,
+                     " processes per machine (--num_processes), or use backend gloo (slower) to share a GPU.");
   } else {
     throw ConfigError(detail::concat("Unknown backend '", backend, "'. Choose between: gloo, nccl (or empty for auto)."));
   }

@@ -1,5 +1,7 @@
 #include <accelerate/system_info.hpp>
 
+#include <filesystem>
+
 #include <accelerate/error.hpp>
 #include <accelerate/version.hpp>
 
@@ -28,6 +30,16 @@ std::string format_bytes(int64_t bytes) {
   return text;
 }
 
+namespace {
+/// NVIDIA GPUs the driver knows, seen without CUDA (the driver's /proc entries).
+int driver_gpu_count() {
+  std::error_code ec;
+  int n = 0;
+  for (std::filesystem::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return n;
+}
+}  // namespace
+
 RuntimeInfo runtime_info() {
   RuntimeInfo info;
   info.library_version = kVersion;
@@ -40,19 +52,29 @@ RuntimeInfo runtime_info() {
     info.nccl = detail::nccl_version();
     info.gpus = detail::gpus();
   }
+  if (info.gpus.empty() && driver_gpu_count() > 0) {
+    info.cuda_problem = detail::concat(
+        "this machine has ", driver_gpu_count(), " NVIDIA GPU(s), but this LibTorch (", TORCH_VERSION,
+        info.cuda_built ? ", built with CUDA" : ", a CPU-only build",
+        ") cannot use them, so the job runs on the CPU. Usual causes: the driver is older than LibTorch's CUDA "
+        "runtime needs (compare the CUDA version nvidia-smi prints), or the GPU is older than LibTorch has kernels "
+        "for. Install a LibTorch whose CUDA matches the driver (README: set-up), or update the driver.");
+  }
   return info;
 }
 
 std::string to_markdown(const RuntimeInfo& info) {
   std::string out = detail::concat("- LibTorch version: ", info.torch_version, "\n",
                                    "- CUDA/NCCL code built in: ", info.cuda_built ? "yes" : "no", "\n");
+  if (!info.cuda_problem.empty()) out += "- WARNING: " + info.cuda_problem + "\n";
   if (info.cuda_runtime.empty()) return out + "- CUDA available: no\n";
   out += detail::concat("- CUDA available: yes (runtime ", info.cuda_runtime, ")\n",
                         "- cuDNN version: ", info.cudnn.empty() ? "none" : info.cudnn, "\n",
                         "- NCCL version: ", info.nccl.empty() ? "none" : info.nccl, "\n",
                         "- GPUs: ", info.gpus.size(), "\n");
   for (const auto& g : info.gpus) {
-    out += detail::concat("  - ", g.index, ": ", g.name, ", ", format_bytes(g.total_memory), "\n");
+    out += detail::concat("  - ", g.index, ": ", g.name, ", ", format_bytes(g.total_memory), ", compute capability ",
+                          g.major, ".", g.minor, "\n");
   }
   return out;
 }

@@ -35,6 +35,7 @@ Action register_launch(CLI::App& app) {
                   "Passed as ACCELERATE_GRADIENT_ACCUMULATION_STEPS (default: unset, the program decides; 1)");
   optional_option(cmd, "num_cpu_threads_per_process", o.num_cpu_threads_per_process,
                   "OMP_NUM_THREADS for each worker (default: cores / local processes, unless OMP_NUM_THREADS is set)");
+  optional_option(cmd, "gpu_ids", o.gpu_ids, "GPUs to use, e.g. 0,1, set as CUDA_VISIBLE_DEVICES (default: all)");
   optional_option(cmd, "timeout", o.timeout_s, "Rendezvous and collective timeout in seconds, as ACCELERATE_CPP_TIMEOUT (default 600)");
   optional_option(cmd, "config_file", o.config_file, "HF Accelerate YAML config (default: the file `accelerate-cpp config` writes, if present); flags win");
   cmd->add_option(names("grace_period"), o.grace_period_s,

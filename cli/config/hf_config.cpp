@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
+#include <algorithm>
 #include <variant>
 #include <vector>
 
@@ -192,9 +194,15 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
     warnings << "accelerate-cpp: warning: " << where(path, n) << ": 'enable_cpu_affinity' is not supported and is ignored.\n";
   }
   // HF writes a string ("all", "0,1"); a YAML list ([0, 1]) is accepted too.
-  if (auto n = root["gpu_ids"]; n && !is_off(n) && !(n.IsScalar() && n.Scalar() == "all")) {
-    warnings << "accelerate-cpp: warning: " << where(path, n)
-             << ": 'gpu_ids' is ignored; choose GPUs with CUDA_VISIBLE_DEVICES.\n";
+  if (auto n = root["gpu_ids"]; n && !is_off(n)) {
+    std::string ids;
+    if (n.IsSequence()) {
+      for (const auto& item : n) ids += (ids.empty() ? "" : ",") + as<std::string>(item, "gpu_ids", path, "GPU indexes");
+    } else {
+      ids = as<std::string>(n, "gpu_ids", path, "\"all\" or GPU indexes such as 0,1");
+    }
+    ids.erase(std::remove(ids.begin(), ids.end(), ' '), ids.end());
+    c.gpu_ids = ids;
   }
   return c;
 }
@@ -208,7 +216,7 @@ void write_config(const HfConfig& c, const std::string& path) {
   keys["distributed_type"] = c.distributed_type;
   keys["downcast_bf16"] = std::string("no");
   keys["enable_cpu_affinity"] = false;
-  if (c.distributed_type == "MULTI_GPU") keys["gpu_ids"] = std::string("all");
+  if (c.distributed_type == "MULTI_GPU") keys["gpu_ids"] = c.gpu_ids.value_or("all");
   keys["machine_rank"] = c.machine_rank;
   if (c.main_process_ip) keys["main_process_ip"] = *c.main_process_ip;
   if (c.main_process_port) keys["main_process_port"] = *c.main_process_port;
@@ -262,7 +270,17 @@ int visible_gpu_count() {
   std::error_code ec;
   int n = 0;
   for (fs::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end; it.increment(ec)) ++n;
-  return n;
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (!visible) return n;
+  // CUDA takes the listed devices up to the first invalid entry; "" or "-1" hides them all.
+  int listed = 0;
+  std::string entry;
+  std::istringstream in(visible);
+  while (std::getline(in, entry, ',')) {
+    if (entry.empty() || entry.find_first_not_of("0123456789") != std::string::npos || std::stoi(entry) >= n) break;
+    ++listed;
+  }
+  return listed;
 }
 
 }  // namespace accelerate::cli

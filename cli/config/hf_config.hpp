@@ -19,6 +19,8 @@ struct HfConfig {
   int machine_rank = 0;
   std::optional<std::string> main_process_ip;
   std::optional<int> main_process_port;
+  /// HF's gpu_ids: "all", or indexes "0,1" (a YAML list [0, 1] is read as "0,1"). Unset: all.
+  std::optional<std::string> gpu_ids;
   /// Not an HF key (HF keeps it inside deepspeed_config); written only when it is not 1.
   int gradient_accumulation_steps = 1;
 };
@@ -36,7 +38,8 @@ void write_config(const HfConfig& config, const std::string& path);
 /// The config as "key: value" lines, for `env`.
 std::string describe(const HfConfig& config);
 
-/// GPUs this machine has, seen without CUDA (the NVIDIA driver's /proc entries); 0 when none.
+/// GPUs this process may use, seen without CUDA: the NVIDIA driver's /proc entries, narrowed by
+/// CUDA_VISIBLE_DEVICES when it is set (as CUDA counts them); 0 when none.
 int visible_gpu_count();
 
 }  // namespace accelerate::cli

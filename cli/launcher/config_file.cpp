@@ -21,6 +21,7 @@ void merge_config_file(LaunchOptions& o, const std::string& path) {
   }
   if (c.use_cpu || c.distributed_type == "MULTI_CPU") o.cpu = true;
   if (c.debug) o.debug = true;
+  if (!o.gpu_ids && c.gpu_ids) o.gpu_ids = c.gpu_ids;
 }
 
 }  // namespace accelerate::launcher

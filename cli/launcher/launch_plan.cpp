@@ -94,6 +94,13 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     ACCELERATE_CHECK(*o.gradient_accumulation_steps >= 1, ConfigError, "--gradient_accumulation_steps must be >= 1, got ",
                      *o.gradient_accumulation_steps, ".");
   }
+  if (o.gpu_ids && *o.gpu_ids != "all") {
+    const auto& ids = *o.gpu_ids;
+    const bool ok = !ids.empty() && ids.find_first_not_of("0123456789,") == std::string::npos && ids.front() != ',' &&
+                    ids.back() != ',' && ids.find(",,") == std::string::npos;
+    ACCELERATE_CHECK(ok, ConfigError, "--gpu_ids must be \"all\" or GPU indexes separated by commas (e.g. 0,1), got '",
+                     ids.substr(0, 60), "'.");
+  }
   if (o.timeout_s) {
     // Bounded both ways: below a millisecond nothing can finish, and beyond a year c10d's millisecond counts
     // overflow (a timeout of 1e30 became a negative one).
@@ -154,6 +161,8 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
       e["ACCELERATE_CPP_TIMEOUT"] = t.str();
     }
     if (!threads.empty()) e["OMP_NUM_THREADS"] = threads;
+    // As HF's launch: the chosen GPUs are the only ones the workers see (local rank i takes the i-th of them).
+    if (o.gpu_ids && *o.gpu_ids != "all" && !o.cpu) e["CUDA_VISIBLE_DEVICES"] = *o.gpu_ids;
     plan.workers.push_back(std::move(w));
   }
   return plan;

@@ -20,6 +20,7 @@ struct LaunchOptions {
   std::optional<int> gradient_accumulation_steps;
   std::optional<int> num_cpu_threads_per_process;
   std::optional<double> timeout_s;          ///< rendezvous/collective timeout given to the workers
+  std::optional<std::string> gpu_ids;       ///< "0,1": set as CUDA_VISIBLE_DEVICES for the workers (HF's gpu_ids)
   bool debug = false;
   bool rank_prefix = true;                  ///< prefix worker output lines with "[rank N]" when N > 1
   double grace_period_s = 5.0;              ///< SIGTERM -> SIGKILL delay when stopping workers

@@ -2,6 +2,7 @@
 // (torch.amp.GradScaler's algorithm on ATen's _amp_* kernels).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -24,9 +25,11 @@ struct GradScalerOptions {
 class GradScaler {
  public:
   explicit GradScaler(GradScalerOptions options = {});
-  /// loss * scale (the scale lives on the loss's device).
+  /// loss * scale, in fp32 whatever the loss's dtype (as torch's GradScaler: 65536 is inf in fp16). The scale
+  /// lives on the loss's device.
   at::Tensor scale(const at::Tensor& loss);
-  /// Divides the gradients by the scale in place and records whether any is inf/NaN. Once per step.
+  /// Divides `optimizer`'s gradients by the scale in place and records whether any is inf/NaN. Once per optimizer
+  /// and step: the state is kept per optimizer, as torch's (a GAN clips and steps two optimizers per update).
   void unscale_(torch::optim::Optimizer& optimizer);
   /// Unscales if needed, then steps unless a gradient was inf/NaN. Returns whether it stepped.
   bool step(torch::optim::Optimizer& optimizer);
@@ -39,9 +42,13 @@ class GradScaler {
   bool is_enabled() const { return options_.enabled; }
 
  private:
+  struct PerOptimizer {
+    bool unscaled = false;
+    at::Tensor found_inf;  // on the scale's device; defined once unscaled
+  };
   GradScalerOptions options_;
-  at::Tensor scale_, growth_tracker_, found_inf_;
-  bool unscaled_ = false;
+  at::Tensor scale_, growth_tracker_;
+  std::map<const torch::optim::Optimizer*, PerOptimizer> per_optimizer_;  // cleared by update()
 };
 
 /// The optimizer a prepared loop steps: step() and zero_grad() do nothing on accumulation micro-steps

@@ -31,6 +31,9 @@ struct ProcessStateOptions {
   /// Debug mode: ranks compare each tensor collective's operation, dtype, device and shapes before running it.
   /// Unset: ACCELERATE_DEBUG_MODE (set by `launch --debug` or `debug: true` in the config).
   std::optional<bool> debug;
+  /// Create the process group (and so DDP's Reducer) even for a world of one, as HF does under torchrun; also
+  /// ACCELERATE_CPP_FORCE_PROCESS_GROUP=1. For checking the distributed path on a single GPU.
+  bool force_process_group = false;
 };
 
 namespace detail {
@@ -59,7 +62,8 @@ class ProcessState {
   bool is_main_process() const { return env_.rank == 0; }
   bool is_local_main_process() const { return env_.local_rank == 0; }
   bool is_last_process() const { return env_.rank == env_.world_size - 1; }
-  bool use_distributed() const { return env_.world_size > 1; }
+  /// A process group exists: more than one process, or a world of one with force_process_group.
+  bool use_distributed() const { return env_.world_size > 1 || forced_group_; }
   DistributedType distributed_type() const { return type_; }
   /// "gloo", "nccl", or "" for a single process.
   const std::string& backend() const { return backend_; }
@@ -82,6 +86,7 @@ class ProcessState {
   c10::Device device_{c10::kCPU};
   std::chrono::milliseconds timeout_{kDefaultTimeout};
   std::unique_ptr<detail::Communicator> comm_;
+  bool forced_group_ = false;
 };
 
 }  // namespace accelerate

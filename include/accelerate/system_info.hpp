@@ -13,6 +13,7 @@ struct GpuInfo {
   std::string name;
   int64_t total_memory = 0;      ///< bytes
   int64_t allocated_memory = 0;  ///< bytes held by this process's caching allocator
+  int major = 0, minor = 0;      ///< compute capability (7.5 for a T4: no native bf16)
 };
 
 struct RuntimeInfo {
@@ -23,6 +24,9 @@ struct RuntimeInfo {
   std::string cudnn;          ///< "9.10.2", or empty
   std::string nccl;           ///< "2.27.7", or empty
   std::vector<GpuInfo> gpus;  ///< empty without CUDA or without a GPU
+  /// Non-empty when the machine has NVIDIA GPUs that this LibTorch cannot use (a driver too old for its CUDA, or
+  /// no kernels for the GPU): the job silently runs on the CPU otherwise. Says what to do.
+  std::string cuda_problem;
 };
 
 RuntimeInfo runtime_info();

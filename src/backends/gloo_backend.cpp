@@ -86,7 +86,10 @@ class GlooBackend final : public CommunicationBackend {
               std::chrono::milliseconds timeout) const override {
     auto gloo = create_gloo(store, env, timeout);
     group.setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    // Gloo serves CUDA tensors too (torch's init_process_group("gloo") registers "cpu:gloo,cuda:gloo"): the usual
+    // workaround where NCCL does not work on a GPU machine.
     group.setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    group.setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
   }
 };
 }  // namespace

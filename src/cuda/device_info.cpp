@@ -21,6 +21,8 @@ std::vector<GpuInfo> gpus() {
     g.index = i;
     g.name = p->name;
     g.total_memory = static_cast<int64_t>(p->totalGlobalMem);
+    g.major = p->major;
+    g.minor = p->minor;
     // Only devices this process already uses: asking the allocator does not create a context.
     if (c10::cuda::CUDACachingAllocator::get()->initialized()) {
       const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(i));

@@ -3,6 +3,7 @@
 #include "detail/communicator.hpp"
 
 #include <c10/cuda/CUDAFunctions.h>
+#include <cstdlib>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
@@ -14,7 +15,12 @@ class NcclBackend final : public CommunicationBackend {
   void attach(c10d::ProcessGroup& group, const c10::intrusive_ptr<c10d::Store>& store, const LaunchEnvironment& env,
               std::chrono::milliseconds timeout) const override {
     const auto device_count = c10::cuda::device_count();
-    c10::cuda::set_device(static_cast<c10::DeviceIndex>(env.local_rank % device_count));
+    const c10::Device device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank % device_count));
+    c10::cuda::set_device(device.index());
+    // Collectives wait on the CPU, so that a timeout or a dead peer raises (our TimeoutError with the hang report)
+    // instead of torch's watchdog aborting the process. Read by ProcessGroupNCCL's constructor; a value the user set
+    // wins (TORCH_NCCL_BLOCKING_WAIT=0 restores torch's asynchronous error handling).
+    ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
     auto options = c10d::ProcessGroupNCCL::Options::create();
     options->timeout = timeout;
     auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("cuda/", store),
@@ -22,6 +28,11 @@ class NcclBackend final : public CommunicationBackend {
     group.setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
     group.setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
     group.setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, create_gloo(store, env, timeout));
+    // Connect now, bound to this rank's GPU, inside the set-up's error handling: "Duplicate GPU detected" or a
+    // network error surfaces here with the fix, not raw from the first collective in prepare(model).
+    group.setBoundDeviceId(device);
+    nccl->setBoundDeviceId(device);
+    nccl->eagerConnectSingleDevice(device);
   }
 };
 }  // namespace

@@ -109,6 +109,10 @@ class CommunicationBackend {
                       const LaunchEnvironment& env, std::chrono::milliseconds timeout) const = 0;
 };
 
+/// Debug mode's device rule: every rank's tensor on the same device type, the CPU or the job's device ("" when
+/// fine, else the problem).
+std::string debug_device_problem(c10::DeviceType tensor, c10::DeviceType first, c10::DeviceType job);
+
 /// An exception raised by a communication library (gloo's types, c10d's DistError family), as opposed to a
 /// user's or autograd's error.
 bool is_communication_error(const std::exception& error);

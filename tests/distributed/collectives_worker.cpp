@@ -2,6 +2,8 @@
 // the same order on every rank and checks the result this rank sees.
 #include <accelerate/accelerate.hpp>
 
+#include "detail/communicator.hpp"
+
 #include <ATen/ATen.h>
 #include <filesystem>
 #include <fstream>
@@ -26,7 +28,16 @@ TEST(Collectives, WorldIsConsistent) {
   EXPECT_EQ(static_cast<int>(locals.size()), world());
   EXPECT_EQ(S().is_main_process(), rank() == 0);
   EXPECT_EQ(S().is_last_process(), rank() == world() - 1);
-  EXPECT_EQ(S().backend(), world() > 1 ? "gloo" : "");
+  // Issue 11, item 8: "nccl" on GPUs, "gloo" on CPUs.
+  const char* chosen = std::getenv("ACCELERATE_TEST_BACKEND");
+  const std::string expected = chosen ? chosen : S().device().is_cuda() ? "nccl" : "gloo";
+  EXPECT_EQ(S().backend(), S().use_distributed() ? expected : "");
+  if (S().backend() == "gloo") {
+    // Issue 11, item 1: Gloo serves CUDA tensors too (torch's "cpu:gloo,cuda:gloo"), so backend gloo on a GPU
+    // machine does not fail at prepare(model) with "No backend type associated with device type cuda".
+    auto& group = S().communicator()->group();
+    EXPECT_EQ(group.getBackend(c10::DeviceType::CUDA).get(), group.getBackend(c10::DeviceType::CPU).get());
+  }
 }
 
 TEST(Collectives, GatherUnevenFirstDimsAcrossDtypes) {
@@ -288,6 +299,7 @@ int main(int argc, char** argv) {
     ProcessStateOptions options;
     const char* device = std::getenv("ACCELERATE_TEST_DEVICE");
     options.cpu = !(device && std::string(device) == "cuda");
+    if (const char* backend = std::getenv("ACCELERATE_TEST_BACKEND")) options.backend = backend;  // gloo on a GPU
     ProcessState state(options);
     if (!options.cpu && !state.device().is_cuda()) {
       std::cerr << "collectives_worker: ACCELERATE_TEST_DEVICE=cuda but no CUDA device is available" << std::endl;

@@ -18,7 +18,9 @@ inline int run_distributed_tests(int argc, char** argv, std::shared_ptr<ProcessS
     // CPU unless ACCELERATE_TEST_DEVICE=cuda (the GPU check runs the same tests on the rank's GPU).
     const char* device = std::getenv("ACCELERATE_TEST_DEVICE");
     const bool cuda = device && std::string(device) == "cuda";
-    state = std::make_shared<ProcessState>(ProcessStateOptions{.cpu = !cuda});
+    // ACCELERATE_TEST_BACKEND=gloo: Gloo with CUDA tensors (two ranks can then share one GPU).
+    const char* backend = std::getenv("ACCELERATE_TEST_BACKEND");
+    state = std::make_shared<ProcessState>(ProcessStateOptions{.cpu = !cuda, .backend = backend ? backend : ""});
     if (cuda && !state->device().is_cuda()) {
       std::cerr << program << ": ACCELERATE_TEST_DEVICE=cuda but no CUDA device is available" << std::endl;
       return 1;

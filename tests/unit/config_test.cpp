@@ -65,11 +65,11 @@ TEST(HfConfig, NoInputCrashesTheReader) {
     EXPECT_NE(std::string(e.what()).find("is not a regular file but a folder"), std::string::npos) << e.what();
   }
   fs::remove_all(folder);
-  // HF's gpu_ids as a YAML list: accepted, with a warning.
+  // HF's gpu_ids as a YAML list: accepted, as "0,1" (issue 11: it becomes CUDA_VISIBLE_DEVICES).
   const auto path = write_temp("gpus.yaml", "gpu_ids: [0, 1]\nnum_processes: 2\n");
   const auto c = read_config(path, warnings);
   EXPECT_EQ(c.num_processes, 2);
-  EXPECT_NE(warnings.str().find("'gpu_ids' is ignored"), std::string::npos) << warnings.str();
+  EXPECT_EQ(c.gpu_ids, "0,1");
   fs::remove(path);
   // A key that is not a name, and a huge value: errors of bounded size.
   EXPECT_NE(error_of("? [a, b]\n: 1\n").find("keys must be plain names"), std::string::npos);

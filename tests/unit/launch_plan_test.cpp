@@ -73,6 +73,23 @@ TEST(LaunchPlan, MultiNodeRanks) {
   EXPECT_EQ(plan.workers[1].env.at("MASTER_ADDR"), "10.0.0.1");
 }
 
+// Issue 11, item 9: gpu_ids (flag or config) becomes the workers' CUDA_VISIBLE_DEVICES, as HF's launch does.
+TEST(LaunchPlan, GpuIdsBecomeCudaVisibleDevices) {
+  LaunchOptions o;
+  o.num_processes = 2;
+  o.gpu_ids = "2,3";
+  auto p = plan_for(o);
+  for (const auto& w : p.workers) EXPECT_EQ(w.env.at("CUDA_VISIBLE_DEVICES"), "2,3");
+  o.gpu_ids = "all";
+  EXPECT_EQ(plan_for(o).workers[0].env.count("CUDA_VISIBLE_DEVICES"), 0u);
+  o.gpu_ids = "2,3";
+  o.cpu = true;
+  EXPECT_EQ(plan_for(o).workers[0].env.count("CUDA_VISIBLE_DEVICES"), 0u);
+  o.cpu = false;
+  o.gpu_ids = "0;1";
+  EXPECT_THROW(plan_for(o), ConfigError);
+}
+
 TEST(LaunchPlan, BadFlags) {
   auto expect_error = [](LaunchOptions o, const std::string& needle) {
     try {

@@ -1,0 +1,17 @@
+// Internal: collectives the library makes for itself (not the user's), on the CPU side of the group.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace accelerate {
+class ProcessState;
+}
+
+namespace accelerate::detail {
+
+/// Broadcasts a CPU tensor from `root` in place, through the group's Gloo backend whatever the job's device, and
+/// outside debug mode's checks (which are about the user's collectives); the hang report names it `op`. Nothing
+/// happens in a world of one.
+void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root, const char* op);
+
+}  // namespace accelerate::detail
