@@ -266,21 +266,27 @@ std::string describe(const HfConfig& c) {
                 "\ngradient_accumulation_steps: ", c.gradient_accumulation_steps, "\n");
 }
 
+int visible_gpu_count(int driver_gpus, const char* cuda_visible_devices) {
+  if (!cuda_visible_devices) return driver_gpus;
+  // CUDA takes the listed devices up to the first invalid entry; "" or "-1" hides them all.
+  int listed = 0;
+  std::string entry;
+  std::istringstream in(cuda_visible_devices);
+  while (std::getline(in, entry, ',')) {
+    if (entry.empty() || entry.size() > 4 || entry.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(entry) >= driver_gpus) {
+      break;
+    }
+    ++listed;
+  }
+  return listed;
+}
+
 int visible_gpu_count() {
   std::error_code ec;
   int n = 0;
   for (fs::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end; it.increment(ec)) ++n;
-  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-  if (!visible) return n;
-  // CUDA takes the listed devices up to the first invalid entry; "" or "-1" hides them all.
-  int listed = 0;
-  std::string entry;
-  std::istringstream in(visible);
-  while (std::getline(in, entry, ',')) {
-    if (entry.empty() || entry.find_first_not_of("0123456789") != std::string::npos || std::stoi(entry) >= n) break;
-    ++listed;
-  }
-  return listed;
+  return visible_gpu_count(n, std::getenv("CUDA_VISIBLE_DEVICES"));
 }
 
 }  // namespace accelerate::cli

@@ -41,5 +41,7 @@ std::string describe(const HfConfig& config);
 /// GPUs this process may use, seen without CUDA: the NVIDIA driver's /proc entries, narrowed by
 /// CUDA_VISIBLE_DEVICES when it is set (as CUDA counts them); 0 when none.
 int visible_gpu_count();
+/// The same from the driver's count and CUDA_VISIBLE_DEVICES (nullptr: unset).
+int visible_gpu_count(int driver_gpus, const char* cuda_visible_devices);
 
 }  // namespace accelerate::cli

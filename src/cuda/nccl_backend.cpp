@@ -3,7 +3,6 @@
 #include "detail/communicator.hpp"
 
 #include <c10/cuda/CUDAFunctions.h>
-#include <cstdlib>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
@@ -17,10 +16,9 @@ class NcclBackend final : public CommunicationBackend {
     const auto device_count = c10::cuda::device_count();
     const c10::Device device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank % device_count));
     c10::cuda::set_device(device.index());
-    // Collectives wait on the CPU, so that a timeout or a dead peer raises (our TimeoutError with the hang report)
-    // instead of torch's watchdog aborting the process. Read by ProcessGroupNCCL's constructor; a value the user set
-    // wins (TORCH_NCCL_BLOCKING_WAIT=0 restores torch's asynchronous error handling).
-    ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
+    // Timeouts stay with torch's watchdog (asynchronous error handling, the default): NCCL work only makes the
+    // stream wait, so a CPU-side deadline would need a blocking wait, which also disables the watchdog and could
+    // leave a hung collective in the Reducer's path hanging for ever. docs/debugging.md says what differs.
     auto options = c10d::ProcessGroupNCCL::Options::create();
     options->timeout = timeout;
     auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("cuda/", store),

@@ -85,6 +85,16 @@ TEST(HfConfig, NoInputCrashesTheReader) {
   EXPECT_LT(many_unknown.size(), 1000u);
 }
 
+// Issue 11, item 9: `config` counts the GPUs CUDA_VISIBLE_DEVICES leaves, as CUDA does.
+TEST(HfConfig, GpuCountFollowsCudaVisibleDevices) {
+  EXPECT_EQ(visible_gpu_count(4, nullptr), 4);
+  EXPECT_EQ(visible_gpu_count(4, "2,3"), 2);
+  EXPECT_EQ(visible_gpu_count(4, ""), 0);
+  EXPECT_EQ(visible_gpu_count(4, "-1"), 0);
+  EXPECT_EQ(visible_gpu_count(4, "1,7,2"), 1);  // CUDA stops at the first device that does not exist
+  EXPECT_EQ(visible_gpu_count(0, "0"), 0);
+}
+
 // Issue 10, case 3: a key given twice takes the last value, as Python's YAML loader does.
 TEST(HfConfig, ARepeatedKeyTakesTheLastValue) {
   const auto path = write_temp("twice.yaml", "num_processes: 2\nmixed_precision: bf16\nnum_processes: 3\n");
