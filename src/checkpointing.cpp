@@ -18,6 +18,7 @@
 #include <optional>
 #include <string_view>
 #include <fstream>
+#include <iostream>
 #include <torch/optim/optimizer.h>
 #include <torch/version.h>
 
@@ -197,6 +198,8 @@ std::string Accelerator::save_state(const std::string& output_dir) {
   // Rank 0 prepares the folder; a machine that does not see it there (a node-local output folder, no shared
   // filesystem) prepares its own through its local main process, as HF creates the folder on every process.
   auto prepare_folder = [&] {
+    // A NODE_LOCAL folder of this name is a stale part of an earlier save (machine 0's decides what exists).
+    if (fs::exists(dir / "NODE_LOCAL") && !fs::exists(dir / kComplete)) fs::remove_all(dir);
     ACCELERATE_CHECK(!fs::exists(dir) || fs::is_empty(dir), CheckpointError, "save_state: ", dir.string(),
                      " already exists and is not empty; choose another folder (nothing was written).");
     fs::remove_all(tmp);  // a leftover of an interrupted save of this very folder
@@ -275,32 +278,51 @@ std::string Accelerator::save_state(const std::string& output_dir) {
     fsync_path(dir);
   });
   if (output_dir.empty()) {
-    if (is_main_process() && project.total_limit) {
-      // Rotation happens only now that the new checkpoint is complete.
-      std::vector<std::pair<int64_t, fs::path>> complete;
-      for (const auto& entry : fs::directory_iterator(dir.parent_path())) {
-        const auto name = entry.path().filename().string();
-        if (name.size() > 9 && name.ends_with(".deleting")) fs::remove_all(entry.path());  // an interrupted rotation
-        auto n = checkpoint_index(name);
-        if (n && fs::exists(entry.path() / kComplete)) complete.emplace_back(*n, entry.path());
-      }
-      std::sort(complete.begin(), complete.end());
-      // The checkpoint just written is never a candidate, whatever its number.
-      std::erase_if(complete, [&](const auto& c) { return c.second.filename() == dir.filename(); });
-      while (static_cast<int>(complete.size()) >= *project.total_limit && !complete.empty()) {
-        // Renamed first (atomic), deleted second: a crash mid-deletion never leaves a "complete" folder with files
-        // missing, because the half-deleted one no longer has a checkpoint's name.
-        const fs::path doomed = complete.front().second.string() + ".deleting";
-        fs::rename(complete.front().second, doomed);
-        fsync_path(doomed.parent_path());
-        fs::remove_all(doomed);
-        complete.erase(complete.begin());
-      }
-    }
+    if (project.total_limit) rotate(dir, shared);
     ++project.iteration;
   }
   wait_for_everyone();
   return dir.string();
+}
+
+namespace {
+
+/// Renamed first (atomic), deleted second: a crash mid-deletion never leaves a "complete" folder with files
+/// missing, because the half-deleted one no longer has a checkpoint's name.
+void delete_checkpoint(const fs::path& folder) {
+  if (!fs::exists(folder)) return;
+  const fs::path doomed = folder.string() + ".deleting";
+  fs::rename(folder, doomed);
+  fsync_path(doomed.parent_path());
+  fs::remove_all(doomed);
+}
+
+}  // namespace
+
+void Accelerator::rotate(const fs::path& written, bool shared) {
+  // Rotation happens only now that the new checkpoint is complete. Rank 0 decides from machine 0's folder; a
+  // machine with a folder of its own removes the same names there (its NODE_LOCAL parts).
+  std::vector<c10::IValue> doomed;
+  if (is_main_process()) {
+    std::vector<std::pair<int64_t, fs::path>> complete;
+    for (const auto& entry : fs::directory_iterator(written.parent_path())) {
+      const auto name = entry.path().filename().string();
+      if (name.size() > 9 && name.ends_with(".deleting")) fs::remove_all(entry.path());  // an interrupted rotation
+      auto n = checkpoint_index(name);
+      if (n && fs::exists(entry.path() / kComplete)) complete.emplace_back(*n, entry.path());
+    }
+    std::sort(complete.begin(), complete.end());
+    // The checkpoint just written is never a candidate, whatever its number.
+    std::erase_if(complete, [&](const auto& c) { return c.second.filename() == written.filename(); });
+    while (static_cast<int>(complete.size()) >= *options_.project.total_limit && !complete.empty()) {
+      delete_checkpoint(complete.front().second);
+      doomed.emplace_back(complete.front().second.filename().string());
+      complete.erase(complete.begin());
+    }
+  }
+  broadcast_object_list(*state_, doomed, 0);
+  if (shared || !is_local_main_process()) return;
+  for (const auto& name : doomed) delete_checkpoint(written.parent_path() / name.toStringRef());
 }
 
 void Accelerator::continue_numbering() {
@@ -331,8 +353,10 @@ std::string Accelerator::load_state(const std::string& input_dir) {
     ACCELERATE_CHECK(!project.project_dir.empty(), ConfigError,
                      "load_state: give a folder, or set ProjectConfiguration::project_dir.");
     const fs::path root = fs::path(project.project_dir) / "checkpoints";
+    // Rank 0 chooses and every rank takes the same name: machines with their own folders (or a stale leftover on
+    // one of them) must never resume from different checkpoints.
     int64_t newest = -1;
-    if (fs::exists(root)) {
+    if (is_main_process() && fs::exists(root)) {
       for (const auto& entry : fs::directory_iterator(root)) {
         const auto n = checkpoint_index(entry.path().filename().string());
         if (!n) continue;
@@ -340,15 +364,26 @@ std::string Accelerator::load_state(const std::string& input_dir) {
           print("accelerate: skipping incomplete checkpoint", entry.path().string());
           continue;
         }
-        if (*n > newest) newest = *n, dir = entry.path();
+        newest = std::max(newest, *n);
       }
     }
-    ACCELERATE_CHECK(newest >= 0, CheckpointError, "load_state: no complete checkpoint in ", root.string(), ".");
+    std::vector<c10::IValue> chosen{c10::IValue(newest)};
+    broadcast_object_list(*state_, chosen, 0);
+    newest = chosen[0].toInt();
+    ACCELERATE_CHECK(newest >= 0, CheckpointError, "load_state: no complete checkpoint in ", root.string(),
+                     " (on the main process's machine).");
+    dir = root / concat("checkpoint_", newest);
     project.iteration = newest + 1;
     numbering_checked_ = true;
   }
-  ACCELERATE_CHECK(fs::exists(dir / kComplete), CheckpointError, "load_state: ", dir.string(),
-                   " is not a complete checkpoint (no ", kComplete, " marker): it was interrupted while being written.");
+  run_agreed(*state_, [&] {
+    ACCELERATE_CHECK(fs::exists(dir / kComplete), CheckpointError, "load_state: ", dir.string(),
+                     fs::exists(dir / "NODE_LOCAL")
+                         ? " holds only this machine's random states (NODE_LOCAL): copy machine 0's checkpoint folder "
+                           "here (this machine's files may stay), or use a folder all machines share."
+                         : concat(" is not a complete checkpoint (no ", kComplete,
+                                  " marker): it was interrupted while being written."));
+  });
   const auto meta_file = dir / "metadata.json";
   const auto meta = read_json(meta_file);
   const int format = field<int>(meta, "format_version", meta_file, 0);
@@ -401,7 +436,19 @@ std::string Accelerator::load_state(const std::string& input_dir) {
       for (const auto& name : f.keys()) tensors[name] = f.get(name).clone();
       custom_objects_[i]->load_state(tensors, f.metadata().count("json") ? f.metadata().at("json") : "{}");
     }
-    const int rng_rank = process_index() < saved_world ? process_index() : 0;
+    // This rank's random states, else rank 0's (another world size, or a machine that has only machine 0's files),
+    // else none: the run goes on, not bitwise, as HF's "Could not load random states".
+    int rng_rank = process_index() < saved_world ? process_index() : 0;
+    if (!fs::exists(dir / concat("random_states_", rng_rank, ".safetensors"))) {
+      std::cerr << "accelerate: warning: rank " << process_index() << ": " << dir.string() << " has no random_states_"
+                << rng_rank << ".safetensors; " << (rng_rank != 0 ? "taking rank 0's" : "the generators are not restored")
+                << " (the run continues, but not bitwise like an uninterrupted one)." << std::endl;
+      rng_rank = rng_rank != 0 && fs::exists(dir / "random_states_0.safetensors") ? 0 : -1;
+    }
+    if (rng_rank < 0) {
+      step_ = field<int64_t>(meta, "step", meta_file, int64_t{0});
+      return;
+    }
     const auto rng_file = dir / concat("random_states_", rng_rank, ".safetensors");
     safetensors::File rng(rng_file.string());
     from_file(rng_file, [&] {

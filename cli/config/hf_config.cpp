@@ -1,4 +1,5 @@
 #include "config/hf_config.hpp"
+#include "launcher/launch_plan.hpp"
 
 #include <accelerate/error.hpp>
 
@@ -202,6 +203,9 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
       ids = as<std::string>(n, "gpu_ids", path, "\"all\" or GPU indexes such as 0,1");
     }
     ids.erase(std::remove(ids.begin(), ids.end(), ' '), ids.end());
+    ACCELERATE_CHECK(ids == "all" || launcher::valid_gpu_ids(ids), ConfigError, where(path, n),
+                     ": 'gpu_ids' must be \"all\" or GPUs separated by commas (e.g. 0,1, or [0, 1]), got '",
+                     bounded(ids), "'.");
     c.gpu_ids = ids;
   }
   return c;

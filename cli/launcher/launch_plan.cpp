@@ -1,5 +1,8 @@
 #include "launcher/launch_plan.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include <accelerate/error.hpp>
 
 #include <random>
@@ -46,6 +49,14 @@ std::string resolve_program(const std::string& program, const std::string& path_
   }
   throw LaunchError(detail::concat("PROGRAM '", program, "' was not found in PATH. Give its path (e.g. ./build/bin/",
                                    program, ") or add its directory to PATH."));
+}
+
+bool valid_gpu_ids(const std::string& ids) {
+  // What CUDA_VISIBLE_DEVICES takes: indexes or UUIDs ("GPU-...", "MIG-..."), separated by single commas.
+  if (ids.empty() || ids.size() > 4096 || ids.front() == ',' || ids.back() == ',' || ids.find(",,") != std::string::npos) {
+    return false;
+  }
+  return std::all_of(ids.begin(), ids.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == ',' || c == '-' || c == '_'; });
 }
 
 LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program, int (*free_port)(), int cpu_count,
@@ -96,10 +107,9 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
   }
   if (o.gpu_ids && *o.gpu_ids != "all") {
     const auto& ids = *o.gpu_ids;
-    const bool ok = !ids.empty() && ids.find_first_not_of("0123456789,") == std::string::npos && ids.front() != ',' &&
-                    ids.back() != ',' && ids.find(",,") == std::string::npos;
-    ACCELERATE_CHECK(ok, ConfigError, "--gpu_ids must be \"all\" or GPU indexes separated by commas (e.g. 0,1), got '",
-                     ids.substr(0, 60), "'.");
+    ACCELERATE_CHECK(valid_gpu_ids(ids), ConfigError,
+                     "--gpu_ids must be \"all\" or GPUs separated by commas (indexes such as 0,1, or UUIDs), got '",
+                     ids.substr(0, 60), ids.size() > 60 ? "...'." : "'.");
   }
   if (o.timeout_s) {
     // Bounded both ways: below a millisecond nothing can finish, and beyond a year c10d's millisecond counts
@@ -162,7 +172,7 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     }
     if (!threads.empty()) e["OMP_NUM_THREADS"] = threads;
     // As HF's launch: the chosen GPUs are the only ones the workers see (local rank i takes the i-th of them).
-    if (o.gpu_ids && *o.gpu_ids != "all" && !o.cpu) e["CUDA_VISIBLE_DEVICES"] = *o.gpu_ids;
+    if (o.gpu_ids && *o.gpu_ids != "all") e["CUDA_VISIBLE_DEVICES"] = *o.gpu_ids;
     plan.workers.push_back(std::move(w));
   }
   return plan;

@@ -51,6 +51,9 @@ struct LaunchPlan {
   std::vector<WorkerSpec> workers;
 };
 
+/// A value CUDA_VISIBLE_DEVICES takes: GPU indexes or UUIDs separated by single commas (at most 4096 characters).
+bool valid_gpu_ids(const std::string& ids);
+
 /// Validates the options and builds the plan. `free_port` is called when a port must be picked;
 /// `cpu_count` is the number of cores (for OMP_NUM_THREADS). Throws ConfigError with the fix.
 LaunchPlan make_plan(const LaunchOptions& options, const std::string& resolved_program, int (*free_port)(),

@@ -16,6 +16,7 @@
 #include <accelerate/guard.hpp>
 
 #include <deque>
+#include <filesystem>
 #include <memory>
 #include <tuple>
 #include <vector>
@@ -219,6 +220,7 @@ class Accelerator {
   void do_sync();
   void init();
   void continue_numbering();
+  void rotate(const std::filesystem::path& written, bool shared);
 
   AcceleratorOptions options_;
   std::shared_ptr<ProcessState> state_;

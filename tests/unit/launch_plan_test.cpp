@@ -82,12 +82,12 @@ TEST(LaunchPlan, GpuIdsBecomeCudaVisibleDevices) {
   for (const auto& w : p.workers) EXPECT_EQ(w.env.at("CUDA_VISIBLE_DEVICES"), "2,3");
   o.gpu_ids = "all";
   EXPECT_EQ(plan_for(o).workers[0].env.count("CUDA_VISIBLE_DEVICES"), 0u);
-  o.gpu_ids = "2,3";
-  o.cpu = true;
-  EXPECT_EQ(plan_for(o).workers[0].env.count("CUDA_VISIBLE_DEVICES"), 0u);
-  o.cpu = false;
-  o.gpu_ids = "0;1";
-  EXPECT_THROW(plan_for(o), ConfigError);
+  o.gpu_ids = "GPU-8f0d3c2e,MIG-1";  // UUIDs, as CUDA takes them
+  EXPECT_EQ(plan_for(o).workers[0].env.at("CUDA_VISIBLE_DEVICES"), "GPU-8f0d3c2e,MIG-1");
+  for (const char* bad : {"0;1", ",", "1,,2", "0,", ""}) {
+    o.gpu_ids = bad;
+    EXPECT_THROW(plan_for(o), ConfigError) << bad;
+  }
 }
 
 TEST(LaunchPlan, BadFlags) {
