@@ -48,7 +48,8 @@ if [ ! -f "$BUILD/build.ninja" ]; then
   log "configuring $BUILD"
   mkdir -p "$BUILD"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DACCELERATE_PYTHON="$VENV/bin/python" >"$BUILD/configure.log" 2>&1 \
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DACCELERATE_PYTHON="$VENV/bin/python" -DACCELERATE_WARNINGS_AS_ERRORS=ON \
+    >"$BUILD/configure.log" 2>&1 \
     || { cat "$BUILD/configure.log"; exit 1; }
 fi
 # Two cores, LibTorch headers: two jobs keep memory well under the machine's size.

@@ -26,12 +26,9 @@ PlatformInfo detect_platform(const EnvironmentVariables& env, const std::functio
     std::error_code ec;
     return std::filesystem::exists(path, ec);
   };
-  std::string cwd;
-  {
-    std::error_code ec;
-    cwd = std::filesystem::current_path(ec).string();
-    if (ec) cwd = ".";
-  }
+  std::error_code ec;
+  const std::filesystem::path current = std::filesystem::current_path(ec);
+  const std::string cwd = ec ? std::string(".") : current.native();
   if (has("KAGGLE_KERNEL_RUN_TYPE")) return {Platform::Kaggle, "/kaggle/working"};
   if (has("COLAB_GPU") || has("COLAB_RELEASE_TAG")) {
     // Only Drive survives the end of a Colab session; use it when the user mounted it.
