@@ -99,6 +99,11 @@ void Accelerator::init() {
     }
   }
   if (options_.seed) set_seed(*options_.seed);
+  auto& project_dir = options_.project.project_dir;
+  ACCELERATE_CHECK(options_.project_dir.empty() || project_dir.empty() || options_.project_dir == project_dir,
+                   ConfigError, "AcceleratorOptions: project_dir '", options_.project_dir,
+                   "' and project.project_dir '", project_dir, "' differ; give one of them.");
+  if (project_dir.empty()) project_dir = options_.project_dir;
   // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
   // binary keeps its checkpoints and logs where they survive on each platform.
   if (options_.project.project_dir.empty()) options_.project.project_dir = detect_platform().output_dir;

@@ -160,6 +160,14 @@ at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction
   return result;
 }
 
+at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, const std::string& reduction) {
+  if (reduction == "sum" || reduction == "none") return reduce(state, tensor, Reduction::Sum);  // HF: "none" sums
+  if (reduction == "mean") return reduce(state, tensor, Reduction::Mean);
+  if (reduction == "max") return reduce(state, tensor, Reduction::Max);
+  throw ConfigError(concat("reduce: unknown reduction '", reduction.substr(0, 40), "'. Choose between: sum, mean, none "
+                           "(sums, as HF), max."));
+}
+
 at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& tensor, int64_t dim, double pad_index,
                                 bool pad_first) {
   if (dim >= tensor.dim() || dim < -tensor.dim()) return tensor;

@@ -100,4 +100,27 @@ void ProgressBar::close() {
   closed_ = true;
 }
 
+ProgressRange::ProgressRange(DataLoader& loader, ProgressOptions options)
+    : loader_(loader), options_(std::move(options)) {
+  ACCELERATE_CHECK(loader.state() != nullptr, StateError,
+                   "progress_bar(loader): prepare the loader first (acc.prepare(loader)); the bar needs its process "
+                   "state. For an unprepared loader use ProgressBar(state, total).");
+}
+
+ProgressRange::Iterator ProgressRange::begin() {
+  bar_ = std::make_unique<ProgressBar>(*loader_.state(), loader_.size(), options_);
+  auto inner = loader_.begin();
+  if (!(inner != loader_.end())) bar_->close();
+  return Iterator(std::move(inner), bar_.get(), &loader_);
+}
+
+ProgressRange::Iterator& ProgressRange::Iterator::operator++() {
+  ++inner_;
+  if (bar_) {
+    bar_->update();
+    if (!(inner_ != loader_->end())) bar_->close();
+  }
+  return *this;
+}
+
 }  // namespace accelerate

@@ -169,6 +169,10 @@ class Accelerator {
   at::Tensor reduce(const at::Tensor& tensor, Reduction reduction = Reduction::Sum) const {
     return accelerate::reduce(*state_, tensor, reduction);
   }
+  /// HF's `accelerator.reduce(t, "sum")`: "sum", "mean", "none" (sums, as HF), "max".
+  at::Tensor reduce(const at::Tensor& tensor, const std::string& reduction) const {
+    return accelerate::reduce(*state_, tensor, reduction);
+  }
   at::Tensor pad_across_processes(const at::Tensor& tensor, int64_t dim = 0, double pad_index = 0,
                                   bool pad_first = false) const {
     return accelerate::pad_across_processes(*state_, tensor, dim, pad_index, pad_first);

@@ -41,33 +41,42 @@ struct ProjectConfiguration {
   std::string logging_dir;
 };
 
+/// The Accelerator's arguments, in the order of HF's `Accelerator(...)` (designated initialisers must follow the
+/// declaration order, so a port keeps HF's order): split_batches, mixed_precision, gradient_accumulation_steps, cpu,
+/// dataloader_config (even_batches), log_with, project_dir, project_config, gradient_accumulation_plugin
+/// (sync_with_dataloader), step_scheduler_with_optimizer, kwargs_handlers (ddp, grad_scaler); then our own.
 struct AcceleratorOptions {
+  /// DataLoaderConfiguration: each global batch is split between the processes instead of each process
+  /// taking whole batches.
+  bool split_batches = false;
   /// "no", "fp16", "bf16". Unset: ACCELERATE_MIXED_PRECISION (set by launch), else "no". fp16 on a CPU job
   /// trains in fp32 (as HF Accelerate does; fp16 is emulated there and several times slower), with one warning
   /// that says so and points to bf16, the CPU's mixed precision; see fp16_on_cpu.
   std::optional<std::string> mixed_precision;
-  /// Run fp16 autocast and a GradScaler on the CPU anyway (LibTorch has the kernels; slow, but it is what a GPU
-  /// fp16 run computes, e.g. to test a GPU configuration on a laptop).
-  bool fp16_on_cpu = false;
   /// Unset: ACCELERATE_GRADIENT_ACCUMULATION_STEPS (set by launch), else 1. A value given here wins.
   std::optional<int> gradient_accumulation_steps;
   /// Force CPU (also ACCELERATE_USE_CPU).
   bool cpu = false;
-  /// DataLoaderConfiguration: each global batch is split between the processes instead of each process
-  /// taking whole batches.
-  bool split_batches = false;
   /// DataLoaderConfiguration: complete the last round from the start so every process gets as many batches.
   bool even_batches = true;
+  /// Trackers for init_trackers/log: "tensorboard", "jsonl", "csv", "all" (HF's log_with).
+  std::vector<std::string> log_with;
+  /// HF's project_dir argument: the same as project.project_dir (give one of them, or the same folder twice).
+  std::string project_dir;
+  /// HF's project_config.
+  ProjectConfiguration project;
   /// The last batch of a loader always syncs and steps (GradientAccumulationPlugin::sync_with_dataloader).
   bool sync_with_dataloader = true;
   bool step_scheduler_with_optimizer = true;
-  /// set_seed(seed) at construction.
-  std::optional<uint64_t> seed;
-  ProjectConfiguration project;
-  /// Trackers for init_trackers/log: "tensorboard", "jsonl", "csv", "all" (HF's log_with).
-  std::vector<std::string> log_with;
+  /// kwargs_handlers: DistributedDataParallelKwargs and GradScalerKwargs.
   DdpOptions ddp;
   GradScalerOptions grad_scaler;
+  // ---- accelerate-cpp's own ----
+  /// Run fp16 autocast and a GradScaler on the CPU anyway (LibTorch has the kernels; slow, but it is what a GPU
+  /// fp16 run computes, e.g. to test a GPU configuration on a laptop).
+  bool fp16_on_cpu = false;
+  /// set_seed(seed) at construction.
+  std::optional<uint64_t> seed;
   /// Timeout and backend of the process group.
   ProcessStateOptions process;
 };

@@ -41,6 +41,8 @@ void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& 
 
 /// All-reduces a copy of `tensor`. Mean divides the sum by the number of processes (floating dtypes only).
 at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction reduction = Reduction::Mean);
+/// HF's string form: "sum", "mean", and "none", which sums as HF's does; also "max". Else a ConfigError.
+at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, const std::string& reduction);
 
 /// Pads `tensor` along `dim` to the largest size any rank holds there, with `pad_index`, at the end
 /// (at the front with `pad_first`). A `dim` out of range returns the tensor unchanged, as in HF.

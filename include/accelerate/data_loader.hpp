@@ -139,6 +139,8 @@ class DataLoader {
   /// Used by Accelerator::prepare.
   void prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard, c10::Device device);
   bool is_prepared() const { return state_ != nullptr; }
+  /// The process state given by prepare (nullptr before).
+  const ProcessState* state() const { return state_; }
 
  private:
   class Prefetcher;

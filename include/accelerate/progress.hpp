@@ -6,9 +6,11 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include <accelerate/data_loader.hpp>
 #include <accelerate/process_state.hpp>
 #include <accelerate/tracking.hpp>
 
@@ -49,5 +51,38 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_draw_;
   bool closed_ = false;
 };
+
+/// tqdm's `for batch in tqdm(loader)`: `for (auto& batch : progress_bar(loader))` iterates a prepared loader and
+/// advances a bar of loader.size() steps, closed when the loop ends. Throws StateError for a loader that was not
+/// prepared (the bar needs its process state; use ProgressBar(state, total) directly otherwise).
+class ProgressRange {
+ public:
+  ProgressRange(DataLoader& loader, ProgressOptions options);
+  class Iterator {
+   public:
+    Batch& operator*() { return *inner_; }
+    Iterator& operator++();
+    bool operator!=(const Iterator& other) const { return inner_ != other.inner_; }
+
+   private:
+    friend class ProgressRange;
+    Iterator(DataLoader::Iterator inner, ProgressBar* bar, DataLoader* loader)
+        : inner_(std::move(inner)), bar_(bar), loader_(loader) {}
+    DataLoader::Iterator inner_;
+    ProgressBar* bar_;
+    DataLoader* loader_;
+  };
+  Iterator begin();
+  Iterator end() { return Iterator(loader_.end(), nullptr, &loader_); }
+
+ private:
+  DataLoader& loader_;
+  ProgressOptions options_;
+  std::unique_ptr<ProgressBar> bar_;
+};
+
+inline ProgressRange progress_bar(DataLoader& loader, ProgressOptions options = {}) {
+  return ProgressRange(loader, std::move(options));
+}
 
 }  // namespace accelerate

@@ -11,13 +11,24 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
 namespace accelerate {
 
-/// A logged value: a number, an integer or a text. Non-finite numbers are logged as such (nan, inf).
-using LogValue = std::variant<double, int64_t, std::string>;
+/// A logged value: a number, an integer or a text. Non-finite numbers are logged as such (nan, inf). Any integer
+/// type (int, size_t, ...) is an integer and any floating type a number, so `{{"epoch", 3}, {"lr", 1e-3f}}` works as
+/// in Python.
+struct LogValue : std::variant<double, int64_t, std::string> {
+  using Base = std::variant<double, int64_t, std::string>;
+  template <class T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
+  LogValue(T value) : Base(static_cast<int64_t>(value)) {}
+  template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
+  LogValue(T value) : Base(static_cast<double>(value)) {}
+  LogValue(std::string value) : Base(std::move(value)) {}
+  LogValue(const char* value) : Base(std::string(value)) {}
+};
 using LogValues = std::map<std::string, LogValue>;
 
 class Tracker {
