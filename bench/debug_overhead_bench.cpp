@@ -47,8 +47,7 @@ int main() {
     for (int i = 0; i < 100; ++i) op();  // warm-up
     for (int rep = 0; rep < kRepetitions; ++rep) {
       for (size_t m = 0; m < modes.size(); ++m) {
-        comm->set_hang_report(modes[m].hang_report);
-        comm->set_debug(modes[m].debug);
+        comm->set_modes_for_benchmark(modes[m].hang_report, modes[m].debug);
         accelerate::wait_for_everyone(state);
         const auto t0 = Clock::now();
         for (int i = 0; i < kCalls; ++i) op();
@@ -63,8 +62,7 @@ int main() {
     }
   }
   // The bookkeeping alone, without the network's noise: one enter/leave pair per collective.
-  comm->set_hang_report(true);
-  comm->set_debug(false);
+  comm->set_modes_for_benchmark(/*hang_report=*/true, /*debug=*/false);
   constexpr int kPairs = 1000000;
   const auto t0 = Clock::now();
   for (int i = 0; i < kPairs; ++i) {

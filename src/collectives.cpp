@@ -3,6 +3,7 @@
 #include <accelerate/collectives.hpp>
 
 #include <ATen/ATen.h>
+#include <optional>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include "detail/communicator.hpp"
@@ -20,6 +21,30 @@ detail::Communicator* comm_of(const ProcessState& state, const char* op) {
   if (comm) comm->check_usable(op);
   return comm;
 }
+
+/// The preamble every collective shares, with its name given once: the group's usability check, the hang report's
+/// scope while it runs, debug mode's cross-rank check, and waits that turn failures into our errors. False (and
+/// nothing happens) in a world of one.
+class Collective {
+ public:
+  Collective(const ProcessState& state, const char* op) : state_(state), comm_(comm_of(state, op)), op_(op) {
+    if (comm_) scope_.emplace(*comm_, op);
+  }
+  explicit operator bool() const { return comm_ != nullptr; }
+  detail::Communicator& comm() { return *comm_; }
+  const char* op() const { return op_; }
+  /// Debug mode: every rank shares `tensor`'s operation, dtype, device and shape first.
+  void verify(const at::Tensor& tensor, detail::ShapeRule rule, int root = -1) {
+    comm_->verify(op_, tensor, rule, state_.device().type(), root);
+  }
+  void wait(const c10::intrusive_ptr<c10d::Work>& work) { comm_->wait(work, op_); }
+
+ private:
+  const ProcessState& state_;
+  detail::Communicator* comm_;
+  const char* op_;
+  std::optional<detail::CollectiveScope> scope_;
+};
 
 /// Every rank's shape, exchanged through the CPU backend. All ranks must have the same number of dims.
 std::vector<std::vector<int64_t>> all_shapes(detail::Communicator& comm, const at::Tensor& tensor, const char* op) {
@@ -72,19 +97,17 @@ void check_source(const ProcessState& state, int from_process, const char* op) {
 
 at::Tensor gather(const ProcessState& state, const at::Tensor& tensor) {
   const at::Tensor rows = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
-  auto* comm = comm_of(state, "gather");
-  if (!comm) return rows.clone();
-  detail::CollectiveScope scope(*comm, "gather");
-  comm->verify("gather", rows, detail::ShapeRule::SameTrailing, state.device().type());
-  return detail::all_gather_concat(*comm, rows, "gather");
+  Collective c(state, "gather");
+  if (!c) return rows.clone();
+  c.verify(rows, detail::ShapeRule::SameTrailing);
+  return detail::all_gather_concat(c.comm(), rows, c.op());
 }
 
 std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IValue& object) {
-  auto* comm = comm_of(state, "gather_object");
-  if (!comm) return {object};
-  detail::CollectiveScope scope(*comm, "gather_object");
+  Collective c(state, "gather_object");
+  if (!c) return {object};
   std::vector<c10::IValue> result;
-  for (const auto& bytes : detail::all_gather_uneven(*comm, to_bytes(object), "gather_object")) {
+  for (const auto& bytes : detail::all_gather_uneven(c.comm(), to_bytes(object), c.op())) {
     result.push_back(from_bytes(bytes));
   }
   return result;
@@ -92,36 +115,33 @@ std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IVa
 
 at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_process) {
   check_source(state, from_process, "broadcast");
-  auto* comm = comm_of(state, "broadcast");
-  if (!comm) return tensor;
-  detail::CollectiveScope scope(*comm, "broadcast");
-  comm->verify("broadcast", tensor, detail::ShapeRule::Same, state.device().type(), from_process);
+  Collective c(state, "broadcast");
+  if (!c) return tensor;
+  c.verify(tensor, detail::ShapeRule::Same, from_process);
   std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
-  comm->wait(comm->group().broadcast(buffer, options), "broadcast");
+  c.wait(c.comm().group().broadcast(buffer, options));
   if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
   return tensor;
 }
 
 namespace detail {
 void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root, const char* op) {
-  auto* comm = comm_of(state, op);
-  if (!comm) return;
-  detail::CollectiveScope scope(*comm, op);
+  Collective c(state, op);
+  if (!c) return;
   std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
   c10d::BroadcastOptions options;
   options.rootRank = root;
-  comm->wait(comm->cpu_backend().broadcast(buffer, options), op);
+  c.wait(c.comm().cpu_backend().broadcast(buffer, options));
   if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
 }
 }  // namespace detail
 
 void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& objects, int from_process) {
   check_source(state, from_process, "broadcast_object_list");
-  auto* comm = comm_of(state, "broadcast_object_list");
-  if (!comm) return;
-  detail::CollectiveScope scope(*comm, "broadcast_object_list");
+  Collective c(state, "broadcast_object_list");
+  if (!c) return;
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
   at::Tensor payload;
@@ -132,10 +152,10 @@ void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& 
   }
   // Length first, then the bytes: the receivers cannot know the size of what they are sent.
   std::vector<at::Tensor> length{at::full({1}, payload.defined() ? payload.numel() : 0, at::kLong)};
-  comm->wait(comm->cpu_backend().broadcast(length, options), "broadcast_object_list");
+  c.wait(c.comm().cpu_backend().broadcast(length, options));
   if (!payload.defined()) payload = at::empty({length[0].item<int64_t>()}, at::TensorOptions().dtype(at::kByte));
   std::vector<at::Tensor> data{payload};
-  comm->wait(comm->cpu_backend().broadcast(data, options), "broadcast_object_list");
+  c.wait(c.comm().cpu_backend().broadcast(data, options));
   if (state.process_index() == from_process) return;
   const c10::IValue received = from_bytes(data[0]);  // owns the list the reference below points into
   const auto& list = received.toListRef();
@@ -147,15 +167,14 @@ at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction
                    "reduce: Reduction::Mean needs a floating tensor, got ", tensor.scalar_type(),
                    "; convert it (tensor.to(at::kFloat)) or use Reduction::Sum.");
   at::Tensor result = tensor.clone(at::MemoryFormat::Contiguous);
-  auto* comm = comm_of(state, "reduce");
-  if (!comm) return result;
-  detail::CollectiveScope scope(*comm, "reduce");
-  comm->verify("reduce", result, detail::ShapeRule::Same, state.device().type());
+  Collective c(state, "reduce");
+  if (!c) return result;
+  c.verify(result, detail::ShapeRule::Same);
   // Gloo has no AVG: sum, then divide, as HF does.
   c10d::AllreduceOptions options;
   options.reduceOp = reduction == Reduction::Max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
   std::vector<at::Tensor> buffer{result};
-  comm->wait(comm->group().allreduce(buffer, options), "reduce");
+  c.wait(c.comm().group().allreduce(buffer, options));
   if (reduction == Reduction::Mean) result.div_(state.num_processes());
   return result;
 }
@@ -172,11 +191,10 @@ at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& ten
                                 bool pad_first) {
   if (dim >= tensor.dim() || dim < -tensor.dim()) return tensor;
   if (dim < 0) dim += tensor.dim();
-  auto* comm = comm_of(state, "pad_across_processes");
-  if (!comm) return tensor;
-  detail::CollectiveScope scope(*comm, "pad_across_processes");
-  comm->verify("pad_across_processes", tensor, detail::ShapeRule::SameDims, state.device().type());
-  const auto shapes = all_shapes(*comm, tensor, "pad_across_processes");
+  Collective c(state, "pad_across_processes");
+  if (!c) return tensor;
+  c.verify(tensor, detail::ShapeRule::SameDims);
+  const auto shapes = all_shapes(c.comm(), tensor, c.op());
   int64_t longest = 0;
   for (const auto& s : shapes) longest = std::max(longest, s[dim]);
   if (longest == tensor.size(dim)) return tensor;
@@ -189,12 +207,11 @@ at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& ten
 }
 
 void wait_for_everyone(const ProcessState& state) {
-  auto* comm = comm_of(state, "wait_for_everyone");
-  if (!comm) return;
-  detail::CollectiveScope scope(*comm, "wait_for_everyone");
+  Collective c(state, "wait_for_everyone");
+  if (!c) return;
   c10d::BarrierOptions options;
-  options.timeout = comm->timeout();
-  comm->wait(comm->cpu_backend().barrier(options), "wait_for_everyone");
+  options.timeout = c.comm().timeout();
+  c.wait(c.comm().cpu_backend().barrier(options));
 }
 
 namespace detail {

@@ -85,9 +85,15 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
 }  // namespace
 
 Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend,
-                           std::chrono::milliseconds timeout, std::chrono::milliseconds stall_warning)
-    : rank_(env.rank), world_(env.world_size), timeout_(timeout), backend_name_(backend.name()),
-      error_file_(env.error_file) {
+                           const CommunicatorOptions& options)
+    : rank_(env.rank),
+      world_(env.world_size),
+      timeout_(options.timeout),
+      backend_name_(backend.name()),
+      error_file_(env.error_file),
+      debug_(options.debug),
+      hang_report_(options.hang_report) {
+  const auto timeout = options.timeout;
   store_ = connect_store(env, timeout);
   // One group per job; the prefix keeps our keys apart from torchelastic's in a shared agent store.
   auto store = c10::make_intrusive<c10d::PrefixStore>("accelerate/0/", store_);
@@ -102,7 +108,7 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
   group_->setGroupName("0");
   // The hang report talks to the store over a connection of its own (see stall_inspector.hpp).
   inspector_ = std::make_unique<StallInspector>(
-      c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_->clone()), rank_, world_, stall_warning,
+      c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_->clone()), rank_, world_, options.stall_warning,
       env.agent_store ? -1 : 0);
 }
 

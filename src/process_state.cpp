@@ -129,9 +129,12 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
   const auto stall_warning = env_seconds(env, "ACCELERATE_CPP_STALL_WARNING",
                                          std::min<std::chrono::milliseconds>(std::chrono::seconds(60), timeout_ / 2),
                                          /*positive=*/false);
-  comm_ = std::make_unique<detail::Communicator>(env_, *strategy, timeout_, stall_warning);
-  comm_->set_debug(options.debug.value_or(env_flag(env, "ACCELERATE_DEBUG_MODE")));
-  comm_->set_hang_report(env_flag(env, "ACCELERATE_CPP_HANG_REPORT", /*fallback=*/true));
+  comm_ = std::make_unique<detail::Communicator>(
+      env_, *strategy,
+      detail::CommunicatorOptions{.timeout = timeout_,
+                                  .stall_warning = stall_warning,
+                                  .debug = options.debug.value_or(env_flag(env, "ACCELERATE_DEBUG_MODE")),
+                                  .hang_report = env_flag(env, "ACCELERATE_CPP_HANG_REPORT", /*fallback=*/true)});
 }
 
 ProcessState::~ProcessState() = default;

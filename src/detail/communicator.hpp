@@ -24,13 +24,22 @@ enum class ShapeRule {
   SameDims,        ///< pad_across_processes: the same number of dims
 };
 
+/// What a Communicator is created with (resolved once, by ProcessState).
+struct CommunicatorOptions {
+  std::chrono::milliseconds timeout{600000};
+  /// A collective waiting longer prints the hang report as a warning (0: never).
+  std::chrono::milliseconds stall_warning{60000};
+  /// Debug mode (ACCELERATE_DEBUG_MODE / ProcessStateOptions::debug).
+  bool debug = false;
+  /// The hang report's bookkeeping (ACCELERATE_CPP_HANG_REPORT=0 turns it off).
+  bool hang_report = true;
+};
+
 class Communicator {
  public:
   /// Rendezvous over a TCPStore (rank 0 hosts it unless torchelastic's agent does) and creation of the
-  /// backend's process group. Throws DistributedOperationError / TimeoutError with the fix. A collective waiting
-  /// longer than `stall_warning` prints the hang report as a warning (0: never).
-  Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend, std::chrono::milliseconds timeout,
-               std::chrono::milliseconds stall_warning);
+  /// backend's process group. Throws DistributedOperationError / TimeoutError with the fix.
+  Communicator(const LaunchEnvironment& env, const CommunicationBackend& backend, const CommunicatorOptions& options);
   ~Communicator();
 
   c10d::ProcessGroup& group();
@@ -64,11 +73,14 @@ class Communicator {
   /// The hang report's bookkeeping around one public collective (see stall_inspector.hpp).
   void enter(const char* op);
   void leave();
-  /// The hang report's bookkeeping is on by default; ProcessState turns it off for ACCELERATE_CPP_HANG_REPORT=0.
-  void set_hang_report(bool on) { hang_report_ = on; }
   /// Debug mode (ACCELERATE_DEBUG_MODE / ProcessStateOptions::debug) is on.
   bool debug() const { return debug_; }
-  void set_debug(bool on) { debug_ = on; }
+  /// Only for bench/debug_overhead_bench.cpp, which alternates the modes in one process group to compare them;
+  /// the library sets both once, at construction (CommunicatorOptions).
+  void set_modes_for_benchmark(bool hang_report, bool debug) {
+    hang_report_ = hang_report;
+    debug_ = debug;
+  }
   /// Debug mode: every rank exchanges the operation, dtype, device and shape of `tensor` first; any mismatch is a
   /// DistributedOperationError on every rank naming the operation and each rank's shape, instead of a hang.
   void verify(const char* op, const at::Tensor& tensor, ShapeRule rule, c10::DeviceType expected_device, int root = -1);

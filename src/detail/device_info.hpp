@@ -1,5 +1,5 @@
 // Internal: what only the CUDA build can ask (device names and memory, NCCL's version); the CPU-only build
-// answers "nothing" (src/cuda/no_nccl.cpp).
+// answers "nothing" (src/backends/no_cuda.cpp).
 #pragma once
 
 #include <string>

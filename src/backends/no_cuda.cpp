@@ -1,4 +1,4 @@
-// Built instead of nccl_backend.cpp when torch has no CUDA.
+// Built instead of nccl_backend.cpp and cuda/device_info.cpp when torch has no CUDA.
 #include "detail/communicator.hpp"
 
 namespace accelerate::detail {
