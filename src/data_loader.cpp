@@ -7,6 +7,7 @@
 #include <accelerate/process_state.hpp>
 
 #include "detail/internal_collectives.hpp"
+#include "detail/sharding.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -37,6 +38,8 @@ Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
   auto index = at::tensor(indices, at::kLong);
   return {data_.index_select(0, index), targets_.index_select(0, index)};
 }
+
+namespace detail {
 
 std::vector<std::vector<int64_t>> make_batches(const std::vector<int64_t>& order, int64_t batch_size, bool drop_last) {
   std::vector<std::vector<int64_t>> batches;
@@ -141,6 +144,13 @@ std::vector<int64_t> epoch_order(int64_t size, bool shuffle, at::Generator* gene
   auto perm = at::randperm(size, *generator, at::TensorOptions().dtype(at::kLong));
   return std::vector<int64_t>(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + size);
 }
+
+}  // namespace detail
+
+using detail::epoch_order;
+using detail::make_batches;
+using detail::shard_batches;
+using Batches = std::vector<std::vector<int64_t>>;
 
 // ---- background loading -------------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 // Schedules as in transformers/optimization.py (the lambdas of get_*_schedule_with_warmup).
 #include <accelerate/scheduler.hpp>
 
+#include "detail/schedules.hpp"
+
 #include <accelerate/error.hpp>
 #include <accelerate/optimizer.hpp>
 
@@ -31,7 +33,8 @@ std::vector<double> LRScheduler::get_last_lr() const {
   return lrs;
 }
 
-std::function<double(int64_t)> schedule_lambda(const std::string& name, const SchedulerOptions& o, double initial_lr) {
+std::function<double(int64_t)> detail::schedule_lambda(const std::string& name, const SchedulerOptions& o,
+                                                       double initial_lr) {
   const double warmup = static_cast<double>(o.num_warmup_steps);
   const double total = static_cast<double>(o.num_training_steps);
   ACCELERATE_CHECK(o.num_warmup_steps >= 0, ConfigError, "num_warmup_steps must be >= 0, got ", o.num_warmup_steps, ".");
@@ -83,7 +86,7 @@ std::function<double(int64_t)> schedule_lambda(const std::string& name, const Sc
 
 LRScheduler get_scheduler(const std::string& name, torch::optim::Optimizer& optimizer, SchedulerOptions options) {
   ACCELERATE_CHECK(!optimizer.param_groups().empty(), ConfigError, "get_scheduler: the optimizer has no param groups.");
-  return LRScheduler(optimizer, schedule_lambda(name, options, optimizer.param_groups()[0].options().get_lr()));
+  return LRScheduler(optimizer, detail::schedule_lambda(name, options, optimizer.param_groups()[0].options().get_lr()));
 }
 
 AcceleratedScheduler::AcceleratedScheduler(LRScheduler& scheduler, std::vector<AcceleratedOptimizer*> optimizers,

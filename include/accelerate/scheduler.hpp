@@ -48,10 +48,6 @@ struct SchedulerOptions {
 /// "cosine_with_restarts", "polynomial". Unknown names are a ConfigError listing these.
 LRScheduler get_scheduler(const std::string& name, torch::optim::Optimizer& optimizer, SchedulerOptions options = {});
 
-/// The multiplier a schedule applies at `step` (exposed for tests).
-std::function<double(int64_t)> schedule_lambda(const std::string& name, const SchedulerOptions& options,
-                                               double initial_lr);
-
 /// HF's AcceleratedScheduler: steps only on sync micro-steps, not when fp16 skipped the optimizer step, and
 /// num_processes times per step unless split_batches (the schedule is written for the unprepared loader).
 class AcceleratedScheduler {

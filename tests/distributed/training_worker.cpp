@@ -9,6 +9,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include "detail/sharding.hpp"
+#include "detail/schedules.hpp"
+
 #include "distributed_gtest.hpp"
 
 using namespace accelerate;
@@ -66,8 +69,8 @@ double train_both(const Run& run) {
     for (int epoch = 0; epoch < 4; ++epoch) {
       // Reference: one process, the same epoch order, batches of the whole global step.
       auto gen = at::make_generator<at::CPUGeneratorImpl>(99 + epoch);
-      auto order = epoch_order(samples, true, &gen);
-      for (const auto& indices : make_batches(order, global_batch, false)) {
+      auto order = accelerate::detail::epoch_order(samples, true, &gen);
+      for (const auto& indices : accelerate::detail::make_batches(order, global_batch, false)) {
         auto idx = torch::tensor(indices, torch::kLong);
         auto loss = torch::cross_entropy_loss(reference->forward(x.index_select(0, idx)), y.index_select(0, idx));
         ref_sgd.zero_grad();
@@ -117,7 +120,7 @@ TEST(Scheduler, StepsByHfRulesWithAccumulationAcrossProcesses) {
   auto x = torch::randn({8 * acc.num_processes() * 10, 6});
   DataLoader loader(std::make_shared<TensorDataset>(x, torch::zeros({x.size(0)}, torch::kLong)), {.batch_size = 8});
   auto [net, opt, dl, sched] = acc.prepare(model, sgd, loader, schedule);
-  const auto lambda = schedule_lambda("linear", so, 0.1);
+  const auto lambda = accelerate::detail::schedule_lambda("linear", so, 0.1);
   int64_t optimizer_steps = 0;
   for (auto& batch : dl) {
     auto step = acc.accumulate(net);

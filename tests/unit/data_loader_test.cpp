@@ -8,6 +8,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include "detail/sharding.hpp"
+
 using namespace accelerate;
 using Lists = std::vector<std::vector<std::vector<int64_t>>>;
 
@@ -34,14 +36,14 @@ TEST(Sharding, MatchesHfForEveryCase) {
   for (const auto& c : kCases) {
     std::vector<int64_t> order;
     if (c.seed < 0) {
-      order = epoch_order(c.size, false, nullptr);
+      order = accelerate::detail::epoch_order(c.size, false, nullptr);
     } else {
       auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(c.seed + c.epoch));
-      order = epoch_order(c.size, true, &gen);  // SeedableRandomSampler: seed + epoch
+      order = accelerate::detail::epoch_order(c.size, true, &gen);  // SeedableRandomSampler: seed + epoch
     }
-    auto batches = make_batches(order, c.batch_size, c.drop_last);
+    auto batches = accelerate::detail::make_batches(order, c.batch_size, c.drop_last);
     for (int rank = 0; rank < c.world; ++rank) {
-      auto got = shard_batches(batches, c.batch_size, c.drop_last, {c.world, rank, c.split, c.even});
+      auto got = accelerate::detail::shard_batches(batches, c.batch_size, c.drop_last, {c.world, rank, c.split, c.even});
       EXPECT_EQ(got, c.expected[rank]) << name(c) << " rank " << rank;
     }
   }
