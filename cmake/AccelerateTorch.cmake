@@ -29,6 +29,14 @@ if(NOT TORCH_CUDA_ARCH_LIST)
   set(TORCH_CUDA_ARCH_LIST "8.0;9.0" CACHE STRING "")   # only affects .cu files; we have none
 endif()
 find_package(Torch REQUIRED)
+# The tested LibTorch: another version's c10d headers and ABI differ (refused here, not at link or run time).
+set(ACCELERATE_TORCH_SERIES 2.11)
+if(NOT Torch_VERSION VERSION_GREATER_EQUAL ${ACCELERATE_TORCH_SERIES} OR Torch_VERSION VERSION_GREATER_EQUAL 2.12)
+  message(FATAL_ERROR "accelerate: found LibTorch ${Torch_VERSION} (${Torch_DIR}); accelerate-cpp needs LibTorch "
+                      "${ACCELERATE_TORCH_SERIES}.x (the torch==2.11.0 wheel, or a LibTorch 2.11 distribution via "
+                      "Torch_DIR). scripts/setup.sh installs it into a venv.")
+endif()
+message(STATUS "accelerate: using LibTorch ${Torch_VERSION} from ${Torch_DIR}")
 
 set(ACCELERATE_WITH_CUDA OFF)
 if(TARGET torch_cuda)

@@ -3,7 +3,8 @@
 #   - apt packages (compiler tools, CLI11, yaml-cpp, gloo headers, GoogleTest, Open MPI, the example data)
 #   - a Python venv holding the torch==2.11.0 wheel (LibTorch + c10d) and HF accelerate (parity checks), at
 #     $ACCELERATE_CPP_VENV
-#     (default: ~/.cache/accelerate-cpp/venv), reused when present
+#     (default: ~/.cache/accelerate-cpp/venv), reused when present; or, with ACCELERATE_CPP_PYTHON, a Python that
+#     already has torch==2.11.0 (Colab, Kaggle), checked and used as it is
 #   - configure (Ninja, ccache) and build into build/
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,14 +31,34 @@ fi
 
 # The interop tests' counterparts: Python safetensors, accelerate (config files) and tensorboard (event files).
 PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0")
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+if [ -n "${ACCELERATE_CPP_PYTHON:-}" ]; then
+  # A Python that already has the tested torch (Colab's, Kaggle's, a conda env): no venv, no 4.8 GB download.
+  PY="$ACCELERATE_CPP_PYTHON"
+  found=$("$PY" -c "import torch; print(torch.__version__)" 2>/dev/null) || {
+    log "ACCELERATE_CPP_PYTHON=$PY cannot import torch. Point it at a Python that has torch==$TORCH_VERSION, or unset it to use the venv."
+    exit 1
+  }
+  if [ "${found%%+*}" != "$TORCH_VERSION" ]; then
+    log "ACCELERATE_CPP_PYTHON=$PY has torch $found, but accelerate-cpp needs torch==$TORCH_VERSION (its LibTorch and c10d). Install that version there, or unset ACCELERATE_CPP_PYTHON to use the venv at $VENV."
+    exit 1
+  fi
+  log "using torch $found from $PY (ACCELERATE_CPP_PYTHON); no venv"
+  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard" 2>/dev/null; then
+    log "adding the test packages to $PY"
+    "$PY" -m pip install -q "${PY_PACKAGES[@]}"
+  fi
+elif ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  PY="$VENV/bin/python"
   log "creating the venv at $VENV with torch==$TORCH_VERSION (several GB, once)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" "${PY_PACKAGES[@]}"
-elif ! "$VENV/bin/python" -c "import numpy, safetensors, accelerate, tensorboard" 2>/dev/null; then
-  log "adding the test packages to the venv at $VENV"
-  "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
+else
+  PY="$VENV/bin/python"
+  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard" 2>/dev/null; then
+    log "adding the test packages to the venv at $VENV"
+    "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
+  fi
 fi
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/accelerate-cpp/ccache}"
@@ -48,7 +69,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
   log "configuring $BUILD"
   mkdir -p "$BUILD"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DACCELERATE_PYTHON="$VENV/bin/python" -DACCELERATE_WARNINGS_AS_ERRORS=ON \
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DACCELERATE_PYTHON="$PY" -DACCELERATE_WARNINGS_AS_ERRORS=ON \
     >"$BUILD/configure.log" 2>&1 \
     || { cat "$BUILD/configure.log"; exit 1; }
 fi
