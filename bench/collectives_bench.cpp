@@ -35,8 +35,8 @@ int main() {
   const int world = state.num_processes();
   if (state.is_main_process()) {
     std::printf("%d processes, Gloo over loopback; median of repetitions; ratio = raw time / our time\n", world);
-    std::printf("%10s | %12s %12s %7s | %12s %12s %7s\n", "bytes", "allreduce us", "reduce us", "ratio",
-                "allgather us", "gather us", "ratio");
+    std::printf("%10s | %12s %12s %7s | %12s %12s %7s\n", "bytes", "allreduce us", "reduce us", "ratio", "allgather us",
+                "gather us", "ratio");
   }
   for (int64_t bytes = 4 << 10; bytes <= (64 << 20); bytes *= 4) {
     const int64_t n = bytes / 4;

@@ -14,7 +14,7 @@ BUILD="$ROOT/build"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3-venv libcli11-dev libyaml-cpp-dev libgloo-dev
               libgtest-dev openmpi-bin zlib1g-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-14-dev
-              libboost-dev)
+              libboost-dev clang-format)
 
 log() { echo "[setup] $*" >&2; }
 

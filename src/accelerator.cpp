@@ -46,8 +46,8 @@ int resolve_accumulation(const std::optional<int>& option) {
 }
 
 void check_not_prepared(std::vector<const void*>& prepared, const void* object, const char* what) {
-  ACCELERATE_CHECK(std::find(prepared.begin(), prepared.end(), object) == prepared.end(), ConfigError,
-                   "prepare(", what, "): this ", what,
+  ACCELERATE_CHECK(std::find(prepared.begin(), prepared.end(), object) == prepared.end(), ConfigError, "prepare(", what,
+                   "): this ", what,
                    " was already prepared by this Accelerator; prepare each object once and keep what it returns.");
   prepared.push_back(object);
 }
@@ -71,8 +71,8 @@ Accelerator::Accelerator(std::shared_ptr<ProcessState> state, AcceleratorOptions
 }
 
 void Accelerator::init() {
-  requested_precision_ = parse_mixed_precision(
-      options_.mixed_precision.value_or(env("ACCELERATE_MIXED_PRECISION").value_or("no")));
+  requested_precision_ =
+      parse_mixed_precision(options_.mixed_precision.value_or(env("ACCELERATE_MIXED_PRECISION").value_or("no")));
   precision_ = requested_precision_;
   gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps);
   gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
@@ -113,12 +113,13 @@ Accelerator::~Accelerator() = default;
 
 std::string Accelerator::state_report() const {
   std::string out = detail::concat(
-      "Distributed environment: ", to_string(distributed_type()), "\nBackend: ",
-      state_->backend().empty() ? "none" : state_->backend(), "\nNum processes: ", num_processes(),
+      "Distributed environment: ", to_string(distributed_type()),
+      "\nBackend: ", state_->backend().empty() ? "none" : state_->backend(), "\nNum processes: ", num_processes(),
       "\nProcess index: ", process_index(), "\nLocal process index: ", local_process_index(),
       "\nMain process: ", is_main_process() ? "yes" : "no", "\nDevice: ", device(),
       "\nMixed precision type: ", to_string(precision_),
-      precision_ != requested_precision_ ? " (" + to_string(requested_precision_) + " was asked for: not on the CPU)" : "",
+      precision_ != requested_precision_ ? " (" + to_string(requested_precision_) + " was asked for: not on the CPU)"
+                                         : "",
       "\nGradient accumulation steps: ", gradient_state_.num_steps,
       "\nDebug mode: ", state_->communicator() && state_->communicator()->debug() ? "on" : "off",
       "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(detect_platform().platform), "\n");
@@ -156,10 +157,10 @@ AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
 
 DataLoader& Accelerator::prepare(DataLoader& loader) {
   check_not_prepared(prepared_, &loader, "data loader");
-  loader.prepare(*state_, gradient_state_,
-                 ShardOptions{state_->num_processes(), state_->process_index(), options_.split_batches,
-                              options_.even_batches},
-                 state_->device());
+  loader.prepare(
+      *state_, gradient_state_,
+      ShardOptions{state_->num_processes(), state_->process_index(), options_.split_batches, options_.even_batches},
+      state_->device());
   loaders_.push_back(&loader);
   return loader;
 }
@@ -207,8 +208,8 @@ NoSyncGuard Accelerator::no_sync(const std::shared_ptr<torch::nn::Module>& model
 
 void Accelerator::backward(const at::Tensor& loss) {
   ACCELERATE_CHECK(loss.defined() && loss.numel() == 1, ConfigError,
-                   "backward: the loss must be a scalar tensor, got shape ", loss.defined() ? loss.sizes() : at::IntArrayRef{},
-                   ". Reduce it first (e.g. loss.mean()).");
+                   "backward: the loss must be a scalar tensor, got shape ",
+                   loss.defined() ? loss.sizes() : at::IntArrayRef{}, ". Reduce it first (e.g. loss.mean()).");
   ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
   // Dividing by 1 would add an autograd node to every step for nothing.

@@ -34,8 +34,8 @@
 
 namespace accelerate {
 namespace fs = std::filesystem;
-using nlohmann::json;
 using detail::concat;
+using nlohmann::json;
 
 namespace {
 
@@ -189,8 +189,9 @@ std::string Accelerator::save_state(const std::string& output_dir) {
   auto& project = options_.project;
   fs::path dir = output_dir;
   if (dir.empty()) {
-    ACCELERATE_CHECK(project.automatic_checkpoint_naming && !project.project_dir.empty(), ConfigError,
-                     "save_state: give a folder, or set ProjectConfiguration{project_dir, automatic_checkpoint_naming}.");
+    ACCELERATE_CHECK(
+        project.automatic_checkpoint_naming && !project.project_dir.empty(), ConfigError,
+        "save_state: give a folder, or set ProjectConfiguration{project_dir, automatic_checkpoint_naming}.");
     if (!numbering_checked_) continue_numbering();
     dir = fs::path(project.project_dir) / "checkpoints" / concat("checkpoint_", project.iteration);
   }
@@ -226,8 +227,8 @@ std::string Accelerator::save_state(const std::string& output_dir) {
   run_agreed(*state_, [&] {
     if (is_main_process()) {
       for (size_t i = 0; i < prepared_models_.size(); ++i) {
-        safetensors::save_file(detail::model_state(*prepared_models_[i]), (tmp / indexed("model", i, ".safetensors")).string(),
-                               {{"format", "pt"}});
+        safetensors::save_file(detail::model_state(*prepared_models_[i]),
+                               (tmp / indexed("model", i, ".safetensors")).string(), {{"format", "pt"}});
       }
       for (size_t i = 0; i < optimizers_.size(); ++i) {
         save_optimizer(optimizers_[i].optimizer(), tmp, indexed("optimizer", i, ""));
@@ -237,11 +238,13 @@ std::string Accelerator::save_state(const std::string& output_dir) {
                    json{{"last_epoch", schedulers_[i].scheduler().last_epoch()}}.dump(2));
       }
       if (scaler_) {
-        write_text(tmp / "scaler.json", json{{"scale", scaler_->get_scale()}, {"growth_tracker", scaler_->growth_tracker()}}.dump(2));
+        write_text(tmp / "scaler.json",
+                   json{{"scale", scaler_->get_scale()}, {"growth_tracker", scaler_->growth_tracker()}}.dump(2));
       }
       for (size_t i = 0; i < loaders_.size(); ++i) {
         const auto p = loaders_[i]->position();
-        safetensors::save_file({{"generator", p.generator_state}}, (tmp / indexed("sampler", i, ".safetensors")).string(),
+        safetensors::save_file({{"generator", p.generator_state}},
+                               (tmp / indexed("sampler", i, ".safetensors")).string(),
                                detail::loader_metadata(*loaders_[i], p));
       }
       for (size_t i = 0; i < custom_objects_.size(); ++i) {
@@ -249,14 +252,20 @@ std::string Accelerator::save_state(const std::string& output_dir) {
                                (tmp / concat("custom_checkpoint_", i, ".safetensors")).string(),
                                {{"json", custom_objects_[i]->state_json()}});
       }
-      write_text(tmp / "metadata.json",
-                 json{{"format", "accelerate-cpp checkpoint"}, {"format_version", kFormatVersion},
-                      {"library_version", kVersion}, {"torch_version", TORCH_VERSION}, {"world_size", num_processes()},
-                      {"step", step_}, {"iteration", project.iteration}, {"models", prepared_models_.size()},
-                      {"optimizers", optimizers_.size()}, {"schedulers", schedulers_.size()},
-                      {"data_loaders", loaders_.size()}, {"custom_objects", custom_objects_.size()},
-                      {"mixed_precision", to_string(precision_)}}
-                     .dump(2));
+      write_text(tmp / "metadata.json", json{{"format", "accelerate-cpp checkpoint"},
+                                             {"format_version", kFormatVersion},
+                                             {"library_version", kVersion},
+                                             {"torch_version", TORCH_VERSION},
+                                             {"world_size", num_processes()},
+                                             {"step", step_},
+                                             {"iteration", project.iteration},
+                                             {"models", prepared_models_.size()},
+                                             {"optimizers", optimizers_.size()},
+                                             {"schedulers", schedulers_.size()},
+                                             {"data_loaders", loaders_.size()},
+                                             {"custom_objects", custom_objects_.size()},
+                                             {"mixed_precision", to_string(precision_)}}
+                                            .dump(2));
     }
     safetensors::TensorMap rng{{"cpu", cpu_generator().get_state()}};
     if (device().is_cuda()) rng["cuda"] = at::globalContext().defaultGenerator(device()).get_state();
@@ -341,8 +350,10 @@ void Accelerator::continue_numbering() {
   highest = shared[0].toInt();
   if (highest < project.iteration) return;
   print(concat("accelerate: ", (fs::path(project.project_dir) / "checkpoints").string(),
-               " already holds checkpoints up to checkpoint_", highest, " (from an earlier run); this run's automatic "
-               "checkpoints continue at checkpoint_", highest + 1, ". Call load_state() first to resume that run."));
+               " already holds checkpoints up to checkpoint_", highest,
+               " (from an earlier run); this run's automatic "
+               "checkpoints continue at checkpoint_",
+               highest + 1, ". Call load_state() first to resume that run."));
   project.iteration = highest + 1;
 }
 
@@ -400,8 +411,8 @@ std::string Accelerator::load_state(const std::string& input_dir) {
   }
   auto expect_count = [&](const char* what, size_t have, const char* how) {
     const auto saved = field<size_t>(meta, what, meta_file, size_t{0});
-    ACCELERATE_CHECK(saved == have, CheckpointError, "load_state: ", dir.string(), " holds ", saved, " ", what,
-                     " but ", have, " are ", how, "; ", how == std::string("prepared") ? "prepare" : "register",
+    ACCELERATE_CHECK(saved == have, CheckpointError, "load_state: ", dir.string(), " holds ", saved, " ", what, " but ",
+                     have, " are ", how, "; ", how == std::string("prepared") ? "prepare" : "register",
                      " the same objects in the same order.");
   };
   expect_count("models", prepared_models_.size(), "prepared");
@@ -413,7 +424,8 @@ std::string Accelerator::load_state(const std::string& input_dir) {
     for (size_t i = 0; i < prepared_models_.size(); ++i) {
       load_checkpoint_in_model(*prepared_models_[i], (dir / indexed("model", i, ".safetensors")).string());
     }
-    for (size_t i = 0; i < optimizers_.size(); ++i) load_optimizer(optimizers_[i].optimizer(), dir, indexed("optimizer", i, ""));
+    for (size_t i = 0; i < optimizers_.size(); ++i)
+      load_optimizer(optimizers_[i].optimizer(), dir, indexed("optimizer", i, ""));
     for (size_t i = 0; i < schedulers_.size(); ++i) {
       const auto file = dir / indexed("scheduler", i, ".json");
       schedulers_[i].scheduler().set_last_epoch(field<int64_t>(read_json(file), "last_epoch", file));
@@ -441,7 +453,8 @@ std::string Accelerator::load_state(const std::string& input_dir) {
     int rng_rank = process_index() < saved_world ? process_index() : 0;
     if (!fs::exists(dir / concat("random_states_", rng_rank, ".safetensors"))) {
       std::cerr << "accelerate: warning: rank " << process_index() << ": " << dir.string() << " has no random_states_"
-                << rng_rank << ".safetensors; " << (rng_rank != 0 ? "taking rank 0's" : "the generators are not restored")
+                << rng_rank << ".safetensors; "
+                << (rng_rank != 0 ? "taking rank 0's" : "the generators are not restored")
                 << " (the run continues, but not bitwise like an uninterrupted one)." << std::endl;
       rng_rank = rng_rank != 0 && fs::exists(dir / "random_states_0.safetensors") ? 0 : -1;
     }

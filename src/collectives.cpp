@@ -89,8 +89,9 @@ c10::IValue from_bytes(const at::Tensor& t) {
 }
 
 void check_source(const ProcessState& state, int from_process, const char* op) {
-  ACCELERATE_CHECK(from_process >= 0 && from_process < state.num_processes(), ConfigError, op, ": from_process=",
-                   from_process, " is not a rank of this world (valid: 0..", state.num_processes() - 1, ").");
+  ACCELERATE_CHECK(from_process >= 0 && from_process < state.num_processes(), ConfigError, op,
+                   ": from_process=", from_process, " is not a rank of this world (valid: 0..",
+                   state.num_processes() - 1, ").");
 }
 
 }  // namespace
@@ -183,7 +184,8 @@ at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, const std
   if (reduction == "sum" || reduction == "none") return reduce(state, tensor, Reduction::Sum);  // HF: "none" sums
   if (reduction == "mean") return reduce(state, tensor, Reduction::Mean);
   if (reduction == "max") return reduce(state, tensor, Reduction::Max);
-  throw ConfigError(concat("reduce: unknown reduction '", reduction.substr(0, 40), "'. Choose between: sum, mean, none "
+  throw ConfigError(concat("reduce: unknown reduction '", reduction.substr(0, 40),
+                           "'. Choose between: sum, mean, none "
                            "(sums, as HF), max."));
 }
 

@@ -64,9 +64,11 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
     const std::string what = message_of(e);
     if (contains(what, "already in use") || contains(what, "EADDRINUSE")) {
       throw DistributedOperationError(concat(
-          "Rank 0 cannot host the rendezvous on port ", env.master_port, ": the address is already in use by another "
+          "Rank 0 cannot host the rendezvous on port ", env.master_port,
+          ": the address is already in use by another "
           "process. Pick a free port (launch: --main_process_port, or leave it unset to get a free one; torchrun: "
-          "--master_port), or stop the process holding it. Detail: ", what));
+          "--master_port), or stop the process holding it. Detail: ",
+          what));
     }
     if (contains(what, "timed out") || contains(what, "Timed out") || contains(what, "timeout")) {
       throw TimeoutError(concat(
@@ -103,13 +105,14 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
   } catch (const std::exception& e) {
     throw DistributedOperationError(concat("Rank ", rank_, " of ", world_, " could not create the ", backend_name_,
                                            " process group (its peers may have died, or the network interface is "
-                                           "wrong: set GLOO_SOCKET_IFNAME for multi-node jobs): ", message_of(e)));
+                                           "wrong: set GLOO_SOCKET_IFNAME for multi-node jobs): ",
+                                           message_of(e)));
   }
   group_->setGroupName("0");
   // The hang report talks to the store over a connection of its own (see stall_inspector.hpp).
-  inspector_ = std::make_unique<StallInspector>(
-      c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_->clone()), rank_, world_, options.stall_warning,
-      env.agent_store ? -1 : 0);
+  inspector_ =
+      std::make_unique<StallInspector>(c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_->clone()),
+                                       rank_, world_, options.stall_warning, env.agent_store ? -1 : 0);
 }
 
 Communicator::~Communicator() {
@@ -153,8 +156,10 @@ void Communicator::fail(const char* op, const std::exception& error) {
   const bool timed_out = contains(what, "Timed out") || contains(what, "timed out") || contains(what, "Timeout");
   broken_ = concat(op, " failed: ", what);
   HangReport report;
-  if (inspector_ && hang_report_) report = inspector_->report();
-  else report.text = "(off: ACCELERATE_CPP_HANG_REPORT=0)";
+  if (inspector_ && hang_report_)
+    report = inspector_->report();
+  else
+    report.text = "(off: ACCELERATE_CPP_HANG_REPORT=0)";
   const std::string message = concat(
       op, " failed on rank ", rank_, " of ", world_, " (backend ", backend_name_, ", timeout ", seconds(timeout_),
       " s): ", what,

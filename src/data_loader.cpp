@@ -28,7 +28,8 @@ Batch Dataset::get_batch(const std::vector<int64_t>& indices) const {
   return {at::stack(data), at::stack(targets)};
 }
 
-TensorDataset::TensorDataset(at::Tensor data, at::Tensor targets) : data_(std::move(data)), targets_(std::move(targets)) {
+TensorDataset::TensorDataset(at::Tensor data, at::Tensor targets)
+    : data_(std::move(data)), targets_(std::move(targets)) {
   ACCELERATE_CHECK(data_.dim() >= 1 && targets_.dim() >= 1 && data_.size(0) == targets_.size(0), ConfigError,
                    "TensorDataset: data and targets need the same dim 0 (samples), got ", data_.sizes(), " and ",
                    targets_.sizes(), ".");
@@ -46,7 +47,8 @@ std::vector<std::vector<int64_t>> make_batches(const std::vector<int64_t>& order
   for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
     if (drop_last && static_cast<int64_t>(end - start) < batch_size) break;
-    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start), order.begin() + static_cast<std::ptrdiff_t>(end));
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start),
+                         order.begin() + static_cast<std::ptrdiff_t>(end));
   }
   return batches;
 }
@@ -74,7 +76,8 @@ Batches shard_split(const Batches& batches, int64_t batch_size, bool drop_last, 
     if (!s.even_batches) {
       if (static_cast<int64_t>(last.size()) > length * s.process_index) out.push_back(slice(last));
     } else {
-      while (static_cast<int64_t>(initial.size()) < batch_size) initial.insert(initial.end(), initial.begin(), initial.end());
+      while (static_cast<int64_t>(initial.size()) < batch_size)
+        initial.insert(initial.end(), initial.begin(), initial.end());
       auto completed = last;
       completed.insert(completed.end(), initial.begin(), initial.end());
       out.push_back(slice(completed));
@@ -109,7 +112,8 @@ Batches shard_no_split(const Batches& batches, int64_t batch_size, bool drop_las
     return out;
   }
   if (to_yield && !to_yield->empty() && static_cast<int64_t>(to_yield->size()) == batch_size) out.push_back(*to_yield);
-  while (static_cast<int64_t>(initial.size()) < n * batch_size) initial.insert(initial.end(), initial.begin(), initial.end());
+  while (static_cast<int64_t>(initial.size()) < n * batch_size)
+    initial.insert(initial.end(), initial.begin(), initial.end());
   if (static_cast<int64_t>(batch.size()) == batch_size) {
     batch.clear();
     ++idx;
@@ -217,7 +221,8 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions optio
   ACCELERATE_CHECK(dataset_, ConfigError, "DataLoader: the dataset is null.");
   ACCELERATE_CHECK(options_.batch_size >= 1, ConfigError, "DataLoader: batch_size must be >= 1, got ",
                    options_.batch_size, ".");
-  ACCELERATE_CHECK(options_.prefetch >= 0, ConfigError, "DataLoader: prefetch must be >= 0, got ", options_.prefetch, ".");
+  ACCELERATE_CHECK(options_.prefetch >= 0, ConfigError, "DataLoader: prefetch must be >= 0, got ", options_.prefetch,
+                   ".");
   // As torch's RandomSampler without a generator: seed a private one from one draw of the global RNG.
   const int64_t seed = options_.seed ? *options_.seed : at::empty({}, at::kLong).random_().item<int64_t>();
   generator_ = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
@@ -248,15 +253,20 @@ int64_t DataLoader::size() const {
   const int64_t n = dataset_->size(), bs = options_.batch_size, world = shard_.num_processes;
   const int64_t batches = options_.drop_last ? n / bs : (n + bs - 1) / bs;
   int64_t len;
-  if (world == 1 || shard_.split_batches) len = batches;
-  else if (batches % world == 0 || options_.drop_last) len = batches / world;
-  else if (shard_.even_batches) len = batches / world + 1;
-  else len = batches / world + (shard_.process_index < batches % world ? 1 : 0);
+  if (world == 1 || shard_.split_batches)
+    len = batches;
+  else if (batches % world == 0 || options_.drop_last)
+    len = batches / world;
+  else if (shard_.even_batches)
+    len = batches / world + 1;
+  else
+    len = batches / world + (shard_.process_index < batches % world ? 1 : 0);
   return std::max<int64_t>(0, len - skip_);
 }
 
 void DataLoader::skip_first_batches(int64_t num_batches) {
-  ACCELERATE_CHECK(num_batches >= 0, ConfigError, "skip_first_batches: num_batches must be >= 0, got ", num_batches, ".");
+  ACCELERATE_CHECK(num_batches >= 0, ConfigError, "skip_first_batches: num_batches must be >= 0, got ", num_batches,
+                   ".");
   skip_ = num_batches;
 }
 

@@ -49,8 +49,9 @@ DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const 
   ACCELERATE_CHECK(cap > 0, ConfigError, "DdpOptions::bucket_cap_mb must be > 0, got ", options.bucket_cap_mb, ".");
   // As DDP: without unused parameters the first iteration uses one bucket, then buckets are rebuilt in the
   // order gradients really arrive (rebuild_buckets).
-  std::vector<size_t> limits = find_unused_ ? std::vector<size_t>{c10d::kDefaultFirstBucketBytes, static_cast<size_t>(cap)}
-                                            : std::vector<size_t>{std::numeric_limits<size_t>::max()};
+  std::vector<size_t> limits = find_unused_
+                                   ? std::vector<size_t>{c10d::kDefaultFirstBucketBytes, static_cast<size_t>(cap)}
+                                   : std::vector<size_t>{std::numeric_limits<size_t>::max()};
   std::vector<bool> sparse(params.size(), false);
   auto [buckets, per_bucket] = c10d::compute_bucket_assignment_by_size(params, limits, sparse);
   std::reverse(buckets.begin(), buckets.end());  // gradients arrive roughly in reverse parameter order

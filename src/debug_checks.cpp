@@ -72,21 +72,27 @@ void Communicator::verify(const char* op, const at::Tensor& tensor, ShapeRule ru
                                : debug_device_problem(static_cast<c10::DeviceType>(c.device),
                                                       static_cast<c10::DeviceType>(first.device), expected_device);
     if (!problem.empty()) break;
-    if (c.dtype != first.dtype) problem = "different dtypes";
-    else if (c.root != first.root) problem = "different source processes";
-    else if (rule == ShapeRule::Same && c.shape != first.shape) problem = "shape mismatches";
-    else if (c.shape.size() != first.shape.size()) problem = "different numbers of dimensions";
-    else if (rule == ShapeRule::SameTrailing && !std::equal(c.shape.begin() + std::min<size_t>(1, c.shape.size()),
-                                                              c.shape.end(), first.shape.begin() + std::min<size_t>(1, first.shape.size()))) {
+    if (c.dtype != first.dtype)
+      problem = "different dtypes";
+    else if (c.root != first.root)
+      problem = "different source processes";
+    else if (rule == ShapeRule::Same && c.shape != first.shape)
+      problem = "shape mismatches";
+    else if (c.shape.size() != first.shape.size())
+      problem = "different numbers of dimensions";
+    else if (rule == ShapeRule::SameTrailing &&
+             !std::equal(c.shape.begin() + std::min<size_t>(1, c.shape.size()), c.shape.end(),
+                         first.shape.begin() + std::min<size_t>(1, first.shape.size()))) {
       problem = "shape mismatches beyond the first dimension";
     }
     if (!problem.empty()) break;
   }
   if (problem.empty()) return;
-  std::string message = concat("Cannot apply desired operation due to ", problem, " (debug mode).\n\nOperation: `accelerate::",
-                               op, "`\nInput shapes:");
+  std::string message = concat("Cannot apply desired operation due to ", problem,
+                               " (debug mode).\n\nOperation: `accelerate::", op, "`\nInput shapes:");
   for (size_t r = 0; r < calls.size(); ++r) {
-    message += concat("\n  - Process ", r, ": ", kOperations[static_cast<size_t>(calls[r].op)], " of ", describe(calls[r]));
+    message +=
+        concat("\n  - Process ", r, ": ", kOperations[static_cast<size_t>(calls[r].op)], " of ", describe(calls[r]));
   }
   throw DistributedOperationError(message);
 }

@@ -29,8 +29,7 @@ int parse_int(const std::string& key, const std::string& value, const char* fix)
 }
 
 /// Reads the first of `keys` that is set; `fallback` when none is.
-std::optional<int> read_int(const EnvironmentVariables& env, std::initializer_list<const char*> keys,
-                            const char* fix) {
+std::optional<int> read_int(const EnvironmentVariables& env, std::initializer_list<const char*> keys, const char* fix) {
   for (const char* key : keys) {
     if (auto v = lookup(env, key)) return parse_int(key, *v, fix);
   }
@@ -54,33 +53,31 @@ void read_master(const EnvironmentVariables& env, LaunchEnvironment& out, bool p
   if (auto addr = lookup(env, "MASTER_ADDR")) {
     out.master_addr = *addr;
   } else {
-    ACCELERATE_CHECK(out.num_nodes == 1, ConfigError, "MASTER_ADDR is not set, and the job spans ",
-                     out.num_nodes, " nodes, so the rendezvous host is unknown. Export MASTER_ADDR=<host of rank 0> "
+    ACCELERATE_CHECK(out.num_nodes == 1, ConfigError, "MASTER_ADDR is not set, and the job spans ", out.num_nodes,
+                     " nodes, so the rendezvous host is unknown. Export MASTER_ADDR=<host of rank 0> "
                      "on every node (launch: --main_process_ip).");
   }
   auto port = read_int(env, {"MASTER_PORT"}, fix);
   if (!port) {
     ACCELERATE_CHECK(!port_required, ConfigError, "MASTER_PORT is not set but WORLD_SIZE=", out.world_size,
                      " > 1: the processes cannot find the rendezvous. Export MASTER_PORT=<free port on rank 0's "
-                     "host>, or use `accelerate-cpp launch`, which picks one. ", fix);
+                     "host>, or use `accelerate-cpp launch`, which picks one. ",
+                     fix);
     port = 29500;  // what HF and torch default to for MPI and SLURM worlds
   }
-  ACCELERATE_CHECK(*port > 0 && *port < 65536, ConfigError, "MASTER_PORT=", *port,
-                   " is not a TCP port; use 1-65535.");
+  ACCELERATE_CHECK(*port > 0 && *port < 65536, ConfigError, "MASTER_PORT=", *port, " is not a TCP port; use 1-65535.");
   out.master_port = *port;
 }
 
 void validate(const LaunchEnvironment& e, const char* rank_var, const char* world_var, const char* local_var,
               const char* fix) {
   ACCELERATE_CHECK(e.world_size >= 1, ConfigError, world_var, "=", e.world_size, " must be >= 1. ", fix);
-  ACCELERATE_CHECK(e.rank >= 0 && e.rank < e.world_size, ConfigError, rank_var, "=", e.rank,
-                   " is out of range for ", world_var, "=", e.world_size, " (valid: 0..", e.world_size - 1, "). ",
-                   fix);
-  ACCELERATE_CHECK(e.local_world_size >= 1 && e.local_world_size <= e.world_size, ConfigError,
-                   "local world size ", e.local_world_size, " does not fit ", world_var, "=", e.world_size, ". ",
-                   fix);
-  ACCELERATE_CHECK(e.local_rank >= 0 && e.local_rank < e.local_world_size, ConfigError, local_var, "=",
-                   e.local_rank, " is out of range for a local world of ", e.local_world_size, ". ", fix);
+  ACCELERATE_CHECK(e.rank >= 0 && e.rank < e.world_size, ConfigError, rank_var, "=", e.rank, " is out of range for ",
+                   world_var, "=", e.world_size, " (valid: 0..", e.world_size - 1, "). ", fix);
+  ACCELERATE_CHECK(e.local_world_size >= 1 && e.local_world_size <= e.world_size, ConfigError, "local world size ",
+                   e.local_world_size, " does not fit ", world_var, "=", e.world_size, ". ", fix);
+  ACCELERATE_CHECK(e.local_rank >= 0 && e.local_rank < e.local_world_size, ConfigError, local_var, "=", e.local_rank,
+                   " is out of range for a local world of ", e.local_world_size, ". ", fix);
   ACCELERATE_CHECK(e.node_rank >= 0 && e.node_rank < e.num_nodes, ConfigError, "node rank ", e.node_rank,
                    " is out of range for ", e.num_nodes, " nodes. ", fix);
 }
@@ -92,8 +89,8 @@ LaunchEnvironment from_torchrun(const EnvironmentVariables& env, Launcher launch
   e.world_size = require_int(env, "WORLD_SIZE", kTorchrunFix);
   e.local_rank = read_int(env, {"LOCAL_RANK"}, kTorchrunFix).value_or(e.rank);
   e.local_world_size = read_int(env, {"LOCAL_WORLD_SIZE"}, kTorchrunFix).value_or(e.world_size);
-  ACCELERATE_CHECK(e.local_world_size >= 1, ConfigError, "LOCAL_WORLD_SIZE=", e.local_world_size,
-                   " must be >= 1. ", kTorchrunFix);
+  ACCELERATE_CHECK(e.local_world_size >= 1, ConfigError, "LOCAL_WORLD_SIZE=", e.local_world_size, " must be >= 1. ",
+                   kTorchrunFix);
   e.num_nodes = read_int(env, {"GROUP_WORLD_SIZE"}, kTorchrunFix)
                     .value_or((e.world_size + e.local_world_size - 1) / e.local_world_size);
   e.node_rank = read_int(env, {"GROUP_RANK"}, kTorchrunFix).value_or(e.rank / e.local_world_size);
@@ -130,8 +127,8 @@ LaunchEnvironment from_slurm(const EnvironmentVariables& env) {
   e.num_nodes = read_int(env, {"SLURM_NNODES", "SLURM_JOB_NUM_NODES"}, kSlurmFix).value_or(1);
   e.node_rank = read_int(env, {"SLURM_NODEID"}, kSlurmFix).value_or(0);
   ACCELERATE_CHECK(e.num_nodes >= 1, ConfigError, "SLURM_NNODES must be >= 1. ", kSlurmFix);
-  e.local_world_size = read_int(env, {"SLURM_NTASKS_PER_NODE"}, kSlurmFix)
-                           .value_or((e.world_size + e.num_nodes - 1) / e.num_nodes);
+  e.local_world_size =
+      read_int(env, {"SLURM_NTASKS_PER_NODE"}, kSlurmFix).value_or((e.world_size + e.num_nodes - 1) / e.num_nodes);
   validate(e, "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", kSlurmFix);
   // SLURM names the hosts; the first one of the job runs rank 0 under the default block distribution.
   EnvironmentVariables with_master = env;
@@ -172,7 +169,8 @@ bool parse_bool(const std::string& value, const std::string& what) {
   std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
   if (v == "y" || v == "yes" || v == "t" || v == "true" || v == "on" || v == "1") return true;
   if (v == "n" || v == "no" || v == "f" || v == "false" || v == "off" || v == "0") return false;
-  throw ConfigError(detail::concat(what, "='", value, "' is not a boolean; use one of true/false, yes/no, on/off, 1/0."));
+  throw ConfigError(
+      detail::concat(what, "='", value, "' is not a boolean; use one of true/false, yes/no, on/off, 1/0."));
 }
 
 std::string first_host_in_slurm_nodelist(const std::string& nodelist) {

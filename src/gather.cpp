@@ -44,12 +44,12 @@ namespace {
 struct FirstRound {
   std::vector<at::Tensor> buffers;  // one per rank: header, then data when it fitted
   std::vector<Header> headers;
-  bool fitted = false;               // every rank's data is in `buffers`
+  bool fitted = false;  // every rank's data is in `buffers`
 };
 
 FirstRound first_round(Communicator& comm, const at::Tensor& tensor, const char* op) {
-  ACCELERATE_CHECK(tensor.dim() >= 1 && tensor.dim() <= kMaxDims, DistributedOperationError, op,
-                   ": tensors need 1 to ", kMaxDims, " dims, got ", tensor.dim(), ".");
+  ACCELERATE_CHECK(tensor.dim() >= 1 && tensor.dim() <= kMaxDims, DistributedOperationError, op, ": tensors need 1 to ",
+                   kMaxDims, " dims, got ", tensor.dim(), ".");
   const int world = comm.world_size();
   const int64_t capacity = comm.gather_capacity();
 
@@ -105,9 +105,10 @@ FirstRound first_round(Communicator& comm, const at::Tensor& tensor, const char*
     const bool same_rest = hr.shape.size() == headers[0].shape.size() &&
                            std::equal(hr.shape.begin() + 1, hr.shape.end(), headers[0].shape.begin() + 1);
     if (hr.dtype != headers[0].dtype || !same_rest) {
-      throw DistributedOperationError(concat(op, ": only the first dim may differ between ranks (same dtype, same "
-                                             "other dims), got", describe(headers),
-                                             " pad the other dims first (pad_across_processes)."));
+      throw DistributedOperationError(concat(op,
+                                             ": only the first dim may differ between ranks (same dtype, same "
+                                             "other dims), got",
+                                             describe(headers), " pad the other dims first (pad_across_processes)."));
     }
   }
   comm.record_gather_bytes(largest);
@@ -140,8 +141,8 @@ std::vector<at::Tensor> second_round(Communicator& comm, const at::Tensor& tenso
 std::vector<at::Tensor> views_of(const FirstRound& round, at::ScalarType dtype) {
   std::vector<at::Tensor> parts;
   for (size_t r = 0; r < round.buffers.size(); ++r) {
-    parts.push_back(round.buffers[r].narrow(0, kHeaderBytes, round.headers[r].bytes()).view(dtype)
-                        .view(round.headers[r].shape));
+    parts.push_back(
+        round.buffers[r].narrow(0, kHeaderBytes, round.headers[r].bytes()).view(dtype).view(round.headers[r].shape));
   }
   return parts;
 }

@@ -58,9 +58,9 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
   out.epoch = required(saved, "epoch", file);
   const int64_t saved_batches = required(saved, "batches", file);
   const int64_t saved_total = required(saved, "total_batch_size", file);
-  ACCELERATE_CHECK(out.epoch >= 0 && saved_batches >= 0 && saved_total >= 1, CheckpointError, "checkpoint file ",
-                   file, " holds an impossible position (epoch ", out.epoch, ", batch ", saved_batches,
-                   ", global batch ", saved_total, "); the file is damaged.");
+  ACCELERATE_CHECK(out.epoch >= 0 && saved_batches >= 0 && saved_total >= 1, CheckpointError, "checkpoint file ", file,
+                   " holds an impossible position (epoch ", out.epoch, ", batch ", saved_batches, ", global batch ",
+                   saved_total, "); the file is damaged.");
   for (const char* key : {"batch_size", "num_processes", "dataset_size"}) {
     const auto v = integer(saved, key, file);
     ACCELERATE_CHECK(!v || *v >= 1, CheckpointError, "checkpoint file ", file, ": metadata '", key, "' is ", *v,
@@ -75,7 +75,8 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
   if (auto size = integer(saved, "dataset_size", file); size && *size != loader.dataset_size()) {
     throw CheckpointError(concat(
         "load_state: ", file, " was saved while iterating a dataset of ", *size, " samples; the data loader now has ",
-        loader.dataset_size(), ". The position in the epoch cannot be mapped onto other data. Resume with the same "
+        loader.dataset_size(),
+        ". The position in the epoch cannot be mapped onto other data. Resume with the same "
         "dataset, or load the model and optimizer alone (load_checkpoint_in_model) and start the epoch afresh."));
   }
   if (auto shuffle = integer(saved, "shuffle", file); shuffle && (*shuffle != 0) != loader.options().shuffle) {
@@ -105,10 +106,12 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
   if (changes.empty() || samples == 0) return out;  // nothing handed out yet: nothing to map
   std::string list;
   for (const auto& c : changes) list += (list.empty() ? "" : ", ") + c;
-  out.report = concat("the data loader changed since the checkpoint (", list, "): its position is mapped by global "
-                      "sample index. The checkpoint had handed out ", samples, " samples of epoch ", out.epoch,
-                      " (", saved_batches, " global batches of ", saved_total, "); it continues at sample ",
-                      out.batches * total, " (", out.batches, " global batches of ", total, ")");
+  out.report =
+      concat("the data loader changed since the checkpoint (", list,
+             "): its position is mapped by global "
+             "sample index. The checkpoint had handed out ",
+             samples, " samples of epoch ", out.epoch, " (", saved_batches, " global batches of ", saved_total,
+             "); it continues at sample ", out.batches * total, " (", out.batches, " global batches of ", total, ")");
   if (samples % total != 0) {
     out.report += concat("; samples ", out.batches * total, "..", samples - 1, " of the epoch's order (",
                          samples - out.batches * total, " samples) are seen a second time, because ", samples,

@@ -18,7 +18,8 @@ LogLevel parse_log_level(const std::string& text) {
   if (t == "info") return LogLevel::Info;
   if (t == "warning" || t == "warn") return LogLevel::Warning;
   if (t == "error" || t == "critical") return LogLevel::Error;
-  throw ConfigError(detail::concat("Unknown log level '", text, "' (ACCELERATE_LOG_LEVEL): use debug, info, warning or error."));
+  throw ConfigError(
+      detail::concat("Unknown log level '", text, "' (ACCELERATE_LOG_LEVEL): use debug, info, warning or error."));
 }
 
 Logger::Logger(std::string name, const ProcessState& state, std::optional<LogLevel> level)

@@ -47,7 +47,8 @@ std::map<std::string, at::Tensor> model_state(torch::nn::Module& model) {
 }  // namespace detail
 
 void save_model(torch::nn::Module& model, const std::string& dir, int64_t max_shard_size) {
-  ACCELERATE_CHECK(max_shard_size > 0, ConfigError, "save_model: max_shard_size must be > 0, got ", max_shard_size, ".");
+  ACCELERATE_CHECK(max_shard_size > 0, ConfigError, "save_model: max_shard_size must be > 0, got ", max_shard_size,
+                   ".");
   fs::create_directories(dir);
   std::vector<safetensors::TensorMap> shards(1);
   int64_t current = 0, total = 0;
@@ -132,8 +133,8 @@ void load_checkpoint_in_model(torch::nn::Module& model, const std::string& path)
     if (!file) file = std::make_unique<safetensors::File>(it->second.string());
     auto t = file->get(name);
     ACCELERATE_CHECK(t.sizes() == target.sizes() && t.scalar_type() == target.scalar_type(), CheckpointError,
-                     it->second.string(), ": tensor '", name, "' is ", t.scalar_type(), t.sizes(), " but the model's is ",
-                     target.scalar_type(), target.sizes(), ".");
+                     it->second.string(), ": tensor '", name, "' is ", t.scalar_type(), t.sizes(),
+                     " but the model's is ", target.scalar_type(), target.sizes(), ".");
     target.copy_(t);
   }
 }

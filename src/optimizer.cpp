@@ -82,7 +82,8 @@ void GradScaler::update() {
 }
 
 void GradScaler::load_state(double scale, int64_t growth_tracker) {
-  scale_ = at::full({}, scale, at::TensorOptions().dtype(at::kFloat).device(scale_.defined() ? scale_.device() : at::kCPU));
+  scale_ =
+      at::full({}, scale, at::TensorOptions().dtype(at::kFloat).device(scale_.defined() ? scale_.device() : at::kCPU));
   growth_tracker_ = at::full({}, growth_tracker, at::TensorOptions().dtype(at::kInt).device(scale_.device()));
 }
 

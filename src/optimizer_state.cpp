@@ -54,8 +54,8 @@ struct Kind<optim::SGD> {
   static constexpr const char* name = "sgd";
   template <class F>
   static void options(Options& o, F&& f) {
-    f("lr", o.lr()), f("momentum", o.momentum()), f("dampening", o.dampening()),
-        f("weight_decay", o.weight_decay()), f("nesterov", o.nesterov());
+    f("lr", o.lr()), f("momentum", o.momentum()), f("dampening", o.dampening()), f("weight_decay", o.weight_decay()),
+        f("nesterov", o.nesterov());
   }
   template <class F>
   static void state(State& s, F&& f) {
@@ -182,9 +182,8 @@ void load_optimizer_state(optim::Optimizer& base, const safetensors::File& file,
             const auto tk = tensor_key(i, name);
             if (!file.contains(tk)) return;
             v = file.get(tk).clone().to(p.device());
-            ACCELERATE_CHECK(v.sizes() == p.sizes(), CheckpointError, where, ": tensor ", tk, " has shape ",
-                             v.sizes(), " but its parameter has ", p.sizes(),
-                             ". Is this checkpoint from another model?");
+            ACCELERATE_CHECK(v.sizes() == p.sizes(), CheckpointError, where, ": tensor ", tk, " has shape ", v.sizes(),
+                             " but its parameter has ", p.sizes(), ". Is this checkpoint from another model?");
           } else if (scalars.contains(name)) {
             v = scalars[name].template get<std::decay_t<decltype(v)>>();
           }

@@ -100,8 +100,8 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
   }
   // HF creates the process group under torchrun even for a world of one; we do on request, so that one GPU can
   // exercise the NCCL backend, the Reducer and the CUDA collectives.
-  forced_group_ = env_.world_size == 1 && (options.force_process_group ||
-                                           env_flag(env, "ACCELERATE_CPP_FORCE_PROCESS_GROUP"));
+  forced_group_ =
+      env_.world_size == 1 && (options.force_process_group || env_flag(env, "ACCELERATE_CPP_FORCE_PROCESS_GROUP"));
   if (!use_distributed()) return;
 
   std::string backend = options.backend.empty() ? (cuda ? "nccl" : "gloo") : options.backend;
@@ -116,11 +116,13 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
     ACCELERATE_CHECK(strategy, ConfigError, "backend 'nccl' requested, but accelerate-cpp was built without CUDA.");
     const int gpus = static_cast<int>(torch::cuda::device_count());
     ACCELERATE_CHECK(env_.local_world_size <= gpus, ConfigError, "backend nccl: ", env_.local_world_size,
-                     " processes on this machine but ", gpus, " visible GPU(s), and NCCL cannot run two ranks on one "
-                     "GPU (it fails later with \"Duplicate GPU detected\"). Start at most ", gpus,
-                     " processes per machine (--num_processes), or use backend gloo (slower) to share a GPU.");
+                     " processes on this machine but ", gpus,
+                     " visible GPU(s), and NCCL cannot run two ranks on one "
+                     "GPU (it fails later with \"Duplicate GPU detected\"). Start at most ",
+                     gpus, " processes per machine (--num_processes), or use backend gloo (slower) to share a GPU.");
   } else {
-    throw ConfigError(detail::concat("Unknown backend '", backend, "'. Choose between: gloo, nccl (or empty for auto)."));
+    throw ConfigError(
+        detail::concat("Unknown backend '", backend, "'. Choose between: gloo, nccl (or empty for auto)."));
   }
   type_ = cuda ? DistributedType::MultiGpu : DistributedType::MultiCpu;
   backend_ = strategy->name();

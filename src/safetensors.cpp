@@ -22,12 +22,22 @@ using detail::concat;
 namespace {
 
 const std::vector<std::pair<at::ScalarType, const char*>>& dtype_names() {
-  static const std::vector<std::pair<at::ScalarType, const char*>> names = {
-      {at::kBool, "BOOL"},     {at::kByte, "U8"},          {at::kChar, "I8"},          {at::kShort, "I16"},
-      {at::kUInt16, "U16"},    {at::kHalf, "F16"},         {at::kBFloat16, "BF16"},    {at::kInt, "I32"},
-      {at::kUInt32, "U32"},    {at::kFloat, "F32"},        {at::kLong, "I64"},         {at::kUInt64, "U64"},
-      {at::kDouble, "F64"},    {at::kFloat8_e4m3fn, "F8_E4M3"}, {at::kFloat8_e5m2, "F8_E5M2"},
-      {at::kComplexFloat, "C64"}};
+  static const std::vector<std::pair<at::ScalarType, const char*>> names = {{at::kBool, "BOOL"},
+                                                                            {at::kByte, "U8"},
+                                                                            {at::kChar, "I8"},
+                                                                            {at::kShort, "I16"},
+                                                                            {at::kUInt16, "U16"},
+                                                                            {at::kHalf, "F16"},
+                                                                            {at::kBFloat16, "BF16"},
+                                                                            {at::kInt, "I32"},
+                                                                            {at::kUInt32, "U32"},
+                                                                            {at::kFloat, "F32"},
+                                                                            {at::kLong, "I64"},
+                                                                            {at::kUInt64, "U64"},
+                                                                            {at::kDouble, "F64"},
+                                                                            {at::kFloat8_e4m3fn, "F8_E4M3"},
+                                                                            {at::kFloat8_e5m2, "F8_E5M2"},
+                                                                            {at::kComplexFloat, "C64"}};
   return names;
 }
 
@@ -35,8 +45,8 @@ const char* name_of(at::ScalarType type, const std::string& tensor) {
   for (const auto& [t, n] : dtype_names()) {
     if (t == type) return n;
   }
-  throw CheckpointError(concat("safetensors: tensor '", tensor, "' has dtype ", type,
-                               ", which the safetensors format cannot store."));
+  throw CheckpointError(
+      concat("safetensors: tensor '", tensor, "' has dtype ", type, ", which the safetensors format cannot store."));
 }
 
 at::ScalarType type_of(const std::string& name) {
@@ -56,9 +66,8 @@ void save_file(const TensorMap& tensors, const std::string& path, const Metadata
     name_of(t.scalar_type(), name);
     order.emplace_back(name, t.to(at::kCPU).contiguous());
   }
-  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
-    return a.second.element_size() > b.second.element_size();
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.second.element_size() > b.second.element_size(); });
   std::vector<format::Entry> entries;
   uint64_t offset = 0;
   for (const auto& [name, t] : order) {
@@ -80,7 +89,9 @@ void save_file(const TensorMap& tensors, const std::string& path, const Metadata
   const int flush_error = ok ? 0 : errno;
   ok = (std::fclose(file) == 0) && ok;
   ACCELERATE_CHECK(ok, CheckpointError, "could not write ", path, " completely: ",
-                   std::strerror(error ? error : flush_error ? flush_error : EIO),
+                   std::strerror(error         ? error
+                                 : flush_error ? flush_error
+                                               : EIO),
                    ". Free disk space or choose another directory; the file is incomplete.");
 }
 
@@ -145,7 +156,8 @@ at::Tensor File::get(const std::string& name) const {
       return out;
     }
     auto keep = mapping_;
-    return at::from_blob(data, e.shape, [keep](void*) {}, at::TensorOptions().dtype(type));
+    return at::from_blob(
+        data, e.shape, [keep](void*) {}, at::TensorOptions().dtype(type));
   }
   throw CheckpointError(concat("safetensors file ", path_, " has no tensor '", name, "'."));
 }

@@ -32,7 +32,8 @@ Header parse(const uint8_t* data, size_t size, const std::string& path) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];  // little-endian
   if (n > kMaxHeader) fail(path, concat("declares a header of ", n, " bytes, over the ", kMaxHeader, "-byte limit"));
-  if (n > size - 8) fail(path, concat("declares a header of ", n, " bytes but only ", size - 8, " follow (truncated?)"));
+  if (n > size - 8)
+    fail(path, concat("declares a header of ", n, " bytes but only ", size - 8, " follow (truncated?)"));
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(data + 8, data + 8 + n);

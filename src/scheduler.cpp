@@ -37,7 +37,8 @@ std::function<double(int64_t)> detail::schedule_lambda(const std::string& name, 
                                                        double initial_lr) {
   const double warmup = static_cast<double>(o.num_warmup_steps);
   const double total = static_cast<double>(o.num_training_steps);
-  ACCELERATE_CHECK(o.num_warmup_steps >= 0, ConfigError, "num_warmup_steps must be >= 0, got ", o.num_warmup_steps, ".");
+  ACCELERATE_CHECK(o.num_warmup_steps >= 0, ConfigError, "num_warmup_steps must be >= 0, got ", o.num_warmup_steps,
+                   ".");
   auto warming = [warmup](double step) { return step / std::max(1.0, warmup); };
   auto needs_total = [&] {
     ACCELERATE_CHECK(o.num_training_steps > 0, ConfigError, "the '", name,
@@ -80,7 +81,8 @@ std::function<double(int64_t)> detail::schedule_lambda(const std::string& name, 
       return ((initial_lr - o.lr_end) * std::pow(remaining, o.power) + o.lr_end) / initial_lr;
     };
   }
-  throw ConfigError(detail::concat("Unknown scheduler '", name, "'. Choose between: constant, constant_with_warmup, "
+  throw ConfigError(detail::concat("Unknown scheduler '", name,
+                                   "'. Choose between: constant, constant_with_warmup, "
                                    "linear, cosine, cosine_with_restarts, polynomial."));
 }
 
@@ -90,8 +92,8 @@ LRScheduler get_scheduler(const std::string& name, torch::optim::Optimizer& opti
 }
 
 AcceleratedScheduler::AcceleratedScheduler(LRScheduler& scheduler, std::vector<AcceleratedOptimizer*> optimizers,
-                                           GradientState& gradient_state, bool step_with_optimizer,
-                                           bool split_batches, int num_processes)
+                                           GradientState& gradient_state, bool step_with_optimizer, bool split_batches,
+                                           int num_processes)
     : scheduler_(scheduler),
       optimizers_(std::move(optimizers)),
       gradient_state_(gradient_state),

@@ -18,9 +18,7 @@ constexpr double kRetryAfterFailure = 5.0;
 // How long report() waits for a fresh read of the peers before it uses what it has.
 constexpr auto kFreshReadWait = std::chrono::milliseconds(1000);
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 std::string seconds_text(double s) {
   std::ostringstream out;
@@ -33,8 +31,8 @@ struct Status {
   int64_t sequence = 0;
   std::string op = "(none yet)";
   bool inside = false;
-  double since = 0;    // wall time of the last enter/leave
-  int64_t beat = 0;    // heartbeat: the I/O thread republishes with beat+1 every interval, dirty or not
+  double since = 0;  // wall time of the last enter/leave
+  int64_t beat = 0;  // heartbeat: the I/O thread republishes with beat+1 every interval, dirty or not
 };
 
 struct Peer {
@@ -60,7 +58,7 @@ struct StallInspector::Shared {
   bool dirty = true, stopping = false, warned = false, io_finished = false;
   uint64_t refresh_requested = 0, refresh_done = 0;  // request counters
   std::vector<Peer> peers;
-  double io_since = 0;  // when the store call in flight began; 0 when none
+  double io_since = 0;   // when the store call in flight began; 0 when none
   std::string io_error;  // the last store call's failure, empty after a success
 
   bool store_stuck(double now) const { return io_since > 0 && now - io_since > kStoreStuckAfter; }
@@ -207,8 +205,10 @@ void StallInspector::stop() {
   std::unique_lock<std::mutex> lock(shared_->mutex);
   const bool finished = shared_->wake.wait_for(lock, std::chrono::seconds(1), [&] { return shared_->io_finished; });
   lock.unlock();
-  if (finished) io_.join();
-  else io_.detach();  // stuck in a store call that will never return: it owns its state
+  if (finished)
+    io_.join();
+  else
+    io_.detach();  // stuck in a store call that will never return: it owns its state
 }
 
 void StallInspector::enter(const char* op) {
@@ -242,9 +242,9 @@ struct Snapshot {
   Status mine;
   std::vector<Peer> peers;
   double now = 0;
-  bool stuck = false;       // a store call has hung for a while
+  bool stuck = false;  // a store call has hung for a while
   double stuck_for = 0;
-  std::string io_error;     // the last store call failed with this
+  std::string io_error;  // the last store call failed with this
   bool store_down() const { return stuck || !io_error.empty(); }
 };
 
@@ -267,8 +267,9 @@ Verdict describe_peer(std::ostream& out, const Snapshot& snap, const Peer& p, bo
   }
   if (!p.read) {
     out << "status unavailable (the rendezvous store "
-        << (snap.stuck ? "has not answered for " + seconds_text(snap.stuck_for)
-                       : snap.io_error.empty() ? "was not read yet" : "failed: " + snap.io_error)
+        << (snap.stuck              ? "has not answered for " + seconds_text(snap.stuck_for)
+            : snap.io_error.empty() ? "was not read yet"
+                                    : "failed: " + snap.io_error)
         << ")";
     return snap.store_down() ? Verdict::Unreachable : Verdict::Fine;
   }
@@ -343,7 +344,8 @@ HangReport StallInspector::report() {
       out << "in #" << r.sequence << " " << r.op << " (this rank)";
       continue;
     }
-    const auto verdict = describe_peer(out, snap, snap.peers[static_cast<size_t>(q)], q == sh.store_host, sh.stale_after());
+    const auto verdict =
+        describe_peer(out, snap, snap.peers[static_cast<size_t>(q)], q == sh.store_host, sh.stale_after());
     if (verdict == Verdict::NotArrived) r.missing.push_back(q);
     if (verdict == Verdict::Unreachable) unreachable.push_back(q);
   }

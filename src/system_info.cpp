@@ -35,7 +35,8 @@ namespace {
 int driver_gpu_count() {
   std::error_code ec;
   int n = 0;
-  for (std::filesystem::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end; it.increment(ec)) ++n;
+  for (std::filesystem::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end; it.increment(ec))
+    ++n;
   return n;
 }
 }  // namespace
@@ -70,8 +71,8 @@ std::string to_markdown(const RuntimeInfo& info) {
   if (info.cuda_runtime.empty()) return out + "- CUDA available: no\n";
   out += detail::concat("- CUDA available: yes (runtime ", info.cuda_runtime, ")\n",
                         "- cuDNN version: ", info.cudnn.empty() ? "none" : info.cudnn, "\n",
-                        "- NCCL version: ", info.nccl.empty() ? "none" : info.nccl, "\n",
-                        "- GPUs: ", info.gpus.size(), "\n");
+                        "- NCCL version: ", info.nccl.empty() ? "none" : info.nccl, "\n", "- GPUs: ", info.gpus.size(),
+                        "\n");
   for (const auto& g : info.gpus) {
     out += detail::concat("  - ", g.index, ": ", g.name, ", ", format_bytes(g.total_memory), ", compute capability ",
                           g.major, ".", g.minor, "\n");

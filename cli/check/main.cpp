@@ -39,14 +39,16 @@ std::string check_collectives(Accelerator& acc) {
   // Every collective runs before any verdict: a rank that returned early would leave the others waiting.
   auto mine = torch::full({r + 1, 2}, static_cast<float>(r), opts);  // uneven first dimension
   auto gathered = acc.gather(mine).cpu();
-  auto sum = acc.reduce(torch::full({3}, static_cast<float>(r + (broken(acc, "collectives") ? 5 : 0)), opts),
-                        Reduction::Sum).cpu();
+  auto sum =
+      acc.reduce(torch::full({3}, static_cast<float>(r + (broken(acc, "collectives") ? 5 : 0)), opts), Reduction::Sum)
+          .cpu();
   auto from_last = broadcast(acc.state(), torch::full({2}, static_cast<float>(r), opts), n - 1).cpu();
   auto padded = acc.pad_across_processes(mine, 0).cpu();
   auto objects = gather_object(acc.state(), c10::IValue(std::string("rank") + std::to_string(r)));
   if (gathered.size(0) != n * (n + 1) / 2) return "gather returned the wrong number of rows";
   if (!torch::equal(sum, torch::full({3}, static_cast<float>(n * (n - 1) / 2)))) return "reduce(sum) is wrong";
-  if (!torch::equal(from_last, torch::full({2}, static_cast<float>(n - 1)))) return "broadcast from the last rank is wrong";
+  if (!torch::equal(from_last, torch::full({2}, static_cast<float>(n - 1))))
+    return "broadcast from the last rank is wrong";
   if (padded.size(0) != n) return "pad_across_processes did not pad to the longest";
   for (int i = 0; i < n; ++i) {
     if (objects[i].toStringRef() != "rank" + std::to_string(i)) return "gather_object is out of order";
@@ -97,8 +99,9 @@ std::string check_data_loader(Accelerator& acc) {
   std::vector<std::unique_ptr<DataLoader>> loaders;  // alive while the Accelerator is: it keeps their addresses
   for (bool shuffle : {false, true}) {
     auto data = torch::arange(32 * n, torch::kFloat).unsqueeze(1);
-    auto& loader = *loaders.emplace_back(std::make_unique<DataLoader>(
-        std::make_shared<TensorDataset>(data, torch::arange(32 * n)), DataLoaderOptions{.batch_size = 8, .shuffle = shuffle}));
+    auto& loader =
+        *loaders.emplace_back(std::make_unique<DataLoader>(std::make_shared<TensorDataset>(data, torch::arange(32 * n)),
+                                                           DataLoaderOptions{.batch_size = 8, .shuffle = shuffle}));
     acc.prepare(loader);
     std::vector<torch::Tensor> seen;
     for (auto& batch : loader) seen.push_back(acc.gather(batch.target));
@@ -106,7 +109,8 @@ std::string check_data_loader(Accelerator& acc) {
     if (broken(acc, "data_loader")) all[0] = -1;
     // No early return: every rank must reach the same collectives.
     if (!shuffle && !torch::equal(all, torch::arange(32 * n))) complaint = "unshuffled batches are not in order";
-    if (!torch::equal(std::get<0>(all.sort()), torch::arange(32 * n))) complaint = "the shards do not cover the data once";
+    if (!torch::equal(std::get<0>(all.sort()), torch::arange(32 * n)))
+      complaint = "the shards do not cover the data once";
   }
   return complaint;
 }
@@ -182,9 +186,12 @@ int run_checks() {
   Accelerator acc(state);
   acc.print("accelerate-cpp test:", acc.num_processes(), "process(es)\n" + acc.state_report());
   const std::vector<std::pair<std::string, std::function<std::string(Accelerator&)>>> checks = {
-      {"process_state", check_process_state},         {"collectives", check_collectives},
-      {"main_process_first", check_main_process_first}, {"split_between_processes", check_split_between_processes},
-      {"data_loader", check_data_loader},             {"training", check_training},
+      {"process_state", check_process_state},
+      {"collectives", check_collectives},
+      {"main_process_first", check_main_process_first},
+      {"split_between_processes", check_split_between_processes},
+      {"data_loader", check_data_loader},
+      {"training", check_training},
       {"rng_sync", check_rng_sync}};
   std::vector<std::string> failed;
   for (const auto& [name, check] : checks) {

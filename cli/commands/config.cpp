@@ -92,7 +92,8 @@ class Questionnaire {
     out_ << prompt << std::flush;
     std::string line;
     ACCELERATE_CHECK(static_cast<bool>(std::getline(in_, line)), ConfigError, "config: the input ended before \"",
-                     question, "\" was answered; nothing was written. Answer every question, or pass the answers "
+                     question,
+                     "\" was answered; nothing was written. Answer every question, or pass the answers "
                      "as flags (accelerate-cpp config --help).");
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     while (!line.empty() && line.front() == ' ') line.erase(line.begin());
@@ -105,7 +106,8 @@ class Questionnaire {
 HfConfig ask_all(Questionnaire& q) {
   HfConfig c;
   const int gpus = visible_gpu_count();
-  const int kind = q.choice("Which type of machine are you using?", {"No distributed training", "multi-CPU", "multi-GPU"});
+  const int kind =
+      q.choice("Which type of machine are you using?", {"No distributed training", "multi-CPU", "multi-GPU"});
   c.distributed_type = kind == 0 ? "NO" : kind == 1 ? "MULTI_CPU" : "MULTI_GPU";
   if (kind != 0) {
     c.num_machines = q.integer("How many different machines will you use (more than 1 for multi-node training)?", 1, 1);
@@ -143,7 +145,8 @@ HfConfig from_flags(const ConfigFlags& f) {
   c.gradient_accumulation_steps = f.gradient_accumulation_steps.value_or(1);
   c.debug = f.debug;
   c.distributed_type = c.num_processes > 1 || c.num_machines > 1 ? (c.use_cpu ? "MULTI_CPU" : "MULTI_GPU") : "NO";
-  ACCELERATE_CHECK(c.num_processes >= 1, ConfigError, "config: --num_processes must be >= 1, got ", c.num_processes, ".");
+  ACCELERATE_CHECK(c.num_processes >= 1, ConfigError, "config: --num_processes must be >= 1, got ", c.num_processes,
+                   ".");
   ACCELERATE_CHECK(c.num_machines >= 1, ConfigError, "config: --num_machines must be >= 1, got ", c.num_machines, ".");
   ACCELERATE_CHECK(c.machine_rank >= 0 && c.machine_rank < c.num_machines, ConfigError, "config: --machine_rank ",
                    c.machine_rank, " must be in 0..", c.num_machines - 1, ".");
@@ -151,8 +154,8 @@ HfConfig from_flags(const ConfigFlags& f) {
                    "config: several machines need --main_process_ip (the address of machine 0).");
   ACCELERATE_CHECK(c.gradient_accumulation_steps >= 1, ConfigError,
                    "config: --gradient_accumulation_steps must be >= 1.");
-  ACCELERATE_CHECK(c.mixed_precision == "no" || c.mixed_precision == "fp16" || c.mixed_precision == "bf16",
-                   ConfigError, "config: --mixed_precision must be no, fp16 or bf16, got '", c.mixed_precision, "'.");
+  ACCELERATE_CHECK(c.mixed_precision == "no" || c.mixed_precision == "fp16" || c.mixed_precision == "bf16", ConfigError,
+                   "config: --mixed_precision must be no, fp16 or bf16, got '", c.mixed_precision, "'.");
   return c;
 }
 
@@ -171,8 +174,10 @@ Action register_config(CLI::App& app) {
   optional_option(cmd, "num_processes", f.num_processes, "Total number of processes over all machines (default 1)");
   optional_option(cmd, "num_machines", f.num_machines, "Number of machines (default 1)");
   optional_option(cmd, "machine_rank", f.machine_rank, "Rank of this machine (default 0)");
-  optional_option(cmd, "main_process_ip", f.main_process_ip, "Address of machine 0 (default: unset; required with several machines)");
-  optional_option(cmd, "main_process_port", f.main_process_port, "Rendezvous port on machine 0 (default: unset: a free port, 29500 multi-node)");
+  optional_option(cmd, "main_process_ip", f.main_process_ip,
+                  "Address of machine 0 (default: unset; required with several machines)");
+  optional_option(cmd, "main_process_port", f.main_process_port,
+                  "Rendezvous port on machine 0 (default: unset: a free port, 29500 multi-node)");
   optional_option(cmd, "mixed_precision", f.mixed_precision, "no, fp16 or bf16 (default no)");
   optional_option(cmd, "gradient_accumulation_steps", f.gradient_accumulation_steps, "(default 1)");
   cmd->add_flag(names("cpu") + ",--use_cpu,--use-cpu", f.cpu, "CPU only, even when a GPU is there (default false)");

@@ -99,7 +99,8 @@ Action register_env(CLI::App& app) {
       for (std::string line; std::getline(lines, line);) md << "  - " << line << "\n";
       if (!warnings.str().empty()) md << "  - warnings: " << warnings.str();
     } else {
-      md << "- `accelerate-cpp` config file: none at " << path << " (defaults; create one with `accelerate-cpp config`)\n";
+      md << "- `accelerate-cpp` config file: none at " << path
+         << " (defaults; create one with `accelerate-cpp config`)\n";
     }
     std::cout << md.str();
     return 0;

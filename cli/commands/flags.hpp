@@ -19,7 +19,8 @@ inline std::string names(const std::string& flag) {
 /// An option whose absence is visible (so flags can win over a config file only when given).
 template <class T>
 void optional_option(CLI::App* cmd, const std::string& flag, std::optional<T>& target, const std::string& help) {
-  cmd->add_option_function<T>(names(flag), [&target](const T& v) { target = v; }, help);
+  cmd->add_option_function<T>(
+      names(flag), [&target](const T& v) { target = v; }, help);
 }
 
 /// The flag of `cmd` nearest to `word` ("--num_procesess" -> "--num_processes"), or "" when none is close.

@@ -27,22 +27,28 @@ Action register_launch(CLI::App& app) {
   cmd->add_flag(names("cpu"), o.cpu, "Force CPU (Gloo) even when CUDA is available (default off)");
   optional_option(cmd, "num_machines", o.num_machines, "Number of machines (default 1)");
   optional_option(cmd, "machine_rank", o.machine_rank, "Rank of this machine, 0..num_machines-1 (default 0)");
-  optional_option(cmd, "main_process_ip", o.main_process_ip, "Address of machine 0 (default 127.0.0.1; required with several machines)");
+  optional_option(cmd, "main_process_ip", o.main_process_ip,
+                  "Address of machine 0 (default 127.0.0.1; required with several machines)");
   optional_option(cmd, "main_process_port", o.main_process_port,
                   "Rendezvous port on machine 0 (default: a free port on one machine, 29500 on several; 0: free)");
-  optional_option(cmd, "mixed_precision", o.mixed_precision, "no, fp16 or bf16, as ACCELERATE_MIXED_PRECISION (default: unset, the program decides; no)");
+  optional_option(cmd, "mixed_precision", o.mixed_precision,
+                  "no, fp16 or bf16, as ACCELERATE_MIXED_PRECISION (default: unset, the program decides; no)");
   optional_option(cmd, "gradient_accumulation_steps", o.gradient_accumulation_steps,
                   "Passed as ACCELERATE_GRADIENT_ACCUMULATION_STEPS (default: unset, the program decides; 1)");
   optional_option(cmd, "num_cpu_threads_per_process", o.num_cpu_threads_per_process,
                   "OMP_NUM_THREADS for each worker (default: cores / local processes, unless OMP_NUM_THREADS is set)");
   optional_option(cmd, "gpu_ids", o.gpu_ids, "GPUs to use, e.g. 0,1, set as CUDA_VISIBLE_DEVICES (default: all)");
-  optional_option(cmd, "timeout", o.timeout_s, "Rendezvous and collective timeout in seconds, as ACCELERATE_CPP_TIMEOUT (default 600)");
-  optional_option(cmd, "config_file", o.config_file, "HF Accelerate YAML config (default: the file `accelerate-cpp config` writes, if present); flags win");
+  optional_option(cmd, "timeout", o.timeout_s,
+                  "Rendezvous and collective timeout in seconds, as ACCELERATE_CPP_TIMEOUT (default 600)");
+  optional_option(
+      cmd, "config_file", o.config_file,
+      "HF Accelerate YAML config (default: the file `accelerate-cpp config` writes, if present); flags win");
   cmd->add_option(names("grace_period"), o.grace_period_s,
                   "Seconds between SIGTERM and SIGKILL when stopping workers (default 5)");
   cmd->add_flag(names("debug"), o.debug, "Debug mode: ACCELERATE_DEBUG_MODE=true for the workers (default off)");
   auto no_prefix = std::make_shared<bool>(false);
-  cmd->add_flag(names("no_rank_prefix"), *no_prefix, "Do not prefix worker output lines with [rankN] (default off: prefixed)");
+  cmd->add_flag(names("no_rank_prefix"), *no_prefix,
+                "Do not prefix worker output lines with [rankN] (default off: prefixed)");
 
   return [options, cmd, no_prefix]() -> int {
     auto& o = *options;
@@ -53,7 +59,8 @@ Action register_launch(CLI::App& app) {
     if (!remaining[0].empty() && remaining[0][0] == '-') {
       const auto flag = remaining[0].substr(0, remaining[0].find('='));
       const auto hint = nearest_flag(*cmd, flag);
-      throw ConfigError(detail::concat("launch: unknown flag '", flag, "'.", hint.empty() ? "" : " Did you mean '" + hint + "'?",
+      throw ConfigError(detail::concat("launch: unknown flag '", flag, "'.",
+                                       hint.empty() ? "" : " Did you mean '" + hint + "'?",
                                        " See `accelerate-cpp launch --help` for the flags."));
     }
     o.program = remaining[0];
@@ -78,8 +85,10 @@ int run_launch(launcher::LaunchOptions& o) {
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
     const auto needed = static_cast<rlim_t>(2 * plan.local_world_size + 32);
     ACCELERATE_CHECK(needed <= files.rlim_cur, ConfigError, "launch: ", plan.local_world_size,
-                     " processes on this machine need about ", needed, " open files in the launcher, but the limit "
-                     "is ", files.rlim_cur, " (ulimit -n). Use fewer processes per machine, or raise the limit.");
+                     " processes on this machine need about ", needed,
+                     " open files in the launcher, but the limit "
+                     "is ",
+                     files.rlim_cur, " (ulimit -n). Use fewer processes per machine, or raise the limit.");
   }
   launcher::SupervisorOptions supervision;
   supervision.rank_prefix = o.rank_prefix;

@@ -15,9 +15,12 @@ namespace accelerate::cli {
 Action register_test(CLI::App& app) {
   auto options = std::make_shared<launcher::LaunchOptions>();
   auto* cmd = app.add_subcommand(
-      "test", "Check the setup: process state, every collective, data sharding, a short training run vs 1 process, RNG.");
-  optional_option(cmd, "config_file", options->config_file, "Config file to test (default: " + default_config_path() + ", if it exists)");
-  optional_option(cmd, "num_processes", options->num_processes, "Number of processes (default: the config file's, else 1)");
+      "test",
+      "Check the setup: process state, every collective, data sharding, a short training run vs 1 process, RNG.");
+  optional_option(cmd, "config_file", options->config_file,
+                  "Config file to test (default: " + default_config_path() + ", if it exists)");
+  optional_option(cmd, "num_processes", options->num_processes,
+                  "Number of processes (default: the config file's, else 1)");
   cmd->add_flag(names("cpu"), options->cpu, "Force CPU (Gloo) even when CUDA is available (default off)");
   optional_option(cmd, "timeout", options->timeout_s, "Collective timeout in seconds (default 60)");
   return [options]() -> int {

@@ -23,23 +23,52 @@ namespace {
 
 // Every key HF's ClusterConfig (and its legacy names) may hold. Anything else is an error, as in HF.
 const std::set<std::string>& hf_keys() {
-  static const std::set<std::string> keys = {
-      "compute_environment", "distributed_type", "mixed_precision", "use_cpu", "debug", "num_processes",
-      "machine_rank", "num_machines", "gpu_ids", "main_process_ip", "main_process_port", "rdzv_backend",
-      "same_network", "main_training_function", "enable_cpu_affinity", "downcast_bf16", "fp8_config",
-      "deepspeed_config", "fsdp_config", "parallelism_config", "megatron_lm_config", "mpirun_config",
-      "dynamo_config", "tpu_name", "tpu_zone", "tpu_use_cluster", "tpu_use_sudo", "command_file", "commands",
-      "tpu_vm", "tpu_env", "ipex_config", "mpirun_hostfile", "dynamo_backend", "fp16", "use_mps_device",
-      "gradient_accumulation_steps"};
+  static const std::set<std::string> keys = {"compute_environment",
+                                             "distributed_type",
+                                             "mixed_precision",
+                                             "use_cpu",
+                                             "debug",
+                                             "num_processes",
+                                             "machine_rank",
+                                             "num_machines",
+                                             "gpu_ids",
+                                             "main_process_ip",
+                                             "main_process_port",
+                                             "rdzv_backend",
+                                             "same_network",
+                                             "main_training_function",
+                                             "enable_cpu_affinity",
+                                             "downcast_bf16",
+                                             "fp8_config",
+                                             "deepspeed_config",
+                                             "fsdp_config",
+                                             "parallelism_config",
+                                             "megatron_lm_config",
+                                             "mpirun_config",
+                                             "dynamo_config",
+                                             "tpu_name",
+                                             "tpu_zone",
+                                             "tpu_use_cluster",
+                                             "tpu_use_sudo",
+                                             "command_file",
+                                             "commands",
+                                             "tpu_vm",
+                                             "tpu_env",
+                                             "ipex_config",
+                                             "mpirun_hostfile",
+                                             "dynamo_backend",
+                                             "fp16",
+                                             "use_mps_device",
+                                             "gradient_accumulation_steps"};
   return keys;
 }
 
 // HF keys that change what a Python launch does but that accelerate-cpp does not implement: a warning names
 // each one that is set to something other than "off".
 const std::set<std::string>& unsupported_keys() {
-  static const std::set<std::string> keys = {"fp8_config", "deepspeed_config", "fsdp_config", "parallelism_config",
-                                             "megatron_lm_config", "dynamo_config", "ipex_config", "tpu_name",
-                                             "tpu_zone", "command_file", "commands", "tpu_vm"};
+  static const std::set<std::string> keys = {
+      "fp8_config",  "deepspeed_config", "fsdp_config", "parallelism_config", "megatron_lm_config", "dynamo_config",
+      "ipex_config", "tpu_name",         "tpu_zone",    "command_file",       "commands",           "tpu_vm"};
   return keys;
 }
 
@@ -79,8 +108,8 @@ class Keys {
  public:
   Keys(const YAML::Node& root, const std::string& path, std::ostream& warnings) {
     for (const auto& item : root) {
-      ACCELERATE_CHECK(item.first.IsScalar(), ConfigError, where(path, item.first),
-                       ": keys must be plain names, got '", bounded(YAML::Dump(item.first)), "'.");
+      ACCELERATE_CHECK(item.first.IsScalar(), ConfigError, where(path, item.first), ": keys must be plain names, got '",
+                       bounded(YAML::Dump(item.first)), "'.");
       const auto key = item.first.Scalar();
       if (auto it = values_.find(key); it != values_.end()) {
         warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << bounded(key)
@@ -107,20 +136,24 @@ class Keys {
 std::string default_config_path() {
   if (const char* p = std::getenv("ACCELERATE_CPP_CONFIG_FILE"); p && *p) return p;
   std::string base;
-  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x) base = x;
-  else if (const char* h = std::getenv("HOME"); h && *h) base = std::string(h) + "/.config";
-  else base = ".";
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)
+    base = x;
+  else if (const char* h = std::getenv("HOME"); h && *h)
+    base = std::string(h) + "/.config";
+  else
+    base = ".";
   return base + "/accelerate-cpp/default_config.yaml";
 }
 
 HfConfig read_config(const std::string& path, std::ostream& warnings) {
   std::error_code ec;
-  ACCELERATE_CHECK(fs::exists(path, ec), ConfigError, "config file ", path,
-                   " does not exist. Create one with `accelerate-cpp config` (or `config default`), or fix --config_file.");
-  ACCELERATE_CHECK(fs::is_regular_file(path, ec), ConfigError, "config file ", path,
-                   " is not a regular file", fs::is_directory(path, ec) ? " but a folder" : "",
-                   ". Point --config_file at the YAML file itself",
-                   fs::is_directory(path, ec) ? ", e.g. " + (fs::path(path) / "default_config.yaml").string() : "", ".");
+  ACCELERATE_CHECK(
+      fs::exists(path, ec), ConfigError, "config file ", path,
+      " does not exist. Create one with `accelerate-cpp config` (or `config default`), or fix --config_file.");
+  ACCELERATE_CHECK(fs::is_regular_file(path, ec), ConfigError, "config file ", path, " is not a regular file",
+                   fs::is_directory(path, ec) ? " but a folder" : "", ". Point --config_file at the YAML file itself",
+                   fs::is_directory(path, ec) ? ", e.g. " + (fs::path(path) / "default_config.yaml").string() : "",
+                   ".");
   ACCELERATE_CHECK(std::ifstream(path).good(), ConfigError, "config file ", path,
                    " cannot be read (permissions?). Fix its permissions or choose another with --config_file.");
   YAML::Node document;
@@ -137,7 +170,8 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   std::string unknown;
   for (const auto& [key, item] : root.all()) {
     if (!hf_keys().count(key)) {
-      if (unknown.size() < 400) unknown += concat(unknown.empty() ? "" : ", ", bounded(key), " (line ", item.first.Mark().line + 1, ")");
+      if (unknown.size() < 400)
+        unknown += concat(unknown.empty() ? "" : ", ", bounded(key), " (line ", item.first.Mark().line + 1, ")");
     } else if (unsupported_keys().count(key) && !is_off(item.second)) {
       warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << key
                << "' is not supported by accelerate-cpp and is ignored (plain data parallelism is used).\n";
@@ -158,9 +192,10 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   positive("num_machines", c.num_machines, 1);
   positive("machine_rank", c.machine_rank, 0);
   positive("gradient_accumulation_steps", c.gradient_accumulation_steps, 1);
-  ACCELERATE_CHECK(c.machine_rank < c.num_machines, ConfigError, where(path, root["machine_rank"]),
-                   ": machine_rank ", c.machine_rank, " is not below num_machines ", c.num_machines, ".");
-  if (auto n = root["main_process_ip"]; n && !n.IsNull()) c.main_process_ip = as<std::string>(n, "main_process_ip", path, "an address");
+  ACCELERATE_CHECK(c.machine_rank < c.num_machines, ConfigError, where(path, root["machine_rank"]), ": machine_rank ",
+                   c.machine_rank, " is not below num_machines ", c.num_machines, ".");
+  if (auto n = root["main_process_ip"]; n && !n.IsNull())
+    c.main_process_ip = as<std::string>(n, "main_process_ip", path, "an address");
   if (auto n = root["main_process_port"]; n && !n.IsNull()) {
     const int port = as<int>(n, "main_process_port", path, "a port number");
     ACCELERATE_CHECK(port >= 0 && port <= 65535, ConfigError, where(path, n), ": main_process_port ", port,
@@ -192,13 +227,15 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
     }
   }
   if (auto n = root["enable_cpu_affinity"]; n && !is_off(n)) {
-    warnings << "accelerate-cpp: warning: " << where(path, n) << ": 'enable_cpu_affinity' is not supported and is ignored.\n";
+    warnings << "accelerate-cpp: warning: " << where(path, n)
+             << ": 'enable_cpu_affinity' is not supported and is ignored.\n";
   }
   // HF writes a string ("all", "0,1"); a YAML list ([0, 1]) is accepted too.
   if (auto n = root["gpu_ids"]; n && !is_off(n)) {
     std::string ids;
     if (n.IsSequence()) {
-      for (const auto& item : n) ids += (ids.empty() ? "" : ",") + as<std::string>(item, "gpu_ids", path, "GPU indexes");
+      for (const auto& item : n)
+        ids += (ids.empty() ? "" : ",") + as<std::string>(item, "gpu_ids", path, "GPU indexes");
     } else {
       ids = as<std::string>(n, "gpu_ids", path, "\"all\" or GPU indexes such as 0,1");
     }
@@ -242,9 +279,12 @@ void write_config(const HfConfig& c, const std::string& path) {
     std::visit(
         [&](const auto& x) {
           using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, std::string>) out << YAML::SingleQuoted << x;
-          else if constexpr (std::is_same_v<T, std::vector<std::string>>) out << YAML::Flow << x;
-          else out << x;
+          if constexpr (std::is_same_v<T, std::string>)
+            out << YAML::SingleQuoted << x;
+          else if constexpr (std::is_same_v<T, std::vector<std::string>>)
+            out << YAML::Flow << x;
+          else
+            out << x;
         },
         v);
   }
@@ -265,8 +305,8 @@ std::string describe(const HfConfig& c) {
                 "\nmixed_precision: ", c.mixed_precision, "\nuse_cpu: ", c.use_cpu ? "true" : "false",
                 "\ndebug: ", c.debug ? "true" : "false", "\nnum_processes: ", c.num_processes,
                 "\nnum_machines: ", c.num_machines, "\nmachine_rank: ", c.machine_rank,
-                "\nmain_process_ip: ", c.main_process_ip.value_or("(unset)"), "\nmain_process_port: ",
-                c.main_process_port ? std::to_string(*c.main_process_port) : "(unset)",
+                "\nmain_process_ip: ", c.main_process_ip.value_or("(unset)"),
+                "\nmain_process_port: ", c.main_process_port ? std::to_string(*c.main_process_port) : "(unset)",
                 "\ngradient_accumulation_steps: ", c.gradient_accumulation_steps, "\n");
 }
 

@@ -13,9 +13,9 @@ namespace accelerate::launcher {
 
 /// What a worker's error file says: its collective failed, and which ranks it was waiting for.
 struct CollectiveFailure {
-  std::string error;      ///< "TimeoutError" or "DistributedOperationError"
-  std::string operation;  ///< e.g. "reduce", "backward (gradient all-reduce)"
-  int64_t collective = 0; ///< the collective's number on that rank
+  std::string error;       ///< "TimeoutError" or "DistributedOperationError"
+  std::string operation;   ///< e.g. "reduce", "backward (gradient all-reduce)"
+  int64_t collective = 0;  ///< the collective's number on that rank
   std::vector<int> missing_ranks;
 };
 
@@ -24,17 +24,17 @@ std::optional<CollectiveFailure> read_collective_failure(const std::string& path
 
 struct WorkerOutcome {
   int rank = 0;
-  bool failed = false;         ///< exited non-zero or was killed, not by the launcher's stop
-  int failure_order = -1;      ///< 0 for the first failure the launcher saw, 1 for the next, ...
-  bool frozen = false;         ///< was stopped (SIGSTOP, a debugger) when the first failure came
+  bool failed = false;     ///< exited non-zero or was killed, not by the launcher's stop
+  int failure_order = -1;  ///< 0 for the first failure the launcher saw, 1 for the next, ...
+  bool frozen = false;     ///< was stopped (SIGSTOP, a debugger) when the first failure came
   std::optional<CollectiveFailure> collective;
 };
 
 struct Blame {
-  int rank = -1;             ///< the rank blamed (possibly on another machine)
-  int first_failure = -1;    ///< index of the first worker that failed
-  bool unresponsive = false; ///< blamed because others timed out waiting for it, not because it failed itself
-  std::string reason;        ///< for `unresponsive`: "rank 0 timed out in collective #3 (reduce) waiting for it"
+  int rank = -1;              ///< the rank blamed (possibly on another machine)
+  int first_failure = -1;     ///< index of the first worker that failed
+  bool unresponsive = false;  ///< blamed because others timed out waiting for it, not because it failed itself
+  std::string reason;         ///< for `unresponsive`: "rank 0 timed out in collective #3 (reduce) waiting for it"
 };
 
 /// The likely cause among `workers` (this machine's), by these rules in order:

@@ -53,10 +53,13 @@ std::string resolve_program(const std::string& program, const std::string& path_
 
 bool valid_gpu_ids(const std::string& ids) {
   // What CUDA_VISIBLE_DEVICES takes: indexes or UUIDs ("GPU-...", "MIG-..."), separated by single commas.
-  if (ids.empty() || ids.size() > 4096 || ids.front() == ',' || ids.back() == ',' || ids.find(",,") != std::string::npos) {
+  if (ids.empty() || ids.size() > 4096 || ids.front() == ',' || ids.back() == ',' ||
+      ids.find(",,") != std::string::npos) {
     return false;
   }
-  return std::all_of(ids.begin(), ids.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == ',' || c == '-' || c == '_'; });
+  return std::all_of(ids.begin(), ids.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == ',' || c == '-' || c == '_';
+  });
 }
 
 LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program, int (*free_port)(), int cpu_count,
@@ -65,8 +68,8 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
   plan.num_nodes = o.num_machines.value_or(1);
   ACCELERATE_CHECK(plan.num_nodes >= 1, ConfigError, "--num_machines must be >= 1, got ", plan.num_nodes, ".");
   plan.world_size = o.num_processes.value_or(plan.num_nodes);
-  ACCELERATE_CHECK(plan.world_size >= 1, ConfigError, "--num_processes must be >= 1 (the total over all machines), got ",
-                   plan.world_size, ".");
+  ACCELERATE_CHECK(plan.world_size >= 1, ConfigError,
+                   "--num_processes must be >= 1 (the total over all machines), got ", plan.world_size, ".");
   ACCELERATE_CHECK(plan.world_size % plan.num_nodes == 0, ConfigError, "--num_processes ", plan.world_size,
                    " is not a multiple of --num_machines ", plan.num_nodes,
                    ": every machine runs num_processes / num_machines processes.");
@@ -102,8 +105,8 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
                      "Unknown --mixed_precision '", mp, "'. Choose between: no, fp16, bf16, fp8.");
   }
   if (o.gradient_accumulation_steps) {
-    ACCELERATE_CHECK(*o.gradient_accumulation_steps >= 1, ConfigError, "--gradient_accumulation_steps must be >= 1, got ",
-                     *o.gradient_accumulation_steps, ".");
+    ACCELERATE_CHECK(*o.gradient_accumulation_steps >= 1, ConfigError,
+                     "--gradient_accumulation_steps must be >= 1, got ", *o.gradient_accumulation_steps, ".");
   }
   if (o.gpu_ids && *o.gpu_ids != "all") {
     const auto& ids = *o.gpu_ids;

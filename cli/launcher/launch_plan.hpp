@@ -10,20 +10,20 @@
 namespace accelerate::launcher {
 
 struct LaunchOptions {
-  std::optional<int> num_processes;         ///< total across machines, as HF
+  std::optional<int> num_processes;  ///< total across machines, as HF
   bool cpu = false;
   std::optional<int> num_machines;
   std::optional<int> machine_rank;
   std::optional<std::string> main_process_ip;
-  std::optional<int> main_process_port;     ///< unset: a free port (single machine) or 29500 (multi-node)
+  std::optional<int> main_process_port;  ///< unset: a free port (single machine) or 29500 (multi-node)
   std::optional<std::string> mixed_precision;
   std::optional<int> gradient_accumulation_steps;
   std::optional<int> num_cpu_threads_per_process;
-  std::optional<double> timeout_s;          ///< rendezvous/collective timeout given to the workers
-  std::optional<std::string> gpu_ids;       ///< "0,1": set as CUDA_VISIBLE_DEVICES for the workers (HF's gpu_ids)
+  std::optional<double> timeout_s;     ///< rendezvous/collective timeout given to the workers
+  std::optional<std::string> gpu_ids;  ///< "0,1": set as CUDA_VISIBLE_DEVICES for the workers (HF's gpu_ids)
   bool debug = false;
-  bool rank_prefix = true;                  ///< prefix worker output lines with "[rank N]" when N > 1
-  double grace_period_s = 5.0;              ///< SIGTERM -> SIGKILL delay when stopping workers
+  bool rank_prefix = true;      ///< prefix worker output lines with "[rank N]" when N > 1
+  double grace_period_s = 5.0;  ///< SIGTERM -> SIGKILL delay when stopping workers
   std::optional<std::string> config_file;
   std::string program;
   std::vector<std::string> program_args;

@@ -60,28 +60,42 @@ Args parse(int argc, char** argv) {
     ACCELERATE_CHECK(i + 1 < argc, ConfigError, "flag ", flag, " needs a value");
     const std::string v = argv[++i];
     try {
-    if (flag == "--epochs") a.epochs = std::stoi(v);
-    else if (flag == "--batch_size") a.batch_size = std::stoll(v);
-    else if (flag == "--lr") a.lr = std::stod(v);
-    else if (flag == "--mixed_precision") a.mixed_precision = v;
-    else if (flag == "--gradient_accumulation_steps") a.gradient_accumulation_steps = std::stoi(v);
-    else if (flag == "--seed") a.seed = std::stoull(v);
-    else if (flag == "--data_dir") a.data_dir = v;
-    else if (flag == "--cache_dir") a.cache_dir = v;
-    else if (flag == "--limit") a.limit = std::stoll(v);
-    else if (flag == "--output_dir") a.output_dir = v;
-    else if (flag == "--checkpointing_steps") a.checkpointing_steps = v == "epoch" ? v : std::to_string(std::stoll(v));
-    else if (flag == "--resume_from_checkpoint") a.resume_from_checkpoint = v;
-    else if (flag == "--total_limit") a.total_limit = std::stoi(v);
-    else if (flag == "--report_to") a.report_to = v;
-    else throw accelerate::ConfigError("unknown flag " + flag + " (see --help)");
+      if (flag == "--epochs")
+        a.epochs = std::stoi(v);
+      else if (flag == "--batch_size")
+        a.batch_size = std::stoll(v);
+      else if (flag == "--lr")
+        a.lr = std::stod(v);
+      else if (flag == "--mixed_precision")
+        a.mixed_precision = v;
+      else if (flag == "--gradient_accumulation_steps")
+        a.gradient_accumulation_steps = std::stoi(v);
+      else if (flag == "--seed")
+        a.seed = std::stoull(v);
+      else if (flag == "--data_dir")
+        a.data_dir = v;
+      else if (flag == "--cache_dir")
+        a.cache_dir = v;
+      else if (flag == "--limit")
+        a.limit = std::stoll(v);
+      else if (flag == "--output_dir")
+        a.output_dir = v;
+      else if (flag == "--checkpointing_steps")
+        a.checkpointing_steps = v == "epoch" ? v : std::to_string(std::stoll(v));
+      else if (flag == "--resume_from_checkpoint")
+        a.resume_from_checkpoint = v;
+      else if (flag == "--total_limit")
+        a.total_limit = std::stoi(v);
+      else if (flag == "--report_to")
+        a.report_to = v;
+      else
+        throw accelerate::ConfigError("unknown flag " + flag + " (see --help)");
     } catch (const std::logic_error&) {  // std::stoi and friends: not a number, or out of range
       throw accelerate::ConfigError("flag " + flag + ": '" + v.substr(0, 40) + "' is not a valid number");
     }
   }
   return a;
 }
-
 
 }  // namespace
 
@@ -93,17 +107,19 @@ int main(int argc, char** argv) try {
   options.seed = args.seed;
   ACCELERATE_CHECK(args.checkpointing_steps.empty() || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
-  options.project = {.project_dir = args.output_dir, .automatic_checkpoint_naming = true,
-                     .total_limit = args.total_limit};
+  options.project = {
+      .project_dir = args.output_dir, .automatic_checkpoint_naming = true, .total_limit = args.total_limit};
   if (args.with_tracking) options.log_with = {args.report_to};
   accelerate::Accelerator acc(options);
   if (args.debug) {
     // Every process, in rank order: which device, backend and precision each one really got.
-    accelerate::get_logger("fashion_mnist", acc.state()).log(accelerate::LogLevel::Info, "\n" + acc.state_report(),
-                                                             {.main_process_only = false, .in_order = true});
+    accelerate::get_logger("fashion_mnist", acc.state())
+        .log(accelerate::LogLevel::Info, "\n" + acc.state_report(), {.main_process_only = false, .in_order = true});
   }
   if (args.with_tracking) {
-    acc.init_trackers("fashion_mnist", {{"lr", args.lr}, {"batch_size", args.batch_size}, {"epochs", int64_t{args.epochs}},
+    acc.init_trackers("fashion_mnist", {{"lr", args.lr},
+                                        {"batch_size", args.batch_size},
+                                        {"epochs", int64_t{args.epochs}},
                                         {"seed", static_cast<int64_t>(args.seed)},
                                         {"mixed_precision", accelerate::to_string(acc.mixed_precision())},
                                         {"num_processes", int64_t{acc.num_processes()}}});
@@ -120,8 +136,8 @@ int main(int argc, char** argv) try {
   fashion_mnist::Net model;
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(args.lr));
   const int64_t steps_per_epoch = (data.train->size() + args.batch_size - 1) / args.batch_size;  // unprepared length
-  auto schedule = accelerate::get_scheduler("cosine", optimizer,
-                                            {.num_warmup_steps = 50, .num_training_steps = args.epochs * steps_per_epoch});
+  auto schedule = accelerate::get_scheduler(
+      "cosine", optimizer, {.num_warmup_steps = 50, .num_training_steps = args.epochs * steps_per_epoch});
   auto [net, opt, train_loader, test_loader, scheduler] = acc.prepare(model, optimizer, train, test, schedule);
 
   if (!args.resume_from_checkpoint.empty()) {
@@ -152,7 +168,8 @@ int main(int argc, char** argv) try {
   for (int64_t epoch = train_loader.epoch(); epoch < args.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     net->train();
-    accelerate::ProgressBar bar(acc.state(), static_cast<int64_t>(train_loader.size()) - train_loader.position().batches,
+    accelerate::ProgressBar bar(acc.state(),
+                                static_cast<int64_t>(train_loader.size()) - train_loader.position().batches,
                                 {.description = "epoch " + std::to_string(epoch)});
     double loss_sum = 0;
     int64_t batches = 0;
@@ -175,13 +192,15 @@ int main(int argc, char** argv) try {
     }
     bar.close();
     if (args.checkpointing_steps == "epoch") acc.save_state();
-    const auto mean_loss =
-        acc.reduce(torch::tensor(loss_sum / std::max<int64_t>(batches, 1), torch::kDouble), accelerate::Reduction::Mean);
+    const auto mean_loss = acc.reduce(torch::tensor(loss_sum / std::max<int64_t>(batches, 1), torch::kDouble),
+                                      accelerate::Reduction::Mean);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const auto [accuracy, seen] = evaluate();
     acc.print("epoch", epoch, "train_loss", mean_loss.item<double>(), "accuracy", accuracy, "lr",
               scheduler.get_last_lr()[0], "seconds", seconds);
-    acc.log({{"train_loss", mean_loss.item<double>()}, {"accuracy", accuracy}, {"lr", scheduler.get_last_lr()[0]},
+    acc.log({{"train_loss", mean_loss.item<double>()},
+             {"accuracy", accuracy},
+             {"lr", scheduler.get_last_lr()[0]},
              {"epoch", epoch}},
             epoch);
     final_accuracy = accuracy, test_samples = seen;

@@ -14,11 +14,11 @@ struct NetImpl : torch::nn::Module {
         conv2(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)))),
         fc1(register_module("fc1", torch::nn::Linear(64 * 5 * 5, 128))),
         fc2(register_module("fc2", torch::nn::Linear(128, 10))) {}
-  torch::Tensor forward(torch::Tensor x) {                       // (B, 1, 28, 28)
-    x = torch::max_pool2d(torch::relu(conv1(x)), 2);             // (B, 32, 13, 13)
-    x = torch::max_pool2d(torch::relu(conv2(x)), 2);             // (B, 64, 5, 5)
-    x = torch::relu(fc1(x.flatten(1)));                          // (B, 128)
-    return fc2(x);                                               // (B, 10)
+  torch::Tensor forward(torch::Tensor x) {            // (B, 1, 28, 28)
+    x = torch::max_pool2d(torch::relu(conv1(x)), 2);  // (B, 32, 13, 13)
+    x = torch::max_pool2d(torch::relu(conv2(x)), 2);  // (B, 64, 5, 5)
+    x = torch::relu(fc1(x.flatten(1)));               // (B, 128)
+    return fc2(x);                                    // (B, 10)
   }
   torch::nn::Conv2d conv1, conv2;
   torch::nn::Linear fc1, fc2;

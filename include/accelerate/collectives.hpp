@@ -116,11 +116,10 @@ std::vector<T> gather_object(const ProcessState& state, const std::vector<T>& ob
 }
 
 template <class T>
-std::vector<T> split_between_processes(const ProcessState& state, const std::vector<T>& inputs,
-                                       bool apply_padding) {
+std::vector<T> split_between_processes(const ProcessState& state, const std::vector<T>& inputs, bool apply_padding) {
   if (state.num_processes() == 1 || inputs.empty()) return inputs;
-  const auto range = detail::split_range(static_cast<int64_t>(inputs.size()), state.process_index(),
-                                         state.num_processes());
+  const auto range =
+      detail::split_range(static_cast<int64_t>(inputs.size()), state.process_index(), state.num_processes());
   std::vector<T> part(inputs.begin() + range.start, inputs.begin() + range.end);
   if (apply_padding) {
     while (static_cast<int64_t>(part.size()) < range.padded_length) part.push_back(inputs.back());

@@ -33,8 +33,8 @@ struct LaunchEnvironment {
   int node_rank = 0;
   int num_nodes = 1;
   std::string master_addr = "127.0.0.1";
-  int master_port = 0;        ///< 0 when the world has one process
-  bool agent_store = false;   ///< torchelastic already hosts the TCPStore: rank 0 connects as a client too
+  int master_port = 0;       ///< 0 when the world has one process
+  bool agent_store = false;  ///< torchelastic already hosts the TCPStore: rank 0 connects as a client too
   /// ACCELERATE_CPP_ERROR_FILE (set by `accelerate-cpp launch` for each worker): where a failed collective
   /// records, as JSON, which ranks it was waiting for, so the launcher can blame the rank that stopped answering
   /// rather than the one that timed out. Empty: not recorded.

@@ -63,9 +63,9 @@ std::string concat(const Args&... args) {
 
 /// Throws `ErrorType` with the streamed message unless `cond` holds:
 /// `ACCELERATE_CHECK(n > 0, ConfigError, "--num_processes must be >= 1, got ", n);`
-#define ACCELERATE_CHECK(cond, ErrorType, ...)                                 \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
+#define ACCELERATE_CHECK(cond, ErrorType, ...)                                  \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
       throw ::accelerate::ErrorType(::accelerate::detail::concat(__VA_ARGS__)); \
-    }                                                                          \
+    }                                                                           \
   } while (false)

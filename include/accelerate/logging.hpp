@@ -28,13 +28,21 @@ class Logger {
   Logger(std::string name, const ProcessState& state, std::optional<LogLevel> level = std::nullopt);
   void log(LogLevel level, const std::string& message, LogOptions options = {}) const;
   template <class... Args>
-  void debug(const Args&... args) const { log(LogLevel::Debug, detail::concat(args...)); }
+  void debug(const Args&... args) const {
+    log(LogLevel::Debug, detail::concat(args...));
+  }
   template <class... Args>
-  void info(const Args&... args) const { log(LogLevel::Info, detail::concat(args...)); }
+  void info(const Args&... args) const {
+    log(LogLevel::Info, detail::concat(args...));
+  }
   template <class... Args>
-  void warning(const Args&... args) const { log(LogLevel::Warning, detail::concat(args...)); }
+  void warning(const Args&... args) const {
+    log(LogLevel::Warning, detail::concat(args...));
+  }
   template <class... Args>
-  void error(const Args&... args) const { log(LogLevel::Error, detail::concat(args...)); }
+  void error(const Args&... args) const {
+    log(LogLevel::Error, detail::concat(args...));
+  }
   LogLevel level() const { return level_; }
 
  private:

@@ -53,8 +53,7 @@ LRScheduler get_scheduler(const std::string& name, torch::optim::Optimizer& opti
 class AcceleratedScheduler {
  public:
   AcceleratedScheduler(LRScheduler& scheduler, std::vector<AcceleratedOptimizer*> optimizers,
-                       GradientState& gradient_state, bool step_with_optimizer, bool split_batches,
-                       int num_processes);
+                       GradientState& gradient_state, bool step_with_optimizer, bool split_batches, int num_processes);
   void step();
   std::vector<double> get_last_lr() const { return scheduler_.get_last_lr(); }
   LRScheduler& scheduler() { return scheduler_; }

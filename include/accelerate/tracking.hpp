@@ -54,6 +54,7 @@ std::unique_ptr<Tracker> make_csv_tracker(const std::string& run_dir);
 
 /// The trackers named in `log_with` ("tensorboard", "jsonl", "csv", "all"), writing under run_dir. An unknown
 /// name or a folder that cannot be written is a ConfigError that says which and how to fix it.
-std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::string>& log_with, const std::string& run_dir);
+std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::string>& log_with,
+                                                    const std::string& run_dir);
 
 }  // namespace accelerate

@@ -66,16 +66,16 @@ c10::intrusive_ptr<c10d::Backend> create_gloo(const c10::intrusive_ptr<c10d::Sto
   } else if (const auto route = interface_towards(env.master_addr)) {
     if (env.local_rank == 0) {
       std::cerr << "accelerate: Gloo uses network interface " << route->first << " (" << route->second
-                << "), the route to MASTER_ADDR=" << env.master_addr
-                << "; set GLOO_SOCKET_IFNAME to choose another." << std::endl;
+                << "), the route to MASTER_ADDR=" << env.master_addr << "; set GLOO_SOCKET_IFNAME to choose another."
+                << std::endl;
     }
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(route->first));
   } else {
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   }
   options->threads = 2;
-  return c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("cpu/", store),
-                                                     env.rank, env.world_size, options);
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("cpu/", store), env.rank,
+                                                     env.world_size, options);
 }
 
 namespace {

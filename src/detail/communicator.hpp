@@ -19,9 +19,9 @@ class StallInspector;
 
 /// How debug mode compares the ranks' tensors before a collective.
 enum class ShapeRule {
-  Same,            ///< reduce, broadcast: identical shapes
-  SameTrailing,    ///< gather: any first dimension, the rest identical
-  SameDims,        ///< pad_across_processes: the same number of dims
+  Same,          ///< reduce, broadcast: identical shapes
+  SameTrailing,  ///< gather: any first dimension, the rest identical
+  SameDims,      ///< pad_across_processes: the same number of dims
 };
 
 /// What a Communicator is created with (resolved once, by ProcessState).

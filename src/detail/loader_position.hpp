@@ -23,8 +23,8 @@ std::map<std::string, std::string> loader_metadata(const DataLoader& loader, con
 
 struct MappedPosition {
   int64_t epoch = 0;
-  int64_t batches = 0;     ///< of this process, in this configuration
-  std::string report;      ///< what changed and what it means (samples seen again); empty when nothing changed
+  int64_t batches = 0;  ///< of this process, in this configuration
+  std::string report;   ///< what changed and what it means (samples seen again); empty when nothing changed
 };
 
 /// Where `loader` continues, from the metadata a checkpoint saved (`file` names it in errors). Throws

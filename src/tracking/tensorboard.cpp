@@ -50,7 +50,9 @@ class Message {
   const std::string& str() const { return bytes_; }
 
  private:
-  void key(int field, int wire_type) { raw_varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type)); }
+  void key(int field, int wire_type) {
+    raw_varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type));
+  }
   void raw_varint(uint64_t v) {
     while (v >= 0x80) {
       bytes_ += static_cast<char>((v & 0x7f) | 0x80);
@@ -81,8 +83,10 @@ Message proto_value(const LogValue& v) {
   return std::visit(
       [](const auto& x) {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::string>) return Message().bytes(3, x);
-        else return Message().fixed64(2, static_cast<double>(x));
+        if constexpr (std::is_same_v<T, std::string>)
+          return Message().bytes(3, x);
+        else
+          return Message().fixed64(2, static_cast<double>(x));
       },
       v);
 }
@@ -105,9 +109,10 @@ class TensorBoardTracker final : public Tracker {
     Message experiment;
     for (const auto& [k, v] : config) experiment.message(4, Message().bytes(1, k));  // Experiment.hparam_infos
     Message session;
-    for (const auto& [k, v] : config) session.message(1, Message().bytes(1, k).message(2, proto_value(v)));  // map entry
-    session.fixed64(5, detail::wall_time());                                     // start_time_secs
-    write_hparams("_hparams_/experiment", Message().message(2, experiment));     // HParamsPluginData.experiment
+    for (const auto& [k, v] : config)
+      session.message(1, Message().bytes(1, k).message(2, proto_value(v)));   // map entry
+    session.fixed64(5, detail::wall_time());                                  // start_time_secs
+    write_hparams("_hparams_/experiment", Message().message(2, experiment));  // HParamsPluginData.experiment
     write_hparams("_hparams_/session_start_info", Message().message(3, session));
   }
 
@@ -120,7 +125,8 @@ class TensorBoardTracker final : public Tracker {
         tensor.varint(1, 7).message(2, Message()).bytes(8, *text);
         summary.message(1, Message().bytes(1, tag).message(9, plugin_metadata("text")).message(8, tensor));
       } else {
-        const double x = std::holds_alternative<double>(v) ? std::get<double>(v) : static_cast<double>(std::get<int64_t>(v));
+        const double x =
+            std::holds_alternative<double>(v) ? std::get<double>(v) : static_cast<double>(std::get<int64_t>(v));
         summary.message(1, Message().bytes(1, tag).fixed32(2, static_cast<float>(x)));  // simple_value
       }
     }

@@ -99,9 +99,12 @@ std::string csv_value(const LogValue& v) {
   return std::visit(
       [](const auto& x) -> std::string {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, double>) return detail::number_text(x);
-        else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
-        else return csv_field(x);
+        if constexpr (std::is_same_v<T, double>)
+          return detail::number_text(x);
+        else if constexpr (std::is_same_v<T, int64_t>)
+          return std::to_string(x);
+        else
+          return csv_field(x);
       },
       v);
 }
@@ -125,7 +128,8 @@ class CsvTracker final : public Tracker {
     if (!metrics_) return;
     const auto time = detail::number_text(detail::wall_time());
     std::string text;
-    for (const auto& [k, v] : values) text += std::to_string(step) + "," + time + "," + csv_field(k) + "," + csv_value(v) + "\n";
+    for (const auto& [k, v] : values)
+      text += std::to_string(step) + "," + time + "," + csv_field(k) + "," + csv_value(v) + "\n";
     write(metrics_.get(), text);
   }
   void finish() override { metrics_.reset(); }
@@ -141,10 +145,13 @@ class CsvTracker final : public Tracker {
 
 }  // namespace
 
-std::unique_ptr<Tracker> make_jsonl_tracker(const std::string& run_dir) { return std::make_unique<JsonlTracker>(run_dir); }
+std::unique_ptr<Tracker> make_jsonl_tracker(const std::string& run_dir) {
+  return std::make_unique<JsonlTracker>(run_dir);
+}
 std::unique_ptr<Tracker> make_csv_tracker(const std::string& run_dir) { return std::make_unique<CsvTracker>(run_dir); }
 
-std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::string>& log_with, const std::string& run_dir) {
+std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::string>& log_with,
+                                                    const std::string& run_dir) {
   using Factory = std::unique_ptr<Tracker> (*)(const std::string&);
   static const std::vector<std::pair<std::string, Factory>> known = {
       {"tensorboard", make_tensorboard_tracker}, {"jsonl", make_jsonl_tracker}, {"csv", make_csv_tracker}};

@@ -75,8 +75,8 @@ TEST(ConfigCommand, InteractiveInATerminal) {
   TempDir dir;
   const auto file = dir / "terminal.yaml";
   // multi-CPU, 1 machine, 3 processes, a wrong answer re-asked, debug on, 4 accumulation steps, bf16
-  const auto screen = run_in_terminal({kCli, "config", "--config_file", file},
-                                      {"1", "", "3", "maybe", "yes", "4", "7", "2"});
+  const auto screen =
+      run_in_terminal({kCli, "config", "--config_file", file}, {"1", "", "3", "maybe", "yes", "4", "7", "2"});
   EXPECT_NE(screen.find("Please answer yes or no."), std::string::npos) << screen;
   EXPECT_NE(screen.find("Please enter a number between 0 and 2."), std::string::npos) << screen;
   EXPECT_NE(screen.find("configuration saved at " + file), std::string::npos) << screen;
@@ -135,7 +135,8 @@ TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
   TempDir dir;
   const auto file = dir / "python_default.yaml";
   auto r = run({kPython, "-m", "accelerate.commands.accelerate_cli", "config", "default", "--config_file", file,
-                "--mixed_precision", "bf16"}, {}, std::chrono::seconds(120));
+                "--mixed_precision", "bf16"},
+               {}, std::chrono::seconds(120));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run({kCli, "launch", "--config_file", file, "/bin/sh", "-c",
            "echo precision=$ACCELERATE_MIXED_PRECISION world=$WORLD_SIZE"});
@@ -147,7 +148,8 @@ TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("world=2"), std::string::npos) << r.output;
   // A DeepSpeed section is named in a warning; fp8 is an error with its line.
-  std::ofstream(dir / "ds.yaml") << "distributed_type: MULTI_CPU\ndeepspeed_config:\n  zero_stage: 2\nnum_processes: 1\n";
+  std::ofstream(dir / "ds.yaml")
+      << "distributed_type: MULTI_CPU\ndeepspeed_config:\n  zero_stage: 2\nnum_processes: 1\n";
   r = run({kCli, "launch", "--config_file", dir / "ds.yaml", "/bin/true"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("line 2: 'deepspeed_config' is not supported"), std::string::npos) << r.output;
@@ -161,8 +163,8 @@ TEST(EnvCommand, MarkdownReport) {
   TempDir dir;
   auto r = run({kCli, "env"}, {{"ACCELERATE_CPP_CONFIG_FILE", dir / "none.yaml"}});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* key : {"- `accelerate-cpp` version:", "- LibTorch version: 2.11", "- CUDA available:", "- CPU:",
-                          "- RAM:", "- Detected platform:", "config file: none at"}) {
+  for (const char* key : {"- `accelerate-cpp` version:", "- LibTorch version: 2.11",
+                          "- CUDA available:", "- CPU:", "- RAM:", "- Detected platform:", "config file: none at"}) {
     EXPECT_NE(r.output.find(key), std::string::npos) << key << " missing from\n" << r.output;
   }
 }
@@ -200,8 +202,10 @@ TEST(Cli, HelpShowsEveryFlagWithItsDefault) {
     std::vector<std::string> entries;
     std::istringstream lines(r.output);
     for (std::string line; std::getline(lines, line);) {
-      if (line.rfind("  --", 0) == 0) entries.push_back(line);
-      else if (!entries.empty() && line.rfind("    ", 0) == 0) entries.back() += line;
+      if (line.rfind("  --", 0) == 0)
+        entries.push_back(line);
+      else if (!entries.empty() && line.rfind("    ", 0) == 0)
+        entries.back() += line;
     }
     EXPECT_FALSE(entries.empty()) << command;
     for (const auto& e : entries) {

@@ -57,7 +57,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& kind,
   if (kind == "adam") return std::make_unique<o::Adam>(params, o::AdamOptions(1e-2).amsgrad(true));
   if (kind == "sgd") return std::make_unique<o::SGD>(params, o::SGDOptions(0.1).momentum(0.9).nesterov(true));
   if (kind == "adagrad") return std::make_unique<o::Adagrad>(params, o::AdagradOptions(0.1).lr_decay(0.01));
-  if (kind == "rmsprop") return std::make_unique<o::RMSprop>(params, o::RMSpropOptions(1e-2).momentum(0.5).centered(true));
+  if (kind == "rmsprop")
+    return std::make_unique<o::RMSprop>(params, o::RMSpropOptions(1e-2).momentum(0.5).centered(true));
   return std::make_unique<o::AdamW>(params, 1e-2);
 }
 
@@ -72,18 +73,19 @@ struct Training {
   int skipped_steps = 0;
 
   Training(uint64_t seed, const torch::Tensor& x, const torch::Tensor& y, const RunConfig& setup = {})
-      : acc(g_state, [&] {
-          AcceleratorOptions o;
-          o.cpu = !g_state->device().is_cuda();
-          o.seed = seed;
-          o.gradient_accumulation_steps = 2;
-          o.mixed_precision = setup.precision;
-          o.fp16_on_cpu = true;  // the GradScaler's state is what these runs check
-          // A scale fp16 overflows at first, and a short growth interval: the scaler skips steps, backs off and
-          // grows again during the run, so a resume that lost its state would diverge.
-          o.grad_scaler = {.init_scale = 1 << 24, .growth_interval = 3};
-          return o;
-        }()),
+      : acc(g_state,
+            [&] {
+              AcceleratorOptions o;
+              o.cpu = !g_state->device().is_cuda();
+              o.seed = seed;
+              o.gradient_accumulation_steps = 2;
+              o.mixed_precision = setup.precision;
+              o.fp16_on_cpu = true;  // the GradScaler's state is what these runs check
+              // A scale fp16 overflows at first, and a short growth interval: the scaler skips steps, backs off and
+              // grows again during the run, so a resume that lost its state would diverge.
+              o.grad_scaler = {.init_scale = 1 << 24, .growth_interval = 3};
+              return o;
+            }()),
         optimizer(make_optimizer(setup.optimizer, model->parameters())),
         loader(std::make_shared<TensorDataset>(x, y), {.batch_size = 4, .shuffle = true}),
         schedule(get_scheduler("linear", *optimizer, {.num_warmup_steps = 3, .num_training_steps = 60})) {
@@ -159,8 +161,9 @@ TEST_P(Resume, MidEpochIsBitwiseIdentical) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, Resume,
-                         ::testing::Values(RunConfig{"adamw", "no"}, RunConfig{"adam", "fp16"}, RunConfig{"sgd", "fp16"},
-                                           RunConfig{"adagrad", "no"}, RunConfig{"rmsprop", "bf16"}),
+                         ::testing::Values(RunConfig{"adamw", "no"}, RunConfig{"adam", "fp16"},
+                                           RunConfig{"sgd", "fp16"}, RunConfig{"adagrad", "no"},
+                                           RunConfig{"rmsprop", "bf16"}),
                          [](const auto& info) { return info.param.optimizer + "_" + info.param.precision; });
 
 TEST(Checkpoint, OptimizerOfAnotherTypeIsRefused) {
@@ -179,7 +182,8 @@ TEST(Checkpoint, OptimizerOfAnotherTypeIsRefused) {
     ADD_FAILURE() << "loading SGD state into AdamW should fail";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("holds the state of a sgd optimizer, but the prepared optimizer is adamw"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   wait_for_everyone(*g_state);
   if (g_state->is_main_process()) fs::remove_all(dir);
@@ -259,4 +263,6 @@ TEST(Checkpoint, BadInputIsRefusedWithTheFileNamed) {
   if (g_state->is_main_process()) fs::remove_all(dir);
 }
 
-int main(int argc, char** argv) { return accelerate::testing::run_distributed_tests(argc, argv, g_state, "checkpoint_worker"); }
+int main(int argc, char** argv) {
+  return accelerate::testing::run_distributed_tests(argc, argv, g_state, "checkpoint_worker");
+}

@@ -98,12 +98,14 @@ TEST(Collectives, GatherAcrossChangingSizes) {
   // Drives both paths of the uneven gather: repeats and shrinks fit the agreed buffer (one round), growth and
   // sizes above the buffer limit need the second round; dtype and width change between calls too.
   const std::vector<std::pair<int64_t, at::ScalarType>> steps = {
-      {10, at::kFloat}, {10, at::kFloat}, {3, at::kFloat}, {10, at::kLong}, {40, at::kFloat}, {1, at::kDouble},
-      {200000, at::kFloat}, {5, at::kFloat}, {5, at::kFloat}, {0, at::kFloat}, {7, at::kByte}};
+      {10, at::kFloat},     {10, at::kFloat}, {3, at::kFloat}, {10, at::kLong}, {40, at::kFloat}, {1, at::kDouble},
+      {200000, at::kFloat}, {5, at::kFloat},  {5, at::kFloat}, {0, at::kFloat}, {7, at::kByte}};
   for (const auto& [rows, dtype] : steps) {
     const int64_t mine_rows = rows + rank();  // uneven on purpose
     auto mine = on_device(at::arange(mine_rows * 2, at::TensorOptions().dtype(at::kDouble))
-                              .reshape({mine_rows, 2}).add(1000 * rank()).to(dtype));
+                              .reshape({mine_rows, 2})
+                              .add(1000 * rank())
+                              .to(dtype));
     auto all = gather(S(), mine).cpu();
     ASSERT_EQ(all.scalar_type(), dtype);
     int64_t offset = 0;
@@ -165,8 +167,10 @@ TEST(Collectives, BroadcastFromEverySource) {
 TEST(Collectives, BroadcastObjectList) {
   const int source = world() - 1;
   std::vector<c10::IValue> objects;
-  if (rank() == source) objects = {c10::IValue("config"), c10::IValue(int64_t{42}), c10::IValue(3.5)};
-  else objects = {c10::IValue("stale")};
+  if (rank() == source)
+    objects = {c10::IValue("config"), c10::IValue(int64_t{42}), c10::IValue(3.5)};
+  else
+    objects = {c10::IValue("stale")};
   broadcast_object_list(S(), objects, source);
   ASSERT_EQ(objects.size(), 3u);
   EXPECT_EQ(objects[0].toStringRef(), "config");
@@ -231,7 +235,8 @@ TEST(Collectives, SplitBetweenProcessesWithFewerItemsThanProcesses) {
 
   std::vector<std::string> two{"p0", "p1"};
   auto share = split_between_processes(S(), two);
-  EXPECT_EQ(share, rank() < 2 ? std::vector<std::string>{two[rank()]} : std::vector<std::string>{});  // 3 ranks: {p0}, {p1}, {}
+  EXPECT_EQ(share, rank() < 2 ? std::vector<std::string>{two[rank()]}
+                              : std::vector<std::string>{});  // 3 ranks: {p0}, {p1}, {}
 
   auto row = at::ones({1, 3});
   auto part = split_between_processes(S(), row);
@@ -308,8 +313,8 @@ int main(int argc, char** argv) {
     g_state = &state;
     const int rc = RUN_ALL_TESTS();
     // Every rank's verdict, so a failure on one rank fails them all and the launcher reports it.
-    const int failures = static_cast<int>(reduce(state, at::full({1}, rc != 0 ? 1 : 0, at::kLong),
-                                                 Reduction::Sum).item<int64_t>());
+    const int failures =
+        static_cast<int>(reduce(state, at::full({1}, rc != 0 ? 1 : 0, at::kLong), Reduction::Sum).item<int64_t>());
     print(state, "collectives_worker:", world(), "processes via", to_string(state.launcher()),
           failures ? "FAILED" : "passed");
     state.destroy_process_group();

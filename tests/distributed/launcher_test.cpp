@@ -29,8 +29,9 @@ bool contains(const std::string& text, const std::string& needle) { return text.
 
 class PidDir {
  public:
-  PidDir() : path_(fs::temp_directory_path() / ("accelerate_pids_" + std::to_string(::getpid()) + "_" +
-                                                std::to_string(counter_++))) {
+  PidDir()
+      : path_(fs::temp_directory_path() /
+              ("accelerate_pids_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
     fs::create_directories(path_);
   }
   ~PidDir() { fs::remove_all(path_); }
@@ -235,7 +236,8 @@ TEST(LaunchFailure, NoDescendantOutlivesTheLauncher) {
 TEST(LaunchFailure, HangReportNamesTheMissingRankAndItsLastOperation) {
   // Rank 1 skips the reduce (it sleeps): the stall warning comes first (0.5 s), then the timeout's report; both
   // name rank 1 and the last collective it finished.
-  auto r = launch({"--num_processes", "2", "--timeout", "3", kWorker, "hang"}, {{"ACCELERATE_CPP_STALL_WARNING", "0.5"}});
+  auto r =
+      launch({"--num_processes", "2", "--timeout", "3", kWorker, "hang"}, {{"ACCELERATE_CPP_STALL_WARNING", "0.5"}});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "accelerate: warning: rank 0 has waited")) << r.output;
   EXPECT_TRUE(contains(r.output, "in collective #2 (reduce)")) << r.output;
@@ -260,9 +262,11 @@ TEST(LaunchFailure, DebugModeTurnsAShapeMismatchIntoAnErrorOnEveryRank) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_LT(r.seconds, 10.0) << "a mismatch must not wait for the timeout";
   for (const char* rank : {"[rank0]: ", "[rank1]: "}) {
-    EXPECT_TRUE(contains(r.output, std::string(rank) + "failure_worker: Cannot apply desired operation due to different "
-                                                       "numbers of dimensions (debug mode)"))
-        << rank << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, std::string(rank) +
+                                       "failure_worker: Cannot apply desired operation due to different "
+                                       "numbers of dimensions (debug mode)"))
+        << rank << "\n"
+        << r.output;
     EXPECT_TRUE(contains(r.output, std::string(rank) + "  - Process 0: gather of [1, 5] Float on cpu")) << r.output;
     EXPECT_TRUE(contains(r.output, std::string(rank) + "  - Process 1: gather of [1, 2, 5] Float on cpu")) << r.output;
   }
@@ -318,15 +322,20 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"ZeroProcesses", {"--num_processes", "0", "env"}, 2, "--num_processes must be >= 1"},
         BadInput{"NonNumericFlag", {"--num_processes", "two", "env"}, -1, "--num_processes"},
         BadInput{"NoProgram", {"--num_processes", "2"}, -1, "no PROGRAM given"},
-        BadInput{"MissingProgram", {"--num_processes", "2", "./no/such/trainer"}, 1,
-                 "'./no/such/trainer' does not exist"},
-        BadInput{"MissingConfigFile", {"--config_file", "/nonexistent/accelerate.yaml", "env"}, 2,
+        BadInput{
+            "MissingProgram", {"--num_processes", "2", "./no/such/trainer"}, 1, "'./no/such/trainer' does not exist"},
+        BadInput{"MissingConfigFile",
+                 {"--config_file", "/nonexistent/accelerate.yaml", "env"},
+                 2,
                  "/nonexistent/accelerate.yaml does not exist"},
-        BadInput{"MultiNodeWithoutIp", {"--num_processes", "2", "--num_machines", "2", "env"}, 2,
+        BadInput{"MultiNodeWithoutIp",
+                 {"--num_processes", "2", "--num_machines", "2", "env"},
+                 2,
                  "--main_process_ip is required"},
         // Issue 10, case 3: usage errors exit 2 (CLI11's own code for a bad number was 104).
         BadInput{"NonNumericTimeout", {"--timeout", "abc", "env"}, 2, "--timeout"},
-        BadInput{"ConfigFileIsAFolder", {"--config_file", "/tmp", "env"}, 2, "/tmp is not a regular file but a folder"}),
+        BadInput{
+            "ConfigFileIsAFolder", {"--config_file", "/tmp", "env"}, 2, "/tmp is not a regular file but a folder"}),
     [](const ::testing::TestParamInfo<BadInput>& info) { return std::string(info.param.name); });
 
 TEST(LaunchBadInputFiles, ProgramNotExecutable) {

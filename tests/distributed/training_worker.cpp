@@ -179,7 +179,8 @@ TEST(Equivalence, FrozenParametersAndBuffersAreRank0s) {
   torch::optim::SGD sgd(model->trained->parameters(), 0.1);
   auto same_everywhere = [&](const torch::Tensor& t, const char* what) {
     auto all = acc.gather(t.detach().reshape({1, -1}));
-    for (int r = 1; r < all.size(0); ++r) EXPECT_TRUE(torch::equal(all[r], all[0])) << what << ": rank " << r << " differs";
+    for (int r = 1; r < all.size(0); ++r)
+      EXPECT_TRUE(torch::equal(all[r], all[0])) << what << ": rank " << r << " differs";
   };
   acc.prepare(model);
   auto& opt = acc.prepare(sgd);
@@ -196,4 +197,6 @@ TEST(Equivalence, FrozenParametersAndBuffersAreRank0s) {
   same_everywhere(model->trained->weight, "trained weight");
 }
 
-int main(int argc, char** argv) { return accelerate::testing::run_distributed_tests(argc, argv, g_state, "training_worker"); }
+int main(int argc, char** argv) {
+  return accelerate::testing::run_distributed_tests(argc, argv, g_state, "training_worker");
+}

@@ -28,9 +28,12 @@ st::TensorMap reference() {
       {"i32", at::kInt},   {"i16", at::kShort},  {"i8", at::kChar},  {"u8", at::kByte},       {"bool", at::kBool}};
   for (const auto& [name, type] : dtypes) {
     auto values = at::arange(-6, 6, at::kDouble).reshape({3, 4}) * 1.5;
-    if (type == at::kBool) t[name] = values > 0;
-    else if (type == at::kByte) t[name] = values.abs().to(type);
-    else t[name] = values.to(type);
+    if (type == at::kBool)
+      t[name] = values > 0;
+    else if (type == at::kByte)
+      t[name] = values.abs().to(type);
+    else
+      t[name] = values.to(type);
   }
   t["scalar"] = at::scalar_tensor(3.25);
   t["scalar"] = t["scalar"].to(at::kFloat);
@@ -44,8 +47,8 @@ std::string temp(const std::string& name) {
 }
 
 accelerate::testing::RunResult python(const std::string& mode, const std::string& path, const std::string& extra = "") {
-  std::vector<std::string> argv{ACCELERATE_TEST_PYTHON, ACCELERATE_TEST_SOURCE_DIR "/tests/interop/safetensors_interop.py",
-                                mode, path};
+  std::vector<std::string> argv{ACCELERATE_TEST_PYTHON,
+                                ACCELERATE_TEST_SOURCE_DIR "/tests/interop/safetensors_interop.py", mode, path};
   if (!extra.empty()) argv.push_back(extra);
   return accelerate::testing::run(argv);
 }

@@ -11,8 +11,8 @@
 namespace accelerate::testing {
 
 struct RunResult {
-  int exit_code = -1;       ///< exit status, or 128 + signal
-  std::string output;       ///< stdout and stderr interleaved
+  int exit_code = -1;  ///< exit status, or 128 + signal
+  std::string output;  ///< stdout and stderr interleaved
   double seconds = 0;
   bool timed_out = false;
 };

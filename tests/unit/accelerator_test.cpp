@@ -120,7 +120,7 @@ TEST(GradScaler, AnFp16LossIsScaledInFp32) {
     auto scaled = scaler.scale(loss);
     EXPECT_EQ(scaled.scalar_type(), torch::kFloat);
     EXPECT_DOUBLE_EQ(scaled.item<double>(), 3.5 * init);  // was inf
-    if (init == 65536.0) continue;  // its gradient into the fp16 loss is inf, in torch too
+    if (init == 65536.0) continue;                        // its gradient into the fp16 loss is inf, in torch too
     scaled.backward();
     wrapped.step();
     EXPECT_FALSE(wrapped.step_was_skipped()) << "init_scale " << init;
@@ -180,7 +180,7 @@ TEST(Accelerator, Bf16AutocastOnCpu) {
   outside = model->forward(x);
   EXPECT_EQ(inside.scalar_type(), torch::kBFloat16);  // the matmul ran in bf16
   EXPECT_EQ(outside.scalar_type(), torch::kFloat);
-  EXPECT_EQ(loss.scalar_type(), torch::kFloat);       // cross entropy autocasts to fp32
+  EXPECT_EQ(loss.scalar_type(), torch::kFloat);  // cross entropy autocasts to fp32
   EXPECT_TRUE(std::isfinite(loss.item<double>()));
   acc.backward(loss);
   EXPECT_EQ(model->weight.grad().scalar_type(), torch::kFloat);
@@ -297,9 +297,20 @@ TEST(Accelerator, BadInput) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect_error([] { auto o = cpu_options(); o.mixed_precision = "fp4"; Accelerator a(o); }, "Choose between: no, fp16, bf16");
-  expect_error([] { auto o = cpu_options(); o.gradient_accumulation_steps = 0; Accelerator a(o); },
-               "gradient_accumulation_steps must be >= 1");
+  expect_error(
+      [] {
+        auto o = cpu_options();
+        o.mixed_precision = "fp4";
+        Accelerator a(o);
+      },
+      "Choose between: no, fp16, bf16");
+  expect_error(
+      [] {
+        auto o = cpu_options();
+        o.gradient_accumulation_steps = 0;
+        Accelerator a(o);
+      },
+      "gradient_accumulation_steps must be >= 1");
   Accelerator acc(cpu_options());
   auto model = tiny_model();
   acc.prepare(model);
@@ -308,10 +319,12 @@ TEST(Accelerator, BadInput) {
   acc.prepare(sgd);
   expect_error([&] { acc.prepare(sgd); }, "already prepared");
   expect_error([&] { acc.backward(model->forward(torch::randn({3, 4}))); }, "must be a scalar");
-  expect_error([&] {
-    torch::NoGradGuard no_grad;
-    acc.backward(model->forward(torch::randn({3, 4})).sum());
-  }, "does not require grad");
+  expect_error(
+      [&] {
+        torch::NoGradGuard no_grad;
+        acc.backward(model->forward(torch::randn({3, 4})).sum());
+      },
+      "does not require grad");
 }
 
 TEST(Accelerator, GatherForMetricsDropsThePadding) {
@@ -380,7 +393,8 @@ TEST(Accelerator, RegisteredObjectsAreCheckpointed) {
   acc.register_for_checkpointing(tracker);
   tracker.best = 0.75;
   tracker.history = at::tensor({0.5, 0.7, 0.75});
-  const auto dir = (std::filesystem::temp_directory_path() / ("accelerate_custom_" + std::to_string(::getpid()))).string();
+  const auto dir =
+      (std::filesystem::temp_directory_path() / ("accelerate_custom_" + std::to_string(::getpid()))).string();
   acc.save_state(dir);
   EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(dir) / "custom_checkpoint_0.safetensors"));
   tracker.best = 0;

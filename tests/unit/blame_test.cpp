@@ -36,13 +36,15 @@ TEST(Blame, AStoppedRankIsTheCauseEvenBeforeAnyCollective) {
 }
 
 TEST(Blame, ARankOnAnotherMachineCanBeTheCause) {
-  const auto b = blame({{2, true, 0, false, timed_out_waiting_for({0})}, {3, true, 1, false, timed_out_waiting_for({0})}});
+  const auto b =
+      blame({{2, true, 0, false, timed_out_waiting_for({0})}, {3, true, 1, false, timed_out_waiting_for({0})}});
   EXPECT_EQ(b.rank, 0);
   EXPECT_TRUE(b.unresponsive);
 }
 
 TEST(Blame, WithoutEvidenceTheFirstFailureIsTheCause) {
-  const auto b = blame({{0, true, 1, false, timed_out_waiting_for({})}, {1, true, 0, false, timed_out_waiting_for({})}});
+  const auto b =
+      blame({{0, true, 1, false, timed_out_waiting_for({})}, {1, true, 0, false, timed_out_waiting_for({})}});
   EXPECT_EQ(b.rank, 1);
   EXPECT_FALSE(b.unresponsive);
 }

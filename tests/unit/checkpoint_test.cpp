@@ -17,7 +17,10 @@ namespace {
 struct TempDir {
   fs::path path = fs::temp_directory_path() / ("accelerate_ckpt_" + std::to_string(::getpid()) + "_" +
                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() { fs::remove_all(path); fs::create_directories(path); }
+  TempDir() {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
   ~TempDir() { fs::remove_all(path); }
 };
 

@@ -133,7 +133,8 @@ TEST(HfConfig, WriteThenReadRoundTrips) {
   c.mixed_precision = "bf16";
   c.gradient_accumulation_steps = 3;
   c.debug = true;
-  const auto path = (fs::temp_directory_path() / ("accelerate_cfg_rt_" + std::to_string(::getpid())) / "c.yaml").string();
+  const auto path =
+      (fs::temp_directory_path() / ("accelerate_cfg_rt_" + std::to_string(::getpid())) / "c.yaml").string();
   write_config(c, path);
   std::ostringstream warnings;
   const auto back = read_config(path, warnings);

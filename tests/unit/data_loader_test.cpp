@@ -26,8 +26,9 @@ const std::vector<Case> kCases = {
 };
 
 std::string name(const Case& c) {
-  return accelerate::detail::concat("n=", c.size, " bs=", c.batch_size, " world=", c.world, " even=", c.even, " split=", c.split,
-                        " drop_last=", c.drop_last, " seed=", c.seed, " epoch=", c.epoch);
+  return accelerate::detail::concat("n=", c.size, " bs=", c.batch_size, " world=", c.world, " even=", c.even,
+                                    " split=", c.split, " drop_last=", c.drop_last, " seed=", c.seed,
+                                    " epoch=", c.epoch);
 }
 }  // namespace
 
@@ -43,7 +44,8 @@ TEST(Sharding, MatchesHfForEveryCase) {
     }
     auto batches = accelerate::detail::make_batches(order, c.batch_size, c.drop_last);
     for (int rank = 0; rank < c.world; ++rank) {
-      auto got = accelerate::detail::shard_batches(batches, c.batch_size, c.drop_last, {c.world, rank, c.split, c.even});
+      auto got =
+          accelerate::detail::shard_batches(batches, c.batch_size, c.drop_last, {c.world, rank, c.split, c.even});
       EXPECT_EQ(got, c.expected[rank]) << name(c) << " rank " << rank;
     }
   }
@@ -119,7 +121,8 @@ TEST(DataLoader, BadInput) {
   auto tiny = at::arange(3, at::kLong);
   DataLoader small(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 1});
   EXPECT_NO_THROW(small.prepare(state, gs, {4, 3, false, true}, c10::Device(c10::kCPU)));  // served as HF does
-  EXPECT_EQ(small.peek_epoch_indices(), (std::vector<std::vector<int64_t>>{{0}}));  // the round completed from the start
+  EXPECT_EQ(small.peek_epoch_indices(),
+            (std::vector<std::vector<int64_t>>{{0}}));  // the round completed from the start
   auto none = at::empty({0}, at::kLong);
   DataLoader empty(std::make_shared<TensorDataset>(none, none), {.batch_size = 1});
   EXPECT_THROW(empty.prepare(state, gs, {1, 0, false, true}, c10::Device(c10::kCPU)), ConfigError);

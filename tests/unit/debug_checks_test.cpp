@@ -17,8 +17,9 @@ TEST(DebugChecks, CpuTensorsAreFineInAGpuJob) {
 TEST(DebugChecks, OtherDevicesAndMixedRanksAreProblems) {
   EXPECT_EQ(debug_device_problem(DeviceType::CUDA, DeviceType::CPU, DeviceType::CUDA),
             "tensors on different device types on different ranks");
-  EXPECT_NE(debug_device_problem(DeviceType::Meta, DeviceType::Meta, DeviceType::CUDA).find("neither the CPU nor the cuda"),
-            std::string::npos)
+  EXPECT_NE(
+      debug_device_problem(DeviceType::Meta, DeviceType::Meta, DeviceType::CUDA).find("neither the CPU nor the cuda"),
+      std::string::npos)
       << debug_device_problem(DeviceType::Meta, DeviceType::Meta, DeviceType::CUDA);
   EXPECT_NE(debug_device_problem(DeviceType::CUDA, DeviceType::CUDA, DeviceType::CPU), "");
 }

@@ -8,10 +8,13 @@ using namespace accelerate;
 
 namespace {
 EnvironmentVariables torchrun_env(int rank, int world, int local, int local_world) {
-  return {{"RANK", std::to_string(rank)},           {"WORLD_SIZE", std::to_string(world)},
-          {"LOCAL_RANK", std::to_string(local)},    {"LOCAL_WORLD_SIZE", std::to_string(local_world)},
+  return {{"RANK", std::to_string(rank)},
+          {"WORLD_SIZE", std::to_string(world)},
+          {"LOCAL_RANK", std::to_string(local)},
+          {"LOCAL_WORLD_SIZE", std::to_string(local_world)},
           {"GROUP_RANK", std::to_string(rank / local_world)},
-          {"MASTER_ADDR", "10.1.2.3"},              {"MASTER_PORT", "29555"}};
+          {"MASTER_ADDR", "10.1.2.3"},
+          {"MASTER_PORT", "29555"}};
 }
 
 struct Ranks {
@@ -76,8 +79,10 @@ TEST(Environment, TorchrunTakesPrecedenceOverMpiAndSlurm) {
 }
 
 TEST(Environment, OpenMpi) {
-  EnvironmentVariables env{{"OMPI_COMM_WORLD_RANK", "3"}, {"OMPI_COMM_WORLD_SIZE", "4"},
-                           {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+  EnvironmentVariables env{{"OMPI_COMM_WORLD_RANK", "3"},
+                           {"OMPI_COMM_WORLD_SIZE", "4"},
+                           {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                           {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
                            {"MASTER_ADDR", "host0"}};
   auto e = detect_launch_environment(env);
   EXPECT_EQ(e.launcher, Launcher::OpenMPI);
@@ -87,22 +92,26 @@ TEST(Environment, OpenMpi) {
 }
 
 TEST(Environment, OpenMpiSingleNodeDefaultsToLoopback) {
-  EnvironmentVariables env{{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "2"},
-                           {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}};
+  EnvironmentVariables env{{"OMPI_COMM_WORLD_RANK", "0"},
+                           {"OMPI_COMM_WORLD_SIZE", "2"},
+                           {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                           {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}};
   auto e = detect_launch_environment(env);
   EXPECT_EQ(e.master_addr, "127.0.0.1");
 }
 
 TEST(Environment, OpenMpiMultiNodeNeedsMasterAddr) {
-  expect_config_error({{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "4"},
-                       {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}},
+  expect_config_error({{"OMPI_COMM_WORLD_RANK", "0"},
+                       {"OMPI_COMM_WORLD_SIZE", "4"},
+                       {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                       {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}},
                       "MASTER_ADDR");
 }
 
 TEST(Environment, Slurm) {
-  EnvironmentVariables env{{"SLURM_PROCID", "5"},  {"SLURM_NTASKS", "8"},    {"SLURM_LOCALID", "1"},
-                           {"SLURM_NNODES", "2"},  {"SLURM_NODEID", "1"},
-                           {"SLURM_JOB_NODELIST", "gpu[07-08]"}, {"MASTER_PORT", "31000"}};
+  EnvironmentVariables env{{"SLURM_PROCID", "5"},   {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                           {"SLURM_NNODES", "2"},   {"SLURM_NODEID", "1"}, {"SLURM_JOB_NODELIST", "gpu[07-08]"},
+                           {"MASTER_PORT", "31000"}};
   auto e = detect_launch_environment(env);
   EXPECT_EQ(e.launcher, Launcher::Slurm);
   expect_ranks(e, {.rank = 5, .world_size = 8, .local_rank = 1, .local_world_size = 4, .node_rank = 1, .num_nodes = 2});
@@ -111,8 +120,11 @@ TEST(Environment, Slurm) {
 }
 
 TEST(Environment, SlurmMasterAddrWins) {
-  EnvironmentVariables env{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_NNODES", "2"},
-                           {"SLURM_NODELIST", "a,b"}, {"MASTER_ADDR", "10.0.0.9"}};
+  EnvironmentVariables env{{"SLURM_PROCID", "0"},
+                           {"SLURM_NTASKS", "2"},
+                           {"SLURM_NNODES", "2"},
+                           {"SLURM_NODELIST", "a,b"},
+                           {"MASTER_ADDR", "10.0.0.9"}};
   EXPECT_EQ(detect_launch_environment(env).master_addr, "10.0.0.9");
 }
 
@@ -146,9 +158,7 @@ TEST(Environment, MissingMasterPort) {
   expect_config_error(env, "MASTER_PORT is not set");
 }
 
-TEST(Environment, MissingWorldSize) {
-  expect_config_error({{"RANK", "0"}}, "WORLD_SIZE is not set");
-}
+TEST(Environment, MissingWorldSize) { expect_config_error({{"RANK", "0"}}, "WORLD_SIZE is not set"); }
 
 TEST(Environment, BadPort) {
   auto env = torchrun_env(0, 2, 0, 2);

@@ -28,8 +28,12 @@ namespace fs = std::filesystem;
 TEST(Porting, AnHfLoopPortsLineByLine) {
   const auto out = fs::temp_directory_path() / ("accelerate_port_" + std::to_string(::getpid()));
   fs::remove_all(out);
-  Accelerator accelerator({.split_batches = false, .mixed_precision = "no", .gradient_accumulation_steps = 2,
-                           .cpu = true, .log_with = {"jsonl"}, .project_dir = out.string()});
+  Accelerator accelerator({.split_batches = false,
+                           .mixed_precision = "no",
+                           .gradient_accumulation_steps = 2,
+                           .cpu = true,
+                           .log_with = {"jsonl"},
+                           .project_dir = out.string()});
   auto model = torch::nn::Linear(3, 1);
   torch::optim::SGD optimizer(model->parameters(), 0.1);
   auto x = torch::randn({16, 3}), y = torch::randn({16, 1});

@@ -77,7 +77,8 @@ TEST(CollectivesAlone, WorkLocally) {
 
 TEST(SplitRange, MatchesHf) {
   // 7 items over 3 ranks: 3, 2, 2 (the first length % world ranks get one more).
-  auto r0 = accelerate::detail::split_range(7, 0, 3), r1 = accelerate::detail::split_range(7, 1, 3), r2 = accelerate::detail::split_range(7, 2, 3);
+  auto r0 = accelerate::detail::split_range(7, 0, 3), r1 = accelerate::detail::split_range(7, 1, 3),
+       r2 = accelerate::detail::split_range(7, 2, 3);
   EXPECT_EQ(r0.start, 0);
   EXPECT_EQ(r0.end, 3);
   EXPECT_EQ(r1.start, 3);

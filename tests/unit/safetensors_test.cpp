@@ -47,7 +47,7 @@ TEST(Safetensors, RoundTripEveryDtype) {
   }
   tensors["odd.size.bytes"] = at::arange(7, at::kByte);  // followed by wider tensors in name order
   tensors["wide"] = at::randn({2, 3}, at::kDouble);
-  tensors["strided"] = at::randn({4, 6}).t();          // written contiguous
+  tensors["strided"] = at::randn({4, 6}).t();  // written contiguous
   tensors["scalar"] = at::scalar_tensor(2.5, at::kFloat);
   tensors["empty"] = at::zeros({0, 3});
   const auto path = temp("roundtrip.safetensors");
@@ -97,22 +97,24 @@ TEST(Safetensors, RejectsMalformedFiles) {
                   "holds 8 bytes but its dtype and shape need 12");
   expect_rejected(raw_file("negative", R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data),
                   "non-negative");
-  expect_rejected(raw_file("overlap", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+  expect_rejected(raw_file("overlap",
+                           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                           R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                            data),
                   "overlapping or gapped");
   expect_rejected(raw_file("gap", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data),
                   "overlapping or gapped");
   expect_rejected(raw_file("tail", ok, data + "junk"), "cover 8 bytes of a 12-byte data section");
   expect_rejected(raw_file("meta", R"({"__metadata__":{"n":1}})", ""), "is not a string");
-  expect_rejected(raw_file("overflow", R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
-                           data),
-                  "too large");
+  expect_rejected(
+      raw_file("overflow", R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", data),
+      "too large");
   EXPECT_THROW(st::File("/nonexistent/model.safetensors"), accelerate::CheckpointError);
 }
 
 TEST(Safetensors, WriteFailureIsReported) {
-  EXPECT_THROW(st::save_file({{"a", at::ones({2})}}, "/nonexistent/dir/model.safetensors"), accelerate::CheckpointError);
+  EXPECT_THROW(st::save_file({{"a", at::ones({2})}}, "/nonexistent/dir/model.safetensors"),
+               accelerate::CheckpointError);
   if (fs::exists("/dev/full")) {  // "no space left on device" on every write
     try {
       st::save_file({{"a", at::ones({1 << 20})}}, "/dev/full");
@@ -176,7 +178,8 @@ TEST(SaveModel, RefusesIndexesThatEscapeTheFolderAndOtherModels) {
     accelerate::load_checkpoint_in_model(*target, dir);
     FAIL() << "followed a path out of the checkpoint folder";
   } catch (const accelerate::CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("not a file name inside the checkpoint folder"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a file name inside the checkpoint folder"), std::string::npos)
+        << e.what();
   }
   accelerate::save_model(*source, dir);
   torch::nn::Sequential other(torch::nn::Linear(4, 3));

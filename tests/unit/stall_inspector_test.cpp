@@ -54,12 +54,30 @@ TEST(StallInspector, AStoreThatStopsAnsweringNamesItsHostAndNeverBlocks) {
     c10::intrusive_ptr<c10d::Store> clone() override { return c10::intrusive_ptr<c10d::Store>::reclaim_copy(this); }
     void set(const std::string&, const std::vector<uint8_t>&) override { block(); }
     std::vector<uint8_t> compareSet(const std::string&, const std::vector<uint8_t>&,
-                                    const std::vector<uint8_t>&) override { block(); return {}; }
-    std::vector<uint8_t> get(const std::string&) override { block(); return {}; }
-    int64_t add(const std::string&, int64_t) override { block(); return 0; }
-    bool deleteKey(const std::string&) override { block(); return false; }
-    bool check(const std::vector<std::string>&) override { block(); return false; }
-    int64_t getNumKeys() override { block(); return 0; }
+                                    const std::vector<uint8_t>&) override {
+      block();
+      return {};
+    }
+    std::vector<uint8_t> get(const std::string&) override {
+      block();
+      return {};
+    }
+    int64_t add(const std::string&, int64_t) override {
+      block();
+      return 0;
+    }
+    bool deleteKey(const std::string&) override {
+      block();
+      return false;
+    }
+    bool check(const std::vector<std::string>&) override {
+      block();
+      return false;
+    }
+    int64_t getNumKeys() override {
+      block();
+      return 0;
+    }
     void wait(const std::vector<std::string>&) override { block(); }
     void wait(const std::vector<std::string>&, const std::chrono::milliseconds&) override { block(); }
 

@@ -47,7 +47,8 @@ TEST(Trackers, JsonlAndCsvKeepNonFiniteValuesAsSuch) {
   {
     Accelerator acc(options_in(dir, {"jsonl", "csv"}));
     acc.init_trackers("run", {{"lr", 0.1}, {"name", std::string("a,b")}});
-    acc.log({{"loss", std::numeric_limits<double>::quiet_NaN()}, {"grad", std::numeric_limits<double>::infinity()},
+    acc.log({{"loss", std::numeric_limits<double>::quiet_NaN()},
+             {"grad", std::numeric_limits<double>::infinity()},
              {"step_count", int64_t{3}}},
             7);
     acc.end_training();
@@ -93,7 +94,7 @@ TEST(Trackers, UserTrackerGetsConfigAndSteps) {
   Accelerator acc(options_in(temp_dir("user"), {}));
   acc.add_tracker(std::make_unique<Recorder>(&calls));
   acc.init_trackers("run", {{"lr", 0.5}});
-  acc.log({{"loss", 1.0}});      // no step: the number of earlier log calls
+  acc.log({{"loss", 1.0}});  // no step: the number of earlier log calls
   acc.log({{"loss", 2.0}}, 10);
   acc.log({{"loss", 3.0}});
   ASSERT_EQ(calls.size(), 4u);
