@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/communicator.hpp"
 #include "detail/data_parallel.hpp"
 #include "detail/loader_position.hpp"
 #include "detail/model_state.hpp"
@@ -131,9 +132,8 @@ void from_file(const fs::path& file, F&& f) {
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (auto nl = what.find("\nException raised from"); nl != std::string::npos) what.resize(nl);
-    throw CheckpointError(concat("checkpoint file ", file.string(), " could not be loaded (", what.substr(0, 300),
+    throw CheckpointError(concat("checkpoint file ", file.string(), " could not be loaded (",
+                                 detail::message_of(e).substr(0, 300),
                                  "); it is damaged. Resume from another checkpoint."));
   }
 }

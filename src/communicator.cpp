@@ -21,14 +21,6 @@ bool contains(const std::string& text, const char* needle) { return text.find(ne
 
 double seconds(std::chrono::milliseconds t) { return static_cast<double>(t.count()) / 1000.0; }
 
-/// An exception's message without c10's 15-frame C++ stack trace (useless to a user, and it buries the hint).
-std::string message_of(const std::exception& error) {
-  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
-  std::string what = c10_error ? c10_error->what_without_backtrace() : error.what();
-  if (what.size() > 2000) what = what.substr(0, 2000) + " ...";
-  return what;
-}
-
 /// The launcher's error file (torchrun's TORCHELASTIC_ERROR_FILE, for collectives): what this rank saw when its
 /// collective failed, so that the launcher can blame the rank that stopped answering. Best effort: a failure to
 /// write it must not hide the error being raised.
@@ -143,6 +135,16 @@ void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* 
   } catch (const std::exception& e) {
     fail(op, e);
   }
+}
+
+std::string message_of(const std::exception& error) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+  std::string what = c10_error ? c10_error->what_without_backtrace() : error.what();
+  if (what.size() > 2000) {
+    what.resize(2000);
+    what.append(" ...");
+  }
+  return what;
 }
 
 bool is_communication_error(const std::exception& error) {

@@ -13,10 +13,6 @@ std::optional<int64_t> integer(const std::map<std::string, std::string>& meta, c
   return metadata_int(meta, key, file);
 }
 
-int64_t required(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& file) {
-  return metadata_int(meta, key, file);
-}
-
 }  // namespace
 
 int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& file,
@@ -55,9 +51,9 @@ std::map<std::string, std::string> loader_metadata(const DataLoader& loader, con
 MappedPosition map_loader_position(const std::map<std::string, std::string>& saved, const DataLoader& loader,
                                    const std::string& file) {
   MappedPosition out;
-  out.epoch = required(saved, "epoch", file);
-  const int64_t saved_batches = required(saved, "batches", file);
-  const int64_t saved_total = required(saved, "total_batch_size", file);
+  out.epoch = metadata_int(saved, "epoch", file);
+  const int64_t saved_batches = metadata_int(saved, "batches", file);
+  const int64_t saved_total = metadata_int(saved, "total_batch_size", file);
   ACCELERATE_CHECK(out.epoch >= 0 && saved_batches >= 0 && saved_total >= 1, CheckpointError, "checkpoint file ", file,
                    " holds an impossible position (epoch ", out.epoch, ", batch ", saved_batches, ", global batch ",
                    saved_total, "); the file is damaged.");

@@ -125,6 +125,10 @@ class CommunicationBackend {
 /// fine, else the problem).
 std::string debug_device_problem(c10::DeviceType tensor, c10::DeviceType first, c10::DeviceType job);
 
+/// An exception's message without c10's 15-frame C++ stack trace (useless to a user, and it buries the hint),
+/// cut at 2000 characters.
+std::string message_of(const std::exception& error);
+
 /// An exception raised by a communication library (gloo's types, c10d's DistError family), as opposed to a
 /// user's or autograd's error.
 bool is_communication_error(const std::exception& error);
