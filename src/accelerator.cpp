@@ -14,35 +14,24 @@
 #include <torch/nn/utils/clip_grad.h>
 
 #include "detail/communicator.hpp"
+#include "detail/data_loader_access.hpp"
 #include "detail/data_parallel.hpp"
 #include "detail/optimizer_state.hpp"
 
 namespace accelerate {
 namespace {
 
-std::optional<std::string> env(const char* key) {
-  const char* v = std::getenv(key);
-  if (!v || !*v) return std::nullopt;
-  return std::string(v);
-}
-
-int resolve_accumulation(const std::optional<int>& option) {
-  int steps = 1;
-  if (option) {
-    steps = *option;
-  } else if (auto v = env("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")) {
-    try {
-      size_t used = 0;
-      steps = std::stoi(*v, &used);
-      if (used != v->size()) steps = 0;
-    } catch (const std::exception&) {
-      steps = 0;
-    }
-    ACCELERATE_CHECK(steps >= 1, ConfigError, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS='", *v,
-                     "' must be an integer >= 1 (launch: --gradient_accumulation_steps).");
-  }
+/// An explicit option wins over the environment (as ProcessState read it), which wins over 1.
+int resolve_accumulation(const std::optional<int>& option, const EnvironmentSettings& settings) {
+  const int steps = option.value_or(settings.gradient_accumulation_steps.value_or(1));
   ACCELERATE_CHECK(steps >= 1, ConfigError, "gradient_accumulation_steps must be >= 1, got ", steps, ".");
   return steps;
+}
+
+ProcessStateOptions process_options(const AcceleratorOptions& options) {
+  auto process = options.process;
+  process.cpu = process.cpu || options.cpu;
+  return process;
 }
 
 void check_not_prepared(std::vector<const void*>& prepared, const void* object, const char* what) {
@@ -55,9 +44,12 @@ void check_not_prepared(std::vector<const void*>& prepared, const void* object, 
 }  // namespace
 
 Accelerator::Accelerator(AcceleratorOptions options) : options_(std::move(options)) {
-  auto process = options_.process;
-  process.cpu = process.cpu || options_.cpu;
-  state_ = std::make_shared<ProcessState>(process);
+  state_ = std::make_shared<ProcessState>(process_options(options_));
+  init();
+}
+
+Accelerator::Accelerator(const EnvironmentVariables& env, AcceleratorOptions options) : options_(std::move(options)) {
+  state_ = std::make_shared<ProcessState>(env, process_options(options_));
   init();
 }
 
@@ -71,10 +63,12 @@ Accelerator::Accelerator(std::shared_ptr<ProcessState> state, AcceleratorOptions
 }
 
 void Accelerator::init() {
-  requested_precision_ =
-      parse_mixed_precision(options_.mixed_precision.value_or(env("ACCELERATE_MIXED_PRECISION").value_or("no")));
+  const auto& settings = state_->settings();
+  requested_precision_ = options_.mixed_precision
+                             ? parse_mixed_precision(*options_.mixed_precision, "AcceleratorOptions")
+                             : settings.mixed_precision.value_or(MixedPrecision::No);
   precision_ = requested_precision_;
-  gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps);
+  gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps, settings);
   gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
   // A configuration written for a GPU must stay fast on a laptop: fp16 on a CPU is emulated (the example runs 7
   // instead of 50 it/s), so, as HF Accelerate does, a CPU job trains in fp32 unless fp16_on_cpu asks otherwise.
@@ -106,7 +100,7 @@ void Accelerator::init() {
   if (project_dir.empty()) project_dir = options_.project_dir;
   // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
   // binary keeps its checkpoints and logs where they survive on each platform.
-  if (options_.project.project_dir.empty()) options_.project.project_dir = detect_platform().output_dir;
+  if (options_.project.project_dir.empty()) options_.project.project_dir = settings.platform.output_dir;
 }
 
 Accelerator::~Accelerator() = default;
@@ -122,7 +116,8 @@ std::string Accelerator::state_report() const {
                                          : "",
       "\nGradient accumulation steps: ", gradient_state_.num_steps,
       "\nDebug mode: ", state_->communicator() && state_->communicator()->debug() ? "on" : "off",
-      "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(detect_platform().platform), "\n");
+      "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(state_->settings().platform.platform),
+      "\n");
   if (const auto problem = runtime_info().cuda_problem; !problem.empty()) out += "WARNING: " + problem + "\n";
   if (device().is_cuda()) {
     for (const auto& g : runtime_info().gpus) {
@@ -157,8 +152,8 @@ AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
 
 DataLoader& Accelerator::prepare(DataLoader& loader) {
   check_not_prepared(prepared_, &loader, "data loader");
-  loader.prepare(
-      *state_, gradient_state_,
+  detail::DataLoaderAccess::prepare(
+      loader, *state_, gradient_state_,
       ShardOptions{state_->num_processes(), state_->process_index(), options_.split_batches, options_.even_batches},
       state_->device());
   loaders_.push_back(&loader);
@@ -270,7 +265,7 @@ at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor) const {
 }
 
 void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
-  accelerate::set_seed(seed, device_specific, state_.get());
+  accelerate::set_seed(*state_, seed, device_specific);
 }
 
 void Accelerator::end_training() {

@@ -47,14 +47,9 @@ struct FirstRound {
   bool fitted = false;  // every rank's data is in `buffers`
 };
 
-FirstRound first_round(Communicator& comm, const at::Tensor& tensor, const char* op) {
-  ACCELERATE_CHECK(tensor.dim() >= 1 && tensor.dim() <= kMaxDims, DistributedOperationError, op, ": tensors need 1 to ",
-                   kMaxDims, " dims, got ", tensor.dim(), ".");
-  const int world = comm.world_size();
-  const int64_t capacity = comm.gather_capacity();
-
-  // Round 1: header + data if it fits in the agreed capacity. The bytes past the data are never read, so the
-  // buffer is not zeroed.
+/// Round 1's buffer: the header, then the data when it fits in `capacity`. The bytes past the data are never
+/// read, so the buffer is not zeroed.
+at::Tensor round_one_buffer(const at::Tensor& tensor, int64_t capacity) {
   int64_t header[kHeaderLongs] = {};
   header[0] = static_cast<int64_t>(tensor.scalar_type());
   header[1] = tensor.dim();
@@ -75,31 +70,28 @@ FirstRound first_round(Communicator& comm, const at::Tensor& tensor, const char*
       send.narrow(0, kHeaderBytes, my_bytes).copy_(bytes_of(tensor));
     }
   }
+  return send;
+}
 
-  std::vector<at::Tensor> input{send};
-  std::vector<std::vector<at::Tensor>> output(1);
-  for (int r = 0; r < world; ++r) output[0].push_back(at::empty_like(send));
-  comm.wait(comm.group().allgather(output, input), op);
-
-  // Every rank parses the same headers, so every rank takes the same branch below.
+/// Every rank's header from the gathered buffers, checked: only the first dim may differ between ranks.
+std::vector<Header> read_headers(const std::vector<at::Tensor>& parts, const char* op) {
+  const int world = static_cast<int>(parts.size());
   std::vector<int64_t> all_headers(static_cast<size_t>(world * kHeaderLongs));
-  if (on_cpu) {
-    for (int r = 0; r < world; ++r) std::memcpy(&all_headers[r * kHeaderLongs], output[0][r].data_ptr(), kHeaderBytes);
+  if (parts[0].device().is_cpu()) {
+    for (int r = 0; r < world; ++r) std::memcpy(&all_headers[r * kHeaderLongs], parts[r].data_ptr(), kHeaderBytes);
   } else {
     std::vector<at::Tensor> views;
-    for (const auto& part : output[0]) views.push_back(part.narrow(0, 0, kHeaderBytes));
+    for (const auto& part : parts) views.push_back(part.narrow(0, 0, kHeaderBytes));
     auto cpu = at::stack(views).cpu().contiguous();
     std::memcpy(all_headers.data(), cpu.data_ptr(), all_headers.size() * sizeof(int64_t));
   }
   std::vector<Header> headers(world);
-  int64_t largest = 0;
   for (int r = 0; r < world; ++r) {
     const int64_t* a = &all_headers[r * kHeaderLongs];
     ACCELERATE_CHECK(a[1] >= 1 && a[1] <= kMaxDims, DistributedOperationError, op, ": rank ", r,
                      " sent a malformed header; every rank must call the same collectives in the same order.");
     headers[r].dtype = static_cast<at::ScalarType>(a[0]);
     headers[r].shape.assign(a + 2, a + 2 + a[1]);
-    largest = std::max(largest, headers[r].bytes());
   }
   for (const auto& hr : headers) {
     const bool same_rest = hr.shape.size() == headers[0].shape.size() &&
@@ -111,6 +103,22 @@ FirstRound first_round(Communicator& comm, const at::Tensor& tensor, const char*
                                              describe(headers), " pad the other dims first (pad_across_processes)."));
     }
   }
+  return headers;
+}
+
+FirstRound first_round(Communicator& comm, const at::Tensor& tensor, const char* op) {
+  ACCELERATE_CHECK(tensor.dim() >= 1 && tensor.dim() <= kMaxDims, DistributedOperationError, op, ": tensors need 1 to ",
+                   kMaxDims, " dims, got ", tensor.dim(), ".");
+  const int64_t capacity = comm.gather_capacity();
+  auto send = round_one_buffer(tensor, capacity);
+  std::vector<at::Tensor> input{send};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < comm.world_size(); ++r) output[0].push_back(at::empty_like(send));
+  comm.wait(comm.group().allgather(output, input), op);
+  // Every rank parses the same headers, so every rank takes the same branch afterwards.
+  auto headers = read_headers(output[0], op);
+  int64_t largest = 0;
+  for (const auto& h : headers) largest = std::max(largest, h.bytes());
   comm.record_gather_bytes(largest);
   return FirstRound{std::move(output[0]), std::move(headers), largest <= capacity};
 }

@@ -48,15 +48,11 @@ std::map<std::string, std::string> loader_metadata(const DataLoader& loader, con
           {"even_batches", s.even_batches ? "1" : "0"}};
 }
 
-MappedPosition map_loader_position(const std::map<std::string, std::string>& saved, const DataLoader& loader,
-                                   const std::string& file) {
-  MappedPosition out;
-  out.epoch = metadata_int(saved, "epoch", file);
-  const int64_t saved_batches = metadata_int(saved, "batches", file);
-  const int64_t saved_total = metadata_int(saved, "total_batch_size", file);
-  ACCELERATE_CHECK(out.epoch >= 0 && saved_batches >= 0 && saved_total >= 1, CheckpointError, "checkpoint file ", file,
-                   " holds an impossible position (epoch ", out.epoch, ", batch ", saved_batches, ", global batch ",
-                   saved_total, "); the file is damaged.");
+namespace {
+
+/// The saved metadata is sane and the data it describes is the loader's data (size, shuffle).
+void check_saved_position(const std::map<std::string, std::string>& saved, const DataLoader& loader,
+                          const std::string& file) {
   for (const char* key : {"batch_size", "num_processes", "dataset_size"}) {
     const auto v = integer(saved, key, file);
     ACCELERATE_CHECK(!v || *v >= 1, CheckpointError, "checkpoint file ", file, ": metadata '", key, "' is ", *v,
@@ -81,6 +77,39 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
                                  ": the epoch's sample order differs, so the position cannot be mapped. Use the "
                                  "same shuffle setting to resume."));
   }
+}
+
+/// What changed between the saved loader and this one ("batch_size 8 -> 4, ..."); empty when nothing did.
+std::string loader_changes(const std::map<std::string, std::string>& saved, const DataLoader& loader,
+                           int64_t saved_total, const std::string& file) {
+  std::string list;
+  auto add = [&](const std::string& change) { list += (list.empty() ? "" : ", ") + change; };
+  auto compare = [&](const char* key, int64_t now, const char* label) {
+    if (auto v = integer(saved, key, file); v && *v != now) add(concat(label, " ", *v, " -> ", now));
+  };
+  compare("batch_size", loader.options().batch_size, "batch_size");
+  compare("num_processes", loader.shard().num_processes, "processes");
+  compare("drop_last", loader.options().drop_last, "drop_last");
+  compare("split_batches", loader.shard().split_batches, "split_batches");
+  compare("even_batches", loader.shard().even_batches, "even_batches");
+  if (saved_total != loader.total_batch_size()) {
+    add(concat("global batch ", saved_total, " -> ", loader.total_batch_size()));
+  }
+  return list;
+}
+
+}  // namespace
+
+MappedPosition map_loader_position(const std::map<std::string, std::string>& saved, const DataLoader& loader,
+                                   const std::string& file) {
+  MappedPosition out;
+  out.epoch = metadata_int(saved, "epoch", file);
+  const int64_t saved_batches = metadata_int(saved, "batches", file);
+  const int64_t saved_total = metadata_int(saved, "total_batch_size", file);
+  ACCELERATE_CHECK(out.epoch >= 0 && saved_batches >= 0 && saved_total >= 1, CheckpointError, "checkpoint file ", file,
+                   " holds an impossible position (epoch ", out.epoch, ", batch ", saved_batches, ", global batch ",
+                   saved_total, "); the file is damaged.");
+  check_saved_position(saved, loader, file);
   // Past the end of an epoch by more than the last, completed round: no loader hands out that many samples.
   ACCELERATE_CHECK(saved_batches <= (loader.dataset_size() + saved_total - 1) / saved_total + 1, CheckpointError,
                    "checkpoint file ", file, " says ", saved_batches, " global batches of ", saved_total,
@@ -89,21 +118,10 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
   const int64_t total = loader.total_batch_size();
   const int64_t samples = saved_batches * saved_total;
   out.batches = samples / total;
-  std::vector<std::string> changes;
-  auto compare = [&](const char* key, int64_t now, const char* label) {
-    if (auto v = integer(saved, key, file); v && *v != now) changes.push_back(concat(label, " ", *v, " -> ", now));
-  };
-  compare("batch_size", loader.options().batch_size, "batch_size");
-  compare("num_processes", loader.shard().num_processes, "processes");
-  compare("drop_last", loader.options().drop_last, "drop_last");
-  compare("split_batches", loader.shard().split_batches, "split_batches");
-  compare("even_batches", loader.shard().even_batches, "even_batches");
-  if (saved_total != total) changes.push_back(concat("global batch ", saved_total, " -> ", total));
+  const std::string changes = loader_changes(saved, loader, saved_total, file);
   if (changes.empty() || samples == 0) return out;  // nothing handed out yet: nothing to map
-  std::string list;
-  for (const auto& c : changes) list += (list.empty() ? "" : ", ") + c;
   out.report =
-      concat("the data loader changed since the checkpoint (", list,
+      concat("the data loader changed since the checkpoint (", changes,
              "): its position is mapped by global "
              "sample index. The checkpoint had handed out ",
              samples, " samples of epoch ", out.epoch, " (", saved_batches, " global batches of ", saved_total,

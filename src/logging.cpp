@@ -5,27 +5,14 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <cstdlib>
 #include <ctime>
 #include <iostream>
 
 namespace accelerate {
 
-LogLevel parse_log_level(const std::string& text) {
-  std::string t = text;
-  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (t == "debug") return LogLevel::Debug;
-  if (t == "info") return LogLevel::Info;
-  if (t == "warning" || t == "warn") return LogLevel::Warning;
-  if (t == "error" || t == "critical") return LogLevel::Error;
-  throw ConfigError(
-      detail::concat("Unknown log level '", text, "' (ACCELERATE_LOG_LEVEL): use debug, info, warning or error."));
-}
-
-Logger::Logger(std::string name, const ProcessState& state, std::optional<LogLevel> level)
+Logger::Logger(const ProcessState& state, std::string name, std::optional<LogLevel> level)
     : name_(std::move(name)), state_(state) {
-  const char* env = std::getenv("ACCELERATE_LOG_LEVEL");
-  level_ = level ? *level : env && *env ? parse_log_level(env) : LogLevel::Info;
+  level_ = level.value_or(state.settings().log_level.value_or(LogLevel::Info));
 }
 
 void Logger::log(LogLevel level, const std::string& message, LogOptions options) const {

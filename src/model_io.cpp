@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/durable_file.hpp"
 #include "detail/model_state.hpp"
 
 namespace accelerate {
@@ -30,9 +31,7 @@ std::string shard_name(size_t k, size_t n) {
 
 /// Written under a temporary name, then renamed: a reader never sees a half-written shard.
 void save_atomically(const safetensors::TensorMap& tensors, const fs::path& path) {
-  const fs::path partial = path.string() + ".partial";
-  safetensors::save_file(tensors, partial.string(), {{"format", "pt"}});
-  fs::rename(partial, path);
+  detail::save_safetensors(tensors, path.string(), {{"format", "pt"}}, detail::Replace::Atomically);
 }
 
 }  // namespace
@@ -74,9 +73,7 @@ void save_model(torch::nn::Module& model, const std::string& dir, int64_t max_sh
       written.insert(name);
       for (const auto& [tensor, _] : shards[k]) index["weight_map"][tensor] = name;
     }
-    const fs::path partial = fs::path(dir) / (std::string(kIndex) + ".partial");
-    std::ofstream(partial) << index.dump(2);
-    fs::rename(partial, fs::path(dir) / kIndex);
+    detail::write_text_file(fs::path(dir) / kIndex, index.dump(2), detail::Replace::Atomically);
     written.insert(kIndex);
   }
   // Shards of an earlier save that this one did not rewrite would confuse a reader: remove them (as HF does).

@@ -6,24 +6,6 @@
 
 namespace accelerate {
 
-MixedPrecision parse_mixed_precision(const std::string& value) {
-  if (value == "no" || value.empty()) return MixedPrecision::No;
-  if (value == "fp16") return MixedPrecision::Fp16;
-  if (value == "bf16") return MixedPrecision::Bf16;
-  ACCELERATE_CHECK(value != "fp8", ConfigError,
-                   "mixed_precision 'fp8' is not supported by accelerate-cpp yet. Choose between: no, fp16, bf16.");
-  throw ConfigError(detail::concat("Unknown mixed_precision mode: '", value, "'. Choose between: no, fp16, bf16."));
-}
-
-std::string to_string(MixedPrecision precision) {
-  switch (precision) {
-    case MixedPrecision::No: return "no";
-    case MixedPrecision::Fp16: return "fp16";
-    case MixedPrecision::Bf16: return "bf16";
-  }
-  return "no";
-}
-
 AutocastGuard::AutocastGuard(c10::DeviceType device, c10::ScalarType dtype, bool enabled)
     : device_(device),
       previous_enabled_(at::autocast::is_autocast_enabled(device)),

@@ -8,8 +8,11 @@
 
 namespace accelerate {
 
-void set_seed(uint64_t seed, bool device_specific, const ProcessState* state) {
-  if (device_specific && state) seed += static_cast<uint64_t>(state->process_index());
+void set_seed(const ProcessState& state, uint64_t seed, bool device_specific) {
+  set_seed(device_specific ? seed + static_cast<uint64_t>(state.process_index()) : seed);
+}
+
+void set_seed(uint64_t seed) {
   torch::manual_seed(seed);  // CPU, and every CUDA device when there is one
   if (torch::cuda::is_available()) torch::cuda::manual_seed_all(seed);
   std::srand(static_cast<unsigned>(seed));

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "detail/durable_file.hpp"
 #include "detail/safetensors_format.hpp"
 
 namespace accelerate::safetensors {
@@ -59,6 +60,17 @@ at::ScalarType type_of(const std::string& name) {
 }  // namespace
 
 void save_file(const TensorMap& tensors, const std::string& path, const Metadata& metadata) {
+  detail::save_safetensors(tensors, path, metadata, detail::Replace::InPlace);
+}
+
+}  // namespace accelerate::safetensors
+
+namespace accelerate::detail {
+
+void save_safetensors(const std::map<std::string, at::Tensor>& tensors, const std::string& path,
+                      const std::map<std::string, std::string>& metadata, Replace replace) {
+  using accelerate::safetensors::name_of;
+  namespace format = detail::safetensors;
   // Larger elements first keeps every tensor aligned to its element size (the header is padded to 8 bytes).
   std::vector<std::pair<std::string, at::Tensor>> order;
   for (const auto& [name, t] : tensors) {
@@ -77,23 +89,22 @@ void save_file(const TensorMap& tensors, const std::string& path, const Metadata
   }
   const std::string header = format::serialize_header(entries, metadata);
 
-  FILE* file = std::fopen(path.c_str(), "wb");
-  ACCELERATE_CHECK(file, CheckpointError, "cannot create ", path, ": ", std::strerror(errno), ".");
-  bool ok = std::fwrite(header.data(), 1, header.size(), file) == header.size();
-  for (const auto& [name, t] : order) {
-    const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-    if (ok && bytes) ok = std::fwrite(t.data_ptr(), 1, bytes, file) == bytes;
-  }
-  const int error = ok ? 0 : errno;
-  ok = ok && std::fflush(file) == 0 && ::fsync(::fileno(file)) == 0;
-  const int flush_error = ok ? 0 : errno;
-  ok = (std::fclose(file) == 0) && ok;
-  ACCELERATE_CHECK(ok, CheckpointError, "could not write ", path, " completely: ",
-                   std::strerror(error         ? error
-                                 : flush_error ? flush_error
-                                               : EIO),
-                   ". Free disk space or choose another directory; the file is incomplete.");
+  detail::write_file(
+      path,
+      [&](std::FILE* file) {
+        bool ok = std::fwrite(header.data(), 1, header.size(), file) == header.size();
+        for (const auto& [name, t] : order) {
+          const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+          if (ok && bytes) ok = std::fwrite(t.data_ptr(), 1, bytes, file) == bytes;
+        }
+        return ok;
+      },
+      replace);
 }
+
+}  // namespace accelerate::detail
+
+namespace accelerate::safetensors {
 
 struct File::Mapping {
   void* base = nullptr;

@@ -17,8 +17,6 @@ constexpr uint64_t kMaxHeader = 100u << 20;  // as the reference implementation:
   throw CheckpointError(concat("safetensors file ", path, ": ", what));
 }
 
-}  // namespace
-
 size_t dtype_size(const std::string& d) {
   static const std::map<std::string, size_t> sizes = {
       {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
@@ -26,6 +24,66 @@ size_t dtype_size(const std::string& d) {
   auto it = sizes.find(d);
   return it == sizes.end() ? 0 : it->second;
 }
+
+/// One tensor's entry of the header, checked against the data section's size.
+Entry parse_entry(const std::string& name, const nlohmann::json& value, uint64_t data_size, const std::string& path) {
+  const std::string where = "tensor '" + name + "'";
+  if (!value.is_object()) fail(path, where + " is not an object");
+  Entry e;
+  e.name = name;
+  const auto dtype = value.find("dtype");
+  if (dtype == value.end() || !dtype->is_string()) fail(path, where + " has no dtype string");
+  e.dtype = dtype->get<std::string>();
+  const size_t element = dtype_size(e.dtype);
+  if (element == 0) fail(path, concat(where, " has unknown dtype '", e.dtype, "'"));
+  const auto shape = value.find("shape");
+  if (shape == value.end() || !shape->is_array()) fail(path, where + " has no shape array");
+  uint64_t bytes = element;
+  for (const auto& d : *shape) {
+    if (!d.is_number_unsigned()) fail(path, where + " has a shape entry that is not a non-negative integer");
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+        (dim != 0 && bytes > std::numeric_limits<uint64_t>::max() / dim)) {
+      fail(path, where + " has a shape too large to address");
+    }
+    bytes *= dim;
+    e.shape.push_back(static_cast<int64_t>(dim));
+  }
+  const auto offsets = value.find("data_offsets");
+  if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
+      !(*offsets)[1].is_number_unsigned()) {
+    fail(path, where + " has no data_offsets [begin, end] of non-negative integers");
+  }
+  e.begin = (*offsets)[0].get<uint64_t>();
+  e.end = (*offsets)[1].get<uint64_t>();
+  if (e.begin > e.end || e.end > data_size) {
+    fail(path, concat(where, " has data_offsets [", e.begin, ", ", e.end, "] outside the ", data_size,
+                      "-byte data section (truncated or corrupt)"));
+  }
+  if (e.end - e.begin != bytes) {
+    fail(path, concat(where, " holds ", e.end - e.begin, " bytes but its dtype and shape need ", bytes));
+  }
+  return e;
+}
+
+/// The tensors must tile the data section: sorted by offset, each starting where the previous ended.
+void check_tiling(std::vector<Entry>& entries, uint64_t data_size, const std::string& path) {
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t expected = 0;
+  for (const auto& e : entries) {
+    if (e.begin != expected) {
+      fail(path, concat("tensor '", e.name, "' starts at ", e.begin, " but the previous tensor ends at ", expected,
+                        " (overlapping or gapped offsets)"));
+    }
+    expected = e.end;
+  }
+  if (expected != data_size) {
+    fail(path, concat("the tensors cover ", expected, " bytes of a ", data_size, "-byte data section"));
+  }
+}
+
+}  // namespace
 
 Header parse(const uint8_t* data, size_t size, const std::string& path) {
   if (size < 8) fail(path, concat("is ", size, " bytes long, shorter than the 8-byte header length (truncated?)"));
@@ -54,58 +112,9 @@ Header parse(const uint8_t* data, size_t size, const std::string& path) {
       }
       continue;
     }
-    const std::string where = "tensor '" + name + "'";
-    if (!value.is_object()) fail(path, where + " is not an object");
-    Entry e;
-    e.name = name;
-    const auto dtype = value.find("dtype");
-    if (dtype == value.end() || !dtype->is_string()) fail(path, where + " has no dtype string");
-    e.dtype = dtype->get<std::string>();
-    const size_t element = dtype_size(e.dtype);
-    if (element == 0) fail(path, concat(where, " has unknown dtype '", e.dtype, "'"));
-    const auto shape = value.find("shape");
-    if (shape == value.end() || !shape->is_array()) fail(path, where + " has no shape array");
-    uint64_t bytes = element;
-    for (const auto& d : *shape) {
-      if (!d.is_number_unsigned()) fail(path, where + " has a shape entry that is not a non-negative integer");
-      const uint64_t dim = d.get<uint64_t>();
-      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-          (dim != 0 && bytes > std::numeric_limits<uint64_t>::max() / dim)) {
-        fail(path, where + " has a shape too large to address");
-      }
-      bytes *= dim;
-      e.shape.push_back(static_cast<int64_t>(dim));
-    }
-    const auto offsets = value.find("data_offsets");
-    if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
-        !(*offsets)[1].is_number_unsigned()) {
-      fail(path, where + " has no data_offsets [begin, end] of non-negative integers");
-    }
-    e.begin = (*offsets)[0].get<uint64_t>();
-    e.end = (*offsets)[1].get<uint64_t>();
-    if (e.begin > e.end || e.end > data_size) {
-      fail(path, concat(where, " has data_offsets [", e.begin, ", ", e.end, "] outside the ", data_size,
-                        "-byte data section (truncated or corrupt)"));
-    }
-    if (e.end - e.begin != bytes) {
-      fail(path, concat(where, " holds ", e.end - e.begin, " bytes but its dtype and shape need ", bytes));
-    }
-    header.entries.push_back(std::move(e));
+    header.entries.push_back(parse_entry(name, value, data_size, path));
   }
-  // The tensors must tile the data section: sorted by offset, each starting where the previous ended.
-  std::sort(header.entries.begin(), header.entries.end(),
-            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
-  uint64_t expected = 0;
-  for (const auto& e : header.entries) {
-    if (e.begin != expected) {
-      fail(path, concat("tensor '", e.name, "' starts at ", e.begin, " but the previous tensor ends at ", expected,
-                        " (overlapping or gapped offsets)"));
-    }
-    expected = e.end;
-  }
-  if (expected != data_size) {
-    fail(path, concat("the tensors cover ", expected, " bytes of a ", data_size, "-byte data section"));
-  }
+  check_tiling(header.entries, data_size, path);
   return header;
 }
 

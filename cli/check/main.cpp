@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 bool broken(const Accelerator& acc, const std::string& check) {
-  const char* b = std::getenv("ACCELERATE_CPP_TEST_BREAK");
+  const char* b = std::getenv(env_var::kTestBreak);
   return b && check == b && acc.process_index() == acc.num_processes() - 1;
 }
 

@@ -2,6 +2,8 @@
 // the same answers as flags (non-interactive), and `config default` (no questions, as HF's write_basic_config).
 #include <accelerate/environment.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/mixed_precision.hpp>
+#include <accelerate/settings.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -154,8 +156,7 @@ HfConfig from_flags(const ConfigFlags& f) {
                    "config: several machines need --main_process_ip (the address of machine 0).");
   ACCELERATE_CHECK(c.gradient_accumulation_steps >= 1, ConfigError,
                    "config: --gradient_accumulation_steps must be >= 1.");
-  ACCELERATE_CHECK(c.mixed_precision == "no" || c.mixed_precision == "fp16" || c.mixed_precision == "bf16", ConfigError,
-                   "config: --mixed_precision must be no, fp16 or bf16, got '", c.mixed_precision, "'.");
+  parse_mixed_precision(c.mixed_precision, "config --mixed_precision");
   return c;
 }
 

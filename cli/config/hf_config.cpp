@@ -2,6 +2,8 @@
 #include "launcher/launch_plan.hpp"
 
 #include <accelerate/error.hpp>
+#include <accelerate/settings.hpp>
+#include <accelerate/mixed_precision.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -134,7 +136,7 @@ class Keys {
 }  // namespace
 
 std::string default_config_path() {
-  if (const char* p = std::getenv("ACCELERATE_CPP_CONFIG_FILE"); p && *p) return p;
+  if (const char* p = std::getenv(env_var::kConfigFile); p && *p) return p;
   std::string base;
   if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)
     base = x;
@@ -205,11 +207,7 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false")) c.mixed_precision = "fp16";  // legacy
   if (auto n = root["mixed_precision"]; n && !n.IsNull()) {
     c.mixed_precision = as<std::string>(n, "mixed_precision", path, "one of no, fp16, bf16");
-    ACCELERATE_CHECK(c.mixed_precision != "fp8", ConfigError, where(path, n),
-                     ": mixed_precision fp8 is not supported by accelerate-cpp yet. Use no, fp16 or bf16.");
-    ACCELERATE_CHECK(c.mixed_precision == "no" || c.mixed_precision == "fp16" || c.mixed_precision == "bf16",
-                     ConfigError, where(path, n), ": mixed_precision '", bounded(c.mixed_precision),
-                     "' is not one of no, fp16, bf16.");
+    parse_mixed_precision(c.mixed_precision, where(path, n));
   }
   if (auto n = root["use_cpu"]; n && !n.IsNull()) c.use_cpu = as<bool>(n, "use_cpu", path, "true or false");
   if (auto n = root["debug"]; n && !n.IsNull()) c.debug = as<bool>(n, "debug", path, "true or false");
@@ -330,7 +328,7 @@ int visible_gpu_count() {
   std::error_code ec;
   int n = 0;
   for (fs::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end; it.increment(ec)) ++n;
-  return visible_gpu_count(n, std::getenv("CUDA_VISIBLE_DEVICES"));
+  return visible_gpu_count(n, std::getenv(env_var::kCudaVisibleDevices));
 }
 
 }  // namespace accelerate::cli

@@ -4,6 +4,8 @@
 #include <cctype>
 
 #include <accelerate/error.hpp>
+#include <accelerate/settings.hpp>
+#include <accelerate/mixed_precision.hpp>
 
 #include <random>
 #include <sstream>
@@ -99,11 +101,7 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
                      "it. Give the same fixed port on every machine.");
     plan.master_port = free_port();
   }
-  if (o.mixed_precision) {
-    const auto& mp = *o.mixed_precision;
-    ACCELERATE_CHECK(mp == "no" || mp == "fp16" || mp == "bf16" || mp == "fp8", ConfigError,
-                     "Unknown --mixed_precision '", mp, "'. Choose between: no, fp16, bf16, fp8.");
-  }
+  if (o.mixed_precision) parse_mixed_precision(*o.mixed_precision, "--mixed_precision");
   if (o.gradient_accumulation_steps) {
     ACCELERATE_CHECK(*o.gradient_accumulation_steps >= 1, ConfigError,
                      "--gradient_accumulation_steps must be >= 1, got ", *o.gradient_accumulation_steps, ".");
@@ -132,7 +130,7 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
   std::string threads;
   if (o.num_cpu_threads_per_process) {
     threads = std::to_string(*o.num_cpu_threads_per_process);
-  } else if (auto it = parent_env.find("OMP_NUM_THREADS"); it == parent_env.end() || it->second.empty()) {
+  } else if (auto it = parent_env.find(env_var::kOmpNumThreads); it == parent_env.end() || it->second.empty()) {
     threads = std::to_string(std::max(1, cpu_count / plan.local_world_size));
   }
 
@@ -145,37 +143,37 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     w.argv.insert(w.argv.end(), o.program_args.begin(), o.program_args.end());
     auto& e = w.env;
     // torchrun's contract (Lightning detects torchelastic through RANK, GROUP_RANK, LOCAL_RANK, LOCAL_WORLD_SIZE).
-    e["RANK"] = std::to_string(w.rank);
-    e["LOCAL_RANK"] = std::to_string(local);
-    e["WORLD_SIZE"] = std::to_string(plan.world_size);
-    e["LOCAL_WORLD_SIZE"] = std::to_string(plan.local_world_size);
-    e["GROUP_RANK"] = std::to_string(plan.node_rank);
-    e["GROUP_WORLD_SIZE"] = std::to_string(plan.num_nodes);
-    e["ROLE_NAME"] = "default";
-    e["ROLE_RANK"] = std::to_string(w.rank);
-    e["ROLE_WORLD_SIZE"] = std::to_string(plan.world_size);
-    e["MASTER_ADDR"] = plan.master_addr;
-    e["MASTER_PORT"] = std::to_string(plan.master_port);
-    e["TORCHELASTIC_RESTART_COUNT"] = "0";
-    e["TORCHELASTIC_MAX_RESTARTS"] = "0";
-    e["TORCHELASTIC_RUN_ID"] = id;
-    e["TORCHELASTIC_USE_AGENT_STORE"] = "False";
+    e[env_var::kRank] = std::to_string(w.rank);
+    e[env_var::kLocalRank] = std::to_string(local);
+    e[env_var::kWorldSize] = std::to_string(plan.world_size);
+    e[env_var::kLocalWorldSize] = std::to_string(plan.local_world_size);
+    e[env_var::kGroupRank] = std::to_string(plan.node_rank);
+    e[env_var::kGroupWorldSize] = std::to_string(plan.num_nodes);
+    e[env_var::kRoleName] = "default";
+    e[env_var::kRoleRank] = std::to_string(w.rank);
+    e[env_var::kRoleWorldSize] = std::to_string(plan.world_size);
+    e[env_var::kMasterAddr] = plan.master_addr;
+    e[env_var::kMasterPort] = std::to_string(plan.master_port);
+    e[env_var::kRestartCount] = "0";
+    e[env_var::kMaxRestarts] = "0";
+    e[env_var::kRunId] = id;
+    e[env_var::kUseAgentStore] = "False";
     // HF Accelerate's variables, plus ours.
-    e["ACCELERATE_CPP_LAUNCHED"] = "1";
-    e["ACCELERATE_USE_CPU"] = o.cpu ? "True" : "False";
-    e["ACCELERATE_MIXED_PRECISION"] = o.mixed_precision.value_or("no");
+    e[env_var::kLaunched] = "1";
+    e[env_var::kUseCpu] = o.cpu ? "True" : "False";
+    e[env_var::kMixedPrecision] = o.mixed_precision.value_or("no");
     if (o.gradient_accumulation_steps) {
-      e["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = std::to_string(*o.gradient_accumulation_steps);
+      e[env_var::kGradientAccumulationSteps] = std::to_string(*o.gradient_accumulation_steps);
     }
-    if (o.debug) e["ACCELERATE_DEBUG_MODE"] = "true";
+    if (o.debug) e[env_var::kDebugMode] = "true";
     if (o.timeout_s) {
       std::ostringstream t;
       t << *o.timeout_s;
-      e["ACCELERATE_CPP_TIMEOUT"] = t.str();
+      e[env_var::kTimeout] = t.str();
     }
-    if (!threads.empty()) e["OMP_NUM_THREADS"] = threads;
+    if (!threads.empty()) e[env_var::kOmpNumThreads] = threads;
     // As HF's launch: the chosen GPUs are the only ones the workers see (local rank i takes the i-th of them).
-    if (o.gpu_ids && *o.gpu_ids != "all") e["CUDA_VISIBLE_DEVICES"] = *o.gpu_ids;
+    if (o.gpu_ids && *o.gpu_ids != "all") e[env_var::kCudaVisibleDevices] = *o.gpu_ids;
     plan.workers.push_back(std::move(w));
   }
   return plan;

@@ -9,6 +9,7 @@
 #include "launcher/descendants.hpp"
 
 #include <accelerate/error.hpp>
+#include <accelerate/settings.hpp>
 
 #include <cerrno>
 #include <chrono>
@@ -80,7 +81,7 @@ class Supervisor {
  public:
   Supervisor(const std::vector<WorkerSpec>& specs, const SupervisorOptions& options)
       // Prefixed when more than one process writes, on this machine or another.
-      : options_(options), prefix_(options.rank_prefix && std::stoi(specs.at(0).env.at("WORLD_SIZE")) > 1) {
+      : options_(options), prefix_(options.rank_prefix && std::stoi(specs.at(0).env.at(env_var::kWorldSize)) > 1) {
     workers_.resize(specs.size());
     for (size_t i = 0; i < specs.size(); ++i) workers_[i].spec = &specs[i];
   }
@@ -119,7 +120,7 @@ class Supervisor {
       if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
     }
     for (const auto& [k, v] : spec.env) env[k] = v;
-    if (!error_file.empty()) env["ACCELERATE_CPP_ERROR_FILE"] = error_file;
+    if (!error_file.empty()) env[env_var::kErrorFile] = error_file;
     std::vector<std::string> out;
     for (const auto& [k, v] : env) out.push_back(k + "=" + v);
     return out;

@@ -113,7 +113,7 @@ int main(int argc, char** argv) try {
   accelerate::Accelerator acc(options);
   if (args.debug) {
     // Every process, in rank order: which device, backend and precision each one really got.
-    accelerate::get_logger("fashion_mnist", acc.state())
+    accelerate::get_logger(acc.state(), "fashion_mnist")
         .log(accelerate::LogLevel::Info, "\n" + acc.state_report(), {.main_process_only = false, .in_order = true});
   }
   if (args.with_tracking) {

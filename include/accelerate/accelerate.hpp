@@ -5,6 +5,7 @@
 #include <accelerate/collectives.hpp>
 #include <accelerate/data_loader.hpp>
 #include <accelerate/environment.hpp>
+#include <accelerate/mixed_precision.hpp>
 #include <accelerate/model_io.hpp>
 #include <accelerate/safetensors.hpp>
 #include <accelerate/error.hpp>
@@ -14,6 +15,7 @@
 #include <accelerate/process_state.hpp>
 #include <accelerate/random.hpp>
 #include <accelerate/scheduler.hpp>
+#include <accelerate/settings.hpp>
 #include <accelerate/system_info.hpp>
 #include <accelerate/tracking.hpp>
 #include <accelerate/version.hpp>

@@ -39,7 +39,8 @@ namespace accelerate {
 
 namespace detail {
 class DataParallel;
-}
+struct CheckpointContents;
+}  // namespace detail
 
 class Accelerator;
 
@@ -63,10 +64,11 @@ class [[nodiscard]] AccumulateGuard : Guard {
 /// RAII of no_sync(model): backward passes inside accumulate gradients locally without all-reducing them.
 class [[nodiscard]] NoSyncGuard : Guard {
  public:
-  explicit NoSyncGuard(detail::DataParallel* ddp);
   ~NoSyncGuard();
 
  private:
+  friend class Accelerator;  // made by Accelerator::no_sync only
+  explicit NoSyncGuard(detail::DataParallel* ddp);
   detail::DataParallel* ddp_;
   bool previous_;
 };
@@ -75,6 +77,9 @@ class Accelerator {
  public:
   /// Joins the process group of this process's launch environment (AcceleratorOptions::process).
   explicit Accelerator(AcceleratorOptions options = {});
+  /// The same from an explicit environment instead of this process's (tests, embedding): `env` is all the
+  /// ProcessState and the Accelerator read; the process environment is not looked at.
+  Accelerator(const EnvironmentVariables& env, AcceleratorOptions options);
   /// Shares an existing process state, e.g. several Accelerators, one after another, in one program: each
   /// ProcessState is one rendezvous, so share it rather than creating a second one.
   Accelerator(std::shared_ptr<ProcessState> state, AcceleratorOptions options = {});
@@ -225,6 +230,8 @@ class Accelerator {
   void init();
   void continue_numbering();
   void rotate(const std::filesystem::path& written, bool shared);
+  std::filesystem::path newest_checkpoint();
+  detail::CheckpointContents checkpoint_contents();
 
   AcceleratorOptions options_;
   std::shared_ptr<ProcessState> state_;

@@ -16,6 +16,9 @@ namespace accelerate {
 
 class ProcessState;
 class GradientState;
+namespace detail {
+struct DataLoaderAccess;
+}
 
 /// One batch (or sample): `data` and `target`, as torch::data::Example.
 using Batch = torch::data::Example<>;
@@ -126,13 +129,13 @@ class DataLoader {
   Position position() const;
   void restore(const Position& position);
 
-  /// Used by Accelerator::prepare.
-  void prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard, c10::Device device);
   bool is_prepared() const { return state_ != nullptr; }
   /// The process state given by prepare (nullptr before).
   const ProcessState* state() const { return state_; }
 
  private:
+  friend struct detail::DataLoaderAccess;  // Accelerator::prepare, and tests of the sharding
+  void prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard, c10::Device device);
   class Prefetcher;
   std::vector<std::vector<int64_t>> epoch_indices(bool synchronise);
   bool advance(Batch& out);

@@ -39,6 +39,9 @@ struct LaunchEnvironment {
   /// records, as JSON, which ranks it was waiting for, so the launcher can blame the rank that stopped answering
   /// rather than the one that timed out. Empty: not recorded.
   std::string error_file;
+  /// GLOO_SOCKET_IFNAME: the network interface Gloo uses; empty: loopback on one machine, else the interface
+  /// that routes to master_addr.
+  std::string gloo_socket_ifname;
 };
 
 /// Detects the launcher and reads ranks from `env`: ours, then torchrun, then Open MPI, then SLURM, else a
@@ -48,9 +51,5 @@ LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env);
 
 /// The first host of a SLURM node list: "node[03-05,9],gpu1" -> "node03".
 std::string first_host_in_slurm_nodelist(const std::string& nodelist);
-
-/// Strict boolean parsing as HF's str_to_bool: y/yes/t/true/on/1 and n/no/f/false/off/0 (any case).
-/// Throws ConfigError naming `what` otherwise.
-bool parse_bool(const std::string& value, const std::string& what);
 
 }  // namespace accelerate

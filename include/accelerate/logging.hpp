@@ -8,13 +8,9 @@
 
 #include <accelerate/error.hpp>
 #include <accelerate/process_state.hpp>
+#include <accelerate/settings.hpp>  // LogLevel
 
 namespace accelerate {
-
-enum class LogLevel { Debug = 10, Info = 20, Warning = 30, Error = 40 };
-
-/// "debug", "info", "warning"/"warn", "error" (any case); ConfigError otherwise.
-LogLevel parse_log_level(const std::string& text);
 
 struct LogOptions {
   bool main_process_only = true;
@@ -24,8 +20,8 @@ struct LogOptions {
 
 class Logger {
  public:
-  /// `level` unset: ACCELERATE_LOG_LEVEL, else info.
-  Logger(std::string name, const ProcessState& state, std::optional<LogLevel> level = std::nullopt);
+  /// `level` unset: ACCELERATE_LOG_LEVEL as `state` read it, else info.
+  Logger(const ProcessState& state, std::string name, std::optional<LogLevel> level = std::nullopt);
   void log(LogLevel level, const std::string& message, LogOptions options = {}) const;
   template <class... Args>
   void debug(const Args&... args) const {
@@ -51,9 +47,10 @@ class Logger {
   LogLevel level_;
 };
 
-inline Logger get_logger(const std::string& name, const ProcessState& state,
+/// HF's get_logger(name, log_level): the state comes first, as in every function that takes one.
+inline Logger get_logger(const ProcessState& state, const std::string& name,
                          std::optional<LogLevel> level = std::nullopt) {
-  return Logger(name, state, level);
+  return Logger(state, name, level);
 }
 
 }  // namespace accelerate

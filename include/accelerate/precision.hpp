@@ -2,6 +2,7 @@
 #pragma once
 
 #include <accelerate/guard.hpp>
+#include <accelerate/mixed_precision.hpp>
 
 #include <string>
 
@@ -9,12 +10,6 @@
 #include <c10/core/ScalarType.h>
 
 namespace accelerate {
-
-enum class MixedPrecision { No, Fp16, Bf16 };
-
-/// "no", "fp16", "bf16"; anything else is a ConfigError listing the choices ("fp8" is recognised and refused).
-MixedPrecision parse_mixed_precision(const std::string& value);
-std::string to_string(MixedPrecision precision);
 
 /// RAII: autocast to `dtype` on `device`'s type while alive (Python's `with torch.autocast(...)`). Restores the
 /// previous state and clears the cast cache when the outermost guard ends, so updated weights are re-cast.

@@ -10,6 +10,7 @@
 #include <c10/core/Device.h>
 
 #include <accelerate/environment.hpp>
+#include <accelerate/settings.hpp>
 
 namespace accelerate {
 
@@ -53,24 +54,27 @@ class ProcessState {
   ProcessState(const ProcessState&) = delete;
   ProcessState& operator=(const ProcessState&) = delete;
 
-  int process_index() const { return env_.rank; }
-  int local_process_index() const { return env_.local_rank; }
-  int num_processes() const { return env_.world_size; }
-  int num_local_processes() const { return env_.local_world_size; }
-  int num_machines() const { return env_.num_nodes; }
-  int machine_rank() const { return env_.node_rank; }
-  bool is_main_process() const { return env_.rank == 0; }
-  bool is_local_main_process() const { return env_.local_rank == 0; }
-  bool is_last_process() const { return env_.rank == env_.world_size - 1; }
+  int process_index() const { return settings_.launch.rank; }
+  int local_process_index() const { return settings_.launch.local_rank; }
+  int num_processes() const { return settings_.launch.world_size; }
+  int num_local_processes() const { return settings_.launch.local_world_size; }
+  int num_machines() const { return settings_.launch.num_nodes; }
+  int machine_rank() const { return settings_.launch.node_rank; }
+  bool is_main_process() const { return settings_.launch.rank == 0; }
+  bool is_local_main_process() const { return settings_.launch.local_rank == 0; }
+  bool is_last_process() const { return settings_.launch.rank == settings_.launch.world_size - 1; }
   /// A process group exists: more than one process, or a world of one with force_process_group.
-  bool use_distributed() const { return env_.world_size > 1 || forced_group_; }
+  bool use_distributed() const { return settings_.launch.world_size > 1 || forced_group_; }
   DistributedType distributed_type() const { return type_; }
   /// "gloo", "nccl", or "" for a single process.
   const std::string& backend() const { return backend_; }
-  Launcher launcher() const { return env_.launcher; }
+  Launcher launcher() const { return settings_.launch.launcher; }
   c10::Device device() const { return device_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
-  const LaunchEnvironment& launch_environment() const { return env_; }
+  const LaunchEnvironment& launch_environment() const { return settings_.launch; }
+  /// The environment's settings, read and validated once at construction (the Accelerator and get_logger take
+  /// their defaults from here rather than from the process environment).
+  const EnvironmentSettings& settings() const { return settings_; }
 
   /// Barrier with the others, then leaves the process group. Collectives afterwards throw StateError.
   /// The destructor leaves without the barrier (a barrier in a destructor can hang when a peer died).
@@ -80,7 +84,7 @@ class ProcessState {
   detail::Communicator* communicator() const { return comm_.get(); }
 
  private:
-  LaunchEnvironment env_;
+  EnvironmentSettings settings_;
   DistributedType type_ = DistributedType::No;
   std::string backend_;
   c10::Device device_{c10::kCPU};

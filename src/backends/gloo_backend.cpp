@@ -59,8 +59,8 @@ c10::intrusive_ptr<c10d::Backend> create_gloo(const c10::intrusive_ptr<c10d::Sto
   // name resolves to, which in containers and network namespaces is often not routable from the other machines
   // (one side fails, the other waits for timeouts). We take loopback on one node, and on several the interface
   // that routes to MASTER_ADDR, which every machine must reach anyway.
-  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  if (!env.gloo_socket_ifname.empty()) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(env.gloo_socket_ifname));
   } else if (env.num_nodes == 1) {
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
   } else if (const auto route = interface_towards(env.master_addr)) {

@@ -1,5 +1,5 @@
-// Accelerator in a world of one: schedules (against transformers' own values), the scheduler's stepping rules,
-// the GradScaler, bf16 autocast, the accumulation sync pattern, and bad input.
+// Accelerator in a world of one: mixed precision, the accumulation sync pattern, settings from an injected
+// environment, and bad input.
 #include <accelerate/accelerate.hpp>
 
 #include <torch/torch.h>
@@ -11,14 +11,6 @@
 using namespace accelerate;
 
 namespace {
-struct ScheduleCase {
-  const char* name;
-  std::vector<double> lrs;
-};
-const std::vector<ScheduleCase> kSchedules = {
-#include "../parity/scheduler_cases.inc"
-};
-
 torch::nn::Linear tiny_model() { return torch::nn::Linear(4, 2); }
 
 AcceleratorOptions cpu_options() {
@@ -27,143 +19,6 @@ AcceleratorOptions cpu_options() {
   return o;
 }
 }  // namespace
-
-TEST(Schedules, MatchTransformers) {
-  ASSERT_EQ(kSchedules.size(), 6u);
-  for (const auto& c : kSchedules) {
-    auto p = torch::zeros({1}, torch::requires_grad());
-    torch::optim::SGD opt({p}, 0.1);
-    SchedulerOptions o{.num_warmup_steps = 3, .num_training_steps = 20};
-    auto sched = get_scheduler(c.name, opt, o);
-    for (size_t i = 0; i < c.lrs.size(); ++i) {
-      EXPECT_NEAR(sched.get_last_lr()[0], c.lrs[i], 1e-12) << c.name << " after " << i << " steps";
-      sched.step();
-    }
-  }
-  auto p = torch::zeros({1}, torch::requires_grad());
-  torch::optim::SGD opt({p}, 0.1);
-  EXPECT_THROW(get_scheduler("cosine_annealing", opt), ConfigError);
-  EXPECT_THROW(get_scheduler("linear", opt), ConfigError);  // needs num_training_steps
-}
-
-TEST(AcceleratedScheduler, StepsOnSyncOnlyAndOncePerProcess) {
-  auto p = torch::zeros({1}, torch::requires_grad());
-  torch::optim::SGD opt({p}, 1.0);
-  auto sched = get_scheduler("linear", opt, {.num_training_steps = 100});
-  GradientState gs;
-  AcceleratedOptimizer wrapped(opt, gs, nullptr);
-  // 2 processes, no split: each optimizer step consumes two batches of the unprepared loader.
-  AcceleratedScheduler two(sched, {&wrapped}, gs, true, false, 2);
-  gs.sync_gradients = false;
-  two.step();
-  EXPECT_EQ(sched.last_epoch(), 0);  // accumulation micro-step: no LR step
-  gs.sync_gradients = true;
-  two.step();
-  EXPECT_EQ(sched.last_epoch(), 2);
-  EXPECT_NEAR(sched.get_last_lr()[0], 0.98, 1e-12);
-  AcceleratedScheduler split(sched, {&wrapped}, gs, true, /*split_batches=*/true, 2);
-  split.step();
-  EXPECT_EQ(sched.last_epoch(), 3);
-  AcceleratedScheduler free_running(sched, {&wrapped}, gs, /*step_with_optimizer=*/false, false, 2);
-  gs.sync_gradients = false;
-  free_running.step();
-  EXPECT_EQ(sched.last_epoch(), 4);
-}
-
-TEST(GradScaler, InfSkipsTheStepAndHalvesTheScale) {
-  auto p = torch::ones({3}, torch::requires_grad());
-  torch::optim::SGD opt({p}, 0.1);
-  GradScaler scaler({.init_scale = 1024, .growth_interval = 3});
-  GradientState gs;
-  AcceleratedOptimizer wrapped(opt, gs, &scaler);
-  auto loss = scaler.scale((p * 2).sum());
-  EXPECT_DOUBLE_EQ(loss.item<double>(), 1024 * 6);
-  loss.backward();
-  p.mutable_grad()[1] = std::numeric_limits<float>::infinity();  // an overflow
-  wrapped.step();
-  EXPECT_TRUE(wrapped.step_was_skipped());
-  EXPECT_TRUE(torch::equal(p, torch::ones({3})));  // untouched
-  EXPECT_DOUBLE_EQ(scaler.get_scale(), 512);
-  // Three clean steps grow the scale back; gradients are unscaled before the update.
-  for (int i = 0; i < 3; ++i) {
-    opt.zero_grad();
-    scaler.scale((p * 2).sum()).backward();
-    wrapped.step();
-    EXPECT_FALSE(wrapped.step_was_skipped());
-  }
-  EXPECT_DOUBLE_EQ(scaler.get_scale(), 1024);
-  EXPECT_NEAR(p[0].item<float>(), 1.0f - 3 * 0.1f * 2.0f, 1e-6);  // three steps of the true gradient 2
-}
-
-TEST(GradScaler, UnscaleTwiceIsAnError) {
-  auto p = torch::ones({1}, torch::requires_grad());
-  torch::optim::SGD opt({p}, 0.1);
-  GradScaler scaler;
-  scaler.scale(p.sum()).backward();
-  scaler.unscale_(opt);
-  EXPECT_NEAR(p.grad().item<float>(), 1.0f, 1e-6);
-  EXPECT_THROW(scaler.unscale_(opt), StateError);
-}
-
-// Issue 11, item 6: the scaled loss is fp32, as torch's (its [1]-shaped fp32 scale promotes the product); in fp16
-// 65536 is inf, and at 32768 any loss above 2 overflowed. (The gradient flowing back into an fp16 loss is still
-// fp16, in torch too: what decides a skipped step is the gradients, checked below at 32768.)
-TEST(GradScaler, AnFp16LossIsScaledInFp32) {
-  for (double init : {65536.0, 32768.0}) {
-    auto p = torch::ones({2}, torch::requires_grad());
-    torch::optim::SGD opt({p}, 0.1);
-    GradScaler scaler({.init_scale = init});
-    GradientState gs;
-    AcceleratedOptimizer wrapped(opt, gs, &scaler);
-    const auto loss = (p.to(torch::kHalf) * 0.5).sum() + 2.5;  // 3.5 in fp16; each gradient 0.5
-    ASSERT_EQ(loss.scalar_type(), torch::kHalf);
-    auto scaled = scaler.scale(loss);
-    EXPECT_EQ(scaled.scalar_type(), torch::kFloat);
-    EXPECT_DOUBLE_EQ(scaled.item<double>(), 3.5 * init);  // was inf
-    if (init == 65536.0) continue;                        // its gradient into the fp16 loss is inf, in torch too
-    scaled.backward();
-    wrapped.step();
-    EXPECT_FALSE(wrapped.step_was_skipped()) << "init_scale " << init;
-    EXPECT_DOUBLE_EQ(scaler.get_scale(), init);
-    EXPECT_NEAR(p[0].item<float>(), 1.0f - 0.1f * 0.5f, 1e-6);
-  }
-}
-
-// Issue 11, item 7: two optimizers (a GAN), gradients clipped through the Accelerator (which unscales every
-// optimizer) and each stepped: torch keeps the unscaled flag and found-inf per optimizer.
-TEST(GradScaler, TwoOptimizersClipAndStepEachStep) {
-  auto o = cpu_options();
-  o.mixed_precision = "fp16";
-  o.fp16_on_cpu = true;
-  Accelerator acc(o);
-  auto generator = acc.prepare(torch::nn::Linear(2, 2));
-  auto discriminator = acc.prepare(torch::nn::Linear(2, 1));
-  torch::optim::SGD g_sgd(generator->parameters(), 0.1), d_sgd(discriminator->parameters(), 0.1);
-  auto& g_opt = acc.prepare(g_sgd);
-  auto& d_opt = acc.prepare(d_sgd);
-  for (int step = 0; step < 3; ++step) {
-    auto fake = generator->forward(torch::randn({4, 2}));
-    acc.backward(discriminator->forward(fake.detach()).mean());
-    EXPECT_NO_THROW(acc.clip_grad_norm_(discriminator->parameters(), 1.0));
-    d_opt.step();
-    d_opt.zero_grad();
-    acc.backward(-discriminator->forward(fake).mean());
-    EXPECT_NO_THROW(acc.clip_grad_norm_(generator->parameters(), 1.0));
-    g_opt.step();
-    g_opt.zero_grad();
-    EXPECT_FALSE(acc.optimizer_step_was_skipped());
-  }
-  // An inf in one optimizer skips its step only, and the next update backs the scale off.
-  const double before = acc.scaler()->get_scale();
-  acc.backward(discriminator->forward(generator->forward(torch::randn({4, 2}))).mean());
-  discriminator->parameters()[0].mutable_grad()[0][0] = std::numeric_limits<float>::infinity();
-  acc.scaler()->unscale_(d_sgd);
-  acc.scaler()->unscale_(g_sgd);
-  EXPECT_FALSE(acc.scaler()->step(d_sgd));
-  EXPECT_TRUE(acc.scaler()->step(g_sgd));
-  acc.scaler()->update();
-  EXPECT_DOUBLE_EQ(acc.scaler()->get_scale(), before / 2);
-}
 
 TEST(Accelerator, Bf16AutocastOnCpu) {
   auto o = cpu_options();
@@ -269,23 +124,25 @@ TEST(Accelerator, BackwardDividesByAccumulationSteps) {
 }
 
 TEST(Accelerator, EnvironmentFillsUnsetOptionsOnly) {
-  ::setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "5", 1);
-  ::setenv("ACCELERATE_MIXED_PRECISION", "bf16", 1);
+  // The environment is injected: nothing of this process's environment is read or changed.
+  const EnvironmentVariables env = {{"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "5"},
+                                    {"ACCELERATE_MIXED_PRECISION", "bf16"}};
   {
-    Accelerator from_env(cpu_options());
+    Accelerator from_env(env, cpu_options());
     EXPECT_EQ(from_env.gradient_accumulation_steps(), 5);
     EXPECT_EQ(from_env.mixed_precision(), MixedPrecision::Bf16);
     auto o = cpu_options();
     o.gradient_accumulation_steps = 2;
     o.mixed_precision = "no";
-    Accelerator explicit_wins(o);
+    Accelerator explicit_wins(env, o);
     EXPECT_EQ(explicit_wins.gradient_accumulation_steps(), 2);
     EXPECT_EQ(explicit_wins.mixed_precision(), MixedPrecision::No);
+    Accelerator from_process(cpu_options());  // the test runs without these variables
+    EXPECT_EQ(from_process.gradient_accumulation_steps(), 1);
+    EXPECT_EQ(from_process.mixed_precision(), MixedPrecision::No);
   }
-  ::setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "many", 1);
-  EXPECT_THROW(Accelerator{cpu_options()}, ConfigError);
-  ::unsetenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
-  ::unsetenv("ACCELERATE_MIXED_PRECISION");
+  EXPECT_THROW(Accelerator({{"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "many"}}, cpu_options()), ConfigError);
+  EXPECT_THROW(Accelerator({{"ACCELERATE_MIXED_PRECISION", "fp8"}}, cpu_options()), ConfigError);
 }
 
 TEST(Accelerator, BadInput) {
@@ -303,7 +160,7 @@ TEST(Accelerator, BadInput) {
         o.mixed_precision = "fp4";
         Accelerator a(o);
       },
-      "Choose between: no, fp16, bf16");
+      "mixed_precision 'fp4' is not one of no, fp16, bf16");
   expect_error(
       [] {
         auto o = cpu_options();

@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include "detail/data_loader_access.hpp"
 #include "detail/sharding.hpp"
 
 using namespace accelerate;
@@ -62,7 +63,8 @@ TEST(DataLoader, PreparedLoaderYieldsHfBatchesAndLength) {
       if (c.seed >= 0) o.seed = c.seed;
       DataLoader loader(std::make_shared<TensorDataset>(data, data), o);
       GradientState gs;
-      loader.prepare(state, gs, {c.world, rank, c.split, c.even}, c10::Device(c10::kCPU));
+      accelerate::detail::DataLoaderAccess::prepare(loader, state, gs, {c.world, rank, c.split, c.even},
+                                                    c10::Device(c10::kCPU));
       loader.set_epoch(c.epoch);
       EXPECT_EQ(loader.peek_epoch_indices(), c.expected[rank]) << name(c) << " rank " << rank;
       if (c.seed < 0 && (c.even || c.drop_last)) {
@@ -90,7 +92,7 @@ TEST(DataLoader, RemainderAndEpochs) {
   auto data = at::arange(10, at::kLong);
   DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 4, .shuffle = true, .seed = 5});
   GradientState gs;
-  loader.prepare(state, gs, {2, 0, false, true}, c10::Device(c10::kCPU));
+  accelerate::detail::DataLoaderAccess::prepare(loader, state, gs, {2, 0, false, true}, c10::Device(c10::kCPU));
   EXPECT_EQ(loader.total_batch_size(), 8);
   int64_t remainder = -2;
   for (auto& batch : loader) {
@@ -120,14 +122,19 @@ TEST(DataLoader, BadInput) {
   GradientState gs;
   auto tiny = at::arange(3, at::kLong);
   DataLoader small(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 1});
-  EXPECT_NO_THROW(small.prepare(state, gs, {4, 3, false, true}, c10::Device(c10::kCPU)));  // served as HF does
+  EXPECT_NO_THROW(accelerate::detail::DataLoaderAccess::prepare(small, state, gs, {4, 3, false, true},
+                                                                c10::Device(c10::kCPU)));  // served as HF does
   EXPECT_EQ(small.peek_epoch_indices(),
             (std::vector<std::vector<int64_t>>{{0}}));  // the round completed from the start
   auto none = at::empty({0}, at::kLong);
   DataLoader empty(std::make_shared<TensorDataset>(none, none), {.batch_size = 1});
-  EXPECT_THROW(empty.prepare(state, gs, {1, 0, false, true}, c10::Device(c10::kCPU)), ConfigError);
+  EXPECT_THROW(
+      accelerate::detail::DataLoaderAccess::prepare(empty, state, gs, {1, 0, false, true}, c10::Device(c10::kCPU)),
+      ConfigError);
   DataLoader split(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 3});
-  EXPECT_THROW(split.prepare(state, gs, {2, 0, true, true}, c10::Device(c10::kCPU)), ConfigError);
+  EXPECT_THROW(
+      accelerate::detail::DataLoaderAccess::prepare(split, state, gs, {2, 0, true, true}, c10::Device(c10::kCPU)),
+      ConfigError);
   EXPECT_THROW(DataLoader(std::make_shared<TensorDataset>(tiny, tiny), {.batch_size = 0}), ConfigError);
   EXPECT_THROW(TensorDataset(tiny, at::arange(4)), ConfigError);
 }

@@ -1,6 +1,7 @@
 // Launch-environment detection for every flavour: ours, torchrun, Open MPI, SLURM, none; and the errors.
 #include <accelerate/environment.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/settings.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,4 @@
-// Trackers (JSONL/CSV contents, non-finite values, bad names and folders, a user tracker), the logger's levels and
-// main-process rule, and the progress bar's text.
+// Trackers: JSONL/CSV contents, non-finite values, bad names and folders, a user tracker.
 #include <accelerate/accelerate.hpp>
 
 #include <cstdio>
@@ -105,61 +104,4 @@ TEST(Trackers, UserTrackerGetsConfigAndSteps) {
   EXPECT_EQ(calls[3].first, 2);
   EXPECT_NE(acc.get_tracker("recorder"), nullptr);
   EXPECT_EQ(acc.get_tracker("tensorboard"), nullptr);
-}
-
-TEST(Logging, LevelsAndMainProcessOnly) {
-  ProcessState state(ProcessStateOptions{.cpu = true});
-  auto logger = get_logger("unit", state, LogLevel::Warning);
-  ::testing::internal::CaptureStderr();
-  logger.info("hidden");
-  logger.warning("shown ", 42);
-  logger.log(LogLevel::Error, "every process", {.main_process_only = false});
-  const auto err = ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(err.find("hidden"), std::string::npos) << err;
-  EXPECT_NE(err.find(" - WARNING - unit - [RANK 0] shown 42\n"), std::string::npos) << err;
-  EXPECT_NE(err.find(" - ERROR - unit - [RANK 0] every process\n"), std::string::npos) << err;
-  ::setenv("ACCELERATE_LOG_LEVEL", "debug", 1);
-  EXPECT_EQ(get_logger("unit", state).level(), LogLevel::Debug);
-  ::setenv("ACCELERATE_LOG_LEVEL", "loud", 1);
-  EXPECT_THROW(get_logger("unit", state), ConfigError);
-  ::unsetenv("ACCELERATE_LOG_LEVEL");
-}
-
-TEST(Progress, PlainLinesWhenNotATerminal) {
-  ProcessState state(ProcessStateOptions{.cpu = true});
-  std::FILE* out = std::tmpfile();
-  {
-    ProgressBar bar(state, 10, {.description = "train", .stream = out, .plain_interval_s = 1e9, .terminal = false});
-    bar.update(5);
-    bar.set_postfix({{"loss", 0.5}});
-    const auto line = bar.render();
-    EXPECT_NE(line.find("train: 50%|##########          | 5/10 ["), std::string::npos) << line;
-    EXPECT_NE(line.find("it/s, loss=0.5]"), std::string::npos) << line;
-    bar.update(5);
-  }  // closing draws the final state once, as a plain line
-  std::rewind(out);
-  char buffer[512] = {};
-  const auto n = std::fread(buffer, 1, sizeof buffer - 1, out);
-  const std::string text(buffer, n);
-  std::fclose(out);
-  EXPECT_NE(text.find("100%|####################| 10/10"), std::string::npos) << text;
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
-  EXPECT_EQ(text.find('\r'), std::string::npos) << text;
-}
-
-TEST(Progress, RedrawsOneLineInATerminal) {
-  ProcessState state(ProcessStateOptions{.cpu = true});
-  std::FILE* out = std::tmpfile();
-  {
-    ProgressBar bar(state, 3, {.stream = out, .redraw_interval_s = 0, .terminal = true});
-    for (int i = 0; i < 3; ++i) bar.update();
-  }
-  std::rewind(out);
-  char buffer[1024] = {};
-  const std::string text(buffer, std::fread(buffer, 1, sizeof buffer - 1, out));
-  std::fclose(out);
-  // Each draw returns to the line start and clears it; one newline at the end.
-  EXPECT_GE(std::count(text.begin(), text.end(), '\r'), 3) << text;
-  EXPECT_NE(text.find("\r\033[K100%|####################| 3/3"), std::string::npos) << text;
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
 }

@@ -2,6 +2,7 @@
 #include "launcher/launch_plan.hpp"
 
 #include <accelerate/error.hpp>
+#include <accelerate/settings.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -116,7 +117,7 @@ TEST(LaunchPlan, BadFlags) {
   expect_error(o, "--machine_rank 1 is out of range");
   o = {};
   o.mixed_precision = "fp9";
-  expect_error(o, "Choose between: no, fp16, bf16, fp8");
+  expect_error(o, "--mixed_precision: mixed_precision 'fp9' is not one of no, fp16, bf16.");
   o = {};
   o.main_process_port = 70000;
   expect_error(o, "not a TCP port");
@@ -176,4 +177,34 @@ TEST(ConfigFile, Errors) {
   auto wrong_type = temp_file("type.yaml", "num_processes: many\n");
   EXPECT_THROW(merge_config_file(o, wrong_type), ConfigError);
   for (const auto& p : {bad, unknown, wrong_type}) std::filesystem::remove(p);
+}
+
+// The launch contract has one list of names: every variable the launcher writes is in the library's table, and
+// what the library reads back from a worker's environment is what the launcher was asked for.
+TEST(LaunchPlan, SharesTheLibrarysVariableTable) {
+  LaunchOptions o;
+  o.num_processes = 2;
+  o.mixed_precision = "bf16";
+  o.gradient_accumulation_steps = 3;
+  o.cpu = true;
+  o.debug = true;
+  o.timeout_s = 42.5;
+  o.gpu_ids = "0,1";
+  const auto plan = plan_for(o);
+  for (const auto& worker : plan.workers) {
+    for (const auto& [name, value] : worker.env) {
+      EXPECT_NE(find_environment_variable(name), nullptr) << name << " is written by the launcher but unknown";
+    }
+  }
+  const auto settings = read_environment_settings(plan.workers[1].env);
+  EXPECT_EQ(settings.launch.launcher, Launcher::Accelerate);
+  EXPECT_EQ(settings.launch.rank, 1);
+  EXPECT_EQ(settings.launch.world_size, 2);
+  EXPECT_EQ(settings.launch.master_port, 40123);
+  EXPECT_EQ(settings.mixed_precision, MixedPrecision::Bf16);
+  EXPECT_EQ(settings.gradient_accumulation_steps, 3);
+  EXPECT_TRUE(settings.use_cpu);
+  EXPECT_EQ(settings.debug_mode, true);
+  EXPECT_EQ(settings.timeout, std::chrono::milliseconds(42500));
+  EXPECT_EQ(find_environment_variable("ACCELERATE_NO_SUCH_THING"), nullptr);
 }

@@ -2,6 +2,7 @@
 #include <accelerate/environment.hpp>
 
 #include <accelerate/error.hpp>
+#include <accelerate/settings.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -19,19 +20,10 @@ std::optional<std::string> lookup(const EnvironmentVariables& env, const std::st
   return it->second;
 }
 
-int parse_int(const std::string& key, const std::string& value, const char* fix) {
-  int out = 0;
-  const char* end = value.data() + value.size();
-  auto [ptr, ec] = std::from_chars(value.data(), end, out);
-  ACCELERATE_CHECK(ec == std::errc() && ptr == end, ConfigError, "Environment variable ", key, "='", value,
-                   "' is not an integer. ", fix);
-  return out;
-}
-
 /// Reads the first of `keys` that is set; `fallback` when none is.
 std::optional<int> read_int(const EnvironmentVariables& env, std::initializer_list<const char*> keys, const char* fix) {
   for (const char* key : keys) {
-    if (auto v = lookup(env, key)) return parse_int(key, *v, fix);
+    if (auto v = lookup(env, key)) return parse_int_variable(key, *v, fix);
   }
   return std::nullopt;
 }
@@ -50,14 +42,14 @@ constexpr const char* kSlurmFix = "Start the program with srun inside an allocat
 
 void read_master(const EnvironmentVariables& env, LaunchEnvironment& out, bool port_required, const char* fix) {
   if (out.world_size <= 1) return;
-  if (auto addr = lookup(env, "MASTER_ADDR")) {
+  if (auto addr = lookup(env, env_var::kMasterAddr)) {
     out.master_addr = *addr;
   } else {
     ACCELERATE_CHECK(out.num_nodes == 1, ConfigError, "MASTER_ADDR is not set, and the job spans ", out.num_nodes,
                      " nodes, so the rendezvous host is unknown. Export MASTER_ADDR=<host of rank 0> "
                      "on every node (launch: --main_process_ip).");
   }
-  auto port = read_int(env, {"MASTER_PORT"}, fix);
+  auto port = read_int(env, {env_var::kMasterPort}, fix);
   if (!port) {
     ACCELERATE_CHECK(!port_required, ConfigError, "MASTER_PORT is not set but WORLD_SIZE=", out.world_size,
                      " > 1: the processes cannot find the rendezvous. Export MASTER_PORT=<free port on rank 0's "
@@ -85,19 +77,19 @@ void validate(const LaunchEnvironment& e, const char* rank_var, const char* worl
 LaunchEnvironment from_torchrun(const EnvironmentVariables& env, Launcher launcher) {
   LaunchEnvironment e;
   e.launcher = launcher;
-  e.rank = require_int(env, "RANK", kTorchrunFix);
-  e.world_size = require_int(env, "WORLD_SIZE", kTorchrunFix);
-  e.local_rank = read_int(env, {"LOCAL_RANK"}, kTorchrunFix).value_or(e.rank);
-  e.local_world_size = read_int(env, {"LOCAL_WORLD_SIZE"}, kTorchrunFix).value_or(e.world_size);
+  e.rank = require_int(env, env_var::kRank, kTorchrunFix);
+  e.world_size = require_int(env, env_var::kWorldSize, kTorchrunFix);
+  e.local_rank = read_int(env, {env_var::kLocalRank}, kTorchrunFix).value_or(e.rank);
+  e.local_world_size = read_int(env, {env_var::kLocalWorldSize}, kTorchrunFix).value_or(e.world_size);
   ACCELERATE_CHECK(e.local_world_size >= 1, ConfigError, "LOCAL_WORLD_SIZE=", e.local_world_size, " must be >= 1. ",
                    kTorchrunFix);
-  e.num_nodes = read_int(env, {"GROUP_WORLD_SIZE"}, kTorchrunFix)
+  e.num_nodes = read_int(env, {env_var::kGroupWorldSize}, kTorchrunFix)
                     .value_or((e.world_size + e.local_world_size - 1) / e.local_world_size);
-  e.node_rank = read_int(env, {"GROUP_RANK"}, kTorchrunFix).value_or(e.rank / e.local_world_size);
-  if (auto agent = lookup(env, "TORCHELASTIC_USE_AGENT_STORE")) {
-    e.agent_store = parse_bool(*agent, "TORCHELASTIC_USE_AGENT_STORE");
+  e.node_rank = read_int(env, {env_var::kGroupRank}, kTorchrunFix).value_or(e.rank / e.local_world_size);
+  if (auto agent = lookup(env, env_var::kUseAgentStore)) {
+    e.agent_store = parse_bool(*agent, env_var::kUseAgentStore);
   }
-  validate(e, "RANK", "WORLD_SIZE", "LOCAL_RANK", kTorchrunFix);
+  validate(e, env_var::kRank, env_var::kWorldSize, env_var::kLocalRank, kTorchrunFix);
   read_master(env, e, /*port_required=*/true, kTorchrunFix);
   return e;
 }
@@ -132,10 +124,10 @@ LaunchEnvironment from_slurm(const EnvironmentVariables& env) {
   validate(e, "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", kSlurmFix);
   // SLURM names the hosts; the first one of the job runs rank 0 under the default block distribution.
   EnvironmentVariables with_master = env;
-  if (!lookup(env, "MASTER_ADDR")) {
+  if (!lookup(env, env_var::kMasterAddr)) {
     auto nodelist = lookup(env, "SLURM_JOB_NODELIST");
     if (!nodelist) nodelist = lookup(env, "SLURM_NODELIST");
-    if (nodelist) with_master["MASTER_ADDR"] = first_host_in_slurm_nodelist(*nodelist);
+    if (nodelist) with_master[env_var::kMasterAddr] = first_host_in_slurm_nodelist(*nodelist);
   }
   read_master(with_master, e, /*port_required=*/false, kSlurmFix);
   return e;
@@ -162,15 +154,6 @@ EnvironmentVariables current_environment() {
     if (eq != std::string::npos) env.emplace(entry.substr(0, eq), entry.substr(eq + 1));
   }
   return env;
-}
-
-bool parse_bool(const std::string& value, const std::string& what) {
-  std::string v = value;
-  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (v == "y" || v == "yes" || v == "t" || v == "true" || v == "on" || v == "1") return true;
-  if (v == "n" || v == "no" || v == "f" || v == "false" || v == "off" || v == "0") return false;
-  throw ConfigError(
-      detail::concat(what, "='", value, "' is not a boolean; use one of true/false, yes/no, on/off, 1/0."));
 }
 
 std::string first_host_in_slurm_nodelist(const std::string& nodelist) {
@@ -216,8 +199,8 @@ std::string first_host_in_slurm_nodelist(const std::string& nodelist) {
 
 namespace {
 LaunchEnvironment detect_launcher(const EnvironmentVariables& env) {
-  const bool ours = lookup(env, "ACCELERATE_CPP_LAUNCHED").has_value();
-  if (lookup(env, "RANK") || lookup(env, "WORLD_SIZE") || lookup(env, "LOCAL_RANK")) {
+  const bool ours = lookup(env, env_var::kLaunched).has_value();
+  if (lookup(env, env_var::kRank) || lookup(env, env_var::kWorldSize) || lookup(env, env_var::kLocalRank)) {
     return from_torchrun(env, ours ? Launcher::Accelerate : Launcher::Torchrun);
   }
   if (lookup(env, "OMPI_COMM_WORLD_SIZE") || lookup(env, "OMPI_COMM_WORLD_RANK")) return from_openmpi(env);
@@ -228,7 +211,8 @@ LaunchEnvironment detect_launcher(const EnvironmentVariables& env) {
 
 LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env) {
   auto out = detect_launcher(env);
-  out.error_file = lookup(env, "ACCELERATE_CPP_ERROR_FILE").value_or("");
+  out.error_file = lookup(env, env_var::kErrorFile).value_or("");
+  out.gloo_socket_ifname = lookup(env, env_var::kGlooSocketIfname).value_or("");
   return out;
 }
 
