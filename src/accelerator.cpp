@@ -264,6 +264,15 @@ at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor) const {
   return all;
 }
 
+Batch Accelerator::gather_for_metrics(const Batch& batch) const {
+  return apply(gather(batch), [&](const at::Tensor& all) {
+    if (gradient_state_.end_of_dataloader() && gradient_state_.remainder() > 0) {
+      return all.narrow(0, 0, std::min<int64_t>(gradient_state_.remainder(), all.size(0)));
+    }
+    return all;
+  });
+}
+
 void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
   accelerate::set_seed(*state_, seed, device_specific);
 }

@@ -197,6 +197,30 @@ void save_accelerator_state(const fs::path& dir, const CheckpointContents& conte
   save_tensors(dir / random_states_file(writer.process_index), rng, {{"step", std::to_string(writer.step)}});
 }
 
+namespace {
+
+/// Every file load_accelerator_state will read is there and well-formed (safetensors headers and sizes, JSON,
+/// the scheduler's step), so that a damaged checkpoint is refused before anything is overwritten.
+void verify_files(const fs::path& dir, const CheckpointContents& c) {
+  auto tensors = [&](const std::string& name) { safetensors::File f((dir / name).string()); };
+  for (size_t i = 0; i < c.models.size(); ++i) tensors(model_file(i));
+  for (size_t i = 0; i < c.optimizers.size(); ++i) {
+    tensors(optimizer_stem(i) + ".safetensors");
+    read_json(dir / (optimizer_stem(i) + ".json"));
+  }
+  for (size_t i = 0; i < c.schedulers.size(); ++i) {
+    const auto file = dir / scheduler_file(i);
+    const auto last_epoch = field<int64_t>(read_json(file), "last_epoch", file);
+    ACCELERATE_CHECK(last_epoch >= -1, CheckpointError, "checkpoint file ", file.string(), ": 'last_epoch' is ",
+                     last_epoch, ", below -1; the file is damaged or was edited. Resume from another checkpoint.");
+  }
+  if (c.scaler && fs::exists(dir / kScaler)) read_json(dir / kScaler);
+  for (size_t i = 0; i < c.loaders.size(); ++i) tensors(sampler_file(i));
+  for (size_t i = 0; i < c.custom_objects.size(); ++i) tensors(custom_file(i));
+}
+
+}  // namespace
+
 int check_checkpoint_metadata(const fs::path& dir, const CheckpointContents& contents) {
   const auto meta_file = dir / kMetadata;
   const auto meta = read_json(meta_file);
@@ -216,6 +240,7 @@ int check_checkpoint_metadata(const fs::path& dir, const CheckpointContents& con
   expect_count("schedulers", contents.schedulers.size(), "prepared");
   expect_count("data_loaders", contents.loaders.size(), "prepared");
   expect_count("custom_objects", contents.custom_objects.size(), "registered (register_for_checkpointing)");
+  verify_files(dir, contents);
   return saved_world;
 }
 

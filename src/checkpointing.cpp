@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <unistd.h>
 
 #include "detail/accelerator_state.hpp"
@@ -48,16 +49,35 @@ void run_agreed(const ProcessState& state, F&& f) {
 
 fs::path partial_folder(const fs::path& dir) { return dir.string() + kPartialSuffix; }
 
+/// Renamed first (atomic), deleted second: a crash mid-deletion never leaves a "complete" folder with files
+/// missing, because the half-deleted one no longer has a checkpoint's name.
+void delete_checkpoint(const fs::path& folder) {
+  if (!fs::exists(folder)) return;
+  const fs::path doomed = folder.string() + kDeletingSuffix;
+  fs::rename(folder, doomed);
+  detail::fsync_path(doomed.parent_path());
+  fs::remove_all(doomed);
+}
+
 /// Rank 0 prepares the folder; a machine that does not see it there (a node-local output folder, no shared
 /// filesystem) prepares its own through its local main process, as HF creates the folder on every process.
 /// Returns whether this rank sees rank 0's folder.
-bool prepare_checkpoint_folder(const ProcessState& state, const fs::path& dir) {
+bool prepare_checkpoint_folder(const ProcessState& state, const fs::path& dir, bool automatic) {
   const fs::path tmp = partial_folder(dir);
   auto prepare = [&] {
     // A NODE_LOCAL folder of this name is a stale part of an earlier save (machine 0's decides what exists).
     if (fs::exists(dir / kNodeLocal) && !fs::exists(dir / kComplete)) fs::remove_all(dir);
+    // An automatic checkpoint folder without COMPLETE is an interrupted save that load_state() skipped: this save
+    // takes its number.
+    if (automatic && fs::exists(dir) && !fs::is_empty(dir) && !fs::exists(dir / kComplete)) {
+      std::cerr << "accelerate: replacing " << dir.string() << ", an interrupted save (no " << kComplete << ")."
+                << std::endl;
+      delete_checkpoint(dir);
+    }
     ACCELERATE_CHECK(!fs::exists(dir) || fs::is_empty(dir), CheckpointError, "save_state: ", dir.string(),
-                     " already exists and is not empty; choose another folder (nothing was written).");
+                     " already exists and is not empty; choose another folder, or delete that one if it is an "
+                     "interrupted save (it has no ",
+                     kComplete, " marker). Nothing was written.");
     fs::remove_all(tmp);  // a leftover of an interrupted save of this very folder
     fs::create_directories(tmp);
   };
@@ -101,16 +121,6 @@ void commit_checkpoint_folder(const ProcessState& state, const fs::path& dir, bo
   });
 }
 
-/// Renamed first (atomic), deleted second: a crash mid-deletion never leaves a "complete" folder with files
-/// missing, because the half-deleted one no longer has a checkpoint's name.
-void delete_checkpoint(const fs::path& folder) {
-  if (!fs::exists(folder)) return;
-  const fs::path doomed = folder.string() + kDeletingSuffix;
-  fs::rename(folder, doomed);
-  detail::fsync_path(doomed.parent_path());
-  fs::remove_all(doomed);
-}
-
 }  // namespace
 
 detail::CheckpointContents Accelerator::checkpoint_contents() {
@@ -141,7 +151,7 @@ std::string Accelerator::save_state(const std::string& output_dir) {
     if (!numbering_checked_) continue_numbering();
     dir = fs::path(project.project_dir) / "checkpoints" / folder_name(project.iteration);
   }
-  const bool shared = prepare_checkpoint_folder(*state_, dir);
+  const bool shared = prepare_checkpoint_folder(*state_, dir, output_dir.empty());
   const detail::CheckpointWriter writer{.process_index = process_index(),
                                         .num_processes = num_processes(),
                                         .device = device(),
@@ -247,7 +257,8 @@ std::string Accelerator::load_state(const std::string& input_dir) {
                                   " marker): it was interrupted while being written."));
   });
   const auto contents = checkpoint_contents();
-  const int saved_world = detail::check_checkpoint_metadata(dir, contents);
+  int saved_world = 0;  // every rank checks the files before any rank loads one
+  run_agreed(*state_, [&] { saved_world = detail::check_checkpoint_metadata(dir, contents); });
   if (saved_world != num_processes()) {
     print("accelerate: resuming with", num_processes(), "process(es) from a checkpoint of", saved_world,
           "processes: model, optimizer and scheduler state are replicated and load as they are; ranks without a"

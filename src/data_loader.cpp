@@ -6,7 +6,9 @@
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/process_state.hpp>
 
+#include "detail/communicator.hpp"  // message_of
 #include "detail/internal_collectives.hpp"
+#include "detail/loader_workers.hpp"
 #include "detail/sharding.hpp"
 
 #include <ATen/ATen.h>
@@ -17,28 +19,6 @@
 #include <thread>
 
 namespace accelerate {
-
-Batch Dataset::get_batch(const std::vector<int64_t>& indices) const {
-  std::vector<at::Tensor> data, targets;
-  for (auto i : indices) {
-    auto sample = get(i);
-    data.push_back(sample.data);
-    targets.push_back(sample.target);
-  }
-  return {at::stack(data), at::stack(targets)};
-}
-
-TensorDataset::TensorDataset(at::Tensor data, at::Tensor targets)
-    : data_(std::move(data)), targets_(std::move(targets)) {
-  ACCELERATE_CHECK(data_.dim() >= 1 && targets_.dim() >= 1 && data_.size(0) == targets_.size(0), ConfigError,
-                   "TensorDataset: data and targets need the same dim 0 (samples), got ", data_.sizes(), " and ",
-                   targets_.sizes(), ".");
-}
-
-Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
-  auto index = at::tensor(indices, at::kLong);
-  return {data_.index_select(0, index), targets_.index_select(0, index)};
-}
 
 namespace detail {
 
@@ -156,64 +136,6 @@ using detail::make_batches;
 using detail::shard_batches;
 using Batches = std::vector<std::vector<int64_t>>;
 
-// ---- background loading -------------------------------------------------------------------------------------
-
-class DataLoader::Prefetcher {
- public:
-  Prefetcher(std::shared_ptr<Dataset> dataset, Batches batches, int depth)
-      : dataset_(std::move(dataset)), batches_(std::move(batches)), depth_(depth) {
-    if (depth_ > 0) thread_ = std::thread([this] { run(); });
-  }
-  ~Prefetcher() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    changed_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  Batch next() {
-    if (depth_ == 0) return dataset_->get_batch(batches_[next_sync_++]);
-    std::unique_lock<std::mutex> lock(mutex_);
-    changed_.wait(lock, [&] { return !ready_.empty() || error_; });
-    if (ready_.empty()) std::rethrow_exception(error_);
-    Batch b = std::move(ready_.front());
-    ready_.pop_front();
-    changed_.notify_all();
-    return b;
-  }
-
- private:
-  void run() {
-    try {
-      for (const auto& indices : batches_) {
-        Batch b = dataset_->get_batch(indices);
-        std::unique_lock<std::mutex> lock(mutex_);
-        changed_.wait(lock, [&] { return stop_ || static_cast<int>(ready_.size()) < depth_; });
-        if (stop_) return;
-        ready_.push_back(std::move(b));
-        changed_.notify_all();
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      error_ = std::current_exception();
-      changed_.notify_all();
-    }
-  }
-
-  std::shared_ptr<Dataset> dataset_;
-  Batches batches_;
-  int depth_;
-  size_t next_sync_ = 0;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<Batch> ready_;
-  std::exception_ptr error_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
 // ---- DataLoader ---------------------------------------------------------------------------------------------
 
 DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions options)
@@ -221,8 +143,10 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions optio
   ACCELERATE_CHECK(dataset_, ConfigError, "DataLoader: the dataset is null.");
   ACCELERATE_CHECK(options_.batch_size >= 1, ConfigError, "DataLoader: batch_size must be >= 1, got ",
                    options_.batch_size, ".");
-  ACCELERATE_CHECK(options_.prefetch >= 0, ConfigError, "DataLoader: prefetch must be >= 0, got ", options_.prefetch,
-                   ".");
+  ACCELERATE_CHECK(options_.num_workers >= 0, ConfigError, "DataLoader: num_workers must be >= 0, got ",
+                   options_.num_workers, ".");
+  ACCELERATE_CHECK(options_.prefetch_factor >= 1, ConfigError, "DataLoader: prefetch_factor must be >= 1, got ",
+                   options_.prefetch_factor, ".");
   // As torch's RandomSampler without a generator: seed a private one from one draw of the global RNG.
   const int64_t seed = options_.seed ? *options_.seed : at::empty({}, at::kLong).random_().item<int64_t>();
   generator_ = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
@@ -298,27 +222,42 @@ Batches DataLoader::peek_epoch_indices() {
 }
 
 DataLoader::Position DataLoader::position() const {
-  if (prefetcher_) return {epoch_, skipped_this_epoch_ + position_, epoch_start_generator_};
+  if (in_epoch_) return {epoch_, skipped_this_epoch_ + position_, epoch_start_generator_};
   return {epoch_, skip_, generator_.get_state()};
 }
 
 void DataLoader::restore(const Position& p) {
-  ACCELERATE_CHECK(!prefetcher_, StateError, "DataLoader::restore: the loader is in the middle of an epoch.");
+  ACCELERATE_CHECK(!in_epoch_, StateError, "DataLoader::restore: the loader is in the middle of an epoch.");
   epoch_ = p.epoch;
   skip_ = p.batches;
   if (p.generator_state.defined()) generator_.set_state(p.generator_state);
 }
 
 DataLoader::Iterator DataLoader::begin() {
-  if (prefetcher_) finish_epoch();  // the previous loop ended early
+  if (in_epoch_) finish_epoch();  // the previous loop ended early
   skipped_this_epoch_ = skip_;
   auto batches = epoch_indices(/*synchronise=*/true);
+  // The workers' base seed: drawn from a copy of the shuffle generator, so the epoch's order (and the next
+  // epoch's) is what it would be without workers, and a resume draws the same seed again.
+  epoch_seed_ = static_cast<uint64_t>(at::empty({}, at::kLong).random_(generator_.clone()).item<int64_t>());
   count_ = static_cast<int64_t>(batches.size());
   position_ = 0;
+  in_epoch_ = true;
   if (gradient_state_) {
     gradient_state_->begin_loader(this, options_.drop_last ? -1 : dataset_->size() % total_batch_size());
   }
-  prefetcher_ = std::make_unique<Prefetcher>(dataset_, std::move(batches), options_.prefetch);
+  if (options_.num_workers == 0) {
+    sync_batches_ = std::move(batches);
+  } else {
+    if (!workers_) workers_ = std::make_unique<detail::LoaderWorkers>(options_.num_workers, options_.prefetch_factor);
+    workers_->start(
+        std::move(batches),
+        [this, epoch = epoch_, first = skipped_this_epoch_, seed = epoch_seed_](int64_t ordinal,
+                                                                                const std::vector<int64_t>& indices) {
+          return load_batch(indices, epoch, first + ordinal, seed);
+        },
+        epoch_seed_);
+  }
   Iterator it(this);
   if (!advance(it.current_)) {
     finish_epoch();
@@ -327,13 +266,59 @@ DataLoader::Iterator DataLoader::begin() {
   return it;
 }
 
+Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch, int64_t in_epoch,
+                             uint64_t seed) const {
+  detail::BatchSeedScope seeded(seed, in_epoch);
+  try {
+    Batch batch;
+    if (options_.collate) {
+      std::vector<Batch> samples;
+      samples.reserve(indices.size());
+      for (auto i : indices) samples.push_back(dataset_->get(i));
+      batch = options_.collate(samples);
+    } else {
+      batch = dataset_->get_batch(indices);
+    }
+    if (options_.pin_memory && at::globalContext().hasCUDA()) {
+      batch = apply(batch, [](const at::Tensor& t) { return t.is_pinned() ? t : t.pin_memory(); });
+    }
+    return batch;
+  } catch (const std::exception& e) {
+    // Name the sample: a batch-level get_batch or collate hides which one failed, so retry them one by one.
+    std::string culprit = detail::concat("samples ", indices.front(), "..", indices.back());
+    for (auto i : indices) {
+      try {
+        dataset_->get(i);
+      } catch (const std::exception&) {
+        culprit = detail::concat("sample ", i);
+        break;
+      }
+    }
+    const auto* worker = get_worker_info();
+    const std::string message = detail::concat(
+        "data loader: rank ", state_ ? state_->process_index() : 0, ": loading ", culprit, " (batch ", in_epoch,
+        " of epoch ", epoch, worker ? detail::concat(", worker ", worker->id) : std::string(), ") failed: ",
+        detail::message_of(e));
+    // Our own errors keep their type (a dataset's ConfigError stays one); anything else is a DataError.
+    if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
+    if (dynamic_cast<const CheckpointError*>(&e)) throw CheckpointError(message);
+    throw DataError(message);
+    throw DataError(detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": loading ", culprit,
+                                   " (batch ", in_epoch, " of epoch ", epoch,
+                                   worker ? detail::concat(", worker ", worker->id) : std::string(),
+                                   ") failed: ", detail::message_of(e)));
+  }
+}
+
 bool DataLoader::advance(Batch& out) {
   if (position_ >= count_) return false;
-  out = prefetcher_->next();
-  if (device_.type() != c10::kCPU) {
-    out.data = out.data.to(device_);
-    out.target = out.target.to(device_);
+  if (options_.num_workers == 0) {
+    out =
+        load_batch(sync_batches_[static_cast<size_t>(position_)], epoch_, skipped_this_epoch_ + position_, epoch_seed_);
+  } else {
+    out = workers_->next();
   }
+  if (device_.type() != c10::kCPU) out = send_to_device(out, device_, /*non_blocking=*/options_.pin_memory);
   ++position_;
   // HF looks one batch ahead; we know the count, so the flag is set before the last batch is handed out.
   if (position_ == count_ && gradient_state_) gradient_state_->set_end_of_dataloader(this);
@@ -341,7 +326,9 @@ bool DataLoader::advance(Batch& out) {
 }
 
 void DataLoader::finish_epoch() {
-  prefetcher_.reset();
+  in_epoch_ = false;
+  sync_batches_.clear();
+  if (!options_.persistent_workers) workers_.reset();
   if (gradient_state_) gradient_state_->end_loader(this);
   ++epoch_;
   skip_ = 0;

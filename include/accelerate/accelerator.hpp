@@ -170,6 +170,15 @@ class Accelerator {
   at::Tensor gather(const at::Tensor& tensor) const { return accelerate::gather(*state_, tensor); }
   /// gather(), then drops the samples that padded the last global batch (HF's gather_for_metrics).
   at::Tensor gather_for_metrics(const at::Tensor& tensor) const;
+  /// The same for each field of a batch (every field's dim 0 indexes samples).
+  Batch gather(const Batch& batch) const { return accelerate::gather(*state_, batch); }
+  Batch gather_for_metrics(const Batch& batch) const;
+  Batch reduce(const Batch& batch, const std::string& reduction = "sum") const {
+    return accelerate::reduce(*state_, batch, reduction);
+  }
+  Batch pad_across_processes(const Batch& batch, int64_t dim = 0, double pad_index = 0, bool pad_first = false) const {
+    return accelerate::pad_across_processes(*state_, batch, dim, pad_index, pad_first);
+  }
   /// HF: Accelerator.reduce defaults to "sum".
   at::Tensor reduce(const at::Tensor& tensor, Reduction reduction = Reduction::Sum) const {
     return accelerate::reduce(*state_, tensor, reduction);

@@ -14,6 +14,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
 
+#include <accelerate/batch.hpp>
 #include <accelerate/error.hpp>
 #include <accelerate/process_state.hpp>
 
@@ -48,6 +49,17 @@ at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, const std
 /// (at the front with `pad_first`). A `dim` out of range returns the tensor unchanged, as in HF.
 at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& tensor, int64_t dim = 0,
                                 double pad_index = 0, bool pad_first = false);
+
+// ---- the same over a Batch of named tensors: per field, in name order (HF's recursively_apply) ----
+// Every rank must hold the same field names; in debug mode the names are compared first, and a mismatch is a
+// DistributedOperationError naming them (without it, a missing field leaves the others waiting until the timeout).
+
+Batch gather(const ProcessState& state, const Batch& batch);
+Batch broadcast(const ProcessState& state, const Batch& batch, int from_process = 0);
+Batch reduce(const ProcessState& state, const Batch& batch, Reduction reduction = Reduction::Mean);
+Batch reduce(const ProcessState& state, const Batch& batch, const std::string& reduction);
+Batch pad_across_processes(const ProcessState& state, const Batch& batch, int64_t dim = 0, double pad_index = 0,
+                           bool pad_first = false);
 
 /// Barrier: returns once every rank has called it.
 void wait_for_everyone(const ProcessState& state);

@@ -1,6 +1,6 @@
 // Data loading with HF Accelerate's sharding: batch i goes to rank i mod n, the last round is completed
 // cyclically from the start of the epoch (even_batches), or each global batch is split (split_batches).
-// Loading runs on a background thread, a few batches ahead of the training loop.
+// Loading and collation run on num_workers threads, a few batches ahead of the training loop, in order.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,11 @@
 
 #include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
-#include <torch/data/example.h>
+
+#include <accelerate/batch.hpp>
+#include <accelerate/collate.hpp>
+#include <accelerate/dataset.hpp>
+#include <accelerate/worker_info.hpp>
 
 namespace accelerate {
 
@@ -18,47 +22,8 @@ class ProcessState;
 class GradientState;
 namespace detail {
 struct DataLoaderAccess;
-}
-
-/// One batch (or sample): `data` and `target`, as torch::data::Example.
-using Batch = torch::data::Example<>;
-
-/// A map-style dataset. get() is called from the loader's background thread.
-class Dataset {
- public:
-  virtual ~Dataset() = default;
-  virtual int64_t size() const = 0;
-  virtual Batch get(int64_t index) const = 0;
-  /// The samples at `indices`, stacked along a new dim 0. Override when the data allows a faster gather.
-  virtual Batch get_batch(const std::vector<int64_t>& indices) const;
-};
-
-/// Tensors whose dim 0 indexes samples (like torch.utils.data.TensorDataset).
-class TensorDataset final : public Dataset {
- public:
-  TensorDataset(at::Tensor data, at::Tensor targets);
-  int64_t size() const override { return data_.size(0); }
-  Batch get(int64_t index) const override { return {data_[index], targets_[index]}; }
-  Batch get_batch(const std::vector<int64_t>& indices) const override;
-
- private:
-  at::Tensor data_, targets_;
-};
-
-/// Adapts a torch::data map dataset (e.g. torch::data::datasets::MNIST).
-template <class TorchDataset>
-std::shared_ptr<Dataset> from_torch_dataset(TorchDataset dataset) {
-  class Adapter final : public Dataset {
-   public:
-    explicit Adapter(TorchDataset d) : d_(std::move(d)) {}
-    int64_t size() const override { return static_cast<int64_t>(d_.size().value()); }
-    Batch get(int64_t index) const override { return const_cast<TorchDataset&>(d_).get(static_cast<size_t>(index)); }
-
-   private:
-    TorchDataset d_;
-  };
-  return std::make_shared<Adapter>(std::move(dataset));
-}
+class LoaderWorkers;
+}  // namespace detail
 
 struct DataLoaderOptions {
   int64_t batch_size = 1;
@@ -67,8 +32,20 @@ struct DataLoaderOptions {
   /// Shuffle seed (HF's use_seedable_sampler + data_seed): epoch e uses the permutation of seed + e. Unset: a
   /// generator seeded from the global RNG, synchronised from rank 0 at each epoch (HF's default).
   std::optional<int64_t> seed;
-  /// Batches loaded ahead on the background thread (0: load on the calling thread).
-  int prefetch = 2;
+  /// Threads that load and collate batches ahead (batch k by worker k mod num_workers), handed out in order:
+  /// the batches are the same for any value. 0 loads on the calling thread (PyTorch's default); the default, 1,
+  /// keeps one background thread ahead of the training loop.
+  int num_workers = 1;
+  /// Batches each worker keeps loaded ahead (PyTorch's prefetch_factor).
+  int prefetch_factor = 2;
+  /// Keep the worker threads between epochs instead of starting them at each (PyTorch's persistent_workers).
+  bool persistent_workers = false;
+  /// Workers put each batch in page-locked memory and the loader copies it to the GPU asynchronously
+  /// (PyTorch's pin_memory + non_blocking); ignored without CUDA.
+  bool pin_memory = false;
+  /// Samples -> batch (PyTorch's collate_fn): default_collate, pad_collate(...) or your own. Unset: the
+  /// dataset's get_batch() (default_collate unless the dataset gathers faster, as TensorDataset does).
+  Collate collate;
 };
 
 /// How a loader is split between processes (set by Accelerator::prepare).
@@ -136,10 +113,12 @@ class DataLoader {
  private:
   friend struct detail::DataLoaderAccess;  // Accelerator::prepare, and tests of the sharding
   void prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard, c10::Device device);
-  class Prefetcher;
   std::vector<std::vector<int64_t>> epoch_indices(bool synchronise);
   bool advance(Batch& out);
   void finish_epoch();
+  /// Loads the batch of `indices`, number `in_epoch` of `epoch`, with data_generator() seeded for it; runs on a
+  /// worker. Errors become a DataError naming the failing sample.
+  Batch load_batch(const std::vector<int64_t>& indices, int64_t epoch, int64_t in_epoch, uint64_t seed) const;
 
   std::shared_ptr<Dataset> dataset_;
   DataLoaderOptions options_;
@@ -153,7 +132,10 @@ class DataLoader {
   int64_t position_ = 0, count_ = 0;
   int64_t skipped_this_epoch_ = 0;
   at::Tensor epoch_start_generator_;
-  std::unique_ptr<Prefetcher> prefetcher_;
+  uint64_t epoch_seed_ = 0;  // base seed of this epoch's workers (WorkerInfo::seed, data_generator)
+  bool in_epoch_ = false;
+  std::vector<std::vector<int64_t>> sync_batches_;  // num_workers == 0: this epoch's batches, loaded on demand
+  std::unique_ptr<detail::LoaderWorkers> workers_;
 };
 
 }  // namespace accelerate

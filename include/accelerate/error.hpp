@@ -50,6 +50,14 @@ class LaunchError : public Error {
   using Error::Error;
 };
 
+/// A dataset's get() or a collate failed while loading a batch: the message names the sample index, the batch,
+/// the epoch and the rank, then the original error. (A ConfigError or CheckpointError thrown by the dataset keeps
+/// its type, with the same message.)
+class DataError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 template <class... Args>
 std::string concat(const Args&... args) {

@@ -2,9 +2,15 @@
 
 #include <accelerate/error.hpp>
 
+#include <algorithm>
+#include <cctype>
+
 namespace accelerate {
 
-MixedPrecision parse_mixed_precision(const std::string& value, const std::string& where) {
+MixedPrecision parse_mixed_precision(const std::string& given, const std::string& where) {
+  // Any case, as HF's Accelerator lowercases its argument ("BF16" is bf16).
+  std::string value = given;
+  std::transform(value.begin(), value.end(), value.begin(), [](unsigned char c) { return std::tolower(c); });
   if (value == "no" || value.empty()) return MixedPrecision::No;
   if (value == "fp16") return MixedPrecision::Fp16;
   if (value == "bf16") return MixedPrecision::Bf16;
@@ -12,8 +18,8 @@ MixedPrecision parse_mixed_precision(const std::string& value, const std::string
   ACCELERATE_CHECK(value != "fp8", ConfigError, prefix,
                    "mixed_precision fp8 is not supported by accelerate-cpp yet. Use no, fp16 or bf16.");
   // Long values (a corrupt config file) are cut: the message must stay readable.
-  std::string shown = value.substr(0, 40);
-  if (value.size() > 40) shown.append("...");
+  std::string shown = given.substr(0, 40);
+  if (given.size() > 40) shown.append("...");
   throw ConfigError(
       detail::concat(prefix, "mixed_precision '", shown, "' is not one of ", kMixedPrecisionChoices, "."));
 }

@@ -55,8 +55,9 @@ struct CheckpointWriter {
 void save_accelerator_state(const std::filesystem::path& dir, const CheckpointContents& contents,
                             const CheckpointWriter& writer);
 
-/// metadata.json of `dir`, checked against `contents` (format version, counts of each kind). Returns the world
-/// size the checkpoint was saved with. CheckpointError naming the file and the fix otherwise.
+/// metadata.json of `dir`, checked against `contents` (format version, counts of each kind), and every file the
+/// load will read opened and checked, so a damaged checkpoint is refused before anything is overwritten. Returns
+/// the world size the checkpoint was saved with. CheckpointError naming the file and the fix otherwise.
 int check_checkpoint_metadata(const std::filesystem::path& dir, const CheckpointContents& contents);
 
 /// Loads `dir` into `contents` and this rank's (else rank 0's) random generators; returns the step to resume at.

@@ -178,3 +178,45 @@ TEST(Checkpoints, DamagedStatesNameTheirFile) {
   e = error_of([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("'batch_size' is 0, not a positive count"), std::string::npos) << e;
 }
+
+// An automatic checkpoint folder left without COMPLETE (a crash between the rename and the marker) is skipped by
+// load_state and replaced by the next automatic save, instead of blocking every save after the resume.
+TEST(Checkpoints, AnInterruptedAutomaticSaveIsReplacedNotInTheWay) {
+  TempDir tmp;
+  auto model = torch::nn::Linear(2, 2);
+  {
+    Accelerator acc(project_options(tmp.path));
+    acc.prepare(model);
+    acc.save_state();  // checkpoint_0
+    const fs::path second = acc.save_state();
+    fs::remove(second / "COMPLETE");  // checkpoint_1: interrupted
+  }
+  Accelerator acc(project_options(tmp.path));
+  acc.prepare(model);
+  EXPECT_NE(acc.load_state().find("checkpoint_0"), std::string::npos);
+  const fs::path written = acc.save_state();
+  EXPECT_EQ(written.filename(), "checkpoint_1");
+  EXPECT_TRUE(fs::exists(written / "COMPLETE"));
+}
+
+// A damaged file is found before anything is loaded: the model keeps its weights when the optimizer's file is
+// truncated, and a scheduler step below -1 is refused.
+TEST(Checkpoints, ADamagedFileLeavesTheModelUntouched) {
+  TempDir tmp;
+  auto model = torch::nn::Linear(3, 2);
+  torch::optim::AdamW adamw(model->parameters(), 1e-2);
+  Accelerator acc(project_options(tmp.path));
+  acc.prepare(model);
+  auto& opt = acc.prepare(adamw);
+  model->forward(torch::ones({1, 3})).sum().backward();
+  opt.step();
+  const fs::path dir = acc.save_state((tmp.path / "ckpt").string());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.fill_(7);
+  }
+  fs::resize_file(dir / "optimizer.safetensors", fs::file_size(dir / "optimizer.safetensors") / 2);
+  const auto e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("optimizer.safetensors"), std::string::npos) << e;
+  for (const auto& p : model->parameters()) EXPECT_TRUE(torch::all(p == 7).item<bool>()) << "the model was loaded";
+}

@@ -1,0 +1,55 @@
+// The collectives over a Batch: each field through the tensor collective of the same name, in name order.
+#include <accelerate/collectives.hpp>
+
+#include "detail/communicator.hpp"
+
+namespace accelerate {
+namespace {
+
+/// In debug mode, every rank holds the same field names (else each rank would call a different number of
+/// collectives and the others would wait until the timeout).
+void check_same_fields(const ProcessState& state, const Batch& batch, const char* op) {
+  const auto* comm = state.communicator();
+  if (!comm || !comm->debug()) return;
+  std::string mine;
+  for (const auto& name : batch.names()) mine.append(mine.empty() ? "" : ", ").append(name);
+  const auto all = gather_object(state, c10::IValue(mine));
+  for (size_t r = 0; r < all.size(); ++r) {
+    ACCELERATE_CHECK(all[r].toStringRef() == mine, DistributedOperationError, op, " of a Batch: rank ",
+                     state.process_index(), " holds the fields {", mine, "} but rank ", r, " holds {",
+                     all[r].toStringRef(), "}; every rank must pass a batch with the same fields.");
+  }
+}
+
+Batch per_field(const ProcessState& state, const Batch& batch, const char* op,
+                const std::function<at::Tensor(const at::Tensor&)>& f) {
+  check_same_fields(state, batch, op);
+  return apply(batch, f);
+}
+
+}  // namespace
+
+Batch gather(const ProcessState& state, const Batch& batch) {
+  return per_field(state, batch, "gather", [&](const at::Tensor& t) { return gather(state, t); });
+}
+
+Batch broadcast(const ProcessState& state, const Batch& batch, int from_process) {
+  return per_field(state, batch, "broadcast",
+                   [&](const at::Tensor& t) { return broadcast(state, t.clone(), from_process); });
+}
+
+Batch reduce(const ProcessState& state, const Batch& batch, Reduction reduction) {
+  return per_field(state, batch, "reduce", [&](const at::Tensor& t) { return reduce(state, t, reduction); });
+}
+
+Batch reduce(const ProcessState& state, const Batch& batch, const std::string& reduction) {
+  return per_field(state, batch, "reduce", [&](const at::Tensor& t) { return reduce(state, t, reduction); });
+}
+
+Batch pad_across_processes(const ProcessState& state, const Batch& batch, int64_t dim, double pad_index,
+                           bool pad_first) {
+  return per_field(state, batch, "pad_across_processes",
+                   [&](const at::Tensor& t) { return pad_across_processes(state, t, dim, pad_index, pad_first); });
+}
+
+}  // namespace accelerate

@@ -1,0 +1,56 @@
+// Batches of named tensors: fields, data/target, apply, send_to_device; collation (default and padding).
+#include <accelerate/accelerate.hpp>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+using namespace accelerate;
+
+TEST(Batch, NamedFieldsAndTheDataTargetPair) {
+  Batch pair(at::ones({2}), at::zeros({2}));
+  EXPECT_EQ(pair.names(), (std::vector<std::string>{"data", "target"}));
+  EXPECT_TRUE(at::equal(pair["data"], pair.data));
+  Batch named{{"labels", at::ones({3})}, {"input_ids", at::arange(3)}};
+  EXPECT_EQ(named.names(), (std::vector<std::string>{"input_ids", "labels"}));  // name order on every rank
+  EXPECT_FALSE(named.data.defined());
+  try {
+    named.at("attention_mask");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("no field 'attention_mask'; its fields are: input_ids, labels"),
+              std::string::npos)
+        << e.what();
+  }
+  auto doubled = apply(named, [](const at::Tensor& t) { return t * 2; });
+  EXPECT_TRUE(at::equal(doubled.at("input_ids"), at::arange(3) * 2));
+  auto moved = send_to_device(named, c10::Device(c10::kCPU));
+  EXPECT_EQ(moved.names(), named.names());
+}
+
+TEST(Collate, DefaultStacksEachFieldAndNamesAMismatch) {
+  std::vector<Batch> samples = {{{"x", at::ones({2})}, {"y", at::scalar_tensor(1)}},
+                                {{"x", at::zeros({2})}, {"y", at::scalar_tensor(0)}}};
+  auto b = default_collate(samples);
+  EXPECT_EQ(b.at("x").sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(b.at("y").sizes(), (std::vector<int64_t>{2}));
+  samples[1]["x"] = at::zeros({3});
+  try {
+    default_collate(samples);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'x' has shape [2] in sample 0 but [3] in sample 1"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Collate, PadsToTheLongestAndBuildsTheMask) {
+  std::vector<Batch> samples = {{{"input_ids", at::tensor({5, 6, 7}, at::kLong)}, {"labels", at::tensor({1, 2, 3})}},
+                                {{"input_ids", at::tensor({8}, at::kLong)}, {"labels", at::tensor({4})}}};
+  auto b = pad_collate({.pad_values = {{"labels", -100}}, .pad_to_multiple_of = 4})(samples);
+  EXPECT_TRUE(at::equal(b.at("input_ids"), at::tensor({5, 6, 7, 0, 8, 0, 0, 0}, at::kLong).reshape({2, 4})));
+  EXPECT_TRUE(at::equal(b.at("labels"), at::tensor({1, 2, 3, -100, 4, -100, -100, -100}).reshape({2, 4})));
+  EXPECT_TRUE(at::equal(b.at("attention_mask"), at::tensor({1, 1, 1, 0, 1, 0, 0, 0}, at::kLong).reshape({2, 4})));
+  auto left = pad_collate({.pad_left = true})(samples);
+  EXPECT_TRUE(at::equal(left.at("input_ids")[1], at::tensor({0, 0, 8}, at::kLong)));
+  EXPECT_TRUE(at::equal(left.at("attention_mask")[1], at::tensor({0, 0, 1}, at::kLong)));
+}
