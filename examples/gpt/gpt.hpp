@@ -1,0 +1,78 @@
+// A GPT-2-architecture decoder (nanoGPT's model.py in LibTorch): pre-LayerNorm blocks, causal self-attention
+// through scaled_dot_product_attention, GELU (tanh form, GPT-2's "gelu_new"), learned positions, and the output
+// projection tied to the token embedding. Parameter names follow HF's GPT2LMHeadModel without its "transformer."
+// prefix, so save_hf_gpt2() only renames the prefix and transposes GPT-2's Conv1D weights.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/optim/adamw.h>
+
+namespace gpt {
+
+struct Config {
+  int64_t vocab_size = 256;  // bytes
+  int64_t block_size = 128;  // context length
+  int64_t n_layer = 4;
+  int64_t n_head = 4;
+  int64_t n_embd = 128;
+};
+
+struct CausalSelfAttentionImpl : torch::nn::Module {
+  explicit CausalSelfAttentionImpl(const Config& c);
+  torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C)
+  int64_t n_head;
+  torch::nn::Linear c_attn, c_proj;
+};
+TORCH_MODULE(CausalSelfAttention);
+
+struct MlpImpl : torch::nn::Module {
+  explicit MlpImpl(const Config& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear c_fc, c_proj;
+};
+TORCH_MODULE(Mlp);
+
+struct BlockImpl : torch::nn::Module {
+  explicit BlockImpl(const Config& c);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::LayerNorm ln_1, ln_2;
+  CausalSelfAttention attn;
+  Mlp mlp;
+};
+TORCH_MODULE(Block);
+
+struct GptImpl : torch::nn::Module {
+  explicit GptImpl(const Config& c);
+  /// idx: (B, T) int64 token ids, T <= block_size -> logits (B, T, vocab_size).
+  torch::Tensor forward(const torch::Tensor& idx);
+  /// Mean cross entropy of the next-token prediction: logits of `idx` against `labels` (B, T); -100 is ignored.
+  torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& labels);
+  /// Per-sequence mean loss (B): what gather_for_metrics averages over the validation set.
+  torch::Tensor sequence_loss(const torch::Tensor& idx, const torch::Tensor& labels);
+  /// `n` tokens sampled after `prompt` (1-D int64) at `temperature`, with `generator`.
+  torch::Tensor generate(torch::Tensor prompt, int64_t n, double temperature, at::Generator generator);
+  /// Parameters in GPT-2's two AdamW groups (nanoGPT's configure_optimizers, HF's no_decay rule): matrices with
+  /// `weight_decay`, biases and LayerNorm weights without; both at `lr`, betas (0.9, 0.95).
+  std::vector<torch::optim::OptimizerParamGroup> param_groups(double lr, double weight_decay);
+
+  Config config;
+  torch::nn::Embedding wte, wpe;
+  torch::nn::ModuleList h;
+  torch::nn::LayerNorm ln_f;
+};
+TORCH_MODULE(Gpt);
+
+/// Writes `model` as a Hugging Face GPT2LMHeadModel folder: config.json and model.safetensors with HF's key names
+/// ("transformer.h.0.attn.c_attn.weight", ...) and Conv1D layouts (in, out), fp32. Python loads it with
+/// `GPT2LMHeadModel.from_pretrained(folder)`.
+void save_hf_gpt2(GptImpl& model, const std::string& folder);
+
+}  // namespace gpt

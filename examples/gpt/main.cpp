@@ -1,0 +1,243 @@
+// A GPT-2-style byte-level language model trained on Shakespeare's plays and poems, the same loop on one process,
+// N CPU processes or GPUs; the result loads in Python as transformers' GPT2LMHeadModel.
+//   accelerate-cpp launch --num_processes 2 --cpu build/bin/gpt
+// The token files come from scripts/setup.sh (train.bin, val.bin: one uint16 id per byte). See --help.
+#include <accelerate/accelerate.hpp>
+
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "gpt.hpp"
+
+namespace {
+
+struct Args {
+  gpt::Config model;
+  int64_t batch_size = 16;  // sequences per process and micro-step
+  int64_t max_steps = 2000;
+  int64_t eval_interval = 250, eval_batches = 20, log_interval = 10;
+  double lr = 2e-3, weight_decay = 0.1, grad_clip = 1.0;
+  int64_t warmup_steps = 100;
+  std::optional<int> gradient_accumulation_steps;
+  std::optional<std::string> mixed_precision;
+  int num_workers = 1;
+  uint64_t seed = 1337;
+  std::string data_dir;
+  std::string output_dir;
+  int64_t checkpointing_steps = 0;
+  std::string resume_from_checkpoint;
+  bool with_tracking = false;
+  std::string report_to = "all";
+  int64_t sample_tokens = 200;
+};
+
+/// The optimizer steps done so far, saved with each checkpoint (register_for_checkpointing).
+struct Progress final : accelerate::Checkpointable {
+  int64_t steps = 0;
+  std::string state_json() const override { return "{\"steps\": " + std::to_string(steps) + "}"; }
+  void load_state(const std::map<std::string, at::Tensor>&, const std::string& json) override {
+    steps = nlohmann::json::parse(json).at("steps").get<int64_t>();
+  }
+};
+
+void add_flags(CLI::App& app, Args& a) {
+  app.add_option("--n_layer", a.model.n_layer, "transformer blocks")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--n_head", a.model.n_head, "attention heads")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--n_embd", a.model.n_embd, "embedding width")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--block_size", a.model.block_size, "context length (tokens)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch_size", a.batch_size, "sequences per process and micro-step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max_steps", a.max_steps, "optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--eval_interval", a.eval_interval, "optimizer steps between validation losses")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--eval_batches", a.eval_batches, "validation batches per interval (the final one uses all)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--log_interval", a.log_interval, "optimizer steps between step=/loss= lines")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--lr", a.lr, "peak learning rate (warmup, then cosine decay)")->capture_default_str();
+  app.add_option("--warmup_steps", a.warmup_steps)->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--weight_decay", a.weight_decay, "AdamW's, on matrices only")->capture_default_str();
+  app.add_option("--grad_clip", a.grad_clip, "max gradient norm (0: off)")->capture_default_str();
+  app.add_option("--gradient_accumulation_steps", a.gradient_accumulation_steps);
+  app.add_option("--mixed_precision", a.mixed_precision, "no, fp16 (GPU), bf16");
+  app.add_option("--num_workers", a.num_workers, "loader threads")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", a.seed)->capture_default_str();
+  app.add_option("--data_dir", a.data_dir, "folder with train.bin and val.bin (setup's data cache by default)");
+  app.add_option("--output_dir", a.output_dir, "checkpoints, trackers and the final model (a transformers folder)");
+  app.add_option("--checkpointing_steps", a.checkpointing_steps, "save_state every N optimizer steps (0: never)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--resume_from_checkpoint", a.resume_from_checkpoint, "a checkpoint folder, or latest");
+  app.add_flag("--with_tracking", a.with_tracking, "log to the trackers of --report_to");
+  app.add_option("--report_to", a.report_to, "tensorboard, jsonl, csv or all")->capture_default_str();
+  app.add_option("--sample_tokens", a.sample_tokens, "bytes of text the main process generates at the end")
+      ->capture_default_str();
+}
+
+std::string default_data_dir() {
+  if (const char* d = std::getenv("ACCELERATE_CPP_DATA"); d && *d) return std::string(d) + "/shakespeare";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.cache/accelerate-cpp/data/shakespeare";
+}
+
+/// Mean next-token loss over the validation loader: per-sequence losses of every rank through gather_for_metrics
+/// (which drops the samples that padded the last round), at most `max_batches` batches (0: all).
+double validation_loss(accelerate::Accelerator& acc, gpt::Gpt model, accelerate::DataLoader& loader,
+                       int64_t max_batches) {
+  model->eval();
+  torch::NoGradGuard no_grad;
+  double sum = 0;
+  int64_t count = 0, batches = 0;
+  for (auto& batch : loader) {
+    torch::Tensor losses;
+    {
+      auto autocast = acc.autocast();
+      losses = model->sequence_loss(batch.at("input_ids"), batch.at("labels"));
+    }
+    auto all = acc.gather_for_metrics(losses);
+    sum += all.sum().item<double>();
+    count += all.size(0);
+    if (max_batches > 0 && ++batches == max_batches) break;
+  }
+  model->train();
+  return sum / static_cast<double>(std::max<int64_t>(count, 1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  Args args;
+  CLI::App app{"GPT-2-style byte-level language model on Shakespeare (accelerate-cpp example)"};
+  add_flags(app, args);
+  CLI11_PARSE(app, argc, argv);
+  if (args.data_dir.empty()) args.data_dir = default_data_dir();
+  ACCELERATE_CHECK(args.checkpointing_steps == 0 || !args.output_dir.empty(), ConfigError,
+                   "--checkpointing_steps needs --output_dir (where the checkpoints go).");
+
+  accelerate::AcceleratorOptions options;
+  options.mixed_precision = args.mixed_precision;
+  options.gradient_accumulation_steps = args.gradient_accumulation_steps;
+  options.project = {.project_dir = args.output_dir, .automatic_checkpoint_naming = true};
+  if (args.with_tracking) options.log_with = {args.report_to};
+  options.seed = args.seed;
+  accelerate::Accelerator acc(options);
+
+  const accelerate::TokenDatasetOptions windows{.block_size = args.model.block_size};
+  auto train_data = std::make_shared<accelerate::TokenDataset>(args.data_dir + "/train.bin", windows);
+  auto val_data = std::make_shared<accelerate::TokenDataset>(args.data_dir + "/val.bin", windows);
+  accelerate::DataLoader train(train_data, {.batch_size = args.batch_size,
+                                            .shuffle = true,
+                                            .seed = static_cast<int64_t>(args.seed),
+                                            .num_workers = args.num_workers});
+  accelerate::DataLoader val(val_data, {.batch_size = args.batch_size, .num_workers = args.num_workers});
+
+  gpt::Gpt model(args.model);
+  torch::optim::AdamW optimizer(model->param_groups(args.lr, args.weight_decay), torch::optim::AdamWOptions(args.lr));
+  // As HF's no_trainer scripts: the prepared scheduler steps once per process and optimizer step.
+  auto schedule = accelerate::get_scheduler("cosine", optimizer,
+                                            {.num_warmup_steps = args.warmup_steps * acc.num_processes(),
+                                             .num_training_steps = args.max_steps * acc.num_processes()});
+  auto [net, opt, train_loader, val_loader, scheduler] = acc.prepare(model, optimizer, train, val, schedule);
+  Progress progress;
+  acc.register_for_checkpointing(progress);
+  if (!args.resume_from_checkpoint.empty()) {
+    const auto from = acc.load_state(args.resume_from_checkpoint == "latest" ? "" : args.resume_from_checkpoint);
+    acc.print("resumed from", from, "at step", progress.steps);
+  }
+  if (args.with_tracking) {
+    acc.init_trackers("gpt", {{"n_layer", args.model.n_layer},
+                              {"n_embd", args.model.n_embd},
+                              {"block_size", args.model.block_size},
+                              {"batch_size", args.batch_size},
+                              {"lr", args.lr},
+                              {"num_processes", acc.num_processes()}});
+  }
+  acc.print(
+      "model:", net->parameters().size(), "tensors,",
+      [&] {
+        int64_t n = 0;
+        for (const auto& p : net->parameters()) n += p.numel();
+        return n;
+      }(),
+      "parameters; tokens per optimizer step:",
+      args.batch_size * args.model.block_size * acc.num_processes() * acc.gradient_accumulation_steps());
+
+  const auto start = std::chrono::steady_clock::now();
+  double loss_sum = 0;
+  int64_t loss_count = 0;
+  while (progress.steps < args.max_steps) {
+    for (auto& batch : train_loader) {
+      auto step = acc.accumulate(net);
+      torch::Tensor loss;
+      {
+        auto autocast = acc.autocast();
+        loss = net->loss(batch.at("input_ids"), batch.at("labels"));
+      }
+      acc.backward(loss);
+      if (acc.sync_gradients() && args.grad_clip > 0) acc.clip_grad_norm_(net->parameters(), args.grad_clip);
+      opt.step();
+      scheduler.step();
+      opt.zero_grad();
+      loss_sum += loss.item<double>();
+      ++loss_count;
+      if (!acc.sync_gradients()) continue;
+      ++progress.steps;
+      const bool last = progress.steps == args.max_steps;
+      if (progress.steps % args.log_interval == 0 || last) {
+        const double mean = acc.reduce(torch::tensor(loss_sum / loss_count, torch::kDouble), "mean").item<double>();
+        acc.print("step=" + std::to_string(progress.steps), "loss=" + std::to_string(mean),
+                  "lr=" + std::to_string(scheduler.get_last_lr()[0]));
+        if (args.with_tracking) acc.log({{"train_loss", mean}, {"lr", scheduler.get_last_lr()[0]}}, progress.steps);
+        loss_sum = 0, loss_count = 0;
+      }
+      if (progress.steps % args.eval_interval == 0 && !last) {
+        const double v = validation_loss(acc, model, val_loader, args.eval_batches);
+        acc.print("step=" + std::to_string(progress.steps), "val_loss(" + std::to_string(args.eval_batches),
+                  "batches)=" + std::to_string(v));
+        if (args.with_tracking) acc.log({{"val_loss", v}}, progress.steps);
+      }
+      if (args.checkpointing_steps > 0 && progress.steps % args.checkpointing_steps == 0) acc.save_state();
+      if (last) break;
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double val_loss = validation_loss(acc, model, val_loader, 0);
+  acc.print("val_loss=" + std::to_string(val_loss));
+  acc.print("train_seconds=" + std::to_string(seconds));
+  if (args.with_tracking) acc.log({{"final_val_loss", val_loss}}, progress.steps);
+  if (acc.is_main_process()) {
+    if (!args.output_dir.empty()) gpt::save_hf_gpt2(*net, args.output_dir + "/model");
+    if (args.sample_tokens > 0) {
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(args.seed);
+      const std::string prompt = "ROMEO:";
+      auto ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong).to(acc.device());
+      net->eval();
+      auto out = net->generate(ids, args.sample_tokens, 0.8, generator).cpu();
+      std::string text;
+      for (int64_t i = 0; i < out.size(0); ++i) text += static_cast<char>(out[i].item<int64_t>());
+      std::cout << "sample:\n" << text << std::endl;
+    }
+  }
+  acc.wait_for_everyone();
+  acc.end_training();
+  return 0;
+} catch (const accelerate::ConfigError& e) {
+  std::cerr << "gpt: " << e.what() << std::endl;
+  return 2;
+} catch (const std::exception& e) {
+  std::cerr << "gpt: " << e.what() << std::endl;
+  return 1;
+}
