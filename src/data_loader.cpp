@@ -295,10 +295,10 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
       }
     }
     const auto* worker = get_worker_info();
-    const std::string message = detail::concat(
-        "data loader: rank ", state_ ? state_->process_index() : 0, ": loading ", culprit, " (batch ", in_epoch,
-        " of epoch ", epoch, worker ? detail::concat(", worker ", worker->id) : std::string(), ") failed: ",
-        detail::message_of(e));
+    const std::string message =
+        detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": loading ", culprit, " (batch ",
+                       in_epoch, " of epoch ", epoch, worker ? detail::concat(", worker ", worker->id) : std::string(),
+                       ") failed: ", detail::message_of(e));
     // Our own errors keep their type (a dataset's ConfigError stays one); anything else is a DataError.
     if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
     if (dynamic_cast<const CheckpointError*>(&e)) throw CheckpointError(message);
