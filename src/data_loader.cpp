@@ -9,6 +9,7 @@
 #include "detail/communicator.hpp"  // message_of
 #include "detail/internal_collectives.hpp"
 #include "detail/loader_workers.hpp"
+#include "detail/stream_reader.hpp"
 #include "detail/sharding.hpp"
 
 #include <ATen/ATen.h>
@@ -138,9 +139,19 @@ using Batches = std::vector<std::vector<int64_t>>;
 
 // ---- DataLoader ---------------------------------------------------------------------------------------------
 
+DataLoader::DataLoader(std::shared_ptr<IterableDataset> stream, DataLoaderOptions options)
+    : DataLoader(std::shared_ptr<Dataset>(), options, std::move(stream)) {}
+
 DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions options)
-    : dataset_(std::move(dataset)), options_(options) {
-  ACCELERATE_CHECK(dataset_, ConfigError, "DataLoader: the dataset is null.");
+    : DataLoader(std::move(dataset), options, nullptr) {}
+
+DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions options,
+                       std::shared_ptr<IterableDataset> stream)
+    : dataset_(std::move(dataset)), options_(options), stream_(std::move(stream)) {
+  ACCELERATE_CHECK(dataset_ || stream_, ConfigError, "DataLoader: the dataset is null.");
+  ACCELERATE_CHECK(!stream_ || !options_.shuffle, ConfigError,
+                   "DataLoader: shuffle=true over an IterableDataset: a stream cannot be reordered by the loader; "
+                   "shuffle inside the stream (seeded from the epoch start() receives), as with PyTorch.");
   ACCELERATE_CHECK(options_.batch_size >= 1, ConfigError, "DataLoader: batch_size must be >= 1, got ",
                    options_.batch_size, ".");
   ACCELERATE_CHECK(options_.num_workers >= 0, ConfigError, "DataLoader: num_workers must be >= 0, got ",
@@ -156,7 +167,7 @@ DataLoader::~DataLoader() = default;
 
 void DataLoader::prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard,
                          c10::Device device) {
-  const int64_t n = dataset_->size();
+  const int64_t n = stream_ ? 1 : dataset_->size();  // a stream's length is unknown until it ends
   ACCELERATE_CHECK(n > 0, ConfigError, "prepare(data loader): the dataset is empty; there is nothing to train on.");
   // Fewer samples than processes is served as HF does: even_batches completes each round from the start of the
   // epoch, and gather_for_metrics drops the repeats (evaluating a handful of samples on 2 GPUs works).
@@ -174,6 +185,8 @@ int64_t DataLoader::total_batch_size() const {
 }
 
 int64_t DataLoader::size() const {
+  ACCELERATE_CHECK(!stream_, ConfigError,
+                   "DataLoader::size(): a loader over an IterableDataset has no length (as len() of PyTorch's).");
   const int64_t n = dataset_->size(), bs = options_.batch_size, world = shard_.num_processes;
   const int64_t batches = options_.drop_last ? n / bs : (n + bs - 1) / bs;
   int64_t len;
@@ -236,6 +249,15 @@ void DataLoader::restore(const Position& p) {
 DataLoader::Iterator DataLoader::begin() {
   if (in_epoch_) finish_epoch();  // the previous loop ended early
   skipped_this_epoch_ = skip_;
+  if (stream_) {
+    begin_stream();
+    Iterator it(this);
+    if (!advance(it.current_)) {
+      finish_epoch();
+      return end();
+    }
+    return it;
+  }
   auto batches = epoch_indices(/*synchronise=*/true);
   // The workers' base seed: drawn from a copy of the shuffle generator, so the epoch's order (and the next
   // epoch's) is what it would be without workers, and a resume draws the same seed again.
@@ -311,6 +333,7 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
 }
 
 bool DataLoader::advance(Batch& out) {
+  if (stream_) return advance_stream(out);
   if (position_ >= count_) return false;
   if (options_.num_workers == 0) {
     out =
@@ -327,11 +350,77 @@ bool DataLoader::advance(Batch& out) {
 
 void DataLoader::finish_epoch() {
   in_epoch_ = false;
+  reader_.reset();
+  lookahead_.reset();
   sync_batches_.clear();
   if (!options_.persistent_workers) workers_.reset();
   if (gradient_state_) gradient_state_->end_loader(this);
   ++epoch_;
   skip_ = 0;
+}
+
+void DataLoader::begin_stream() {
+  in_epoch_ = true;
+  position_ = 0;
+  count_ = -1;
+  epoch_seed_ = static_cast<uint64_t>(at::empty({}, at::kLong).random_(generator_.clone()).item<int64_t>());
+  if (gradient_state_) gradient_state_->begin_loader(this, -1);
+  stream_->start(epoch_);
+  auto shard = std::make_shared<detail::IterableShard<Batch>>(options_.batch_size, options_.drop_last, shard_);
+  stream_remainder_ = std::make_shared<std::atomic<int64_t>>(-1);
+  auto read = std::make_shared<int64_t>(0);  // samples read from the stream, and batches made
+  auto made = std::make_shared<int64_t>(0);
+  auto done = std::make_shared<bool>(false);
+  // Runs on the reading thread; captures what it needs by value so that nothing of the loader's epoch state is
+  // shared with it.
+  auto produce = [this, shard, read, made, done, remainder = stream_remainder_, epoch = epoch_,
+                  seed = epoch_seed_]() -> std::optional<Batch> {
+    detail::BatchSeedScope seeded(seed, *made);
+    while (!*done) {
+      std::optional<Batch> sample;
+      try {
+        sample = stream_->next();
+      } catch (const std::exception& e) {
+        const std::string message =
+            detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": reading sample ", *read,
+                           " of the stream (epoch ", epoch, ") failed: ", detail::message_of(e));
+        if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
+        throw DataError(message);
+      }
+      std::vector<Batch> slice;
+      if (sample) {
+        ++*read;
+        slice = shard->push(std::move(*sample));
+      } else {
+        *done = true;
+        int64_t real = 0;
+        slice = shard->finish(&real);
+        remainder->store(options_.drop_last ? -1 : real);
+      }
+      if (slice.empty()) continue;
+      ++*made;
+      return options_.collate ? options_.collate(slice) : default_collate(slice);
+    }
+    return std::nullopt;
+  };
+  reader_ = std::make_unique<detail::StreamReader>(produce, options_.num_workers > 0, options_.prefetch_factor);
+  for (int64_t i = 0; i < skip_; ++i) {  // a resume: read past what was handed out
+    if (!reader_->next()) break;
+  }
+  lookahead_ = reader_->next();
+}
+
+bool DataLoader::advance_stream(Batch& out) {
+  if (!lookahead_) return false;
+  out = std::move(*lookahead_);
+  lookahead_ = reader_->next();
+  if (device_.type() != c10::kCPU) out = send_to_device(out, device_, /*non_blocking=*/options_.pin_memory);
+  ++position_;
+  if (!lookahead_ && gradient_state_) {
+    gradient_state_->set_remainder(this, stream_remainder_->load());
+    gradient_state_->set_end_of_dataloader(this);
+  }
+  return true;
 }
 
 DataLoader::Iterator& DataLoader::Iterator::operator++() {

@@ -36,16 +36,18 @@ int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::
 std::map<std::string, std::string> loader_metadata(const DataLoader& loader, const DataLoader::Position& position) {
   const auto& o = loader.options();
   const auto& s = loader.shard();
-  return {{"epoch", std::to_string(position.epoch)},
-          {"batches", std::to_string(position.batches)},
-          {"total_batch_size", std::to_string(loader.total_batch_size())},
-          {"batch_size", std::to_string(o.batch_size)},
-          {"num_processes", std::to_string(s.num_processes)},
-          {"dataset_size", std::to_string(loader.dataset_size())},
-          {"shuffle", o.shuffle ? "1" : "0"},
-          {"drop_last", o.drop_last ? "1" : "0"},
-          {"split_batches", s.split_batches ? "1" : "0"},
-          {"even_batches", s.even_batches ? "1" : "0"}};
+  std::map<std::string, std::string> out = {{"epoch", std::to_string(position.epoch)},
+                                            {"batches", std::to_string(position.batches)},
+                                            {"total_batch_size", std::to_string(loader.total_batch_size())},
+                                            {"batch_size", std::to_string(o.batch_size)},
+                                            {"num_processes", std::to_string(s.num_processes)},
+                                            {"dataset_size", std::to_string(loader.dataset_size())},
+                                            {"shuffle", o.shuffle ? "1" : "0"},
+                                            {"drop_last", o.drop_last ? "1" : "0"},
+                                            {"split_batches", s.split_batches ? "1" : "0"},
+                                            {"even_batches", s.even_batches ? "1" : "0"}};
+  if (loader.is_stream()) out.erase("dataset_size");  // unknown; a stream's position is counted in batches
+  return out;
 }
 
 namespace {
@@ -109,6 +111,16 @@ MappedPosition map_loader_position(const std::map<std::string, std::string>& sav
   ACCELERATE_CHECK(out.epoch >= 0 && saved_batches >= 0 && saved_total >= 1, CheckpointError, "checkpoint file ", file,
                    " holds an impossible position (epoch ", out.epoch, ", batch ", saved_batches, ", global batch ",
                    saved_total, "); the file is damaged.");
+  if (loader.is_stream()) {
+    // A stream can only be read past what was handed out: the same global batch, the same position.
+    ACCELERATE_CHECK(saved_total == loader.total_batch_size(), CheckpointError, "load_state: ", file,
+                     " was saved with a global batch of ", saved_total, " samples and the stream's loader now has ",
+                     loader.total_batch_size(),
+                     "; a stream's position cannot be mapped. Resume with the same batch "
+                     "size and number of processes.");
+    out.batches = saved_batches;
+    return out;
+  }
   check_saved_position(saved, loader, file);
   // Past the end of an epoch by more than the last, completed round: no loader hands out that many samples.
   ACCELERATE_CHECK(saved_batches <= (loader.dataset_size() + saved_total - 1) / saved_total + 1, CheckpointError,

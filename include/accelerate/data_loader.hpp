@@ -3,6 +3,7 @@
 // Loading and collation run on num_workers threads, a few batches ahead of the training loop, in order.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -23,6 +24,7 @@ class GradientState;
 namespace detail {
 struct DataLoaderAccess;
 class LoaderWorkers;
+class StreamReader;
 }  // namespace detail
 
 struct DataLoaderOptions {
@@ -59,6 +61,10 @@ struct ShardOptions {
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions options = {});
+  /// A loader over a stream, sharded as HF's IterableDatasetShard: each process keeps its slice of every global
+  /// batch; the last, incomplete one is completed with the first one's samples unless drop_last (even_batches does
+  /// not apply). Read by one thread (num_workers >= 1) or the calling thread (0); `shuffle` must be false.
+  DataLoader(std::shared_ptr<IterableDataset> stream, DataLoaderOptions options = {});
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -81,11 +87,14 @@ class DataLoader {
   Iterator begin();
   Iterator end() { return Iterator(nullptr); }
 
-  /// Batches this process yields per epoch (HF's len of the prepared loader).
+  /// Batches this process yields per epoch (HF's len of the prepared loader). A stream has no length: ConfigError.
   int64_t size() const;
+  /// A loader over an IterableDataset.
+  bool is_stream() const { return stream_ != nullptr; }
   /// Samples per global step: batch_size, or batch_size * num_processes unless split_batches.
   int64_t total_batch_size() const;
-  int64_t dataset_size() const { return dataset_->size(); }
+  /// Samples in the dataset; -1 for a stream.
+  int64_t dataset_size() const { return dataset_ ? dataset_->size() : -1; }
   const DataLoaderOptions& options() const { return options_; }
   const ShardOptions& shard() const { return shard_; }
   /// Epochs started so far (HF's iteration); set_epoch changes the next one's shuffle.
@@ -111,6 +120,7 @@ class DataLoader {
   const ProcessState* state() const { return state_; }
 
  private:
+  DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions options, std::shared_ptr<IterableDataset> stream);
   friend struct detail::DataLoaderAccess;  // Accelerator::prepare, and tests of the sharding
   void prepare(const ProcessState& state, GradientState& gradient_state, ShardOptions shard, c10::Device device);
   std::vector<std::vector<int64_t>> epoch_indices(bool synchronise);
@@ -136,6 +146,14 @@ class DataLoader {
   bool in_epoch_ = false;
   std::vector<std::vector<int64_t>> sync_batches_;  // num_workers == 0: this epoch's batches, loaded on demand
   std::unique_ptr<detail::LoaderWorkers> workers_;
+  // A stream's reading: its loading thread (or none), the next batch already read (to flag the last one before it
+  // is yielded) and the real samples of its last global batch.
+  std::shared_ptr<IterableDataset> stream_;
+  std::unique_ptr<detail::StreamReader> reader_;
+  std::optional<Batch> lookahead_;
+  std::shared_ptr<std::atomic<int64_t>> stream_remainder_;
+  void begin_stream();
+  bool advance_stream(Batch& out);
 };
 
 }  // namespace accelerate

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,19 @@ std::shared_ptr<Dataset> from_torch_dataset(TorchDataset dataset) {
   };
   return std::make_shared<Adapter>(std::move(dataset));
 }
+
+/// A stream of samples read in order (torch.utils.data.IterableDataset), for data that cannot be indexed. Every
+/// process reads the whole stream and keeps its share of each global batch (HF's IterableDatasetShard), so the
+/// stream must be the same on every rank; shuffle inside the stream (seeded from the epoch) if you need to.
+/// start() and next() are called from one loading thread at a time.
+class IterableDataset {
+ public:
+  virtual ~IterableDataset() = default;
+  /// Starts a pass over the data (an epoch).
+  virtual void start(int64_t epoch) = 0;
+  /// The next sample, or std::nullopt when the pass is over.
+  virtual std::optional<Batch> next() = 0;
+};
 
 /// Element type of a token file.
 enum class TokenType { UInt16, UInt32 };

@@ -25,6 +25,10 @@ class GradientState {
 
   // Called by the data loaders.
   void begin_loader(const void* loader, int64_t remainder) { active_.push_back({loader, remainder, false}); }
+  /// A stream learns its remainder only at its end (before the last batch is yielded).
+  void set_remainder(const void* loader, int64_t remainder) {
+    if (!active_.empty() && active_.back().loader == loader) active_.back().remainder = remainder;
+  }
   void set_end_of_dataloader(const void* loader) {
     if (!active_.empty() && active_.back().loader == loader) active_.back().end = true;
   }

@@ -287,3 +287,80 @@ TEST(IterableShard, MatchesHf) {
     }
   }
 }
+
+namespace {
+/// The stream 0..n-1 as samples {"x": i}; throws on sample `fail_at`.
+class CountingStream final : public IterableDataset {
+ public:
+  explicit CountingStream(int64_t n, int64_t fail_at = -1) : n_(n), fail_at_(fail_at) {}
+  void start(int64_t) override { i_ = 0; }
+  std::optional<Batch> next() override {
+    if (i_ == n_) return std::nullopt;
+    if (i_ == fail_at_) throw std::runtime_error("truncated record");
+    return Batch{{"x", at::scalar_tensor(i_++, at::kLong)}};
+  }
+
+ private:
+  int64_t n_, fail_at_, i_ = 0;
+};
+
+std::vector<std::vector<int64_t>> stream_batches(DataLoader& loader, GradientState* gs = nullptr,
+                                                 int64_t* last_remainder = nullptr) {
+  std::vector<std::vector<int64_t>> out;
+  for (auto& b : loader) {
+    const auto x = b.at("x");
+    out.emplace_back(x.data_ptr<int64_t>(), x.data_ptr<int64_t>() + x.numel());
+    if (gs && gs->end_of_dataloader() && last_remainder) *last_remainder = gs->remainder();
+  }
+  return out;
+}
+}  // namespace
+
+// A loader over an IterableDataset shards it as HF's IterableDatasetShard (the parity cases), with 0 or 1 loading
+// threads; the last batch is flagged with the number of real samples of its global batch.
+TEST(StreamLoader, ShardsAsHfAndFlagsTheLastBatch) {
+  ProcessState state(EnvironmentVariables{}, ProcessStateOptions{.cpu = true});
+  int checked = 0;
+  for (const auto& c : kIterableCases) {
+    if (c.n == 0) continue;  // an empty stream gives an empty epoch (below)
+    for (int workers : {0, 1}) {
+      for (int rank = 0; rank < c.world; ++rank) {
+        DataLoader loader(std::make_shared<CountingStream>(c.n),
+                          {.batch_size = c.batch_size, .drop_last = c.drop_last, .num_workers = workers});
+        GradientState gs;
+        accelerate::detail::DataLoaderAccess::prepare(loader, state, gs, {c.world, rank, c.split, true},
+                                                      c10::Device(c10::kCPU));
+        int64_t remainder = -2;
+        EXPECT_EQ(stream_batches(loader, &gs, &remainder), c.expected[static_cast<size_t>(rank)])
+            << "n=" << c.n << " bs=" << c.batch_size << " world=" << c.world << " rank " << rank;
+        const int64_t global = c.split ? c.batch_size : c.batch_size * c.world;
+        if (!c.expected[static_cast<size_t>(rank)].empty()) {
+          EXPECT_EQ(remainder, c.drop_last ? -1 : c.n % global) << "n=" << c.n << " global " << global;
+        }
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 300);
+  DataLoader empty(std::make_shared<CountingStream>(0), {.batch_size = 2});
+  EXPECT_TRUE(stream_batches(empty).empty());
+  EXPECT_THROW(empty.size(), ConfigError);
+  EXPECT_THROW(DataLoader(std::make_shared<CountingStream>(4), {.shuffle = true}), ConfigError);
+}
+
+TEST(StreamLoader, ErrorsNameTheSampleAndSkipResumes) {
+  for (int workers : {0, 1}) {
+    DataLoader loader(std::make_shared<CountingStream>(50, 37), {.batch_size = 4, .num_workers = workers});
+    try {
+      stream_batches(loader);
+      FAIL() << "no error";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("reading sample 37 of the stream (epoch 0) failed: truncated record"),
+                std::string::npos)
+          << e.what();
+    }
+    DataLoader resumed(std::make_shared<CountingStream>(10), {.batch_size = 3, .num_workers = workers});
+    resumed.skip_first_batches(2);
+    EXPECT_EQ(stream_batches(resumed), (std::vector<std::vector<int64_t>>{{6, 7, 8}, {9, 0, 1}}));
+  }
+}
