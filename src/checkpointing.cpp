@@ -249,6 +249,13 @@ fs::path Accelerator::newest_checkpoint() {
 std::string Accelerator::load_state(const std::string& input_dir) {
   const fs::path dir = input_dir.empty() ? newest_checkpoint() : fs::path(input_dir);
   run_agreed(*state_, [&] {
+    ACCELERATE_CHECK(fs::is_directory(dir), CheckpointError, "load_state: ", dir.string(),
+                     " does not exist or is not a folder; give a checkpoint folder (<project_dir>/checkpoints/"
+                     "checkpoint_<n>), or nothing for the newest.");
+    ACCELERATE_CHECK(fs::exists(dir / kComplete) || fs::exists(dir / kMetadata) || fs::exists(dir / kNodeLocal),
+                     CheckpointError, "load_state: ", dir.string(),
+                     " is not a checkpoint folder (it has neither metadata.json nor COMPLETE); give one of the "
+                     "checkpoint_<n> folders under <project_dir>/checkpoints, or nothing for the newest.");
     ACCELERATE_CHECK(fs::exists(dir / kComplete), CheckpointError, "load_state: ", dir.string(),
                      fs::exists(dir / kNodeLocal)
                          ? " holds only this machine's random states (NODE_LOCAL): copy machine 0's checkpoint folder "

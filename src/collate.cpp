@@ -49,7 +49,9 @@ Collate pad_collate(PadOptions options) {
       const bool variable = tensors[0].dim() >= 1 && std::any_of(tensors.begin(), tensors.end(), [&](const auto& t) {
                               return t.dim() != tensors[0].dim() || t.size(0) != tensors[0].size(0);
                             });
-      if (!variable && options.pad_to_multiple_of == 1) {
+      // Only sequences are padded: fields whose lengths differ, and the field the mask comes from (rounded up to
+      // pad_to_multiple_of); scalars and fixed-size fields are stacked.
+      if (!variable && name != options.mask_from) {
         out[name] = stack_field(tensors, name);
         continue;
       }

@@ -325,10 +325,6 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
     if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
     if (dynamic_cast<const CheckpointError*>(&e)) throw CheckpointError(message);
     throw DataError(message);
-    throw DataError(detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": loading ", culprit,
-                                   " (batch ", in_epoch, " of epoch ", epoch,
-                                   worker ? detail::concat(", worker ", worker->id) : std::string(),
-                                   ") failed: ", detail::message_of(e)));
   }
 }
 
@@ -421,6 +417,19 @@ bool DataLoader::advance_stream(Batch& out) {
     gradient_state_->set_end_of_dataloader(this);
   }
   return true;
+}
+
+DataLoader::Iterator& DataLoader::Iterator::operator=(Iterator&& other) noexcept {
+  if (this != &other) {
+    if (loader_) loader_->finish_epoch();
+    loader_ = std::exchange(other.loader_, nullptr);
+    current_ = std::move(other.current_);
+  }
+  return *this;
+}
+
+DataLoader::Iterator::~Iterator() {
+  if (loader_ && loader_->in_epoch_) loader_->finish_epoch();  // left with `break`
 }
 
 DataLoader::Iterator& DataLoader::Iterator::operator++() {

@@ -100,14 +100,16 @@ at::Tensor TokenDataset::window(int64_t index) const {
 Batch TokenDataset::get(int64_t index) const {
   auto w = window(index);
   const int64_t b = options_.block_size;
-  return Batch{{"input_ids", w.narrow(0, 0, b)}, {"labels", w.narrow(0, 1, b)}};
+  return Batch{{"input_ids", w.narrow(0, 0, b).clone()}, {"labels", w.narrow(0, 1, b).clone()}};
 }
 
 Batch TokenDataset::get_batch(const std::vector<int64_t>& indices) const {
   const int64_t b = options_.block_size;
   auto windows = at::empty({static_cast<int64_t>(indices.size()), b + 1}, at::kLong);
   for (size_t i = 0; i < indices.size(); ++i) windows[static_cast<int64_t>(i)].copy_(window(indices[i]));
-  return Batch{{"input_ids", windows.narrow(1, 0, b)}, {"labels", windows.narrow(1, 1, b)}};
+  // Two tensors of their own (contiguous, sharing nothing): a loss that views or edits labels in place must not
+  // reach input_ids.
+  return Batch{{"input_ids", windows.narrow(1, 0, b).contiguous()}, {"labels", windows.narrow(1, 1, b).contiguous()}};
 }
 
 }  // namespace accelerate

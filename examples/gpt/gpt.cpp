@@ -141,7 +141,11 @@ void save_hf_gpt2(GptImpl& model, const std::string& folder) {
                                  {"attn_pdrop", 0.0},
                                  {"layer_norm_epsilon", 1e-5},
                                  {"initializer_range", 0.02},
-                                 {"tie_word_embeddings", true}};
+                                 {"tie_word_embeddings", true},
+                                 // Bytes have no special tokens; 0 (NUL) never occurs in the text. Without these,
+                                 // transformers assumes GPT-2's 50256, outside this vocabulary.
+                                 {"bos_token_id", 0},
+                                 {"eos_token_id", 0}};
   std::ofstream(folder + "/config.json") << config.dump(2) << "\n";
 }
 

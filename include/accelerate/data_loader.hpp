@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Generator.h>
@@ -69,9 +70,17 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
+  /// Move-only: the iterator of a range-for owns the epoch. When it is destroyed before the end (a `break`), the
+  /// epoch ends there, so a checkpoint taken afterwards records what the next loop will do (a new epoch).
   class Iterator {
    public:
     using value_type = Batch;
+    Iterator(Iterator&& other) noexcept
+        : loader_(std::exchange(other.loader_, nullptr)), current_(std::move(other.current_)) {}
+    Iterator& operator=(Iterator&& other) noexcept;
+    Iterator(const Iterator&) = delete;
+    Iterator& operator=(const Iterator&) = delete;
+    ~Iterator();
     Batch& operator*() { return current_; }
     Iterator& operator++();
     bool operator!=(const Iterator& other) const { return loader_ != other.loader_; }

@@ -54,3 +54,13 @@ TEST(Collate, PadsToTheLongestAndBuildsTheMask) {
   EXPECT_TRUE(at::equal(left.at("input_ids")[1], at::tensor({0, 0, 8}, at::kLong)));
   EXPECT_TRUE(at::equal(left.at("attention_mask")[1], at::tensor({0, 0, 1}, at::kLong)));
 }
+
+TEST(Collate, PadToAMultipleKeepsScalarsAndFixedFields) {
+  std::vector<Batch> samples = {
+      {{"input_ids", at::tensor({5, 6, 7}, at::kLong)}, {"score", at::scalar_tensor(1.0)}, {"feature", at::ones({2})}},
+      {{"input_ids", at::tensor({8}, at::kLong)}, {"score", at::scalar_tensor(0.0)}, {"feature", at::zeros({2})}}};
+  auto b = pad_collate({.pad_to_multiple_of = 4})(samples);
+  EXPECT_EQ(b.at("input_ids").sizes(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(b.at("score").sizes(), (std::vector<int64_t>{2}));
+  EXPECT_EQ(b.at("feature").sizes(), (std::vector<int64_t>{2, 2}));
+}

@@ -126,9 +126,10 @@ TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
     int batches = 0;
     for (auto& batch : dl) {
       (void)batch;
-      if (++batches == 5) break;  // 20 samples handed out
+      if (++batches < 5) continue;
+      acc.save_state(dir);  // mid-epoch, inside the loop: 20 samples handed out
+      break;
     }
-    acc.save_state(dir);
   }
   Accelerator acc(project_options(tmp.path));
   DataLoader loader(dataset, {.batch_size = 6});

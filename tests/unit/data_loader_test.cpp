@@ -364,3 +364,24 @@ TEST(StreamLoader, ErrorsNameTheSampleAndSkipResumes) {
     EXPECT_EQ(stream_batches(resumed), (std::vector<std::vector<int64_t>>{{6, 7, 8}, {9, 0, 1}}));
   }
 }
+
+// Leaving a loop with `break` ends the epoch: the position a checkpoint records then is what the next loop does
+// (a new epoch from its start), so a resume and an uninterrupted run read the same batches.
+TEST(DataLoader, ABreakEndsTheEpochForCheckpoints) {
+  auto data = at::arange(24, at::kLong);
+  DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 4});
+  for (auto& b : loader) {
+    (void)b;
+    break;
+  }
+  const auto p = loader.position();
+  EXPECT_EQ(p.epoch, 1);
+  EXPECT_EQ(p.batches, 0);
+  DataLoader restored(std::make_shared<TensorDataset>(data, data), {.batch_size = 4});
+  restored.restore(p);
+  std::vector<int64_t> next, resumed;
+  for (auto& b : loader) next.push_back(b.data[0].item<int64_t>());
+  for (auto& b : restored) resumed.push_back(b.data[0].item<int64_t>());
+  EXPECT_EQ(next, resumed);
+  EXPECT_EQ(next.size(), 6u);
+}

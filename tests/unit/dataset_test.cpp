@@ -67,3 +67,16 @@ TEST(TokenDataset, BadFilesAreCheckpointErrorsNamingTheFile) {
   expect_error(lying.string(), {.block_size = 2}, "llm.c header announcing 10 tokens");
   for (const auto& p : {shorter, odd, lying}) fs::remove(p);
 }
+
+TEST(TokenDataset, InputsAndLabelsShareNoMemory) {
+  std::vector<uint16_t> tokens(40);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint16_t>(i);
+  const auto path = token_file("own", tokens);
+  TokenDataset ds(path.string(), {.block_size = 8});
+  auto b = ds.get_batch({0, 2});
+  auto labels = b.at("labels");
+  EXPECT_NO_THROW(labels.view(-1));  // nanoGPT's loss views the labels
+  labels.fill_(-100);
+  EXPECT_EQ(b.at("input_ids")[0][1].item<int64_t>(), 1) << "filling labels changed input_ids";
+  fs::remove(path);
+}
