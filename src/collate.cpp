@@ -74,7 +74,8 @@ Collate pad_collate(PadOptions options) {
         padded[static_cast<int64_t>(i)].narrow(0, options.pad_left ? longest - n : 0, n).copy_(tensors[i]);
       }
       out[name] = padded;
-      if (name != options.mask_from) continue;
+      // A mask the samples bring themselves is padded (with 0) like any field and kept.
+      if (name != options.mask_from || samples[0].contains("attention_mask")) continue;
       auto mask = at::zeros({static_cast<int64_t>(tensors.size()), longest}, at::kLong);
       for (size_t i = 0; i < tensors.size(); ++i) {
         const int64_t n = tensors[i].size(0);

@@ -69,7 +69,9 @@ TokenDataset::TokenDataset(const std::string& path, TokenDatasetOptions options)
     header = kLlmcHeaderBytes;
     ACCELERATE_CHECK(static_cast<size_t>(fields[2]) * width == mapping_size_ - header, CheckpointError,
                      "TokenDataset: ", path, " has an llm.c header announcing ", fields[2], " tokens, but holds ",
-                     (mapping_size_ - header) / width, "; the file is truncated or damaged.");
+                     (mapping_size_ - header) / width,
+                     "; the file is truncated or damaged, or TokenDatasetOptions::token_type "
+                     "does not match it (llm.c writes uint16).");
   }
   ACCELERATE_CHECK((mapping_size_ - header) % width == 0, CheckpointError, "TokenDataset: ", path, " holds ",
                    mapping_size_ - header, " bytes of tokens, not a whole number of ", width,

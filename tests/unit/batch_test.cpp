@@ -64,3 +64,11 @@ TEST(Collate, PadToAMultipleKeepsScalarsAndFixedFields) {
   EXPECT_EQ(b.at("score").sizes(), (std::vector<int64_t>{2}));
   EXPECT_EQ(b.at("feature").sizes(), (std::vector<int64_t>{2, 2}));
 }
+
+TEST(Collate, ASamplesOwnAttentionMaskIsKept) {
+  std::vector<Batch> samples = {
+      {{"input_ids", at::tensor({5, 6}, at::kLong)}, {"attention_mask", at::tensor({1, 0}, at::kLong)}},
+      {{"input_ids", at::tensor({8}, at::kLong)}, {"attention_mask", at::tensor({1}, at::kLong)}}};
+  auto b = pad_collate()(samples);
+  EXPECT_TRUE(at::equal(b.at("attention_mask"), at::tensor({1, 0, 1, 0}, at::kLong).reshape({2, 2})));
+}
