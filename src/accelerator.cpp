@@ -256,21 +256,20 @@ void Accelerator::clip_grad_value_(const std::vector<at::Tensor>& parameters, do
   torch::nn::utils::clip_grad_value_(parameters, clip_value);
 }
 
+namespace {
+/// On the last batch of a loader, the gathered rows past the real samples are the padding of the last round.
+at::Tensor drop_padding(const GradientState& state, const at::Tensor& all) {
+  if (!state.end_of_dataloader() || state.remainder() <= 0) return all;
+  return all.narrow(0, 0, std::min<int64_t>(state.remainder(), all.size(0)));
+}
+}  // namespace
+
 at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor) const {
-  auto all = gather(tensor);
-  if (gradient_state_.end_of_dataloader() && gradient_state_.remainder() > 0) {
-    return all.narrow(0, 0, std::min<int64_t>(gradient_state_.remainder(), all.size(0)));
-  }
-  return all;
+  return drop_padding(gradient_state_, gather(tensor));
 }
 
 Batch Accelerator::gather_for_metrics(const Batch& batch) const {
-  return apply(gather(batch), [&](const at::Tensor& all) {
-    if (gradient_state_.end_of_dataloader() && gradient_state_.remainder() > 0) {
-      return all.narrow(0, 0, std::min<int64_t>(gradient_state_.remainder(), all.size(0)));
-    }
-    return all;
-  });
+  return apply(gather(batch), [&](const at::Tensor& all) { return drop_padding(gradient_state_, all); });
 }
 
 void Accelerator::set_seed(uint64_t seed, bool device_specific) const {

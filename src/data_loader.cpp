@@ -139,6 +139,16 @@ using Batches = std::vector<std::vector<int64_t>>;
 
 // ---- DataLoader ---------------------------------------------------------------------------------------------
 
+namespace {
+/// A dataset's error with the loader's context: our own errors keep their type (a dataset's ConfigError or
+/// CheckpointError stays one); anything else becomes a DataError.
+[[noreturn]] void rethrow_with_message(const std::exception& e, const std::string& message) {
+  if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
+  if (dynamic_cast<const CheckpointError*>(&e)) throw CheckpointError(message);
+  throw DataError(message);
+}
+}  // namespace
+
 DataLoader::DataLoader(std::shared_ptr<IterableDataset> stream, DataLoaderOptions options)
     : DataLoader(std::shared_ptr<Dataset>(), options, std::move(stream)) {}
 
@@ -249,15 +259,16 @@ void DataLoader::restore(const Position& p) {
 DataLoader::Iterator DataLoader::begin() {
   if (in_epoch_) finish_epoch();  // the previous loop ended early
   skipped_this_epoch_ = skip_;
-  if (stream_) {
-    begin_stream();
-    Iterator it(this);
-    if (!advance(it.current_)) {
-      finish_epoch();
-      return end();
-    }
-    return it;
+  stream_ ? begin_stream() : begin_indexed();
+  Iterator it(this);
+  if (!advance(it.current_)) {
+    finish_epoch();
+    return end();
   }
+  return it;
+}
+
+void DataLoader::begin_indexed() {
   auto batches = epoch_indices(/*synchronise=*/true);
   // The workers' base seed: drawn from a copy of the shuffle generator, so the epoch's order (and the next
   // epoch's) is what it would be without workers, and a resume draws the same seed again.
@@ -280,12 +291,6 @@ DataLoader::Iterator DataLoader::begin() {
         },
         epoch_seed_);
   }
-  Iterator it(this);
-  if (!advance(it.current_)) {
-    finish_epoch();
-    return end();
-  }
-  return it;
 }
 
 Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch, int64_t in_epoch,
@@ -321,10 +326,7 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
         detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": loading ", culprit, " (batch ",
                        in_epoch, " of epoch ", epoch, worker ? detail::concat(", worker ", worker->id) : std::string(),
                        ") failed: ", detail::message_of(e));
-    // Our own errors keep their type (a dataset's ConfigError stays one); anything else is a DataError.
-    if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
-    if (dynamic_cast<const CheckpointError*>(&e)) throw CheckpointError(message);
-    throw DataError(message);
+    rethrow_with_message(e, message);
   }
 }
 
@@ -380,8 +382,7 @@ void DataLoader::begin_stream() {
         const std::string message =
             detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": reading sample ", *read,
                            " of the stream (epoch ", epoch, ") failed: ", detail::message_of(e));
-        if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
-        throw DataError(message);
+        rethrow_with_message(e, message);
       }
       std::vector<Batch> slice;
       if (sample) {

@@ -49,15 +49,12 @@ TokenDataset::TokenDataset(const std::string& path, TokenDatasetOptions options)
   struct stat st {};
   ::fstat(fd, &st);
   mapping_size_ = static_cast<size_t>(st.st_size);
-  if (mapping_size_ > 0) {
-    mapping_ = ::mmap(nullptr, mapping_size_, PROT_READ, MAP_SHARED, fd, 0);
-    ::close(fd);
-    ACCELERATE_CHECK(mapping_ != MAP_FAILED, CheckpointError, "TokenDataset: cannot map ", path, ": ",
-                     std::strerror(errno), ".");
-  } else {
-    ::close(fd);
-    mapping_ = nullptr;
-  }
+  void* mapped = mapping_size_ > 0 ? ::mmap(nullptr, mapping_size_, PROT_READ, MAP_SHARED, fd, 0) : nullptr;
+  const int map_error = errno;
+  ::close(fd);  // the mapping keeps the file
+  ACCELERATE_CHECK(mapped != MAP_FAILED, CheckpointError, "TokenDataset: cannot map ", path, ": ",
+                   std::strerror(map_error), ".");
+  mapping_ = mapped;
   const auto* bytes = static_cast<const unsigned char*>(mapping_);
   size_t header = 0;
   int32_t first = 0;

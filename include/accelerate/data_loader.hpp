@@ -161,6 +161,7 @@ class DataLoader {
   std::unique_ptr<detail::StreamReader> reader_;
   std::optional<Batch> lookahead_;
   std::shared_ptr<std::atomic<int64_t>> stream_remainder_;
+  void begin_indexed();  // begin() of a map-style dataset: this epoch's batches to the workers
   void begin_stream();
   bool advance_stream(Batch& out);
 };
