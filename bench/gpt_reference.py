@@ -13,7 +13,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from accelerate import Accelerator
-from transformers import get_scheduler
 
 p = argparse.ArgumentParser()
 for name, default in [("n_layer", 4), ("n_head", 4), ("n_embd", 128), ("block_size", 128), ("batch_size", 16),
@@ -22,6 +21,9 @@ for name, default in [("n_layer", 4), ("n_head", 4), ("n_embd", 128), ("block_si
 p.add_argument("--lr", type=float, default=2e-3)
 p.add_argument("--weight_decay", type=float, default=0.1)
 p.add_argument("--data_dir", required=True)
+p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
+p.add_argument("--pin_memory", action="store_true")
 args = p.parse_args()
 
 
@@ -58,7 +60,7 @@ class GPT(nn.Module):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * a.n_layer) if residual else 0.02)
 
     def forward(self, idx, labels):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1), device=idx.device))
         for block in self.h:
             x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.t()
@@ -78,7 +80,7 @@ class Windows(torch.utils.data.Dataset):
         return {"input_ids": w[:-1], "labels": w[1:]}
 
 
-accelerator = Accelerator(cpu=True)
+accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision=args.mixed_precision)
 torch.manual_seed(args.seed)
 model = GPT(args)
 decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -86,9 +88,20 @@ no_decay = [p for p in model.parameters() if p.dim() < 2]
 optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
 loader = torch.utils.data.DataLoader(Windows(f"{args.data_dir}/train.bin", args.block_size),
-                                     batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers)
-scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=args.warmup_steps * accelerator.num_processes,
-                          num_training_steps=args.max_steps * accelerator.num_processes)
+                                     batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
+                                     pin_memory=args.pin_memory)
+warmup, total = args.warmup_steps * accelerator.num_processes, args.max_steps * accelerator.num_processes
+
+
+def cosine_with_warmup(step):  # transformers' get_cosine_schedule_with_warmup (num_cycles 0.5), without the package
+    if step < warmup:
+        return step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup)
+accelerator.print(f"model: {len(decay) + len(no_decay)} tensors, {sum(p.numel() for p in model.parameters())} parameters")
 model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 steps, start = 0, time.perf_counter()
 while steps < args.max_steps:
@@ -105,4 +118,6 @@ while steps < args.max_steps:
             accelerator.print(f"step={steps} loss={mean:.6f}")
         if steps == args.max_steps:
             break
+if args.device == "cuda":
+    torch.cuda.synchronize()
 accelerator.print(f"train_seconds={time.perf_counter() - start:.6f}")

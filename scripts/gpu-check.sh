@@ -4,7 +4,9 @@
 #   echo /.gpu-debs/ >> .git/info/exclude; mkdir -p .gpu-debs && (cd .gpu-debs && apt-get download \
 #     libgloo-dev libcli11-dev libyaml-cpp-dev libyaml-cpp0.7 libgtest-dev googletest nlohmann-json3-dev libboost1.74-dev \
 #     dataset-fashion-mnist)
-# then run this script there with carry [".gpu-debs"]. It builds against the machine's torch, then runs, each step
+#   echo /.gpu-data/ >> .git/info/exclude; mkdir -p .gpu-data && cp -r ~/.cache/accelerate-cpp/data/shakespeare .gpu-data/
+#   echo /.gpu-wheels/ >> .git/info/exclude; pip download accelerate==1.15.0 -d .gpu-wheels   (for the Python reference)
+# then run this script there with carry [".gpu-debs", ".gpu-data", ".gpu-wheels"]. It builds against the machine's torch, then runs, each step
 # recorded and the next one run even if it fails: the collectives and the checkpoint tests on the GPU (a world of
 # one: NCCL refuses two ranks on one GPU; the checkpoint tests include fp16 with a GradScaler resumed bitwise),
 # the CPU suite, the distributed path on one GPU (a process group for a world of one: NCCL, the Reducer, CUDA
@@ -44,7 +46,7 @@ BUILD=/tmp/accelerate-gpu-build
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DACCELERATE_PYTHON="$(command -v python3)" -DCMAKE_PREFIX_PATH="$DEPS/usr" \
   -DACCELERATE_GLOO_INCLUDE_DIR="$DEPS/usr/include" -DACCELERATE_BOOST_INCLUDE_DIR="$DEPS/usr/include" -DCMAKE_CXX_FLAGS="-isystem $DEPS/usr/include" || exit 1
-step build cmake --build "$BUILD" -j 16 --target accelerate_cli accelerate_check collectives_worker checkpoint_worker core_unit_tests fashion_mnist
+step build cmake --build "$BUILD" -j 16 --target accelerate_cli accelerate_check collectives_worker checkpoint_worker core_unit_tests fashion_mnist gpt
 BIN=$BUILD/bin
 L="$BIN/accelerate-cpp launch"
 DATA="$DEPS/usr/share/datasets/fashion-mnist"
@@ -84,6 +86,39 @@ step fashion_mnist_fp16_resume "$BIN/fashion_mnist" --epochs 2 --mixed_precision
 step fashion_mnist_fp16_tracking_debug "$BIN/fashion_mnist" --epochs 1 --mixed_precision fp16 "${FM[@]}" \
   --output_dir /tmp/fmnist-track --with_tracking --report_to all --debug
 ls -la /tmp/fmnist-track/fashion_mnist || true
+# Issue 13: GPT-2 124M (12 layers, 12 heads, width 768, context 1024; byte vocabulary) in bf16, tokens/s and MFU,
+# against the same loop in Python with HF Accelerate (bench/gpt_reference.py), alternating; with and without
+# pin_memory (batch k+1 copied on a side stream during step k); fp16 with the GradScaler.
+python3 -c "import accelerate" 2>/dev/null || pip install --no-index --find-links "$ROOT/.gpu-wheels" accelerate
+SHAKESPEARE="$ROOT/.gpu-data/shakespeare"
+GPT2=(--n_layer 12 --n_head 12 --n_embd 768 --block_size 1024 --batch_size 16 --max_steps 60 --num_workers 2
+      --warmup_steps 10 --data_dir "$SHAKESPEARE")
+gpt_rate() {  # gpt_rate LOG: tokens/s and MFU (llm.c: 6N + 6LCT FLOPs per token; H200 dense bf16 989 TFLOPS)
+  python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+seconds = float(re.findall(r"train_seconds=([0-9.]+)", text)[-1])
+n = int(re.search(r"tensors, (\d+) parameters", text).group(1))
+tokens = 60 * 16 * 1024
+per_token = 6 * n + 6 * 12 * 768 * 1024
+rate = tokens / seconds
+print(f"tokens_per_s={rate:.0f} mfu={rate * per_token / 989e12:.3f} params={n}")
+PY
+}
+for round in 1 2; do
+  for pin in "" --pin_memory; do
+    step "gpt2_124m_bf16_cpp${pin:+_pinned}_$round" "$BIN/gpt" "${GPT2[@]}" $pin --mixed_precision bf16 \
+      --eval_interval 1000000 --eval_batches 1 --sample_tokens 0
+    gpt_rate "$LOGS/gpt2_124m_bf16_cpp${pin:+_pinned}_$round.log"
+    step "gpt2_124m_bf16_python${pin:+_pinned}_$round" python3 "$ROOT/bench/gpt_reference.py" --device cuda \
+      --mixed_precision bf16 "${GPT2[@]}" $pin
+    gpt_rate "$LOGS/gpt2_124m_bf16_python${pin:+_pinned}_$round.log"
+  done
+done
+step gpt_fp16_scaler "$BIN/gpt" --max_steps 200 --mixed_precision fp16 --data_dir "$SHAKESPEARE" --sample_tokens 50 \
+  --output_dir /tmp/gpt-fp16 --checkpointing_steps 100
+step gpt_fp16_resume "$BIN/gpt" --max_steps 300 --mixed_precision fp16 --data_dir "$SHAKESPEARE" --sample_tokens 0 \
+  --output_dir /tmp/gpt-fp16 --resume_from_checkpoint latest
 echo
 echo "| check | result | time |"
 echo "|---|---|---|"

@@ -20,7 +20,17 @@ std::vector<at::Tensor> field_of(const std::vector<Batch>& samples, const std::s
   return out;
 }
 
+/// Every sample's tensor of `name` has sample 0's dtype (at::stack and copy_ would silently convert).
+void check_dtypes(const std::vector<at::Tensor>& tensors, const std::string& name) {
+  for (size_t i = 1; i < tensors.size(); ++i) {
+    ACCELERATE_CHECK(tensors[i].scalar_type() == tensors[0].scalar_type(), ConfigError, "collate: field '", name,
+                     "' is ", tensors[0].scalar_type(), " in sample 0 but ", tensors[i].scalar_type(), " in sample ", i,
+                     "; give every sample the same dtype.");
+  }
+}
+
 at::Tensor stack_field(const std::vector<at::Tensor>& tensors, const std::string& name) {
+  check_dtypes(tensors, name);
   for (size_t i = 1; i < tensors.size(); ++i) {
     ACCELERATE_CHECK(tensors[i].sizes() == tensors[0].sizes(), ConfigError, "collate: field '", name, "' has shape ",
                      tensors[0].sizes(), " in sample 0 but ", tensors[i].sizes(), " in sample ", i,
@@ -55,10 +65,15 @@ Collate pad_collate(PadOptions options) {
         out[name] = stack_field(tensors, name);
         continue;
       }
+      check_dtypes(tensors, name);
       int64_t longest = 0;
-      for (const auto& t : tensors) {
+      for (size_t i = 0; i < tensors.size(); ++i) {
+        const auto& t = tensors[i];
         ACCELERATE_CHECK(t.dim() >= 1, ConfigError, "pad_collate: field '", name,
                          "' is a scalar in some samples and a sequence in others.");
+        ACCELERATE_CHECK(t.dim() == tensors[0].dim() && t.sizes().slice(1) == tensors[0].sizes().slice(1), ConfigError,
+                         "pad_collate: field '", name, "' has shape ", tensors[0].sizes(), " in sample 0 but ",
+                         t.sizes(), " in sample ", i, "; only dim 0 (the sequence length) may differ.");
         longest = std::max(longest, t.size(0));
       }
       const int64_t m = options.pad_to_multiple_of;

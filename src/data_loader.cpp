@@ -7,6 +7,7 @@
 #include <accelerate/process_state.hpp>
 
 #include "detail/communicator.hpp"  // message_of
+#include "detail/device_copier.hpp"
 #include "detail/internal_collectives.hpp"
 #include "detail/loader_workers.hpp"
 #include "detail/stream_reader.hpp"
@@ -274,7 +275,8 @@ void DataLoader::begin_indexed() {
   // epoch's) is what it would be without workers, and a resume draws the same seed again.
   epoch_seed_ = static_cast<uint64_t>(at::empty({}, at::kLong).random_(generator_.clone()).item<int64_t>());
   count_ = static_cast<int64_t>(batches.size());
-  position_ = 0;
+  position_ = 0, pulled_ = 0;
+  start_copier();
   in_epoch_ = true;
   if (gradient_state_) {
     gradient_state_->begin_loader(this, options_.drop_last ? -1 : dataset_->size() % total_batch_size());
@@ -330,24 +332,32 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
   }
 }
 
+Batch DataLoader::pull_batch() {
+  const int64_t k = pulled_++;
+  if (options_.num_workers > 0) return workers_->next();
+  return load_batch(sync_batches_[static_cast<size_t>(k)], epoch_, skipped_this_epoch_ + k, epoch_seed_);
+}
+
 bool DataLoader::advance(Batch& out) {
   if (stream_) return advance_stream(out);
   if (position_ >= count_) return false;
-  if (options_.num_workers == 0) {
-    out =
-        load_batch(sync_batches_[static_cast<size_t>(position_)], epoch_, skipped_this_epoch_ + position_, epoch_seed_);
-  } else {
-    out = workers_->next();
-  }
-  if (device_.type() != c10::kCPU) out = send_to_device(out, device_, /*non_blocking=*/options_.pin_memory);
+  if (!copier_->pending()) copier_->start(pull_batch());
+  out = copier_->take();
   ++position_;
+  if (copier_->overlaps() && pulled_ < count_) copier_->start(pull_batch());  // copied while this one computes
   // HF looks one batch ahead; we know the count, so the flag is set before the last batch is handed out.
   if (position_ == count_ && gradient_state_) gradient_state_->set_end_of_dataloader(this);
   return true;
 }
 
+void DataLoader::start_copier() {
+  copier_ =
+      std::make_unique<detail::DeviceCopier>(device_, options_.pin_memory && device_.is_cuda(), options_.pin_memory);
+}
+
 void DataLoader::finish_epoch() {
   in_epoch_ = false;
+  copier_.reset();
   reader_.reset();
   lookahead_.reset();
   sync_batches_.clear();
@@ -361,6 +371,7 @@ void DataLoader::begin_stream() {
   in_epoch_ = true;
   position_ = 0;
   count_ = -1;
+  start_copier();
   epoch_seed_ = static_cast<uint64_t>(at::empty({}, at::kLong).random_(generator_.clone()).item<int64_t>());
   if (gradient_state_) gradient_state_->begin_loader(this, -1);
   stream_->start(epoch_);
@@ -409,10 +420,12 @@ void DataLoader::begin_stream() {
 
 bool DataLoader::advance_stream(Batch& out) {
   if (!lookahead_) return false;
-  out = std::move(*lookahead_);
+  if (!copier_->pending()) copier_->start(std::move(*lookahead_));
   lookahead_ = reader_->next();
-  if (device_.type() != c10::kCPU) out = send_to_device(out, device_, /*non_blocking=*/options_.pin_memory);
+  out = copier_->take();
   ++position_;
+  // With overlap the next batch's copy starts now; lookahead_ stays engaged (moved from) to say it exists.
+  if (lookahead_ && copier_->overlaps()) copier_->start(std::move(*lookahead_));
   if (!lookahead_ && gradient_state_) {
     gradient_state_->set_remainder(this, stream_remainder_->load());
     gradient_state_->set_end_of_dataloader(this);

@@ -27,6 +27,7 @@ struct Args {
   std::optional<int> gradient_accumulation_steps;
   std::optional<std::string> mixed_precision;
   int num_workers = 1;
+  bool pin_memory = false;
   uint64_t seed = 1337;
   std::string data_dir;
   std::string output_dir;
@@ -46,45 +47,60 @@ struct Progress final : accelerate::Checkpointable {
   }
 };
 
+// CLI11's PositiveNumber prints the whole range of a double on a bad value; these say what is wanted.
+CLI::Validator whole_number_from(int64_t low) {
+  return CLI::Validator(
+      [low](std::string& v) -> std::string {
+        size_t used = 0;
+        try {
+          if (std::stoll(v, &used) >= low && used == v.size()) return {};
+        } catch (const std::exception&) {
+        }
+        return "needs a whole number >= " + std::to_string(low) + ", not '" + v + "'";
+      },
+      low == 0 ? "INT >= 0" : "INT >= 1");
+}
+const CLI::Validator kPositive = whole_number_from(1), kNonNegative = whole_number_from(0);
+
 void add_flags(CLI::App& app, Args& a) {
-  app.add_option("--n_layer", a.model.n_layer, "transformer blocks")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--n_head", a.model.n_head, "attention heads")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--n_embd", a.model.n_embd, "embedding width")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--n_layer", a.model.n_layer, "transformer blocks")->capture_default_str()->check(kPositive);
+  app.add_option("--n_head", a.model.n_head, "attention heads")->capture_default_str()->check(kPositive);
+  app.add_option("--n_embd", a.model.n_embd, "embedding width")->capture_default_str()->check(kPositive);
   app.add_option("--block_size", a.model.block_size, "context length (tokens)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   app.add_option("--batch_size", a.batch_size, "sequences per process and micro-step")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--max_steps", a.max_steps, "optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(kPositive);
+  app.add_option("--max_steps", a.max_steps, "optimizer steps")->capture_default_str()->check(kPositive);
   app.add_option("--eval_interval", a.eval_interval, "optimizer steps between validation losses")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   app.add_option("--eval_batches", a.eval_batches, "validation batches per interval (the final one uses all)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   app.add_option("--log_interval", a.log_interval, "optimizer steps between step=/loss= lines")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   app.add_option("--lr", a.lr, "peak learning rate (warmup, then cosine decay)")->capture_default_str();
-  app.add_option("--warmup_steps", a.warmup_steps)->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--warmup_steps", a.warmup_steps)->capture_default_str()->check(kNonNegative);
   app.add_option("--weight_decay", a.weight_decay, "AdamW's, on matrices only")->capture_default_str();
   app.add_option("--grad_clip", a.grad_clip, "max gradient norm (0: off)")->capture_default_str();
   app.add_option("--gradient_accumulation_steps", a.gradient_accumulation_steps);
   app.add_option("--mixed_precision", a.mixed_precision, "no, fp16 (GPU), bf16");
-  app.add_option("--num_workers", a.num_workers, "loader threads")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--num_workers", a.num_workers, "loader threads")->capture_default_str()->check(kNonNegative);
+  app.add_flag("--pin_memory", a.pin_memory, "page-locked batches, copied to the GPU beside the compute");
   app.add_option("--seed", a.seed)->capture_default_str();
   app.add_option("--data_dir", a.data_dir, "folder with train.bin and val.bin (setup's data cache by default)");
   app.add_option("--output_dir", a.output_dir, "checkpoints, trackers and the final model (a transformers folder)");
   app.add_option("--checkpointing_steps", a.checkpointing_steps, "save_state every N optimizer steps (0: never)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   app.add_option("--resume_from_checkpoint", a.resume_from_checkpoint, "a checkpoint folder, or latest");
   app.add_flag("--with_tracking", a.with_tracking, "log to the trackers of --report_to");
   app.add_option("--report_to", a.report_to, "tensorboard, jsonl, csv or all")->capture_default_str();
   app.add_option("--sample_tokens", a.sample_tokens, "bytes of text the main process generates at the end")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
 }
 
 std::string default_data_dir() {
@@ -138,10 +154,18 @@ int main(int argc, char** argv) try {
   const accelerate::TokenDatasetOptions windows{.block_size = args.model.block_size};
   auto train_data = std::make_shared<accelerate::TokenDataset>(args.data_dir + "/train.bin", windows);
   auto val_data = std::make_shared<accelerate::TokenDataset>(args.data_dir + "/val.bin", windows);
+  // A token file of another tokenizer (GPT-2's BPE ids go to 50256) would fail deep inside the embedding.
+  const auto first = train_data->get_batch({0, train_data->size() / 2, train_data->size() - 1}).at("input_ids");
+  ACCELERATE_CHECK(first.max().item<int64_t>() < args.model.vocab_size, ConfigError, args.data_dir,
+                   "/train.bin holds token ids up to ", first.max().item<int64_t>(), ", outside this model's ",
+                   args.model.vocab_size,
+                   "-byte vocabulary: it needs one byte per token (scripts/setup.sh writes "
+                   "such files with scripts/prepare_shakespeare.py).");
   accelerate::DataLoader train(train_data, {.batch_size = args.batch_size,
                                             .shuffle = true,
                                             .seed = static_cast<int64_t>(args.seed),
-                                            .num_workers = args.num_workers});
+                                            .num_workers = args.num_workers,
+                                            .pin_memory = args.pin_memory});
   accelerate::DataLoader val(val_data, {.batch_size = args.batch_size, .num_workers = args.num_workers});
 
   gpt::Gpt model(args.model);
@@ -155,6 +179,9 @@ int main(int argc, char** argv) try {
   acc.register_for_checkpointing(progress);
   if (!args.resume_from_checkpoint.empty()) {
     const auto from = acc.load_state(args.resume_from_checkpoint == "latest" ? "" : args.resume_from_checkpoint);
+    // The schedule counts optimizer steps x processes; a resume on another number of processes keeps its place
+    // in optimizer steps (the checkpoint's count is in the old processes' units, as HF saves it).
+    scheduler.scheduler().set_last_epoch(progress.steps * acc.num_processes());
     acc.print("resumed from", from, "at step", progress.steps);
   }
   if (args.with_tracking) {
@@ -176,7 +203,8 @@ int main(int argc, char** argv) try {
       args.batch_size * args.model.block_size * acc.num_processes() * acc.gradient_accumulation_steps());
 
   const auto start = std::chrono::steady_clock::now();
-  double loss_sum = 0;
+  // Summed on the device: reading a loss every step would make a GPU wait for the CPU.
+  auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kFloat).device(acc.device()));
   int64_t loss_count = 0;
   while (progress.steps < args.max_steps) {
     for (auto& batch : train_loader) {
@@ -191,17 +219,17 @@ int main(int argc, char** argv) try {
       opt.step();
       scheduler.step();
       opt.zero_grad();
-      loss_sum += loss.item<double>();
+      loss_sum += loss.detach().to(torch::kFloat);
       ++loss_count;
       if (!acc.sync_gradients()) continue;
       ++progress.steps;
       const bool last = progress.steps == args.max_steps;
       if (progress.steps % args.log_interval == 0 || last) {
-        const double mean = acc.reduce(torch::tensor(loss_sum / loss_count, torch::kDouble), "mean").item<double>();
+        const double mean = acc.reduce(loss_sum / static_cast<double>(loss_count), "mean").item<double>();
         acc.print("step=" + std::to_string(progress.steps), "loss=" + std::to_string(mean),
                   "lr=" + std::to_string(scheduler.get_last_lr()[0]));
         if (args.with_tracking) acc.log({{"train_loss", mean}, {"lr", scheduler.get_last_lr()[0]}}, progress.steps);
-        loss_sum = 0, loss_count = 0;
+        loss_sum.zero_(), loss_count = 0;
       }
       if (progress.steps % args.eval_interval == 0 && !last) {
         const double v = validation_loss(acc, model, val_loader, args.eval_batches);

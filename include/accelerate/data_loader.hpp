@@ -26,6 +26,7 @@ namespace detail {
 struct DataLoaderAccess;
 class LoaderWorkers;
 class StreamReader;
+class DeviceCopier;
 }  // namespace detail
 
 struct DataLoaderOptions {
@@ -43,8 +44,9 @@ struct DataLoaderOptions {
   int prefetch_factor = 2;
   /// Keep the worker threads between epochs instead of starting them at each (PyTorch's persistent_workers).
   bool persistent_workers = false;
-  /// Workers put each batch in page-locked memory and the loader copies it to the GPU asynchronously
-  /// (PyTorch's pin_memory + non_blocking); ignored without CUDA.
+  /// Workers put each batch in page-locked memory, and the loader copies batch k+1 to the GPU on a side stream
+  /// while the loop computes step k (PyTorch's pin_memory + non_blocking, plus the overlap of apex's
+  /// data_prefetcher); ignored without CUDA.
   bool pin_memory = false;
   /// Samples -> batch (PyTorch's collate_fn): default_collate, pad_collate(...) or your own. Unset: the
   /// dataset's get_batch() (default_collate unless the dataset gathers faster, as TensorDataset does).
@@ -161,6 +163,11 @@ class DataLoader {
   std::unique_ptr<detail::StreamReader> reader_;
   std::optional<Batch> lookahead_;
   std::shared_ptr<std::atomic<int64_t>> stream_remainder_;
+  // The device copy of handed-out batches; with overlap it holds the next batch, pulled ahead (pulled_).
+  std::unique_ptr<detail::DeviceCopier> copier_;
+  int64_t pulled_ = 0;
+  void start_copier();
+  Batch pull_batch();    // the next batch from the workers (or loaded here with num_workers = 0)
   void begin_indexed();  // begin() of a map-style dataset: this epoch's batches to the workers
   void begin_stream();
   bool advance_stream(Batch& out);

@@ -72,3 +72,24 @@ TEST(Collate, ASamplesOwnAttentionMaskIsKept) {
   auto b = pad_collate()(samples);
   EXPECT_TRUE(at::equal(b.at("attention_mask"), at::tensor({1, 0, 1, 0}, at::kLong).reshape({2, 2})));
 }
+
+// Only the sequence length may differ between samples: another trailing shape or another dtype is refused with
+// the field and the sample named (at::stack and copy_ would broadcast or convert silently).
+TEST(Collate, MismatchedTrailingDimsOrDtypesAreRefused) {
+  auto refused = [](const Collate& collate, const std::vector<Batch>& samples, const std::string& expected) {
+    try {
+      collate(samples);
+      ADD_FAILURE() << "no error, expected: " << expected;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  };
+  const std::vector<Batch> trailing = {{{"x", at::ones({3, 2})}}, {{"x", at::ones({1, 1})}}};
+  refused(pad_collate({.mask_from = "x"}), trailing, "field 'x' has shape [3, 2] in sample 0 but [1, 1] in sample 1");
+  const std::vector<Batch> dtypes = {{{"input_ids", at::tensor({1, 2}, at::kLong)}},
+                                     {{"input_ids", at::tensor({1.5}, at::kFloat)}}};
+  refused(pad_collate(), dtypes, "field 'input_ids' is Long in sample 0 but Float in sample 1");
+  const std::vector<Batch> stacked = {{{"y", at::scalar_tensor(1, at::kLong)}},
+                                      {{"y", at::scalar_tensor(0.5, at::kDouble)}}};
+  refused(default_collate, stacked, "field 'y' is Long in sample 0 but Double in sample 1");
+}

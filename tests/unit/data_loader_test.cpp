@@ -385,3 +385,43 @@ TEST(DataLoader, ABreakEndsTheEpochForCheckpoints) {
   EXPECT_EQ(next, resumed);
   EXPECT_EQ(next.size(), 6u);
 }
+
+// On a GPU with pin_memory, batch k+1 is copied on a side stream while step k computes: the batches are those of
+// the CPU loader, for map-style and stream loaders, even when the loop keeps the GPU busy and writes into each
+// batch it gets. Skipped without CUDA (scripts/gpu-check.sh runs it on a GPU).
+TEST(DataLoaderCuda, OverlappedCopiesGiveTheCpuBatches) {
+  if (!at::globalContext().hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  ProcessState state(EnvironmentVariables{}, ProcessStateOptions{.cpu = true});
+  const DataLoaderOptions base{.batch_size = 3, .shuffle = true, .seed = 11, .collate = pad_collate()};
+  const auto reference = one_epoch(base, 29);
+  const auto busy = at::randn({2048, 2048}, at::Device(at::kCUDA));
+  for (int workers : {0, 2}) {
+    for (bool pin : {false, true}) {
+      auto o = base;
+      o.num_workers = workers, o.pin_memory = pin;
+      DataLoader loader(std::make_shared<NoisyDataset>(29), o);
+      GradientState gs;
+      accelerate::detail::DataLoaderAccess::prepare(loader, state, gs, {1, 0, false, true}, c10::Device(c10::kCUDA, 0));
+      size_t k = 0;
+      for (auto& b : loader) {
+        ASSERT_TRUE(b.at("input_ids").is_cuda());
+        (void)at::matmul(busy, busy);  // step k: the next batch's copy runs beside it
+        ASSERT_LT(k, reference.size());
+        EXPECT_TRUE(same(apply(b, [](const at::Tensor& t) { return t.cpu(); }), reference[k]))
+            << workers << " workers, pin_memory " << pin << ", batch " << k;
+        b.at("noise").fill_(-1);
+        ++k;
+      }
+      EXPECT_EQ(k, reference.size());
+    }
+  }
+  DataLoader stream(std::make_shared<CountingStream>(10), {.batch_size = 3, .pin_memory = true});
+  GradientState gs;
+  accelerate::detail::DataLoaderAccess::prepare(stream, state, gs, {1, 0, false, true}, c10::Device(c10::kCUDA, 0));
+  std::vector<std::vector<int64_t>> got;
+  for (auto& b : stream) {
+    const auto x = b.at("x").cpu();
+    got.emplace_back(x.data_ptr<int64_t>(), x.data_ptr<int64_t>() + x.numel());
+  }
+  EXPECT_EQ(got, (std::vector<std::vector<int64_t>>{{0, 1, 2}, {3, 4, 5}, {6, 7, 8}, {9, 0, 1}}));
+}
