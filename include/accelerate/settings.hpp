@@ -59,6 +59,8 @@ inline constexpr const char* kGlooSocketIfname = "GLOO_SOCKET_IFNAME";
 inline constexpr const char* kShowCppStacktraces = "TORCH_SHOW_CPP_STACKTRACES";
 inline constexpr const char* kOmpNumThreads = "OMP_NUM_THREADS";
 inline constexpr const char* kCudaVisibleDevices = "CUDA_VISIBLE_DEVICES";
+inline constexpr const char* kMallocMmapThreshold = "MALLOC_MMAP_THRESHOLD_";
+inline constexpr const char* kMallocTrimThreshold = "MALLOC_TRIM_THRESHOLD_";
 }  // namespace env_var
 
 /// What a variable holds; each kind has one parser below (Text needs none).

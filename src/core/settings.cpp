@@ -49,6 +49,8 @@ constexpr std::array kVariables = {
     EnvironmentVariable{v::kShowCppStacktraces, Bool, Library, "keep c10's stack traces in error messages"},
     EnvironmentVariable{v::kOmpNumThreads, Int, Runtime, "intra-op threads per process"},
     EnvironmentVariable{v::kCudaVisibleDevices, Text, Runtime, "GPUs this job may use"},
+    EnvironmentVariable{v::kMallocMmapThreshold, Int, Runtime, "glibc: bytes from which malloc maps memory"},
+    EnvironmentVariable{v::kMallocTrimThreshold, Int, Runtime, "glibc: free bytes at the heap's top it keeps"},
 };
 
 std::optional<std::string> lookup(const EnvironmentVariables& env, const char* key) {

@@ -58,6 +58,17 @@ TEST(LaunchPlan, OmpNumThreadsFromParentIsKept) {
   EXPECT_EQ(plan.workers[0].env.count("OMP_NUM_THREADS"), 0u);  // inherited unchanged
 }
 
+// glibc's heap is kept between steps (no trim, no per-step mmap of activations) unless the parent chose otherwise.
+TEST(LaunchPlan, MallocKeepsTheHeapUnlessTheParentSetsIt) {
+  LaunchOptions o;
+  o.num_processes = 2;
+  auto plan = plan_for(o, {});
+  EXPECT_EQ(plan.workers[1].env.at("MALLOC_TRIM_THRESHOLD_"), "1073741824");
+  EXPECT_EQ(plan.workers[1].env.at("MALLOC_MMAP_THRESHOLD_"), "33554432");
+  plan = plan_for(o, {{"MALLOC_TRIM_THRESHOLD_", "0"}});
+  EXPECT_EQ(plan.workers[0].env.count("MALLOC_TRIM_THRESHOLD_"), 0u);  // inherited unchanged
+}
+
 TEST(LaunchPlan, MultiNodeRanks) {
   LaunchOptions o;
   o.num_processes = 6;
