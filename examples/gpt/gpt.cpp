@@ -1,5 +1,6 @@
 #include "gpt.hpp"
 
+#include <accelerate/activation_checkpointing.hpp>
 #include <accelerate/error.hpp>
 #include <accelerate/safetensors.hpp>
 
@@ -73,7 +74,10 @@ torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
   ACCELERATE_CHECK(T <= config.block_size, ConfigError, "a sequence of ", T, " tokens is longer than block_size ",
                    config.block_size, ".");
   auto x = wte(idx) + wpe(torch::arange(T, idx.options()));
-  for (const auto& block : *h) x = block->as<Block>()->forward(x);
+  for (const auto& module : *h) {
+    auto block = module->as<Block>();
+    x = config.gradient_checkpointing && is_training() ? accelerate::checkpoint(block, x) : block->forward(x);
+  }
   return torch::matmul(ln_f(x), wte->weight.t());  // tied output projection
 }
 

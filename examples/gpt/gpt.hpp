@@ -23,6 +23,9 @@ struct Config {
   int64_t n_layer = 4;
   int64_t n_head = 4;
   int64_t n_embd = 128;
+  /// Recompute each block's activations in backward instead of keeping them (accelerate::checkpoint; HF's
+  /// gradient_checkpointing_enable()). Not saved in config.json: it changes memory, not the model.
+  bool gradient_checkpointing = false;
 };
 
 struct CausalSelfAttentionImpl : torch::nn::Module {

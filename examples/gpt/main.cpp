@@ -69,6 +69,8 @@ void add_flags(CLI::App& app, Args& a) {
   app.add_option("--block_size", a.model.block_size, "context length (tokens)")
       ->capture_default_str()
       ->check(kPositive);
+  app.add_flag("--gradient_checkpointing", a.model.gradient_checkpointing,
+               "recompute each block's activations in backward (less memory, about a third more compute)");
   app.add_option("--batch_size", a.batch_size, "sequences per process and micro-step")
       ->capture_default_str()
       ->check(kPositive);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <accelerate/accelerator.hpp>
+#include <accelerate/activation_checkpointing.hpp>
 #include <accelerate/collectives.hpp>
 #include <accelerate/data_loader.hpp>
 #include <accelerate/environment.hpp>
