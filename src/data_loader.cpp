@@ -308,7 +308,7 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
     } else {
       batch = dataset_->get_batch(indices);
     }
-    if (options_.pin_memory && at::globalContext().hasCUDA()) {
+    if (options_.pin_memory && device_.is_cuda()) {  // not for a CPU run on a machine that has a GPU
       batch = apply(batch, [](const at::Tensor& t) { return t.is_pinned() ? t : t.pin_memory(); });
     }
     return batch;
@@ -344,7 +344,13 @@ bool DataLoader::advance(Batch& out) {
   if (!copier_->pending()) copier_->start(pull_batch());
   out = copier_->take();
   ++position_;
-  if (copier_->overlaps() && pulled_ < count_) copier_->start(pull_batch());  // copied while this one computes
+  if (copier_->overlaps() && pulled_ < count_) {  // copied while this one computes
+    try {
+      copier_->start(pull_batch());
+    } catch (...) {  // the next advance() reports it: this batch is still handed out, as without overlap
+      copier_->fail(std::current_exception());
+    }
+  }
   // HF looks one batch ahead; we know the count, so the flag is set before the last batch is handed out.
   if (position_ == count_ && gradient_state_) gradient_state_->set_end_of_dataloader(this);
   return true;

@@ -1,6 +1,7 @@
 #include "detail/device_copier.hpp"
 
 #include <c10/core/StreamGuard.h>
+#include <utility>
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 namespace accelerate::detail {
@@ -27,6 +28,7 @@ void DeviceCopier::start(Batch host) {
 }
 
 Batch DeviceCopier::take() {
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   Batch batch = std::move(*pending_);
   pending_.reset();
   if (!side_) return device_.type() == c10::kCPU ? batch : send_to_device(batch, device_, non_blocking_);

@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
+#include <filesystem>
 #include <cstdlib>
 #include <iostream>
 
@@ -41,9 +43,12 @@ struct Args {
 /// The optimizer steps done so far, saved with each checkpoint (register_for_checkpointing).
 struct Progress final : accelerate::Checkpointable {
   int64_t steps = 0;
-  std::string state_json() const override { return "{\"steps\": " + std::to_string(steps) + "}"; }
+  int processes = 1;  // of the run that saved it
+  std::string state_json() const override { return nlohmann::json{{"steps", steps}, {"processes", processes}}.dump(); }
   void load_state(const std::map<std::string, at::Tensor>&, const std::string& json) override {
-    steps = nlohmann::json::parse(json).at("steps").get<int64_t>();
+    const auto j = nlohmann::json::parse(json);
+    steps = j.at("steps").get<int64_t>();
+    processes = j.value("processes", processes);
   }
 };
 
@@ -61,6 +66,20 @@ CLI::Validator whole_number_from(int64_t low) {
       low == 0 ? "INT >= 0" : "INT >= 1");
 }
 const CLI::Validator kPositive = whole_number_from(1), kNonNegative = whole_number_from(0);
+
+CLI::Validator positive_real() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        size_t used = 0;
+        try {
+          const double x = std::stod(v, &used);
+          if (std::isfinite(x) && x > 0 && used == v.size()) return {};
+        } catch (const std::exception&) {
+        }
+        return "needs a finite number > 0, not '" + v + "'";
+      },
+      "REAL > 0");
+}
 
 void add_flags(CLI::App& app, Args& a) {
   app.add_option("--n_layer", a.model.n_layer, "transformer blocks")->capture_default_str()->check(kPositive);
@@ -84,15 +103,26 @@ void add_flags(CLI::App& app, Args& a) {
   app.add_option("--log_interval", a.log_interval, "optimizer steps between step=/loss= lines")
       ->capture_default_str()
       ->check(kPositive);
-  app.add_option("--lr", a.lr, "peak learning rate (warmup, then cosine decay)")->capture_default_str();
-  app.add_option("--warmup_steps", a.warmup_steps)->capture_default_str()->check(kNonNegative);
+  app.add_option("--lr", a.lr, "peak learning rate (warmup, then cosine decay)")
+      ->capture_default_str()
+      ->check(positive_real());
+  app.add_option("--warmup_steps", a.warmup_steps, "optimizer steps of linear warmup")
+      ->capture_default_str()
+      ->check(kNonNegative);
   app.add_option("--weight_decay", a.weight_decay, "AdamW's, on matrices only")->capture_default_str();
-  app.add_option("--grad_clip", a.grad_clip, "max gradient norm (0: off)")->capture_default_str();
+  app.add_option("--grad_clip", a.grad_clip, "max gradient norm (0: off)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            return positive_real()(v).empty() || v == "0" ? ""
+                                                          : "needs 0 (off) or a finite number > 0, not '" + v + "'";
+          },
+          "0 or REAL > 0"));
   app.add_option("--gradient_accumulation_steps", a.gradient_accumulation_steps);
   app.add_option("--mixed_precision", a.mixed_precision, "no, fp16 (GPU), bf16");
   app.add_option("--num_workers", a.num_workers, "loader threads")->capture_default_str()->check(kNonNegative);
   app.add_flag("--pin_memory", a.pin_memory, "page-locked batches, copied to the GPU beside the compute");
-  app.add_option("--seed", a.seed)->capture_default_str();
+  app.add_option("--seed", a.seed)->capture_default_str()->check(kNonNegative);
   app.add_option("--data_dir", a.data_dir, "folder with train.bin and val.bin (setup's data cache by default)");
   app.add_option("--output_dir", a.output_dir, "checkpoints, trackers and the final model (a transformers folder)");
   app.add_option("--checkpointing_steps", a.checkpointing_steps, "save_state every N optimizer steps (0: never)")
@@ -109,6 +139,25 @@ std::string default_data_dir() {
   if (const char* d = std::getenv("ACCELERATE_CPP_DATA"); d && *d) return std::string(d) + "/shakespeare";
   const char* home = std::getenv("HOME");
   return std::string(home ? home : ".") + "/.cache/accelerate-cpp/data/shakespeare";
+}
+
+const char* const kDataHint = "scripts/setup.sh writes byte-level token files with scripts/prepare_shakespeare.py";
+
+/// `name` in --data_dir as token windows, with a first check that its ids fit the byte vocabulary (a file of
+/// another tokenizer, e.g. GPT-2's BPE up to 50256, would otherwise fail deep inside the embedding; the training
+/// loop's catch names such an id found later).
+std::shared_ptr<accelerate::TokenDataset> open_tokens(const Args& args, const std::string& name) {
+  const auto path = args.data_dir + "/" + name;
+  ACCELERATE_CHECK(std::filesystem::exists(path), ConfigError, path, " does not exist: pass --data_dir (a folder with ",
+                   "train.bin and val.bin) or run scripts/setup.sh, which prepares the Shakespeare token files.");
+  auto data = std::make_shared<accelerate::TokenDataset>(
+      path, accelerate::TokenDatasetOptions{.block_size = args.model.block_size});
+  const auto probe = data->get_batch({0, data->size() / 2, data->size() - 1}).at("input_ids");
+  const int64_t largest = probe.max().item<int64_t>();
+  ACCELERATE_CHECK(largest < args.model.vocab_size, ConfigError, path, " holds token ids up to ", largest,
+                   ", outside this model's ", args.model.vocab_size, "-byte vocabulary: it needs one byte per token (",
+                   kDataHint, ").");
+  return data;
 }
 
 /// Mean next-token loss over the validation loader: per-sequence losses of every rank through gather_for_metrics
@@ -153,16 +202,8 @@ int main(int argc, char** argv) try {
   options.seed = args.seed;
   accelerate::Accelerator acc(options);
 
-  const accelerate::TokenDatasetOptions windows{.block_size = args.model.block_size};
-  auto train_data = std::make_shared<accelerate::TokenDataset>(args.data_dir + "/train.bin", windows);
-  auto val_data = std::make_shared<accelerate::TokenDataset>(args.data_dir + "/val.bin", windows);
-  // A token file of another tokenizer (GPT-2's BPE ids go to 50256) would fail deep inside the embedding.
-  const auto first = train_data->get_batch({0, train_data->size() / 2, train_data->size() - 1}).at("input_ids");
-  ACCELERATE_CHECK(first.max().item<int64_t>() < args.model.vocab_size, ConfigError, args.data_dir,
-                   "/train.bin holds token ids up to ", first.max().item<int64_t>(), ", outside this model's ",
-                   args.model.vocab_size,
-                   "-byte vocabulary: it needs one byte per token (scripts/setup.sh writes "
-                   "such files with scripts/prepare_shakespeare.py).");
+  auto train_data = open_tokens(args, "train.bin");
+  auto val_data = open_tokens(args, "val.bin");
   accelerate::DataLoader train(train_data, {.batch_size = args.batch_size,
                                             .shuffle = true,
                                             .seed = static_cast<int64_t>(args.seed),
@@ -178,13 +219,21 @@ int main(int argc, char** argv) try {
                                              .num_training_steps = args.max_steps * acc.num_processes()});
   auto [net, opt, train_loader, val_loader, scheduler] = acc.prepare(model, optimizer, train, val, schedule);
   Progress progress;
+  progress.processes = acc.num_processes();
   acc.register_for_checkpointing(progress);
   if (!args.resume_from_checkpoint.empty()) {
     const auto from = acc.load_state(args.resume_from_checkpoint == "latest" ? "" : args.resume_from_checkpoint);
     // The schedule counts optimizer steps x processes; a resume on another number of processes keeps its place
     // in optimizer steps (the checkpoint's count is in the old processes' units, as HF saves it).
-    scheduler.scheduler().set_last_epoch(progress.steps * acc.num_processes());
+    if (progress.processes != acc.num_processes()) {
+      auto& s = scheduler.scheduler();
+      s.set_last_epoch(s.last_epoch() / progress.processes * acc.num_processes());
+    }
     acc.print("resumed from", from, "at step", progress.steps);
+    if (progress.steps >= args.max_steps) {
+      acc.print("gpt: the checkpoint is at step", progress.steps, ">= --max_steps", args.max_steps,
+                ": nothing left to train; raise --max_steps to continue.");
+    }
   }
   if (args.with_tracking) {
     acc.init_trackers("gpt", {{"n_layer", args.model.n_layer},
@@ -264,6 +313,12 @@ int main(int argc, char** argv) try {
   acc.wait_for_everyone();
   acc.end_training();
   return 0;
+} catch (const c10::IndexError& e) {
+  // An id past the embedding: a token file of another tokenizer that open_tokens()'s probe did not catch.
+  std::cerr << "gpt: a token id is outside the " << gpt::Config{}.vocab_size << "-byte vocabulary ("
+            << e.what_without_backtrace() << "): --data_dir needs one byte per token (" << kDataHint << ")."
+            << std::endl;
+  return 2;
 } catch (const accelerate::ConfigError& e) {
   std::cerr << "gpt: " << e.what() << std::endl;
   return 2;

@@ -4,6 +4,7 @@
 // compute stream, behind step k's kernels, so it frees the CPU but does not overlap the copy with compute.
 #pragma once
 
+#include <exception>
 #include <optional>
 
 #include <accelerate/batch.hpp>
@@ -25,13 +26,18 @@ class DeviceCopier {
   bool overlaps() const { return side_.has_value(); }
   /// Takes `host` for the next take(); with overlap, starts its copy on the side stream now.
   void start(Batch host);
-  bool pending() const { return pending_.has_value(); }
+  bool pending() const { return pending_.has_value() || error_ != nullptr; }
+  /// Loading the next batch failed: take() rethrows `error` in its turn.
+  void fail(std::exception_ptr error) { error_ = std::move(error); }
   /// The batch given to the last start(), on the device and safe to use on the current stream: the current stream
   /// waits for its copy, and each tensor is marked as used there (record_stream), so that the caching allocator
   /// does not give its memory to a later copy on the side stream while step k still reads it.
   Batch take();
   /// Drops a started batch (an epoch left early).
-  void reset() { pending_.reset(); }
+  void reset() {
+    pending_.reset();
+    error_ = nullptr;
+  }
 
  private:
   c10::Device device_;
@@ -39,6 +45,7 @@ class DeviceCopier {
   std::optional<c10::Stream> side_;
   std::optional<c10::Event> copied_;
   std::optional<Batch> pending_;
+  std::exception_ptr error_;
 };
 
 }  // namespace accelerate::detail

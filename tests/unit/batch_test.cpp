@@ -93,3 +93,36 @@ TEST(Collate, MismatchedTrailingDimsOrDtypesAreRefused) {
                                       {{"y", at::scalar_tensor(0.5, at::kDouble)}}};
   refused(default_collate, stacked, "field 'y' is Long in sample 0 but Double in sample 1");
 }
+
+// Fields aligned with the mask field (labels, a mask the samples bring) are padded with it to one length, also
+// when every sample has the same length and pad_to_multiple_of rounds it up (a batch of one sample, say).
+TEST(Collate, FieldsAlignedWithTheSequencePadTogether) {
+  std::vector<Batch> samples = {{{"input_ids", at::arange(5, at::kLong)},
+                                 {"labels", at::arange(5, at::kLong)},
+                                 {"score", at::scalar_tensor(1.0)}},
+                                {{"input_ids", at::arange(5, at::kLong)},
+                                 {"labels", at::arange(5, at::kLong)},
+                                 {"score", at::scalar_tensor(2.0)}}};
+  auto b = pad_collate({.pad_values = {{"labels", -100}}, .pad_to_multiple_of = 8})(samples);
+  EXPECT_EQ(b.at("input_ids").sizes(), (std::vector<int64_t>{2, 8}));
+  EXPECT_EQ(b.at("labels").sizes(), (std::vector<int64_t>{2, 8}));
+  EXPECT_EQ(b.at("labels")[0][7].item<int64_t>(), -100);
+  EXPECT_EQ(b.at("attention_mask").sizes(), (std::vector<int64_t>{2, 8}));
+  EXPECT_EQ(b.at("score").sizes(), (std::vector<int64_t>{2}));
+}
+
+TEST(Collate, MistakesInTheFieldsAreNamed) {
+  auto refused = [](const Collate& collate, const std::vector<Batch>& samples, const std::string& expected) {
+    try {
+      collate(samples);
+      ADD_FAILURE() << "no error, expected: " << expected;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  };
+  const std::vector<Batch> ids = {{{"input_ids", at::arange(2)}}, {{"input_ids", at::arange(3)}}};
+  refused(pad_collate({.pad_values = {{"label", -100}}}), ids, "pad_values names 'label', which the samples do not");
+  const std::vector<Batch> extra = {{{"input_ids", at::arange(2)}},
+                                    {{"input_ids", at::arange(3)}, {"labels", at::arange(3)}}};
+  refused(pad_collate(), extra, "sample 1 has the fields input_ids, labels but sample 0 has input_ids");
+}

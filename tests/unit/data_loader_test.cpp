@@ -415,6 +415,23 @@ TEST(DataLoaderCuda, OverlappedCopiesGiveTheCpuBatches) {
       EXPECT_EQ(k, reference.size());
     }
   }
+  // The next batch is loaded while this one is handed out: its failure still comes in its own turn.
+  for (int workers : {0, 2}) {
+    DataLoader failing(std::make_shared<NoisyDataset>(60, 37),
+                       {.batch_size = 4, .num_workers = workers, .pin_memory = true, .collate = pad_collate()});
+    GradientState fgs;
+    accelerate::detail::DataLoaderAccess::prepare(failing, state, fgs, {1, 0, false, true}, c10::Device(c10::kCUDA, 0));
+    int64_t delivered = 0;
+    EXPECT_THROW(
+        {
+          for (auto& b : failing) {
+            (void)b;
+            ++delivered;
+          }
+        },
+        DataError);
+    EXPECT_EQ(delivered, 9) << workers << " workers";
+  }
   DataLoader stream(std::make_shared<CountingStream>(10), {.batch_size = 3, .pin_memory = true});
   GradientState gs;
   accelerate::detail::DataLoaderAccess::prepare(stream, state, gs, {1, 0, false, true}, c10::Device(c10::kCUDA, 0));
