@@ -38,10 +38,12 @@ int main(int argc, char** argv) {
   CLI::App app{"accelerate-cpp: run LibTorch training on one CPU, many processes, GPUs and nodes", "accelerate-cpp"};
   app.require_subcommand(1);
   app.set_version_flag("--version", accelerate::kVersion);
-  std::map<std::string, accelerate::cli::Action> actions = {{"config", accelerate::cli::register_config(app)},
-                                                            {"env", accelerate::cli::register_env(app)},
-                                                            {"launch", accelerate::cli::register_launch(app)},
-                                                            {"test", accelerate::cli::register_test(app)}};
+  std::map<std::string, accelerate::cli::Action> actions = {
+      {"config", accelerate::cli::register_config(app)},
+      {"env", accelerate::cli::register_env(app)},
+      {"launch", accelerate::cli::register_launch(app)},
+      {"test", accelerate::cli::register_test(app)},
+      {"estimate-memory", accelerate::cli::register_estimate(app)}};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

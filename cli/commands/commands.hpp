@@ -18,6 +18,7 @@ Action register_launch(CLI::App& app);
 Action register_config(CLI::App& app);
 Action register_env(CLI::App& app);
 Action register_test(CLI::App& app);
+Action register_estimate(CLI::App& app);
 
 /// Runs a launch (config file merged in, program resolved, workers supervised); `test` reuses it.
 int run_launch(launcher::LaunchOptions& options);

@@ -173,7 +173,7 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     }
     if (!threads.empty()) e[env_var::kOmpNumThreads] = threads;
     // glibc gives the top of its heap back to the kernel once 128 KiB-32 MiB of it is free, and a training step
-    // frees its activations every step: the next step faults the same pages in again (12-15% of a small GPT's CPU
+    // frees its activations every step: the next step faults the same pages in again (8-17% of a small GPT's CPU
     // step here; bench/README.md). Keeping them is what the jemalloc/tcmalloc preload of PyTorch's CPU launcher
     // (torch.backends.xeon.run_cpu) buys; with glibc it is two variables. The parent's values win.
     for (const auto& [name, value] : {std::pair{env_var::kMallocMmapThreshold, "33554432"},
