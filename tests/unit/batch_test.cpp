@@ -73,17 +73,21 @@ TEST(Collate, ASamplesOwnAttentionMaskIsKept) {
   EXPECT_TRUE(at::equal(b.at("attention_mask"), at::tensor({1, 0, 1, 0}, at::kLong).reshape({2, 2})));
 }
 
+namespace {
+/// `collate(samples)` throws a ConfigError whose message contains `expected`.
+void refused(const Collate& collate, const std::vector<Batch>& samples, const std::string& expected) {
+  try {
+    collate(samples);
+    ADD_FAILURE() << "no error, expected: " << expected;
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
 // Only the sequence length may differ between samples: another trailing shape or another dtype is refused with
 // the field and the sample named (at::stack and copy_ would broadcast or convert silently).
 TEST(Collate, MismatchedTrailingDimsOrDtypesAreRefused) {
-  auto refused = [](const Collate& collate, const std::vector<Batch>& samples, const std::string& expected) {
-    try {
-      collate(samples);
-      ADD_FAILURE() << "no error, expected: " << expected;
-    } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
-    }
-  };
   const std::vector<Batch> trailing = {{{"x", at::ones({3, 2})}}, {{"x", at::ones({1, 1})}}};
   refused(pad_collate({.mask_from = "x"}), trailing, "field 'x' has shape [3, 2] in sample 0 but [1, 1] in sample 1");
   const std::vector<Batch> dtypes = {{{"input_ids", at::tensor({1, 2}, at::kLong)}},
@@ -112,14 +116,6 @@ TEST(Collate, FieldsAlignedWithTheSequencePadTogether) {
 }
 
 TEST(Collate, MistakesInTheFieldsAreNamed) {
-  auto refused = [](const Collate& collate, const std::vector<Batch>& samples, const std::string& expected) {
-    try {
-      collate(samples);
-      ADD_FAILURE() << "no error, expected: " << expected;
-    } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
-    }
-  };
   const std::vector<Batch> ids = {{{"input_ids", at::arange(2)}}, {{"input_ids", at::arange(3)}}};
   refused(pad_collate({.pad_values = {{"label", -100}}}), ids, "pad_values names 'label', which the samples do not");
   const std::vector<Batch> extra = {{{"input_ids", at::arange(2)}},
