@@ -59,12 +59,13 @@ requires(!TensorModule<F>) && std::is_invocable_r_v<at::Tensor, F&, const at::Te
       {input}, options)[0];
 }
 
-/// A submodule's forward, checkpointed: `x = accelerate::checkpoint(block, x);`. The module must outlive backward.
+/// A submodule's forward, checkpointed: `x = accelerate::checkpoint(block, x);`. The holder or pointer is copied
+/// (a loop variable may end before backward); the module itself must outlive backward.
 template <TensorModule M>
-at::Tensor checkpoint(M& module, const at::Tensor& input, ActivationCheckpointOptions options = {}) {
+at::Tensor checkpoint(const M& module, const at::Tensor& input, ActivationCheckpointOptions options = {}) {
   return checkpoint_function(
-      [&module](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{module->forward(in[0])}; }, {input},
-      options)[0];
+      [m = module](const std::vector<at::Tensor>& in) mutable { return std::vector<at::Tensor>{m->forward(in[0])}; },
+      {input}, options)[0];
 }
 
 }  // namespace accelerate

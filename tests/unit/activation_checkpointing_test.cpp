@@ -86,6 +86,25 @@ TEST(ActivationCheckpointing, ModulesAndEvaluation) {
   EXPECT_FALSE(accelerate::checkpoint(layer, x).requires_grad());
 }
 
+// A module reached through a loop variable (as a model's blocks are): the variable ends before backward, the
+// recomputation must not depend on it.
+TEST(ActivationCheckpointing, ModulesFromALoopVariable) {
+  auto run = [](bool checkpointed) {
+    torch::manual_seed(0);
+    torch::nn::ModuleList list;
+    for (int i = 0; i < 3; ++i) list->push_back(torch::nn::Linear(4, 4));
+    auto x = torch::randn({2, 4}).requires_grad_(true);
+    auto y = x;
+    for (const auto& module : *list) {
+      auto* layer = module->as<torch::nn::LinearImpl>();
+      y = checkpointed ? accelerate::checkpoint(layer, y) : layer->forward(y);
+    }
+    y.pow(2).sum().backward();
+    return list[0]->as<torch::nn::LinearImpl>()->weight.grad().clone();
+  };
+  EXPECT_TRUE(torch::allclose(run(false), run(true), 1e-6, 1e-6));
+}
+
 TEST(ActivationCheckpointing, AnInputWithoutGradIsRefused) {
   torch::nn::Linear layer(4, 4);
   try {
