@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPT example end to end in seconds: 2 CPU processes on a tiny model and a small text train to a validation
 # loss well below chance (ln 256 = 5.55), save checkpoints and a transformers folder; a run resumed from the
-# mid-run checkpoint ends with the same validation loss as the uninterrupted one (to the printed digits).
+# mid-run checkpoint, and a run with activation checkpointing, end with the same validation loss as the
+# uninterrupted one (to the printed digits).
 # Usage: gpt_smoke.sh ACCELERATE_CPP GPT PYTHON
 set -euo pipefail
 cli="$1" gpt="$2" python="$3"
@@ -33,4 +34,9 @@ out=$(run --output_dir "$tmp/b" --resume_from_checkpoint latest) || fail "the re
 grep -q "at step 30" <<<"$out" || fail "did not resume at step 30"
 resumed=$(grep -o "val_loss=[0-9.]*" <<<"$out" | tail -1 | cut -d= -f2)
 [ "$resumed" = "$val" ] || fail "resumed val_loss $resumed differs from the uninterrupted $val"
-echo "gpt_smoke: passed (val_loss $val, resumed run identical)"
+
+# Activation checkpointing recomputes each block in backward: the same training, to the printed digits.
+out=$(run --gradient_checkpointing) || fail "the run with --gradient_checkpointing failed"
+checkpointed=$(grep -o "val_loss=[0-9.]*" <<<"$out" | tail -1 | cut -d= -f2)
+[ "$checkpointed" = "$val" ] || fail "val_loss with --gradient_checkpointing $checkpointed differs from $val"
+echo "gpt_smoke: passed (val_loss $val, resumed run and --gradient_checkpointing identical)"
