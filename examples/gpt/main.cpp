@@ -256,7 +256,7 @@ int main(int argc, char** argv) try {
   const auto start = std::chrono::steady_clock::now();
   // Summed on the device: reading a loss every step would make a GPU wait for the CPU.
   auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kFloat).device(acc.device()));
-  int64_t loss_count = 0;
+  int64_t loss_count = 0, grad_bytes = 0;  // the most gradient bytes held at once (after a sync backward)
   while (progress.steps < args.max_steps) {
     for (auto& batch : train_loader) {
       auto step = acc.accumulate(net);
@@ -266,6 +266,7 @@ int main(int argc, char** argv) try {
         loss = net->loss(batch.at("input_ids"), batch.at("labels"));
       }
       acc.backward(loss);
+      if (acc.sync_gradients()) grad_bytes = std::max(grad_bytes, accelerate::gradient_bytes(net->parameters()));
       if (acc.sync_gradients() && args.grad_clip > 0) acc.clip_grad_norm_(net->parameters(), args.grad_clip);
       opt.step();
       scheduler.step();
@@ -310,6 +311,12 @@ int main(int argc, char** argv) try {
       std::cout << "sample:\n" << text << std::endl;
     }
   }
+  // Every rank: what it holds, for comparing ZeRO stages and --gradient_checkpointing (peak RSS on the CPU, the
+  // caching allocator's peak on a GPU).
+  std::cout << "memory: rank=" << acc.process_index()
+            << " optimizer_state_bytes=" << accelerate::optimizer_state_bytes(opt.optimizer())
+            << " gradient_bytes=" << grad_bytes << " peak_bytes=" << accelerate::peak_memory_bytes(acc.device())
+            << std::endl;
   acc.wait_for_everyone();
   acc.end_training();
   return 0;

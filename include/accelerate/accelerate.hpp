@@ -11,6 +11,7 @@
 #include <accelerate/safetensors.hpp>
 #include <accelerate/error.hpp>
 #include <accelerate/logging.hpp>
+#include <accelerate/memory.hpp>
 #include <accelerate/platform.hpp>
 #include <accelerate/progress.hpp>
 #include <accelerate/process_state.hpp>

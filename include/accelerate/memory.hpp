@@ -1,0 +1,30 @@
+// Memory tools (HF's accelerate.utils.memory): what this process holds, its peak, and giving cached memory back.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace accelerate {
+
+/// Bytes of the optimizer's state tensors on this process (AdamW's exp_avg and exp_avg_sq, SGD's momentum
+/// buffers, ...), for Adam, AdamW, SGD, Adagrad and RMSprop (ConfigError for other types). 0 before the first step.
+int64_t optimizer_state_bytes(torch::optim::Optimizer& optimizer);
+
+/// Bytes of the gradients `parameters` hold now (undefined gradients count 0; after zero_grad they are undefined).
+int64_t gradient_bytes(const std::vector<at::Tensor>& parameters);
+
+/// This process's peak memory: on the CPU the peak resident set size (getrusage, so everything the process ever
+/// touched, LibTorch included); on CUDA the caching allocator's peak of allocated bytes on `device`.
+int64_t peak_memory_bytes(c10::Device device);
+
+/// Gives the accelerator's cached, unused blocks back to the driver (HF's clear_device_cache); nothing on the CPU.
+void clear_device_cache(c10::Device device);
+
+}  // namespace accelerate
