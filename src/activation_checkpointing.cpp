@@ -67,6 +67,21 @@ void restore_rng(std::vector<RngSnapshot>& snapshots) {
   }
 }
 
+/// While alive, the generators hold the first run's states; the caller's come back at its end, also when the
+/// recomputation throws.
+class RngFork {
+ public:
+  RngFork(std::vector<RngSnapshot>& first, const std::vector<at::Tensor>& inputs) : caller_(snapshot_rng(inputs)) {
+    restore_rng(first);
+  }
+  ~RngFork() { restore_rng(caller_); }
+  RngFork(const RngFork&) = delete;
+  RngFork& operator=(const RngFork&) = delete;
+
+ private:
+  std::vector<RngSnapshot> caller_;
+};
+
 struct CheckpointNode : torch::autograd::Function<CheckpointNode> {
   static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<CheckpointState> state, at::TensorList inputs) {
     std::vector<at::Tensor> in(inputs.begin(), inputs.end());
@@ -92,22 +107,13 @@ struct CheckpointNode : torch::autograd::Function<CheckpointNode> {
     {
       // The recomputation draws the first run's random numbers; the caller's generators continue afterwards
       // where they were.
-      std::optional<std::vector<RngSnapshot>> now;
-      if (state->preserve_rng_state) {
-        now = snapshot_rng(inputs);
-        restore_rng(state->rng);
-      }
+      std::optional<RngFork> rng;
+      if (state->preserve_rng_state) rng.emplace(state->rng, inputs);
       std::vector<std::unique_ptr<AutocastGuard>> autocast;
       for (const auto& a : state->autocast)
         autocast.push_back(std::make_unique<AutocastGuard>(a.device, a.dtype, a.enabled));
       at::AutoGradMode grad(true);
-      try {
-        outputs = state->fn(inputs);
-      } catch (...) {
-        if (now) restore_rng(*now);
-        throw;
-      }
-      if (now) restore_rng(*now);
+      outputs = state->fn(inputs);
     }
     variable_list with_grad, grads;
     for (size_t i = 0; i < outputs.size() && i < grad_outputs.size(); ++i) {

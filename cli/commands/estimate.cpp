@@ -2,9 +2,7 @@
 #include <accelerate/error.hpp>
 
 #include <iostream>
-#include <locale>
 #include <optional>
-#include <sstream>
 
 #include "commands/commands.hpp"
 #include "commands/flags.hpp"

@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -27,23 +29,18 @@ void add_file(const fs::path& file, ModelSize& size) {
   struct stat st {};
   ::fstat(fd, &st);
   const auto bytes = static_cast<size_t>(st.st_size);
-  void* map = bytes > 0 ? ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-  ::close(fd);
-  ACCELERATE_CHECK(map != MAP_FAILED, CheckpointError, "estimate-memory: ", file.string(),
+  void* mapped = bytes > 0 ? ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+  ::close(fd);  // the mapping keeps the file
+  ACCELERATE_CHECK(mapped != MAP_FAILED, CheckpointError, "estimate-memory: ", file.string(),
                    " is empty or cannot be mapped; it is not a safetensors file.");
-  try {
-    const auto header = detail::safetensors::parse(static_cast<const uint8_t*>(map), bytes, file.string());
-    for (const auto& e : header.entries) {
-      int64_t n = 1;
-      for (auto d : e.shape) n *= d;
-      size.parameters += n;
-      if (n > size.largest) size.largest = n, size.largest_name = e.name;
-    }
-  } catch (...) {
-    ::munmap(map, bytes);
-    throw;
+  const std::unique_ptr<void, std::function<void(void*)>> mapping(mapped, [bytes](void* m) { ::munmap(m, bytes); });
+  const auto header = detail::safetensors::parse(static_cast<const uint8_t*>(mapped), bytes, file.string());
+  for (const auto& e : header.entries) {
+    int64_t n = 1;
+    for (auto d : e.shape) n *= d;
+    size.parameters += n;
+    if (n > size.largest) size.largest = n, size.largest_name = e.name;
   }
-  ::munmap(map, bytes);
 }
 
 void add_index(const fs::path& index, ModelSize& size) {

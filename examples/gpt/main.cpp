@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <cstdlib>
 #include <iostream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -53,33 +54,33 @@ struct Progress final : accelerate::Checkpointable {
 };
 
 // CLI11's PositiveNumber prints the whole range of a double on a bad value; these say what is wanted.
-CLI::Validator whole_number_from(int64_t low) {
+/// Accepts a value that parses whole as T (std::stoll or std::stod) and for which `ok` holds.
+template <class T>
+CLI::Validator accepts(bool (*ok)(T), const std::string& wanted, const std::string& description) {
   return CLI::Validator(
-      [low](std::string& v) -> std::string {
+      [ok, wanted](std::string& v) -> std::string {
         size_t used = 0;
         try {
-          if (std::stoll(v, &used) >= low && used == v.size()) return {};
+          T x;
+          if constexpr (std::is_integral_v<T>) {
+            x = std::stoll(v, &used);
+          } else {
+            x = std::stod(v, &used);
+          }
+          if (used == v.size() && ok(x)) return {};
         } catch (const std::exception&) {
         }
-        return "needs a whole number >= " + std::to_string(low) + ", not '" + v + "'";
+        return "needs " + wanted + ", not '" + v + "'";
       },
-      low == 0 ? "INT >= 0" : "INT >= 1");
+      description);
 }
-const CLI::Validator kPositive = whole_number_from(1), kNonNegative = whole_number_from(0);
-
-CLI::Validator positive_real() {
-  return CLI::Validator(
-      [](std::string& v) -> std::string {
-        size_t used = 0;
-        try {
-          const double x = std::stod(v, &used);
-          if (std::isfinite(x) && x > 0 && used == v.size()) return {};
-        } catch (const std::exception&) {
-        }
-        return "needs a finite number > 0, not '" + v + "'";
-      },
-      "REAL > 0");
-}
+const CLI::Validator kPositive = accepts<int64_t>([](int64_t x) { return x >= 1; }, "a whole number >= 1", "INT >= 1");
+const CLI::Validator kNonNegative =
+    accepts<int64_t>([](int64_t x) { return x >= 0; }, "a whole number >= 0", "INT >= 0");
+const CLI::Validator kPositiveReal =
+    accepts<double>([](double x) { return std::isfinite(x) && x > 0; }, "a finite number > 0", "REAL > 0");
+const CLI::Validator kClip = accepts<double>([](double x) { return x == 0 || (std::isfinite(x) && x > 0); },
+                                             "0 (off) or a finite number > 0", "0 or REAL > 0");
 
 void add_flags(CLI::App& app, Args& a) {
   app.add_option("--n_layer", a.model.n_layer, "transformer blocks")->capture_default_str()->check(kPositive);
@@ -105,19 +106,12 @@ void add_flags(CLI::App& app, Args& a) {
       ->check(kPositive);
   app.add_option("--lr", a.lr, "peak learning rate (warmup, then cosine decay)")
       ->capture_default_str()
-      ->check(positive_real());
+      ->check(kPositiveReal);
   app.add_option("--warmup_steps", a.warmup_steps, "optimizer steps of linear warmup")
       ->capture_default_str()
       ->check(kNonNegative);
   app.add_option("--weight_decay", a.weight_decay, "AdamW's, on matrices only")->capture_default_str();
-  app.add_option("--grad_clip", a.grad_clip, "max gradient norm (0: off)")
-      ->capture_default_str()
-      ->check(CLI::Validator(
-          [](std::string& v) -> std::string {
-            return positive_real()(v).empty() || v == "0" ? ""
-                                                          : "needs 0 (off) or a finite number > 0, not '" + v + "'";
-          },
-          "0 or REAL > 0"));
+  app.add_option("--grad_clip", a.grad_clip, "max gradient norm (0: off)")->capture_default_str()->check(kClip);
   app.add_option("--gradient_accumulation_steps", a.gradient_accumulation_steps);
   app.add_option("--mixed_precision", a.mixed_precision, "no, fp16 (GPU), bf16");
   app.add_option("--num_workers", a.num_workers, "loader threads")->capture_default_str()->check(kNonNegative);
@@ -256,7 +250,7 @@ int main(int argc, char** argv) try {
   const auto start = std::chrono::steady_clock::now();
   // Summed on the device: reading a loss every step would make a GPU wait for the CPU.
   auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kFloat).device(acc.device()));
-  int64_t loss_count = 0, grad_bytes = 0;  // the most gradient bytes held at once (after a sync backward)
+  int64_t loss_count = 0, grad_bytes = 0;  // gradient bytes held after the last sync backward
   while (progress.steps < args.max_steps) {
     for (auto& batch : train_loader) {
       auto step = acc.accumulate(net);
@@ -266,7 +260,10 @@ int main(int argc, char** argv) try {
         loss = net->loss(batch.at("input_ids"), batch.at("labels"));
       }
       acc.backward(loss);
-      if (acc.sync_gradients()) grad_bytes = std::max(grad_bytes, accelerate::gradient_bytes(net->parameters()));
+      // Every step holds the same gradients: read them once, at the last optimizer step.
+      if (acc.sync_gradients() && progress.steps + 1 == args.max_steps) {
+        grad_bytes = accelerate::gradient_bytes(net->parameters());
+      }
       if (acc.sync_gradients() && args.grad_clip > 0) acc.clip_grad_norm_(net->parameters(), args.grad_clip);
       opt.step();
       scheduler.step();
