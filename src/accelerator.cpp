@@ -17,6 +17,7 @@
 #include "detail/data_loader_access.hpp"
 #include "detail/data_parallel.hpp"
 #include "detail/optimizer_state.hpp"
+#include "detail/zero_optimizer.hpp"
 
 namespace accelerate {
 namespace {
@@ -70,6 +71,17 @@ void Accelerator::init() {
   precision_ = requested_precision_;
   gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps, settings);
   gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
+  zero_stage_ = options_.zero_stage ? check_zero_stage(*options_.zero_stage, "AcceleratorOptions::zero_stage")
+                                    : settings.zero_stage.value_or(0);
+  if (zero_stage_ > 0 && !state_->use_distributed()) {
+    if (state_->is_main_process()) {
+      std::cerr << "accelerate: note: ZeRO stage " << zero_stage_
+                << " shards over the processes of the job; with one process there is nothing to shard, so it runs as "
+                   "stage 0."
+                << std::endl;
+    }
+    zero_stage_ = 0;
+  }
   // A configuration written for a GPU must stay fast on a laptop: fp16 on a CPU is emulated (the example runs 7
   // instead of 50 it/s), so, as HF Accelerate does, a CPU job trains in fp32 unless fp16_on_cpu asks otherwise.
   if (precision_ == MixedPrecision::Fp16 && !state_->device().is_cuda() && !options_.fp16_on_cpu) {
@@ -114,7 +126,7 @@ std::string Accelerator::state_report() const {
       "\nMixed precision type: ", to_string(precision_),
       precision_ != requested_precision_ ? " (" + to_string(requested_precision_) + " was asked for: not on the CPU)"
                                          : "",
-      "\nGradient accumulation steps: ", gradient_state_.num_steps,
+      "\nGradient accumulation steps: ", gradient_state_.num_steps, "\nZeRO stage: ", zero_stage_,
       "\nDebug mode: ", state_->communicator() && state_->communicator()->debug() ? "on" : "off",
       "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(state_->settings().platform.platform),
       "\n");
@@ -139,7 +151,8 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
   model->to(state_->device());
   prepared_models_.push_back(model);
   if (state_->use_distributed()) {
-    models_.push_back(std::make_unique<detail::DataParallel>(*state_->communicator(), *model, options_.ddp));
+    models_.push_back(
+        std::make_unique<detail::DataParallel>(*state_->communicator(), *model, options_.ddp, zero_stage_));
   }
   return model;
 }
@@ -147,7 +160,14 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
 AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
   check_not_prepared(prepared_, &optimizer, "optimizer");
   detail::move_optimizer_state(optimizer);
-  return optimizers_.emplace_back(optimizer, gradient_state_, scaler_.get());
+  detail::ZeroOptimizer* sharded = nullptr;
+  if (zero_stage_ > 0) {
+    std::vector<detail::ZeroPartition*> partitions;
+    for (auto& m : models_) partitions.push_back(m->partition());
+    sharded =
+        sharded_optimizers_.emplace_back(std::make_unique<detail::ZeroOptimizer>(optimizer, partitions, *state_)).get();
+  }
+  return optimizers_.emplace_back(optimizer, gradient_state_, scaler_.get(), sharded);
 }
 
 DataLoader& Accelerator::prepare(DataLoader& loader) {
@@ -221,6 +241,7 @@ void Accelerator::backward(const at::Tensor& loss) {
   }
   try {
     scaled.backward();
+    for (auto& m : models_) m->finish_backward();  // ZeRO-2: waits for the reduce-scatters
   } catch (const std::exception& e) {
     // The Reducer's all-reduce fails inside autograd with gloo's or c10d's own exception types, which a program
     // catching accelerate::Error would not catch: the same translation as every other collective.
@@ -242,17 +263,38 @@ AutocastGuard Accelerator::autocast() {
 }
 
 void Accelerator::unscale_gradients() {
-  if (!scaler_) return;
-  for (auto& o : optimizers_) scaler_->unscale_(o.optimizer());
+  for (auto& o : optimizers_) o.unscale_gradients();
 }
+
+namespace {
+/// Under ZeRO: this rank's gradient pieces of `parameters`, from every sharded optimizer.
+std::vector<at::Tensor> shard_gradients(std::deque<AcceleratedOptimizer>& optimizers,
+                                        const std::vector<at::Tensor>& parameters) {
+  std::vector<at::Tensor> grads;
+  for (auto& o : optimizers) {
+    if (!o.sharded()) continue;
+    auto mine = o.sharded()->piece_gradients(parameters);
+    grads.insert(grads.end(), mine.begin(), mine.end());
+  }
+  return grads;
+}
+}  // namespace
 
 double Accelerator::clip_grad_norm_(const std::vector<at::Tensor>& parameters, double max_norm, double norm_type) {
   unscale_gradients();
+  if (zero_stage_ > 0) {
+    return detail::clip_sharded_grad_norm(*state_, shard_gradients(optimizers_, parameters), max_norm, norm_type);
+  }
   return torch::nn::utils::clip_grad_norm_(parameters, max_norm, norm_type);
 }
 
 void Accelerator::clip_grad_value_(const std::vector<at::Tensor>& parameters, double clip_value) {
   unscale_gradients();
+  if (zero_stage_ > 0) {
+    at::NoGradGuard no_grad;
+    for (auto g : shard_gradients(optimizers_, parameters)) g.clamp_(-clip_value, clip_value);
+    return;
+  }
   torch::nn::utils::clip_grad_value_(parameters, clip_value);
 }
 

@@ -26,6 +26,7 @@
 #include "detail/loader_position.hpp"
 #include "detail/model_state.hpp"
 #include "detail/optimizer_state.hpp"
+#include "detail/zero_optimizer.hpp"
 
 namespace accelerate::detail {
 namespace fs = std::filesystem;
@@ -103,25 +104,38 @@ void save_tensors(const fs::path& path, const safetensors::TensorMap& tensors, c
   save_safetensors(tensors, path.string(), meta, Replace::InPlace);
 }
 
-void save_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std::string& stem) {
-  auto state = optimizer_state(opt);
+void save_optimizer(const OptimizerState& state, const fs::path& dir, const std::string& stem) {
   save_tensors(dir / (stem + ".safetensors"), state.tensors, {{"format", "pt"}});
   write_json(dir / (stem + ".json"), state.meta);
 }
 
-void load_optimizer(torch::optim::Optimizer& opt, const fs::path& dir, const std::string& stem) {
+void load_optimizer(torch::optim::Optimizer& opt, ZeroOptimizer* sharded, const fs::path& dir,
+                    const std::string& stem) {
   const auto json_path = dir / (stem + ".json");
-  safetensors::File tensors((dir / (stem + ".safetensors")).string());
-  load_optimizer_state(opt, tensors, read_json(json_path), json_path.string());
+  safetensors::File file((dir / (stem + ".safetensors")).string());
+  safetensors::TensorMap tensors;
+  for (const auto& name : file.keys()) tensors[name] = file.get(name);
+  if (sharded) {
+    sharded->load_state(tensors, read_json(json_path), json_path.string());
+  } else {
+    load_optimizer_state(opt, tensors, read_json(json_path), json_path.string());
+  }
+}
+
+ZeroOptimizer* sharded_of(const CheckpointContents& c, size_t i) {
+  return i < c.sharded.size() ? c.sharded[i] : nullptr;
 }
 
 at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
 
-void save_main_process_files(const fs::path& dir, const CheckpointContents& c, const CheckpointWriter& w) {
+void save_main_process_files(const fs::path& dir, const CheckpointContents& c, const CheckpointWriter& w,
+                             std::vector<OptimizerState>& consolidated) {
   for (size_t i = 0; i < c.models.size(); ++i) {
     save_tensors(dir / model_file(i), model_state(*c.models[i]), {{"format", "pt"}});
   }
-  for (size_t i = 0; i < c.optimizers.size(); ++i) save_optimizer(*c.optimizers[i], dir, optimizer_stem(i));
+  for (size_t i = 0; i < c.optimizers.size(); ++i) {
+    save_optimizer(sharded_of(c, i) ? consolidated[i] : optimizer_state(*c.optimizers[i]), dir, optimizer_stem(i));
+  }
   for (size_t i = 0; i < c.schedulers.size(); ++i) {
     write_json(dir / scheduler_file(i), json{{"last_epoch", c.schedulers[i]->last_epoch()}});
   }
@@ -191,7 +205,12 @@ std::optional<int64_t> load_random_states(const fs::path& dir, int process_index
 }  // namespace
 
 void save_accelerator_state(const fs::path& dir, const CheckpointContents& contents, const CheckpointWriter& writer) {
-  if (writer.process_index == 0) save_main_process_files(dir, contents, writer);
+  // Sharded optimizer state is consolidated first, on every rank (all-gathers), into the unsharded format.
+  std::vector<OptimizerState> consolidated(contents.optimizers.size());
+  for (size_t i = 0; i < contents.optimizers.size(); ++i) {
+    if (auto* sharded = sharded_of(contents, i)) consolidated[i] = sharded->consolidated_state();
+  }
+  if (writer.process_index == 0) save_main_process_files(dir, contents, writer, consolidated);
   safetensors::TensorMap rng{{"cpu", cpu_generator().get_state()}};
   if (writer.device.is_cuda()) rng["cuda"] = at::globalContext().defaultGenerator(writer.device).get_state();
   save_tensors(dir / random_states_file(writer.process_index), rng, {{"step", std::to_string(writer.step)}});
@@ -247,7 +266,8 @@ int check_checkpoint_metadata(const fs::path& dir, const CheckpointContents& con
 int64_t load_accelerator_state(const fs::path& dir, const CheckpointContents& c, int process_index, c10::Device device,
                                int saved_world_size, const std::function<void(const std::string&)>& report) {
   for (size_t i = 0; i < c.models.size(); ++i) load_checkpoint_in_model(*c.models[i], (dir / model_file(i)).string());
-  for (size_t i = 0; i < c.optimizers.size(); ++i) load_optimizer(*c.optimizers[i], dir, optimizer_stem(i));
+  for (size_t i = 0; i < c.optimizers.size(); ++i)
+    load_optimizer(*c.optimizers[i], sharded_of(c, i), dir, optimizer_stem(i));
   for (size_t i = 0; i < c.schedulers.size(); ++i) {
     const auto file = dir / scheduler_file(i);
     c.schedulers[i]->set_last_epoch(field<int64_t>(read_json(file), "last_epoch", file));

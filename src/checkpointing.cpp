@@ -126,7 +126,10 @@ void commit_checkpoint_folder(const ProcessState& state, const fs::path& dir, bo
 detail::CheckpointContents Accelerator::checkpoint_contents() {
   detail::CheckpointContents c;
   for (const auto& model : prepared_models_) c.models.push_back(model.get());
-  for (auto& optimizer : optimizers_) c.optimizers.push_back(&optimizer.optimizer());
+  for (auto& optimizer : optimizers_) {
+    c.optimizers.push_back(&optimizer.optimizer());
+    c.sharded.push_back(optimizer.sharded());
+  }
   for (auto& scheduler : schedulers_) c.schedulers.push_back(&scheduler.scheduler());
   c.loaders = loaders_;
   c.custom_objects = custom_objects_;

@@ -14,11 +14,51 @@
 
 namespace accelerate::detail {
 
-DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options)
-    : module_(module),
-      comm_(comm),
-      find_unused_(options.find_unused_parameters),
-      broadcast_buffers_(options.broadcast_buffers) {
+namespace {
+
+/// Stages 0 and 1: c10d's Reducer, as torch DDP builds it.
+class ReducerSync final : public GradientSync {
+ public:
+  ReducerSync(Communicator& comm, const std::vector<at::Tensor>& params,
+              const std::unordered_map<size_t, std::string>& names, const DdpOptions& options)
+      : find_unused_(options.find_unused_parameters) {
+    const int64_t cap = static_cast<int64_t>(options.bucket_cap_mb * 1024 * 1024);
+    // As DDP: without unused parameters the first iteration uses one bucket, then buckets are rebuilt in the
+    // order gradients really arrive (rebuild_buckets).
+    std::vector<size_t> limits = find_unused_
+                                     ? std::vector<size_t>{c10d::kDefaultFirstBucketBytes, static_cast<size_t>(cap)}
+                                     : std::vector<size_t>{std::numeric_limits<size_t>::max()};
+    std::vector<bool> sparse(params.size(), false);
+    auto [buckets, per_bucket] = c10d::compute_bucket_assignment_by_size(params, limits, sparse);
+    std::reverse(buckets.begin(), buckets.end());  // gradients arrive roughly in reverse parameter order
+    try {
+      reducer_ = std::make_unique<c10d::Reducer>(params, buckets, comm.group_ptr(), sparse, cap, find_unused_,
+                                                 options.gradient_as_bucket_view, names,
+                                                 std::min<int64_t>(c10d::kDefaultFirstBucketBytes, cap),
+                                                 /*skip_all_reduce_unused_params=*/false,
+                                                 /*use_python_reducer=*/false, std::vector<int64_t>{});
+    } catch (const std::exception& e) {
+      throw DistributedOperationError(concat("prepare(model): could not set up gradient synchronisation: ", e.what()));
+    }
+  }
+  void prepare_iteration() override {
+    reducer_->prepare_for_forward();
+    reducer_->rebuild_buckets();
+  }
+  void prepare_for_backward(const at::Tensor& loss) override {
+    // With find_unused_parameters the Reducer walks the graph from the outputs to find parameters without grads.
+    reducer_->prepare_for_backward(find_unused_ ? std::vector<at::Tensor>{loss} : std::vector<at::Tensor>{});
+  }
+
+ private:
+  bool find_unused_;
+  std::unique_ptr<c10d::Reducer> reducer_;
+};
+
+}  // namespace
+
+DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options, int zero_stage)
+    : module_(module), comm_(comm), broadcast_buffers_(options.broadcast_buffers) {
   std::vector<at::Tensor> params, state;
   std::unordered_map<size_t, std::string> names;
   std::unordered_set<const void*> seen;  // shared parameters are synchronised once
@@ -47,31 +87,17 @@ DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const 
   }
   const int64_t cap = static_cast<int64_t>(options.bucket_cap_mb * 1024 * 1024);
   ACCELERATE_CHECK(cap > 0, ConfigError, "DdpOptions::bucket_cap_mb must be > 0, got ", options.bucket_cap_mb, ".");
-  // As DDP: without unused parameters the first iteration uses one bucket, then buckets are rebuilt in the
-  // order gradients really arrive (rebuild_buckets).
-  std::vector<size_t> limits = find_unused_
-                                   ? std::vector<size_t>{c10d::kDefaultFirstBucketBytes, static_cast<size_t>(cap)}
-                                   : std::vector<size_t>{std::numeric_limits<size_t>::max()};
-  std::vector<bool> sparse(params.size(), false);
-  auto [buckets, per_bucket] = c10d::compute_bucket_assignment_by_size(params, limits, sparse);
-  std::reverse(buckets.begin(), buckets.end());  // gradients arrive roughly in reverse parameter order
-  try {
-    reducer_ = std::make_unique<c10d::Reducer>(params, buckets, comm.group_ptr(), sparse, cap, find_unused_,
-                                               options.gradient_as_bucket_view, names,
-                                               std::min<int64_t>(c10d::kDefaultFirstBucketBytes, cap),
-                                               /*skip_all_reduce_unused_params=*/false,
-                                               /*use_python_reducer=*/false, std::vector<int64_t>{});
-  } catch (const std::exception& e) {
-    throw DistributedOperationError(concat("prepare(model): could not set up gradient synchronisation: ", e.what()));
+  if (zero_stage >= 1) {
+    partition_ = std::make_unique<ZeroPartition>(params, comm.world_size(), comm.rank(), cap, zero_stage);
+  }
+  if (zero_stage >= 2) {
+    sync_ = make_sharded_gradient_sync(comm, *partition_);
+  } else {
+    sync_ = std::make_unique<ReducerSync>(comm, params, names, options);
   }
 }
 
 DataParallel::~DataParallel() = default;
-
-void DataParallel::prepare_iteration() {
-  reducer_->prepare_for_forward();
-  reducer_->rebuild_buckets();
-}
 
 void DataParallel::sync_buffers() {
   if (!broadcast_buffers_ || buffers_.empty() || !module_.is_training()) return;
@@ -82,11 +108,6 @@ void DataParallel::sync_buffers() {
   } catch (const std::exception& e) {
     comm_.fail("broadcast_buffers (rank 0's buffers after backward)", e);
   }
-}
-
-void DataParallel::prepare_for_backward(const at::Tensor& loss) {
-  // With find_unused_parameters the Reducer walks the graph from the outputs to find parameters without grads.
-  reducer_->prepare_for_backward(find_unused_ ? std::vector<at::Tensor>{loss} : std::vector<at::Tensor>{});
 }
 
 }  // namespace accelerate::detail

@@ -6,6 +6,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <sys/resource.h>
+#include <unordered_set>
 
 #include "detail/optimizer_state.hpp"
 
@@ -24,11 +25,20 @@ int64_t optimizer_state_bytes(torch::optim::Optimizer& optimizer) {
 }
 
 int64_t gradient_bytes(const std::vector<at::Tensor>& parameters) {
+  std::unordered_set<const void*> seen;
   int64_t bytes = 0;
   for (const auto& p : parameters) {
-    if (p.defined() && p.grad().defined()) bytes += static_cast<int64_t>(p.grad().nbytes());
+    if (!p.defined() || !p.grad().defined()) continue;
+    const auto& storage = p.grad().storage();
+    if (seen.insert(storage.unsafeGetStorageImpl()).second) bytes += static_cast<int64_t>(storage.nbytes());
   }
   return bytes;
+}
+
+int64_t gradient_bytes(const std::vector<at::Tensor>& parameters, torch::optim::Optimizer& optimizer) {
+  auto all = parameters;
+  for (auto& group : optimizer.param_groups()) all.insert(all.end(), group.params().begin(), group.params().end());
+  return gradient_bytes(all);
 }
 
 int64_t peak_memory_bytes(c10::Device device) {

@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <map>
 
+#include "detail/zero_optimizer.hpp"
+
 namespace accelerate {
 
 GradScaler::GradScaler(GradScalerOptions options) : options_(options) {
@@ -54,6 +56,7 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
     at::_amp_foreach_non_finite_check_and_unscale_(grads, found, inv_scale.to(grads[0].device()));
     found_inf.add_(found.to(found_inf.device()));
   }
+  if (auto it = found_inf_reductions_.find(&optimizer); it != found_inf_reductions_.end()) it->second(found_inf);
   state.found_inf = found_inf;
   state.unscaled = true;
 }
@@ -87,15 +90,25 @@ void GradScaler::load_state(double scale, int64_t growth_tracker) {
   growth_tracker_ = at::full({}, growth_tracker, at::TensorOptions().dtype(at::kInt).device(scale_.device()));
 }
 
+void GradScaler::set_found_inf_reduction(const torch::optim::Optimizer& optimizer,
+                                         std::function<void(at::Tensor&)> reduce) {
+  found_inf_reductions_[&optimizer] = std::move(reduce);
+}
+
 double GradScaler::get_scale() const { return scale_.defined() ? scale_.item<double>() : options_.init_scale; }
 int64_t GradScaler::growth_tracker() const { return growth_tracker_.defined() ? growth_tracker_.item<int64_t>() : 0; }
 
 AcceleratedOptimizer::AcceleratedOptimizer(torch::optim::Optimizer& optimizer, GradientState& gradient_state,
-                                           GradScaler* scaler)
-    : optimizer_(optimizer), gradient_state_(gradient_state), scaler_(scaler) {}
+                                           GradScaler* scaler, detail::ZeroOptimizer* sharded)
+    : optimizer_(optimizer), gradient_state_(gradient_state), scaler_(scaler), sharded_(sharded) {
+  if (sharded_ && scaler_) {
+    scaler_->set_found_inf_reduction(optimizer_, [sharded](at::Tensor& found) { sharded->reduce_found_inf(found); });
+  }
+}
 
 void AcceleratedOptimizer::step() {
   if (!gradient_state_.sync_gradients) return;
+  if (sharded_) sharded_->bind_gradients();
   if (scaler_) {
     skipped_ = !scaler_->step(optimizer_);
     scaler_->update();
@@ -103,11 +116,23 @@ void AcceleratedOptimizer::step() {
     optimizer_.step();
     skipped_ = false;
   }
+  // Every rank skipped or none did (found_inf is reduced): the all-gather is matched either way.
+  if (sharded_ && !skipped_) sharded_->gather_parameters();
+}
+
+void AcceleratedOptimizer::unscale_gradients() {
+  if (!scaler_) return;
+  if (sharded_) sharded_->bind_gradients();
+  scaler_->unscale_(optimizer_);
 }
 
 void AcceleratedOptimizer::zero_grad(bool set_to_none) {
   if (!gradient_state_.sync_gradients) return;
-  optimizer_.zero_grad(set_to_none);
+  if (sharded_) {
+    sharded_->zero_grad(set_to_none);
+  } else {
+    optimizer_.zero_grad(set_to_none);
+  }
 }
 
 }  // namespace accelerate

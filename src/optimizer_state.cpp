@@ -150,7 +150,7 @@ OptimizerState optimizer_state(optim::Optimizer& base) {
   return out;
 }
 
-void load_optimizer_state(optim::Optimizer& base, const safetensors::File& file, const json& meta,
+void load_optimizer_state(optim::Optimizer& base, const safetensors::TensorMap& file, const json& meta,
                           const std::string& where) {
   auto load = [&](auto kind) {
     using K = decltype(kind);
@@ -180,8 +180,9 @@ void load_optimizer_state(optim::Optimizer& base, const safetensors::File& file,
         K::state(*state, [&](const char* name, auto& v) {
           if constexpr (is_tensor<decltype(v)>) {
             const auto tk = tensor_key(i, name);
-            if (!file.contains(tk)) return;
-            v = file.get(tk).clone().to(p.device());
+            auto found = file.find(tk);
+            if (found == file.end()) return;
+            v = found->second.clone().to(p.device());
             ACCELERATE_CHECK(v.sizes() == p.sizes(), CheckpointError, where, ": tensor ", tk, " has shape ", v.sizes(),
                              " but its parameter has ", p.sizes(), ". Is this checkpoint from another model?");
           } else if (scalars.contains(name)) {

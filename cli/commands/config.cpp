@@ -21,12 +21,13 @@ namespace {
 /// The answers that can come as flags; any one given makes `config` non-interactive.
 struct ConfigFlags {
   std::optional<std::string> config_file;
-  std::optional<int> num_processes, num_machines, machine_rank, main_process_port, gradient_accumulation_steps;
+  std::optional<int> num_processes, num_machines, machine_rank, main_process_port, gradient_accumulation_steps,
+      zero_stage;
   std::optional<std::string> main_process_ip, mixed_precision;
   bool cpu = false, debug = false;
   bool any_answer() const {
     return num_processes || num_machines || machine_rank || main_process_port || gradient_accumulation_steps ||
-           main_process_ip || mixed_precision || cpu || debug;
+           zero_stage || main_process_ip || mixed_precision || cpu || debug;
   }
 };
 
@@ -130,6 +131,10 @@ HfConfig ask_all(Questionnaire& q) {
   }
   c.debug = q.yes_no("Should distributed operations be checked while running for errors (debug mode)?", false);
   c.gradient_accumulation_steps = q.integer("How many gradient accumulation steps?", 1, 1);
+  if (c.num_processes > 1) {
+    c.zero_stage = q.choice("Shard memory over the processes (ZeRO)?",
+                            {"no (stage 0)", "optimizer state (stage 1)", "optimizer state and gradients (stage 2)"});
+  }
   const int precision = q.choice("Do you wish to use mixed precision?", {"no", "fp16", "bf16"});
   c.mixed_precision = precision == 0 ? "no" : precision == 1 ? "fp16" : "bf16";
   return c;
@@ -145,6 +150,7 @@ HfConfig from_flags(const ConfigFlags& f) {
   c.main_process_port = f.main_process_port;
   c.mixed_precision = f.mixed_precision.value_or("no");
   c.gradient_accumulation_steps = f.gradient_accumulation_steps.value_or(1);
+  c.zero_stage = check_zero_stage(f.zero_stage.value_or(0), "config --zero_stage");
   c.debug = f.debug;
   c.distributed_type = c.num_processes > 1 || c.num_machines > 1 ? (c.use_cpu ? "MULTI_CPU" : "MULTI_GPU") : "NO";
   ACCELERATE_CHECK(c.num_processes >= 1, ConfigError, "config: --num_processes must be >= 1, got ", c.num_processes,
@@ -181,6 +187,7 @@ Action register_config(CLI::App& app) {
                   "Rendezvous port on machine 0 (default: unset: a free port, 29500 multi-node)");
   optional_option(cmd, "mixed_precision", f.mixed_precision, "no, fp16 or bf16 (default no)");
   optional_option(cmd, "gradient_accumulation_steps", f.gradient_accumulation_steps, "(default 1)");
+  optional_option(cmd, "zero_stage", f.zero_stage, "0, 1 or 2: what ZeRO shards over the processes (default 0)");
   cmd->add_flag(names("cpu") + ",--use_cpu,--use-cpu", f.cpu, "CPU only, even when a GPU is there (default false)");
   cmd->add_flag(names("debug"), f.debug, "Check collectives across ranks while running (default false)");
 

@@ -35,6 +35,9 @@ Action register_launch(CLI::App& app) {
                   "no, fp16 or bf16, as ACCELERATE_MIXED_PRECISION (default: unset, the program decides; no)");
   optional_option(cmd, "gradient_accumulation_steps", o.gradient_accumulation_steps,
                   "Passed as ACCELERATE_GRADIENT_ACCUMULATION_STEPS (default: unset, the program decides; 1)");
+  optional_option(cmd, "zero_stage", o.zero_stage,
+                  "ZeRO stage: 0 replicated, 1 optimizer state sharded, 2 gradients too; as ACCELERATE_CPP_ZERO_STAGE "
+                  "(default: unset, the program decides; 0)");
   optional_option(cmd, "num_cpu_threads_per_process", o.num_cpu_threads_per_process,
                   "OMP_NUM_THREADS for each worker (default: cores / local processes, unless OMP_NUM_THREADS is set)");
   optional_option(cmd, "gpu_ids", o.gpu_ids, "GPUs to use, e.g. 0,1, set as CUDA_VISIBLE_DEVICES (default: all)");

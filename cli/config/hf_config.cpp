@@ -69,8 +69,8 @@ const std::set<std::string>& hf_keys() {
 // each one that is set to something other than "off".
 const std::set<std::string>& unsupported_keys() {
   static const std::set<std::string> keys = {
-      "fp8_config",  "deepspeed_config", "fsdp_config", "parallelism_config", "megatron_lm_config", "dynamo_config",
-      "ipex_config", "tpu_name",         "tpu_zone",    "command_file",       "commands",           "tpu_vm"};
+      "fp8_config", "parallelism_config", "megatron_lm_config", "dynamo_config", "ipex_config",
+      "tpu_name",   "tpu_zone",           "command_file",       "commands",      "tpu_vm"};
   return keys;
 }
 
@@ -133,6 +133,59 @@ class Keys {
   std::map<std::string, std::pair<YAML::Node, YAML::Node>> values_;  // key -> (key node, value node)
 };
 
+/// The ZeRO stage of deepspeed_config.zero_stage or fsdp_config.fsdp_sharding_strategy (HF's names or numbers);
+/// the sections' other keys are named in one warning each, as ignored.
+void read_sharding(const Keys& root, const std::string& path, HfConfig& c, std::ostream& warnings) {
+  auto section = [&](const char* name, const char* used, const auto& read) {
+    auto n = root[name];
+    if (!n || is_off(n)) return;
+    ACCELERATE_CHECK(n.IsMap(), ConfigError, where(path, n), ": '", name, "' must be a mapping.");
+    std::string ignored;
+    for (const auto& item : n) {
+      const auto key = item.first.as<std::string>();
+      if (key == used) {
+        read(item.second);
+      } else if (key != "gradient_accumulation_steps" && !is_off(item.second)) {
+        ignored += (ignored.empty() ? "" : ", ") + bounded(key);
+      }
+    }
+    if (!ignored.empty()) {
+      warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << name << " keys " << ignored
+               << " are not supported by accelerate-cpp and are ignored (only " << used << " is used).\n";
+    }
+  };
+  auto stage_3 = [&](const YAML::Node& n, const std::string& what) {
+    warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << what
+             << " shards the parameters too (ZeRO stage 3), which accelerate-cpp does not do yet; running ZeRO "
+                "stage 2 (optimizer state and gradients sharded).\n";
+    c.zero_stage = 2;
+  };
+  section("deepspeed_config", "zero_stage", [&](const YAML::Node& n) {
+    const int stage = as<int>(n, "deepspeed_config.zero_stage", path, "0, 1, 2 or 3");
+    ACCELERATE_CHECK(stage >= 0 && stage <= 3, ConfigError, where(path, n), ": deepspeed_config.zero_stage must be ",
+                     "0, 1, 2 or 3, got ", stage, ".");
+    if (stage == 3) return stage_3(n, "deepspeed_config.zero_stage 3");
+    c.zero_stage = stage;
+  });
+  section("fsdp_config", "fsdp_sharding_strategy", [&](const YAML::Node& n) {
+    // HF accepts the names and their 1-based numbers (FSDP's ShardingStrategy enum).
+    static const std::vector<std::string> names = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
+                                                   "HYBRID_SHARD_ZERO2"};
+    auto text = as<std::string>(n, "fsdp_config.fsdp_sharding_strategy", path, "a sharding strategy");
+    if (text.size() == 1 && text[0] >= '1' && text[0] <= '5') text = names[text[0] - '1'];
+    const auto it = std::find(names.begin(), names.end(), text);
+    ACCELERATE_CHECK(it != names.end(), ConfigError, where(path, n), ": fsdp_sharding_strategy '", bounded(text),
+                     "' is not one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, HYBRID_SHARD_ZERO2.");
+    if (text == "NO_SHARD") {
+      c.zero_stage = 0;
+    } else if (text == "SHARD_GRAD_OP" || text == "HYBRID_SHARD_ZERO2") {
+      c.zero_stage = 2;
+    } else {
+      stage_3(n, "fsdp_sharding_strategy " + text);
+    }
+  });
+}
+
 }  // namespace
 
 std::string default_config_path() {
@@ -194,6 +247,7 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   positive("num_machines", c.num_machines, 1);
   positive("machine_rank", c.machine_rank, 0);
   positive("gradient_accumulation_steps", c.gradient_accumulation_steps, 1);
+  read_sharding(root, path, c, warnings);
   ACCELERATE_CHECK(c.machine_rank < c.num_machines, ConfigError, where(path, root["machine_rank"]), ": machine_rank ",
                    c.machine_rank, " is not below num_machines ", c.num_machines, ".");
   if (auto n = root["main_process_ip"]; n && !n.IsNull())
@@ -219,7 +273,10 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   if (auto n = root["distributed_type"]; n && !n.IsNull()) {
     c.distributed_type = as<std::string>(n, "distributed_type", path, "a name");
     static const std::set<std::string> data_parallel = {"NO", "MULTI_CPU", "MULTI_GPU"};
-    if (!data_parallel.count(c.distributed_type)) {
+    if (c.distributed_type == "DEEPSPEED" || c.distributed_type == "FSDP") {
+      warnings << "accelerate-cpp: note: " << where(path, n) << ": distributed_type " << c.distributed_type
+               << " runs as accelerate-cpp's data parallelism with ZeRO stage " << c.zero_stage << ".\n";
+    } else if (!data_parallel.count(c.distributed_type)) {
       warnings << "accelerate-cpp: warning: " << where(path, n) << ": distributed_type " << bounded(c.distributed_type)
                << " is not supported by accelerate-cpp; running plain data parallelism instead.\n";
     }
@@ -248,10 +305,11 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
 
 void write_config(const HfConfig& c, const std::string& path) {
   // Strings are quoted: YAML 1.1 readers (PyYAML, so Python's accelerate) take a bare `no` for false.
-  using Value = std::variant<std::string, int, bool, std::vector<std::string>>;
+  using Value = std::variant<std::string, int, bool, std::vector<std::string>, std::map<std::string, int>>;
   std::map<std::string, Value> keys;  // sorted, as HF's yaml.safe_dump writes them
   keys["compute_environment"] = c.compute_environment;
   keys["debug"] = c.debug;
+  if (c.zero_stage != 0) keys["deepspeed_config"] = std::map<std::string, int>{{"zero_stage", c.zero_stage}};
   keys["distributed_type"] = c.distributed_type;
   keys["downcast_bf16"] = std::string("no");
   keys["enable_cpu_affinity"] = false;
@@ -281,6 +339,8 @@ void write_config(const HfConfig& c, const std::string& path) {
             out << YAML::SingleQuoted << x;
           else if constexpr (std::is_same_v<T, std::vector<std::string>>)
             out << YAML::Flow << x;
+          else if constexpr (std::is_same_v<T, std::map<std::string, int>>)
+            out << YAML::Block << x;
           else
             out << x;
         },
@@ -305,7 +365,7 @@ std::string describe(const HfConfig& c) {
                 "\nnum_machines: ", c.num_machines, "\nmachine_rank: ", c.machine_rank,
                 "\nmain_process_ip: ", c.main_process_ip.value_or("(unset)"),
                 "\nmain_process_port: ", c.main_process_port ? std::to_string(*c.main_process_port) : "(unset)",
-                "\ngradient_accumulation_steps: ", c.gradient_accumulation_steps, "\n");
+                "\ngradient_accumulation_steps: ", c.gradient_accumulation_steps, "\nzero_stage: ", c.zero_stage, "\n");
 }
 
 int visible_gpu_count(int driver_gpus, const char* cuda_visible_devices) {

@@ -19,6 +19,7 @@ void merge_config_file(LaunchOptions& o, const std::string& path) {
   if (!o.gradient_accumulation_steps && c.gradient_accumulation_steps != 1) {
     o.gradient_accumulation_steps = c.gradient_accumulation_steps;
   }
+  if (!o.zero_stage && c.zero_stage != 0) o.zero_stage = c.zero_stage;
   if (c.use_cpu || c.distributed_type == "MULTI_CPU") o.cpu = true;
   if (c.debug) o.debug = true;
   if (!o.gpu_ids && c.gpu_ids) o.gpu_ids = c.gpu_ids;

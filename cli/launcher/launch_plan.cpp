@@ -106,6 +106,7 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     ACCELERATE_CHECK(*o.gradient_accumulation_steps >= 1, ConfigError,
                      "--gradient_accumulation_steps must be >= 1, got ", *o.gradient_accumulation_steps, ".");
   }
+  if (o.zero_stage) check_zero_stage(*o.zero_stage, "--zero_stage");
   if (o.gpu_ids && *o.gpu_ids != "all") {
     const auto& ids = *o.gpu_ids;
     ACCELERATE_CHECK(valid_gpu_ids(ids), ConfigError,
@@ -165,6 +166,7 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     if (o.gradient_accumulation_steps) {
       e[env_var::kGradientAccumulationSteps] = std::to_string(*o.gradient_accumulation_steps);
     }
+    if (o.zero_stage) e[env_var::kZeroStage] = std::to_string(*o.zero_stage);
     if (o.debug) e[env_var::kDebugMode] = "true";
     if (o.timeout_s) {
       std::ostringstream t;

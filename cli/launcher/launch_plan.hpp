@@ -18,6 +18,7 @@ struct LaunchOptions {
   std::optional<int> main_process_port;  ///< unset: a free port (single machine) or 29500 (multi-node)
   std::optional<std::string> mixed_precision;
   std::optional<int> gradient_accumulation_steps;
+  std::optional<int> zero_stage;  ///< ACCELERATE_CPP_ZERO_STAGE for the workers
   std::optional<int> num_cpu_threads_per_process;
   std::optional<double> timeout_s;     ///< rendezvous/collective timeout given to the workers
   std::optional<std::string> gpu_ids;  ///< "0,1": set as CUDA_VISIBLE_DEVICES for the workers (HF's gpu_ids)

@@ -24,6 +24,7 @@ struct Args {
   double lr = 2e-3;
   std::optional<std::string> mixed_precision;
   std::optional<int> gradient_accumulation_steps;
+  std::optional<int> zero_stage;
   uint64_t seed = 42;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string cache_dir;
@@ -50,11 +51,12 @@ Args parse(int argc, char** argv) {
       continue;
     }
     if (flag == "--help" || flag == "-h") {
-      std::cout << "fashion_mnist: flags --epochs --batch_size (per process) --lr --mixed_precision "
-                   "--gradient_accumulation_steps --seed --data_dir --cache_dir --limit --output_dir "
-                   "--checkpointing_steps (N|epoch) --resume_from_checkpoint (PATH|latest) --total_limit --report_to "
-                   "--with_tracking --debug"
-                << std::endl;
+      std::cout
+          << "fashion_mnist: flags --epochs --batch_size (per process) --lr --mixed_precision "
+             "--gradient_accumulation_steps --zero_stage (0|1|2) --seed --data_dir --cache_dir --limit --output_dir "
+             "--checkpointing_steps (N|epoch) --resume_from_checkpoint (PATH|latest) --total_limit --report_to "
+             "--with_tracking --debug"
+          << std::endl;
       std::exit(0);
     }
     ACCELERATE_CHECK(i + 1 < argc, ConfigError, "flag ", flag, " needs a value");
@@ -70,6 +72,8 @@ Args parse(int argc, char** argv) {
         a.mixed_precision = v;
       else if (flag == "--gradient_accumulation_steps")
         a.gradient_accumulation_steps = std::stoi(v);
+      else if (flag == "--zero_stage")
+        a.zero_stage = std::stoi(v);
       else if (flag == "--seed")
         a.seed = std::stoull(v);
       else if (flag == "--data_dir")
@@ -104,6 +108,7 @@ int main(int argc, char** argv) try {
   accelerate::AcceleratorOptions options;
   options.mixed_precision = args.mixed_precision;
   options.gradient_accumulation_steps = args.gradient_accumulation_steps;
+  options.zero_stage = args.zero_stage;
   options.seed = args.seed;
   ACCELERATE_CHECK(args.checkpointing_steps.empty() || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");

@@ -29,6 +29,7 @@ struct Args {
   int64_t warmup_steps = 100;
   std::optional<int> gradient_accumulation_steps;
   std::optional<std::string> mixed_precision;
+  std::optional<int> zero_stage;
   int num_workers = 1;
   bool pin_memory = false;
   uint64_t seed = 1337;
@@ -89,6 +90,10 @@ void add_flags(CLI::App& app, Args& a) {
   app.add_option("--block_size", a.model.block_size, "context length (tokens)")
       ->capture_default_str()
       ->check(kPositive);
+  app.add_option("--zero_stage", a.zero_stage,
+                 "ZeRO stage: 0 replicated, 1 optimizer state sharded, 2 gradients too (default: launch's, else 0)")
+      ->check(
+          accepts<int64_t>([](int64_t x) { return x >= 0 && x <= 2; }, "0, 1 or 2 (stage 3 is not available)", "0..2"));
   app.add_flag("--gradient_checkpointing", a.model.gradient_checkpointing,
                "recompute each block's activations in backward (less memory, about a third more compute)");
   app.add_option("--batch_size", a.batch_size, "sequences per process and micro-step")
@@ -191,6 +196,7 @@ int main(int argc, char** argv) try {
   accelerate::AcceleratorOptions options;
   options.mixed_precision = args.mixed_precision;
   options.gradient_accumulation_steps = args.gradient_accumulation_steps;
+  options.zero_stage = args.zero_stage;
   options.project = {.project_dir = args.output_dir, .automatic_checkpoint_naming = true};
   if (args.with_tracking) options.log_with = {args.report_to};
   options.seed = args.seed;
@@ -262,7 +268,7 @@ int main(int argc, char** argv) try {
       acc.backward(loss);
       // Every step holds the same gradients: read them once, at the last optimizer step.
       if (acc.sync_gradients() && progress.steps + 1 == args.max_steps) {
-        grad_bytes = accelerate::gradient_bytes(net->parameters());
+        grad_bytes = accelerate::gradient_bytes(net->parameters(), opt.optimizer());
       }
       if (acc.sync_gradients() && args.grad_clip > 0) acc.clip_grad_norm_(net->parameters(), args.grad_clip);
       opt.step();

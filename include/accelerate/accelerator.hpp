@@ -39,6 +39,7 @@ namespace accelerate {
 
 namespace detail {
 class DataParallel;
+class ZeroOptimizer;
 struct CheckpointContents;
 }  // namespace detail
 
@@ -101,6 +102,8 @@ class Accelerator {
   DistributedType distributed_type() const { return state_->distributed_type(); }
   MixedPrecision mixed_precision() const { return precision_; }
   int gradient_accumulation_steps() const { return gradient_state_.num_steps; }
+  /// The ZeRO stage in effect: 0 with one process, whatever was asked for (AcceleratorOptions::zero_stage).
+  int zero_stage() const { return zero_stage_; }
   bool sync_gradients() const { return gradient_state_.sync_gradients; }
   bool split_batches() const { return options_.split_batches; }
   bool even_batches() const { return options_.even_batches; }
@@ -155,7 +158,9 @@ class Accelerator {
   }
   /// Autocast to the mixed-precision dtype on this device (a no-op guard for "no").
   AutocastGuard autocast();
-  /// Unscales fp16 gradients once, then clips; returns the total norm.
+  /// Unscales fp16 gradients once, then clips; returns the total norm. Under ZeRO the norm is the global one over
+  /// every process's gradient shard, and the shards are clipped (clip through here, not torch's function: at
+  /// stage 2 the parameters' own gradients are released after backward).
   double clip_grad_norm_(const std::vector<at::Tensor>& parameters, double max_norm, double norm_type = 2.0);
   void clip_grad_value_(const std::vector<at::Tensor>& parameters, double clip_value);
   /// Divides fp16 gradients by the scale (once per step).
@@ -252,7 +257,9 @@ class Accelerator {
   int64_t log_calls_ = 0;
   int64_t step_ = 0;
   bool numbering_checked_ = false;  // automatic checkpoint numbering was checked against the folder's contents
+  int zero_stage_ = 0;
   std::vector<std::unique_ptr<detail::DataParallel>> models_;
+  std::vector<std::unique_ptr<detail::ZeroOptimizer>> sharded_optimizers_;  // before optimizers_, which use them
   std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;
   std::vector<DataLoader*> loaders_;
   std::vector<Checkpointable*> custom_objects_;

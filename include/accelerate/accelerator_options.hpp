@@ -75,6 +75,12 @@ struct AcceleratorOptions {
   /// Run fp16 autocast and a GradScaler on the CPU anyway (LibTorch has the kernels; slow, but it is what a GPU
   /// fp16 run computes, e.g. to test a GPU configuration on a laptop).
   bool fp16_on_cpu = false;
+  /// ZeRO (Rajbhandari et al. 2020) on c10d's collectives: 1 shards the optimizer state over the processes (each
+  /// steps its shard; the updated parameters are all-gathered), 2 shards the averaged gradients too
+  /// (reduce-scattered in buckets during backward). What HF reaches through DeepSpeedPlugin(zero_stage=...) or
+  /// FSDP's SHARD_GRAD_OP. Unset: ACCELERATE_CPP_ZERO_STAGE (launch --zero_stage), else 0. With one process it
+  /// runs as stage 0 (with a note). See docs/training.md "ZeRO".
+  std::optional<int> zero_stage;
   /// set_seed(seed) at construction.
   std::optional<uint64_t> seed;
   /// Timeout and backend of the process group.

@@ -18,7 +18,13 @@ namespace accelerate {
 int64_t optimizer_state_bytes(torch::optim::Optimizer& optimizer);
 
 /// Bytes of the gradients `parameters` hold now (undefined gradients count 0; after zero_grad they are undefined).
+/// Gradients that share storage (views into one buffer) count that storage once.
 int64_t gradient_bytes(const std::vector<at::Tensor>& parameters);
+
+/// The same over `parameters` and the parameters of `optimizer`: under ZeRO stage 2 the averaged gradients live
+/// in the optimizer's pieces (this process's shard) while the model's parameters hold none after backward; at
+/// stage 1 the pieces' gradients are views into the parameters' and count once.
+int64_t gradient_bytes(const std::vector<at::Tensor>& parameters, torch::optim::Optimizer& optimizer);
 
 /// This process's peak memory: on the CPU the peak resident set size (getrusage, so everything the process ever
 /// touched, LibTorch included); on CUDA the caching allocator's peak of allocated bytes on `device`.

@@ -2,6 +2,7 @@
 // (torch.amp.GradScaler's algorithm on ATen's _amp_* kernels).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -12,6 +13,9 @@
 #include <accelerate/gradient_state.hpp>
 
 namespace accelerate {
+namespace detail {
+class ZeroOptimizer;
+}
 
 /// HF's GradScalerKwargs (torch's defaults).
 struct GradScalerOptions {
@@ -40,6 +44,10 @@ class GradScaler {
   void load_state(double scale, int64_t growth_tracker);
   int64_t growth_tracker() const;
   bool is_enabled() const { return options_.enabled; }
+  /// For an optimizer that holds only a shard of the gradients (ZeRO): `reduce` combines the found_inf flags of
+  /// all processes in unscale_, so an inf on any shard skips the step on every rank (as torch's
+  /// ShardedGradScaler). The Accelerator sets it when it prepares a sharded optimizer.
+  void set_found_inf_reduction(const torch::optim::Optimizer& optimizer, std::function<void(at::Tensor&)> reduce);
 
  private:
   struct PerOptimizer {
@@ -47,15 +55,20 @@ class GradScaler {
     at::Tensor found_inf;  // on the scale's device; defined once unscaled
   };
   GradScalerOptions options_;
+  std::map<const torch::optim::Optimizer*, std::function<void(at::Tensor&)>> found_inf_reductions_;
   at::Tensor scale_, growth_tracker_;
   std::map<const torch::optim::Optimizer*, PerOptimizer> per_optimizer_;  // cleared by update()
 };
 
 /// The optimizer a prepared loop steps: step() and zero_grad() do nothing on accumulation micro-steps
-/// (sync_gradients false), and under fp16 step() goes through the GradScaler.
+/// (sync_gradients false), and under fp16 step() goes through the GradScaler. Under ZeRO stage 1 or 2 the
+/// wrapped optimizer's parameter groups hold this process's pieces of the parameters (1-D views into them), and
+/// step() all-gathers the updated parameters.
 class AcceleratedOptimizer {
  public:
-  AcceleratedOptimizer(torch::optim::Optimizer& optimizer, GradientState& gradient_state, GradScaler* scaler);
+  /// `sharded`: the ZeRO sharding of `optimizer`, or nullptr (made by Accelerator::prepare).
+  AcceleratedOptimizer(torch::optim::Optimizer& optimizer, GradientState& gradient_state, GradScaler* scaler,
+                       detail::ZeroOptimizer* sharded = nullptr);
   void step();
   void zero_grad(bool set_to_none = true);
   /// The last step() was skipped because the fp16 gradients overflowed.
@@ -63,11 +76,15 @@ class AcceleratedOptimizer {
   torch::optim::Optimizer& optimizer() { return optimizer_; }
   std::vector<torch::optim::OptimizerParamGroup>& param_groups() { return optimizer_.param_groups(); }
   GradScaler* scaler() { return scaler_; }
+  /// Divides the gradients by the fp16 scale (once per step; nothing without fp16).
+  void unscale_gradients();
+  detail::ZeroOptimizer* sharded() { return sharded_; }
 
  private:
   torch::optim::Optimizer& optimizer_;
   GradientState& gradient_state_;
   GradScaler* scaler_;
+  detail::ZeroOptimizer* sharded_;
   bool skipped_ = false;
 };
 

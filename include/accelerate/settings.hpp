@@ -54,6 +54,7 @@ inline constexpr const char* kForceProcessGroup = "ACCELERATE_CPP_FORCE_PROCESS_
 inline constexpr const char* kErrorFile = "ACCELERATE_CPP_ERROR_FILE";
 inline constexpr const char* kConfigFile = "ACCELERATE_CPP_CONFIG_FILE";
 inline constexpr const char* kTestBreak = "ACCELERATE_CPP_TEST_BREAK";
+inline constexpr const char* kZeroStage = "ACCELERATE_CPP_ZERO_STAGE";
 // read by LibTorch, Gloo, OpenMP or CUDA
 inline constexpr const char* kGlooSocketIfname = "GLOO_SOCKET_IFNAME";
 inline constexpr const char* kShowCppStacktraces = "TORCH_SHOW_CPP_STACKTRACES";
@@ -101,6 +102,10 @@ size_t parse_choice_variable(const std::string& name, const std::string& value,
 
 enum class LogLevel { Debug = 10, Info = 20, Warning = 30, Error = 40 };
 
+/// A ZeRO stage: 0 (replicated, DDP), 1 (optimizer state sharded) or 2 (gradients too). ConfigError naming `where`
+/// otherwise; stage 3 (parameters sharded, FSDP's FULL_SHARD) is named as not available yet.
+int check_zero_stage(int stage, const std::string& where);
+
 /// "debug", "info", "warning"/"warn", "error"/"critical" (any case); ConfigError otherwise.
 LogLevel parse_log_level(const std::string& text);
 
@@ -112,6 +117,7 @@ struct EnvironmentSettings {
   bool use_cpu = false;                                    ///< ACCELERATE_USE_CPU
   std::optional<MixedPrecision> mixed_precision;           ///< ACCELERATE_MIXED_PRECISION
   std::optional<int> gradient_accumulation_steps;          ///< ACCELERATE_GRADIENT_ACCUMULATION_STEPS, >= 1
+  std::optional<int> zero_stage;                           ///< ACCELERATE_CPP_ZERO_STAGE, 0..2
   std::optional<bool> debug_mode;                          ///< ACCELERATE_DEBUG_MODE
   std::optional<LogLevel> log_level;                       ///< ACCELERATE_LOG_LEVEL
   std::optional<std::chrono::milliseconds> timeout;        ///< ACCELERATE_CPP_TIMEOUT (seconds, > 0)

@@ -44,6 +44,7 @@ constexpr std::array kVariables = {
     EnvironmentVariable{v::kForceProcessGroup, Bool, Library, "a process group even for a world of one"},
     EnvironmentVariable{v::kErrorFile, Text, Library, "where a failed collective records whom it waited for"},
     EnvironmentVariable{v::kConfigFile, Text, Cli, "the default config file's path"},
+    EnvironmentVariable{v::kZeroStage, Int, Library, "ZeRO stage: 0 replicated, 1 optimizer state, 2 + gradients"},
     EnvironmentVariable{v::kTestBreak, Text, Cli, "accelerate-cpp test breaks this check (proof it can fail)"},
     EnvironmentVariable{v::kGlooSocketIfname, Text, Library, "network interface for Gloo"},
     EnvironmentVariable{v::kShowCppStacktraces, Bool, Library, "keep c10's stack traces in error messages"},
@@ -119,6 +120,14 @@ size_t parse_choice_variable(const std::string& name, const std::string& value,
   throw ConfigError(detail::concat(name, "='", value, "' is not one of ", listed, "."));
 }
 
+int check_zero_stage(int stage, const std::string& where) {
+  ACCELERATE_CHECK(stage != 3, ConfigError, where, ": ZeRO stage 3 (parameters sharded too, FSDP's FULL_SHARD) is not ",
+                   "available yet; stage 2 shards optimizer state and gradients.");
+  ACCELERATE_CHECK(stage >= 0 && stage <= 2, ConfigError, where, ": ZeRO stage must be 0 (replicated), 1 (optimizer ",
+                   "state sharded) or 2 (optimizer state and gradients sharded), got ", stage, ".");
+  return stage;
+}
+
 LogLevel parse_log_level(const std::string& text) {
   constexpr LogLevel levels[] = {LogLevel::Debug,   LogLevel::Info,  LogLevel::Warning,
                                  LogLevel::Warning, LogLevel::Error, LogLevel::Error};
@@ -148,6 +157,10 @@ EnvironmentSettings read_environment_settings(const EnvironmentVariables& env) {
     ACCELERATE_CHECK(steps >= 1, ConfigError, env_var::kGradientAccumulationSteps, "='", *value,
                      "' must be an integer >= 1 (launch: --gradient_accumulation_steps).");
     s.gradient_accumulation_steps = steps;
+  }
+  if (auto value = lookup(env, env_var::kZeroStage)) {
+    const auto where = detail::concat(env_var::kZeroStage, "='", *value, "' (launch: --zero_stage)");
+    s.zero_stage = check_zero_stage(parse_int_variable(env_var::kZeroStage, *value, "Use 0, 1 or 2."), where);
   }
   s.debug_mode = flag(env_var::kDebugMode);
   if (auto value = lookup(env, env_var::kLogLevel)) s.log_level = parse_log_level(*value);

@@ -27,12 +27,16 @@ class GradScaler;
 class LRScheduler;
 
 namespace detail {
+class ZeroOptimizer;
 
 /// What a checkpoint holds, in prepare()/register order (HF's models, optimizers, schedulers, dataloaders,
 /// scaler; custom objects are HF's register_for_checkpointing).
 struct CheckpointContents {
   std::vector<torch::nn::Module*> models;
   std::vector<torch::optim::Optimizer*> optimizers;
+  /// Per optimizer, its ZeRO sharding (nullptr when unsharded): its state is consolidated to the unsharded format
+  /// on save (a collective) and cut to this rank's pieces on load.
+  std::vector<ZeroOptimizer*> sharded;
   std::vector<LRScheduler*> schedulers;
   std::vector<DataLoader*> loaders;
   std::vector<Checkpointable*> custom_objects;
@@ -49,7 +53,7 @@ struct CheckpointWriter {
   MixedPrecision precision = MixedPrecision::No;
 };
 
-/// Writes this rank's files into `dir`: the main process writes models, optimizers, schedulers, loader
+/// Writes this rank's files into `dir` (every rank calls it: sharded optimizer state is gathered): the main process writes models, optimizers, schedulers, loader
 /// positions, custom objects, the scaler and metadata.json; every rank writes its random states. Files are
 /// fsync'd; the caller makes the folder durable and complete. Throws CheckpointError on a failed write.
 void save_accelerator_state(const std::filesystem::path& dir, const CheckpointContents& contents,

@@ -1,6 +1,7 @@
-// Internal: data-parallel gradient synchronisation for one prepared module, on c10d's Reducer (what
-// torch.nn.parallel.DistributedDataParallel runs): bucketed allreduce launched from autograd hooks, so it
-// overlaps with the rest of backward; gradients are averaged over the processes.
+// Internal: data-parallel gradient synchronisation for one prepared module. Stages 0 and 1 run c10d's Reducer
+// (what torch.nn.parallel.DistributedDataParallel runs): bucketed allreduce launched from autograd hooks, so it
+// overlaps with the rest of backward; gradients are averaged over the processes. Stage 2 reduce-scatters the
+// same way into each rank's gradient shard (ZeRO-2, zero_gradients.cpp).
 #pragma once
 
 #include <memory>
@@ -9,11 +10,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "detail/zero_partition.hpp"
+
 namespace torch::nn {
 class Module;
-}
-namespace c10d {
-class Reducer;
 }
 
 namespace accelerate {
@@ -24,27 +24,47 @@ namespace accelerate::detail {
 
 class Communicator;
 
+/// How the gradients of a sync backward are combined across the processes (a strategy per ZeRO stage).
+class GradientSync {
+ public:
+  virtual ~GradientSync() = default;
+  /// Called on every backward, synced or not.
+  virtual void prepare_iteration() {}
+  /// Arms the hooks: the gradients of the coming backward are reduced.
+  virtual void prepare_for_backward(const at::Tensor& loss) = 0;
+  /// After the armed backward returned: waits for what is still in flight.
+  virtual void finish_backward() {}
+};
+
+/// Stage 2: the gradients of each bucket are reduce-scattered into this rank's shard as soon as the bucket is
+/// complete, and the full gradients are released.
+std::unique_ptr<GradientSync> make_sharded_gradient_sync(Communicator& comm, ZeroPartition& partition);
+
 class DataParallel {
  public:
-  /// Broadcasts parameters and buffers from rank 0 and builds the Reducer.
-  DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options);
+  /// Broadcasts parameters and buffers from rank 0 and sets up gradient synchronisation for `zero_stage`.
+  DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options, int zero_stage);
   ~DataParallel();
-  /// Arms the hooks for the coming backward: gradients of this backward are all-reduced.
-  void prepare_for_backward(const at::Tensor& loss);
+  /// Arms the hooks for the coming backward: gradients of this backward are reduced.
+  void prepare_for_backward(const at::Tensor& loss) { sync_->prepare_for_backward(loss); }
   /// Called on every backward, synced or not (bucket rebuilding after the first iteration, as DDP's forward).
-  void prepare_iteration();
+  void prepare_iteration() { sync_->prepare_iteration(); }
+  /// After an armed backward.
+  void finish_backward() { sync_->finish_backward(); }
   /// After each backward: rank 0's buffers to every rank, in training mode when broadcast_buffers is on.
   void sync_buffers();
   bool require_sync = true;  ///< false inside no_sync()
   torch::nn::Module& module() { return module_; }
+  /// ZeRO's partition of the parameters; nullptr at stage 0.
+  ZeroPartition* partition() { return partition_.get(); }
 
  private:
   torch::nn::Module& module_;
   Communicator& comm_;
-  bool find_unused_;
   bool broadcast_buffers_;
   std::vector<at::Tensor> buffers_;
-  std::unique_ptr<c10d::Reducer> reducer_;
+  std::unique_ptr<ZeroPartition> partition_;
+  std::unique_ptr<GradientSync> sync_;
 };
 
 }  // namespace accelerate::detail

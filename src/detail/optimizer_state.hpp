@@ -22,7 +22,7 @@ struct OptimizerState {
 OptimizerState optimizer_state(torch::optim::Optimizer& optimizer);
 
 /// Replaces the optimizer's whole state (as torch's load_state_dict does). `where` names the files in errors.
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::File& tensors,
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorMap& tensors,
                           const nlohmann::json& meta, const std::string& where);
 
 /// Moves state tensors to their parameter's device (Adagrad makes its state at construction, before prepare moves

@@ -74,23 +74,24 @@ std::string run_in_terminal(const std::vector<std::string>& argv, const std::vec
 TEST(ConfigCommand, InteractiveInATerminal) {
   TempDir dir;
   const auto file = dir / "terminal.yaml";
-  // multi-CPU, 1 machine, 3 processes, a wrong answer re-asked, debug on, 4 accumulation steps, bf16
+  // multi-CPU, 1 machine, 3 processes, a wrong answer re-asked, debug on, 4 accumulation steps, a wrong answer
+  // re-asked, ZeRO stage 2, bf16
   const auto screen =
-      run_in_terminal({kCli, "config", "--config_file", file}, {"1", "", "3", "maybe", "yes", "4", "7", "2"});
+      run_in_terminal({kCli, "config", "--config_file", file}, {"1", "", "3", "maybe", "yes", "4", "7", "2", "2"});
   EXPECT_NE(screen.find("Please answer yes or no."), std::string::npos) << screen;
   EXPECT_NE(screen.find("Please enter a number between 0 and 2."), std::string::npos) << screen;
   EXPECT_NE(screen.find("configuration saved at " + file), std::string::npos) << screen;
   const auto yaml = read(file);
   for (const char* line : {"distributed_type: 'MULTI_CPU'", "num_processes: 3", "use_cpu: true", "debug: true",
-                           "gradient_accumulation_steps: 4", "mixed_precision: 'bf16'"}) {
+                           "gradient_accumulation_steps: 4", "mixed_precision: 'bf16'", "zero_stage: 2"}) {
     EXPECT_NE(yaml.find(line), std::string::npos) << line << " missing from\n" << yaml;
   }
   // launch loads it: three processes, bf16, debug mode and the accumulation steps reach the workers.
   auto r = run({kCli, "launch", "--config_file", file, "--no_rank_prefix", "/bin/sh", "-c",
                 "echo $RANK/$WORLD_SIZE $ACCELERATE_MIXED_PRECISION $ACCELERATE_DEBUG_MODE "
-                "$ACCELERATE_GRADIENT_ACCUMULATION_STEPS"});
+                "$ACCELERATE_GRADIENT_ACCUMULATION_STEPS $ACCELERATE_CPP_ZERO_STAGE"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("2/3 bf16 true 4"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2/3 bf16 true 4 2"), std::string::npos) << r.output;
 }
 
 TEST(ConfigCommand, PipedAnswersAndAnEndedInput) {
@@ -112,7 +113,8 @@ TEST(ConfigCommand, PipedAnswersAndAnEndedInput) {
 TEST(ConfigCommand, FlagsAndDefaultAndPythonReadsOurs) {
   TempDir dir;
   const auto file = dir / "local.yaml";
-  auto r = run({kCli, "config", "--num_processes", "2", "--mixed_precision", "fp16", "--config_file", file});
+  auto r = run({kCli, "config", "--num_processes", "2", "--mixed_precision", "fp16", "--zero_stage", "2",
+                "--config_file", file});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto def = dir / "default.yaml";
   r = run({kCli, "config", "default"}, {{"ACCELERATE_CPP_CONFIG_FILE", def}});
@@ -124,11 +126,12 @@ TEST(ConfigCommand, FlagsAndDefaultAndPythonReadsOurs) {
   r = run({kPython, "-c",
            "import sys\nfrom accelerate.commands.config.config_args import load_config_from_file as load\n"
            "a = load(sys.argv[1]); b = load(sys.argv[2])\n"
-           "print(a.num_processes, a.mixed_precision, a.distributed_type.value, b.num_processes, b.mixed_precision)",
+           "print(a.num_processes, a.mixed_precision, a.distributed_type.value, b.num_processes, b.mixed_precision,\n"
+           "      a.deepspeed_config)",
            file, def});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("2 fp16 MULTI_"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find(" 1 no"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" 1 no {'zero_stage': 2}"), std::string::npos) << r.output;
 }
 
 TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
@@ -147,12 +150,28 @@ TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
            "echo world=$WORLD_SIZE"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("world=2"), std::string::npos) << r.output;
-  // A DeepSpeed section is named in a warning; fp8 is an error with its line.
-  std::ofstream(dir / "ds.yaml")
-      << "distributed_type: MULTI_CPU\ndeepspeed_config:\n  zero_stage: 2\nnum_processes: 1\n";
-  r = run({kCli, "launch", "--config_file", dir / "ds.yaml", "/bin/true"});
+  // A DeepSpeed section gives its ZeRO stage; its other keys are named in a warning. FSDP's FULL_SHARD (stage 3)
+  // runs as stage 2, with a warning; fp8 is an error with its line.
+  std::ofstream(dir / "ds.yaml") << "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 1\n"
+                                    "  offload_optimizer_device: cpu\nnum_processes: 1\n";
+  r = run({kCli, "launch", "--config_file", dir / "ds.yaml", "/bin/sh", "-c", "echo zero=$ACCELERATE_CPP_ZERO_STAGE"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("line 2: 'deepspeed_config' is not supported"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("zero=1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("line 3: deepspeed_config keys offload_optimizer_device are not supported"),
+            std::string::npos)
+      << r.output;
+  std::ofstream(dir / "fsdp.yaml") << "distributed_type: FSDP\nfsdp_config:\n  fsdp_sharding_strategy: FULL_SHARD\n";
+  r = run(
+      {kCli, "launch", "--config_file", dir / "fsdp.yaml", "/bin/sh", "-c", "echo zero=$ACCELERATE_CPP_ZERO_STAGE"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("zero=2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("line 3: fsdp_sharding_strategy FULL_SHARD shards the parameters too"), std::string::npos)
+      << r.output;
+  r = run({kCli, "launch", "--zero_stage", "3", "/bin/true"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("ZeRO stage 3 (parameters sharded too, FSDP's FULL_SHARD) is not available yet"),
+            std::string::npos)
+      << r.output;
   std::ofstream(dir / "fp8.yaml") << "num_processes: 1\nmixed_precision: fp8\n";
   r = run({kCli, "launch", "--config_file", dir / "fp8.yaml", "/bin/true"});
   EXPECT_EQ(r.exit_code, 2) << r.output;

@@ -109,16 +109,38 @@ TEST(HfConfig, ARepeatedKeyTakesTheLastValue) {
 
 TEST(HfConfig, UnsupportedKeysAreNamedInAWarning) {
   const auto path = write_temp("ds.yaml",
-                               "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\nfsdp_config: {}\n"
+                               "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\n"
+                               "  offload_param_device: nvme\nfsdp_config: {}\nfp8_config:\n  backend: TE\n"
                                "num_processes: 2\n");
   std::ostringstream warnings;
   const auto c = read_config(path, warnings);
   EXPECT_EQ(c.num_processes, 2);
+  EXPECT_EQ(c.zero_stage, 2);  // the one DeepSpeed key that maps
   const auto w = warnings.str();
-  EXPECT_NE(w.find("line 2: 'deepspeed_config' is not supported"), std::string::npos) << w;
-  EXPECT_NE(w.find("distributed_type DEEPSPEED is not supported"), std::string::npos) << w;
+  EXPECT_NE(w.find("line 3: deepspeed_config keys offload_param_device are not supported"), std::string::npos) << w;
+  EXPECT_NE(w.find("distributed_type DEEPSPEED runs as accelerate-cpp's data parallelism with ZeRO stage 2"),
+            std::string::npos)
+      << w;
+  EXPECT_NE(w.find("line 6: 'fp8_config' is not supported"), std::string::npos) << w;
   EXPECT_EQ(w.find("fsdp_config"), std::string::npos) << "an empty section is not a setting: " << w;
   fs::remove(path);
+}
+
+TEST(HfConfig, ShardingStrategiesMapToZeroStages) {
+  auto stage = [](const std::string& section) {
+    const auto path = write_temp("sharding.yaml", section);
+    std::ostringstream warnings;
+    const int s = read_config(path, warnings).zero_stage;
+    fs::remove(path);
+    return s;
+  };
+  EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: SHARD_GRAD_OP\n"), 2);
+  EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: 2\n"), 2);  // HF's number for SHARD_GRAD_OP
+  EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: NO_SHARD\n"), 0);
+  EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: FULL_SHARD\n"), 2);  // stage 3 runs as 2, warned
+  EXPECT_EQ(stage("deepspeed_config:\n  zero_stage: 1\n"), 1);
+  EXPECT_THROW(stage("deepspeed_config:\n  zero_stage: 7\n"), ConfigError);
+  EXPECT_THROW(stage("fsdp_config:\n  fsdp_sharding_strategy: HALF_SHARD\n"), ConfigError);
 }
 
 TEST(HfConfig, WriteThenReadRoundTrips) {
@@ -132,6 +154,7 @@ TEST(HfConfig, WriteThenReadRoundTrips) {
   c.main_process_port = 29500;
   c.mixed_precision = "bf16";
   c.gradient_accumulation_steps = 3;
+  c.zero_stage = 2;
   c.debug = true;
   const auto path =
       (fs::temp_directory_path() / ("accelerate_cfg_rt_" + std::to_string(::getpid())) / "c.yaml").string();
@@ -149,6 +172,7 @@ TEST(HfConfig, WriteThenReadRoundTrips) {
   EXPECT_EQ(back.main_process_port, 29500);
   EXPECT_EQ(back.mixed_precision, "bf16");
   EXPECT_EQ(back.gradient_accumulation_steps, 3);
+  EXPECT_EQ(back.zero_stage, 2);
   fs::remove_all(fs::path(path).parent_path());
 }
 

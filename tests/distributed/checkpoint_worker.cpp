@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "distributed_gtest.hpp"
+#include "worker_helpers.hpp"
 
 using namespace accelerate;
 namespace fs = std::filesystem;
@@ -30,18 +31,6 @@ struct NetImpl : torch::nn::Module {
   torch::nn::Linear b;
 };
 TORCH_MODULE(Net);
-
-/// A folder every rank agrees on (rank 0 picks it).
-std::string shared_temp_dir(const std::string& name) {
-  std::vector<c10::IValue> dir{c10::IValue(std::string())};
-  if (g_state->is_main_process()) {
-    auto path = fs::temp_directory_path() / ("accelerate_ckpt_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(path);
-    dir[0] = path.string();
-  }
-  broadcast_object_list(*g_state, dir, 0);
-  return dir[0].toStringRef();
-}
 
 /// What a resume test trains with: the optimizer (each has its own state fields) and the precision (fp16 adds a
 /// GradScaler whose scale and growth tracker must come back too).
@@ -127,7 +116,7 @@ TEST_P(Resume, MidEpochIsBitwiseIdentical) {
   torch::manual_seed(1);
   auto x = torch::randn({40 * g_state->num_processes(), 6});
   auto y = torch::randint(0, 3, {x.size(0)}, torch::kLong);
-  const auto dir = shared_temp_dir("resume_" + setup.optimizer + "_" + setup.precision);
+  const auto dir = accelerate::testing::shared_temp_dir(*g_state, "resume_" + setup.optimizer + "_" + setup.precision);
   std::vector<torch::Tensor> uninterrupted;
   double final_scale = 0;
   {
@@ -170,7 +159,7 @@ TEST(Checkpoint, OptimizerOfAnotherTypeIsRefused) {
   torch::manual_seed(1);
   auto x = torch::randn({8 * g_state->num_processes(), 6});
   auto y = torch::randint(0, 3, {x.size(0)}, torch::kLong);
-  const auto dir = shared_temp_dir("other_optimizer");
+  const auto dir = accelerate::testing::shared_temp_dir(*g_state, "other_optimizer");
   {
     Training run(7, x, y, {"sgd", "no"});
     run.train([](int64_t, int64_t) {});
@@ -190,7 +179,7 @@ TEST(Checkpoint, OptimizerOfAnotherTypeIsRefused) {
 }
 
 TEST(Checkpoint, RotationKeepsTheNewestCompleteOnes) {
-  const auto project = shared_temp_dir("rotation");
+  const auto project = accelerate::testing::shared_temp_dir(*g_state, "rotation");
   AcceleratorOptions o;
   o.cpu = !g_state->device().is_cuda();
   o.project = {.project_dir = project, .automatic_checkpoint_naming = true, .total_limit = 2};
@@ -217,7 +206,7 @@ TEST(Checkpoint, RotationKeepsTheNewestCompleteOnes) {
 }
 
 TEST(Checkpoint, BadInputIsRefusedWithTheFileNamed) {
-  const auto dir = shared_temp_dir("bad");
+  const auto dir = accelerate::testing::shared_temp_dir(*g_state, "bad");
   AcceleratorOptions o;
   o.cpu = !g_state->device().is_cuda();
   Accelerator acc(g_state, o);

@@ -16,8 +16,10 @@
 #include "detail/schedules.hpp"
 
 #include "distributed_gtest.hpp"
+#include "worker_helpers.hpp"
 
 using namespace accelerate;
+using accelerate::testing::TokenWindows;
 
 namespace {
 
@@ -205,20 +207,6 @@ int main(int argc, char** argv) {
 }
 
 namespace {
-
-/// Sequences of random tokens as the GPT job's batches: "input_ids" and "labels" (shifted by one).
-class TokenWindows final : public Dataset {
- public:
-  explicit TokenWindows(torch::Tensor windows) : windows_(std::move(windows)) {}
-  int64_t size() const override { return windows_.size(0); }
-  Batch get(int64_t i) const override {
-    const int64_t t = windows_.size(1) - 1;
-    return Batch{{"input_ids", windows_[i].narrow(0, 0, t)}, {"labels", windows_[i].narrow(0, 1, t)}};
-  }
-
- private:
-  torch::Tensor windows_;
-};
 
 // The GPT job's loop (AdamW with two parameter groups, clipping, named-tensor batches from 2 loader workers)
 // against one process training on the global batches; returns the max parameter difference after 10 steps.

@@ -1,0 +1,251 @@
+// ZeRO stages 1 and 2 for an unchanged torch::optim optimizer (detail/zero_optimizer.hpp): its groups hold this
+// rank's pieces of the parameters. Elementwise optimizers (Adam, AdamW, SGD, Adagrad, RMSprop: the ones
+// checkpoints support) compute on a piece exactly what they compute on those elements of the whole parameter.
+#include "detail/zero_optimizer.hpp"
+
+#include <accelerate/collectives.hpp>
+#include <accelerate/error.hpp>
+
+#include <ATen/ATen.h>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <torch/optim/optimizer.h>
+
+#include "detail/communicator.hpp"
+
+namespace accelerate::detail {
+using nlohmann::json;
+
+ZeroOptimizer::ZeroOptimizer(torch::optim::Optimizer& optimizer, const std::vector<ZeroPartition*>& partitions,
+                             const ProcessState& state)
+    : optimizer_(optimizer), state_(state) {
+  // State held before prepare (loaded by the user) is cut into the pieces below, as a checkpoint would be.
+  OptimizerState held;
+  try {
+    held = optimizer_state(optimizer_);
+  } catch (const CheckpointError&) {
+    throw ConfigError(
+        "prepare(optimizer): ZeRO stages 1 and 2 shard the elementwise optimizers Adam, AdamW, SGD, Adagrad and "
+        "RMSprop; this optimizer type is not one of them. Use zero_stage 0 for it.");
+  }
+  at::NoGradGuard no_grad;
+  size_t full_index = 0;
+  for (auto& group : optimizer_.param_groups()) {
+    full_groups_.push_back(group.params());
+    std::vector<at::Tensor> pieces;
+    for (const auto& p : full_groups_.back()) {
+      const size_t index = full_index++;
+      ZeroPartition* owner = nullptr;
+      for (auto* partition : partitions) {
+        if (partition->contains(p)) owner = partition;
+      }
+      if (!owner) {
+        ACCELERATE_CHECK(!p.requires_grad(), ConfigError, "prepare(optimizer): with zero_stage ",
+                         partitions.empty() ? 1 : partitions.front()->stage(), ", parameter ", index,
+                         " of the optimizer (shape ", p.sizes(),
+                         ") is not a parameter of a model prepared before it. Prepare the model first "
+                         "(acc.prepare(model, optimizer, ...)).");
+        continue;  // frozen: never stepped
+      }
+      if (std::find(partitions_.begin(), partitions_.end(), owner) == partitions_.end()) partitions_.push_back(owner);
+      const auto* info = owner->piece(p);
+      if (!info) continue;  // another rank owns all of it
+      auto piece = p.detach().view(-1).narrow(0, info->begin, info->length);
+      if (owner->stage() >= 2) {
+        piece.mutable_grad() = owner->buckets()[info->bucket].grad_shard.narrow(0, info->shard_offset, info->length);
+      }
+      slot_of_[p.unsafeGetTensorImpl()] = slots_.size();
+      slot_of_[piece.unsafeGetTensorImpl()] = slots_.size();
+      slots_.push_back({piece, info, owner, index});
+      pieces.push_back(piece);
+    }
+    group_slots_.push_back(pieces.size());
+    group.params() = std::move(pieces);
+  }
+  optimizer_.state().clear();
+  if (!held.meta.at("state").empty()) load_state(held.tensors, held.meta, "prepare(optimizer) (its existing state)");
+}
+
+void ZeroOptimizer::bind_gradients() {
+  for (auto& slot : slots_) {
+    if (slot.partition->stage() >= 2) continue;  // bound to the gradient shard once and for all
+    const auto& grad = slot.info->param.grad();
+    if (!grad.defined()) {
+      slot.piece.mutable_grad().reset();
+    } else if (!slot.piece.grad().defined() || !slot.piece.grad().is_alias_of(grad)) {
+      slot.piece.mutable_grad() = grad.view(-1).narrow(0, slot.info->begin, slot.info->length);
+    }
+  }
+}
+
+void ZeroOptimizer::gather_parameters() {
+  for (auto* partition : partitions_) partition->gather_parameters(*state_.communicator());
+}
+
+void ZeroOptimizer::zero_grad(bool set_to_none) {
+  at::NoGradGuard no_grad;
+  for (const auto& group : full_groups_) {
+    for (auto p : group) {
+      if (!p.grad().defined()) continue;
+      if (set_to_none) {
+        p.mutable_grad().reset();
+      } else {
+        p.mutable_grad().zero_();
+      }
+    }
+  }
+  for (auto& slot : slots_) {
+    if (slot.partition->stage() >= 2) {
+      slot.piece.mutable_grad().zero_();  // the shard is the gradient's storage: kept, emptied
+    } else {
+      slot.piece.mutable_grad().reset();
+    }
+  }
+}
+
+std::vector<at::Tensor> ZeroOptimizer::piece_gradients(const std::vector<at::Tensor>& params) {
+  bind_gradients();
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params) {
+    auto it = slot_of_.find(p.unsafeGetTensorImpl());
+    if (it == slot_of_.end()) continue;
+    const auto& grad = slots_[it->second].piece.grad();
+    if (grad.defined()) grads.push_back(grad);
+  }
+  return grads;
+}
+
+void ZeroOptimizer::reduce_found_inf(at::Tensor& found_inf) {
+  found_inf.copy_(reduce(state_, found_inf, Reduction::Max));
+}
+
+double clip_sharded_grad_norm(const ProcessState& state, const std::vector<at::Tensor>& grads, double max_norm,
+                              double norm_type) {
+  const bool inf = std::isinf(norm_type);
+  auto local = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(state.device()));
+  if (!grads.empty()) {
+    std::vector<at::Tensor> norms;
+    for (const auto& g : grads) norms.push_back(at::linalg_vector_norm(g, norm_type).to(at::kFloat));
+    auto stacked = at::stack(norms).to(local.device());
+    local = inf ? stacked.max() : stacked.pow(norm_type).sum();
+  }
+  auto total = reduce(state, local, inf ? Reduction::Max : Reduction::Sum);
+  if (!inf) total = total.pow(1.0 / norm_type);
+  const auto coefficient = at::clamp_max(max_norm / (total + 1e-6), 1.0);
+  at::NoGradGuard no_grad;
+  for (auto g : grads) g.mul_(coefficient.to(g.device(), g.scalar_type()));
+  return total.item<double>();
+}
+
+namespace {
+
+/// "state.<index>.<field>" -> (index, field); nullopt for any other key.
+std::optional<std::pair<size_t, std::string>> parse_state_key(const std::string& key) {
+  if (key.rfind("state.", 0) != 0) return std::nullopt;
+  const auto dot = key.find('.', 6);
+  if (dot == std::string::npos) return std::nullopt;
+  try {
+    return std::make_pair(static_cast<size_t>(std::stoull(key.substr(6, dot - 6))), key.substr(dot + 1));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::string state_key(size_t index, const std::string& field) { return concat("state.", index, ".", field); }
+
+}  // namespace
+
+OptimizerState ZeroOptimizer::consolidated_state() {
+  auto local = optimizer_state(optimizer_);
+  // Scalars (step counts) and field names by the parameters' unsharded indices, from every rank.
+  json mine{{"state", json::object()}, {"fields", json::array()}};
+  std::set<std::string> fields;
+  for (const auto& [key, tensor] : local.tensors) {
+    if (auto parsed = parse_state_key(key)) fields.insert(parsed->second);
+  }
+  for (const auto& [k, scalars] : local.meta.at("state").items()) {
+    mine["state"][std::to_string(slots_.at(std::stoull(k)).full_index)] = scalars;
+  }
+  mine["fields"] = fields;
+  json merged = json::object();
+  for (const auto& part : gather_object(state_, c10::IValue(mine.dump()))) {
+    const auto theirs = json::parse(part.toStringRef());
+    for (const auto& [index, scalars] : theirs.at("state").items()) merged.emplace(index, scalars);
+    for (const auto& f : theirs.at("fields")) fields.insert(f.get<std::string>());
+  }
+  OptimizerState out;
+  out.meta = local.meta;
+  for (size_t g = 0; g < full_groups_.size(); ++g) out.meta["param_groups"][g]["params"] = full_groups_[g].size();
+  out.meta["state"] = merged;
+  std::unordered_map<const void*, size_t> full_index;
+  for (const auto& slot : slots_) full_index[slot.info->param.unsafeGetTensorImpl()] = slot.full_index;
+  // Full indices of parameters this rank holds no piece of: the order of the groups gives them.
+  size_t index = 0;
+  for (const auto& group : full_groups_) {
+    for (const auto& p : group) full_index.emplace(p.unsafeGetTensorImpl(), index++);
+  }
+  at::NoGradGuard no_grad;
+  for (const auto& field : fields) {
+    for (auto* partition : partitions_) {
+      for (auto& bucket : partition->buckets()) {
+        const auto options = bucket.entries.front().param.options();
+        auto shard = at::zeros({bucket.shard_numel}, options);
+        for (const auto& slot : slots_) {
+          if (slot.partition != partition || &partition->buckets()[slot.info->bucket] != &bucket) continue;
+          auto it = local.tensors.find(state_key(&slot - slots_.data(), field));
+          if (it != local.tensors.end()) shard.narrow(0, slot.info->shard_offset, slot.info->length).copy_(it->second);
+        }
+        auto all = at::empty({bucket.shard_numel * partition->world_size()}, options);
+        auto& comm = *state_.communicator();
+        comm.wait(comm.group()._allgather_base(all, shard), "save_state (ZeRO optimizer state all-gather)");
+        if (!state_.is_main_process()) continue;
+        for (const auto& entry : bucket.entries) {
+          auto it = full_index.find(entry.param.unsafeGetTensorImpl());
+          if (it == full_index.end() || !merged.contains(std::to_string(it->second))) continue;
+          out.tensors[state_key(it->second, field)] =
+              all.narrow(0, entry.offset, entry.param.numel()).view(entry.param.sizes()).cpu().clone();
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void ZeroOptimizer::load_state(const safetensors::TensorMap& tensors, const json& meta, const std::string& where) {
+  try {
+    const auto& groups = meta.at("param_groups");
+    ACCELERATE_CHECK(groups.size() == full_groups_.size(), CheckpointError, where, " has ", groups.size(),
+                     " parameter groups; this optimizer has ", full_groups_.size(), ".");
+    json pieces = meta;
+    for (size_t g = 0; g < full_groups_.size(); ++g) {
+      ACCELERATE_CHECK(groups[g].value("params", size_t{0}) == full_groups_[g].size(), CheckpointError, where,
+                       ": parameter group ", g, " held ", groups[g].value("params", 0), " parameters; this one has ",
+                       full_groups_[g].size(), ". Is this checkpoint from another model?");
+      pieces["param_groups"][g]["params"] = group_slots_[g];
+    }
+    pieces["state"] = json::object();
+    std::unordered_map<size_t, std::vector<std::pair<std::string, at::Tensor>>> by_index;
+    for (const auto& [key, tensor] : tensors) {
+      if (auto parsed = parse_state_key(key)) by_index[parsed->first].emplace_back(parsed->second, tensor);
+    }
+    safetensors::TensorMap cut;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      const auto& slot = slots_[k];
+      const auto index = std::to_string(slot.full_index);
+      if (!meta.at("state").contains(index)) continue;
+      pieces["state"][std::to_string(k)] = meta["state"][index];
+      for (const auto& [field, tensor] : by_index[slot.full_index]) {
+        ACCELERATE_CHECK(tensor.numel() == slot.info->param.numel(), CheckpointError, where, ": tensor ",
+                         state_key(slot.full_index, field), " has shape ", tensor.sizes(), " but its parameter has ",
+                         slot.info->param.sizes(), ". Is this checkpoint from another model?");
+        cut[state_key(k, field)] = tensor.reshape(-1).narrow(0, slot.info->begin, slot.info->length);
+      }
+    }
+    load_optimizer_state(optimizer_, cut, pieces, where);
+  } catch (const json::exception& e) {
+    throw CheckpointError(concat(where, " is malformed: ", e.what()));
+  }
+}
+
+}  // namespace accelerate::detail

@@ -1,0 +1,91 @@
+// ZeRO's partition of a model's parameters into buckets and equal per-rank shards (detail/zero_partition.hpp).
+#include "detail/zero_partition.hpp"
+
+#include <accelerate/error.hpp>
+
+#include <ATen/ATen.h>
+#include <algorithm>
+
+#include "detail/communicator.hpp"
+
+namespace accelerate::detail {
+
+ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
+                             int stage)
+    : world_(world_size), rank_(rank), stage_(stage) {
+  // Gradients arrive roughly in reverse registration order; stage 2 reduces a bucket as soon as it is complete.
+  for (auto it = params.rbegin(); it != params.rend(); ++it) {
+    const auto& p = *it;
+    ACCELERATE_CHECK(p.is_contiguous(), ConfigError, "ZeRO: a parameter of shape ", p.sizes(),
+                     " is not contiguous; ZeRO shards flat views of the parameters. Make it contiguous before "
+                     "prepare (param.data() = param.contiguous()).");
+    const bool fits = !buckets_.empty() && buckets_.back().entries.front().param.scalar_type() == p.scalar_type() &&
+                      buckets_.back().entries.front().param.device() == p.device() &&
+                      (buckets_.back().numel + p.numel()) * p.element_size() <= bucket_cap_bytes;
+    if (!fits) buckets_.emplace_back();
+    auto& bucket = buckets_.back();
+    bucket.entries.push_back({p, bucket.numel});
+    bucket.numel += p.numel();
+    bucket_of_[p.unsafeGetTensorImpl()] = buckets_.size() - 1;
+  }
+  at::NoGradGuard no_grad;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    auto& bucket = buckets_[b];
+    bucket.shard_numel = (bucket.numel + world_ - 1) / world_;
+    if (stage_ >= 2) bucket.grad_shard = at::zeros({bucket.shard_numel}, bucket.entries.front().param.options());
+    for (size_t e = 0; e < bucket.entries.size(); ++e) {
+      auto piece = piece_of_rank(b, e, rank_);
+      if (piece.length > 0) pieces_.emplace(piece.param.unsafeGetTensorImpl(), std::move(piece));
+    }
+  }
+}
+
+bool ZeroPartition::contains(const at::Tensor& param) const {
+  return bucket_of_.count(param.unsafeGetTensorImpl()) > 0;
+}
+
+const ZeroPiece* ZeroPartition::piece(const at::Tensor& param) const {
+  auto it = pieces_.find(param.unsafeGetTensorImpl());
+  return it == pieces_.end() ? nullptr : &it->second;
+}
+
+ZeroPiece ZeroPartition::piece_of_rank(size_t b, size_t e, int r) const {
+  const auto& bucket = buckets_.at(b);
+  const auto& entry = bucket.entries.at(e);
+  const int64_t shard_begin = r * bucket.shard_numel;
+  const int64_t lo = std::max(entry.offset, shard_begin);
+  const int64_t hi = std::min(entry.offset + entry.param.numel(), shard_begin + bucket.shard_numel);
+  ZeroPiece piece{entry.param, b, 0, 0, 0};
+  if (hi <= lo) return piece;
+  piece.begin = lo - entry.offset;
+  piece.length = hi - lo;
+  piece.shard_offset = lo - shard_begin;
+  return piece;
+}
+
+void ZeroPartition::gather_parameters(Communicator& comm) {
+  at::NoGradGuard no_grad;
+  CollectiveScope scope(comm, "optimizer step (ZeRO all-gather of the updated parameters)");
+  for (auto& bucket : buckets_) {
+    const auto options = bucket.entries.front().param.options();
+    auto mine = at::zeros({bucket.shard_numel}, options);
+    for (const auto& entry : bucket.entries) {
+      if (const auto* p = piece(entry.param)) {
+        mine.narrow(0, p->shard_offset, p->length).copy_(entry.param.view(-1).narrow(0, p->begin, p->length));
+      }
+    }
+    auto all = at::empty({bucket.shard_numel * world_}, options);
+    try {
+      comm.wait(comm.group()._allgather_base(all, mine), "optimizer step (ZeRO all-gather of the parameters)");
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      comm.fail("optimizer step (ZeRO all-gather of the parameters)", e);
+    }
+    for (const auto& entry : bucket.entries) {
+      entry.param.view(-1).copy_(all.narrow(0, entry.offset, entry.param.numel()));
+    }
+  }
+}
+
+}  // namespace accelerate::detail
