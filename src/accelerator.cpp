@@ -3,6 +3,7 @@
 #include <accelerate/accelerator.hpp>
 
 #include <accelerate/error.hpp>
+#include <accelerate/memory.hpp>
 #include <accelerate/platform.hpp>
 #include <accelerate/random.hpp>
 #include <accelerate/system_info.hpp>
@@ -17,6 +18,7 @@
 #include "detail/data_loader_access.hpp"
 #include "detail/data_parallel.hpp"
 #include "detail/optimizer_state.hpp"
+#include "detail/out_of_memory.hpp"
 #include "detail/zero_optimizer.hpp"
 
 namespace accelerate {
@@ -195,6 +197,11 @@ AcceleratedScheduler& Accelerator::prepare(LRScheduler& scheduler) {
                                   state_->num_processes());
 }
 
+void Accelerator::set_gradient_accumulation_steps(int steps) {
+  ACCELERATE_CHECK(steps >= 1, ConfigError, "gradient_accumulation_steps must be >= 1, got ", steps, ".");
+  gradient_state_.num_steps = steps;
+}
+
 void Accelerator::do_sync() {
   if (gradient_state_.sync_with_dataloader && gradient_state_.end_of_dataloader()) {
     step_ = 0;
@@ -227,6 +234,10 @@ void Accelerator::backward(const at::Tensor& loss) {
                    loss.defined() ? loss.sizes() : at::IntArrayRef{}, ". Reduce it first (e.g. loss.mean()).");
   ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
+  // During find_executable_batch_size, a process that ran out of memory meets the others here.
+  if (out_of_memory_checks_ && gradient_state_.sync_gradients && detail::out_of_memory_count(*state_, false) > 0) {
+    throw detail::PeerOutOfMemory("backward: another process ran out of memory; this batch size is abandoned.");
+  }
   // Dividing by 1 would add an autograd node to every step for nothing.
   at::Tensor scaled = gradient_state_.num_steps == 1 ? loss : loss / gradient_state_.num_steps;
   for (auto& m : models_) {
@@ -316,6 +327,19 @@ Batch Accelerator::gather_for_metrics(const Batch& batch) const {
 
 void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
   accelerate::set_seed(*state_, seed, device_specific);
+}
+
+void Accelerator::free_memory() {
+  // Users of an object go before it: schedulers hold optimizers, optimizers their sharding, which holds partitions.
+  schedulers_.clear();
+  optimizers_.clear();
+  sharded_optimizers_.clear();
+  models_.clear();
+  prepared_models_.clear();
+  loaders_.clear();
+  prepared_.clear();
+  step_ = 0;
+  clear_device_cache(device());
 }
 
 void Accelerator::end_training() {

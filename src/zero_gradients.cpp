@@ -1,9 +1,9 @@
 // ZeRO stage 2's gradient synchronisation: as the Reducer, a hook after each parameter's gradient accumulation
 // counts the bucket down; complete buckets are reduce-scattered (one _reduce_scatter_base each, launched in bucket
-// order on every rank so the collectives match) while backward goes on. Once backward has returned, each rank
-// adds the averaged result to its gradient shard and releases the full gradients: that release is stage 2's
-// saving. Non-sync micro-steps are not armed, so their gradients accumulate locally in full, without
-// communication, as with no_sync.
+// order on every rank so the collectives match) while backward goes on. A launched bucket's full gradients are
+// released at once (their copy is in the send buffer), at most two buckets are in flight, and each rank adds the
+// averaged result to its gradient shard: that release is stage 2's saving. Non-sync micro-steps are not armed, so
+// their gradients accumulate locally in full, without communication, as with no_sync.
 #include <accelerate/error.hpp>
 
 #include <ATen/ATen.h>
@@ -47,7 +47,7 @@ class ShardedGradientSync final : public GradientSync {
 
   void prepare_for_backward(const at::Tensor&) override {
     armed_ = true;
-    next_ = 0;
+    next_ = done_ = 0;
     std::fill(ready_.begin(), ready_.end(), false);
     pending_.assign(partition_.buckets().size(), 0);
     for (const size_t b : slot_bucket_) ++pending_[b];
@@ -59,16 +59,7 @@ class ShardedGradientSync final : public GradientSync {
     // Parameters that got no gradient in this backward (unused) leave their bucket incomplete: reduce it now, with
     // zeros in their place, so every rank runs the same collectives.
     while (next_ < in_flight_.size()) launch(next_++);
-    auto& buckets = partition_.buckets();
-    const double world = partition_.world_size();
-    at::NoGradGuard no_grad;
-    for (size_t b = 0; b < buckets.size(); ++b) {
-      auto& flight = in_flight_[b];
-      comm_.wait(flight.work, kOp);
-      buckets[b].grad_shard.add_(flight.output.div_(world));
-      flight = {};
-      for (auto& entry : buckets[b].entries) entry.param.mutable_grad().reset();
-    }
+    while (done_ < in_flight_.size()) complete(done_++);
   }
 
  private:
@@ -90,14 +81,27 @@ class ShardedGradientSync final : public GradientSync {
     while (next_ < pending_.size() && pending_[next_] == 0) launch(next_++);
   }
 
+  /// Waits for bucket b's reduce-scatter, adds the average to the gradient shard, frees the buffers.
+  void complete(size_t b) {
+    auto& flight = in_flight_[b];
+    comm_.wait(flight.work, kOp);
+    at::NoGradGuard no_grad;
+    partition_.buckets()[b].grad_shard.add_(flight.output.div_(static_cast<double>(partition_.world_size())));
+    flight = {};
+  }
+
   void launch(size_t b) {
+    // At most two buckets in flight: their send buffers, not the whole gradient, are what stage 2 adds.
+    while (done_ + 1 < b) complete(done_++);
     auto& bucket = partition_.buckets()[b];
     auto& flight = in_flight_[b];
     at::NoGradGuard no_grad;
     flight.input = at::zeros({bucket.shard_numel * partition_.world_size()}, bucket.grad_shard.options());
     for (const auto& entry : bucket.entries) {
-      const auto& grad = entry.param.grad();
-      if (grad.defined()) flight.input.narrow(0, entry.offset, entry.param.numel()).copy_(grad.reshape(-1));
+      auto& grad = entry.param.mutable_grad();
+      if (!grad.defined()) continue;
+      flight.input.narrow(0, entry.offset, entry.param.numel()).copy_(grad.reshape(-1));
+      grad.reset();  // its copy is in the send buffer: the full gradient is released now (stage 2's saving)
     }
     flight.output = at::empty({bucket.shard_numel}, flight.input.options());
     try {
@@ -115,6 +119,7 @@ class ShardedGradientSync final : public GradientSync {
   std::vector<int> pending_;  // parameters each bucket still waits for
   std::vector<InFlight> in_flight_;
   size_t next_ = 0;  // the next bucket to launch
+  size_t done_ = 0;  // buckets below it are reduced into the shards
   bool armed_ = false;
 };
 

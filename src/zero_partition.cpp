@@ -12,7 +12,7 @@ namespace accelerate::detail {
 
 ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
                              int stage)
-    : world_(world_size), rank_(rank), stage_(stage) {
+    : world_(world_size), rank_(rank), stage_(stage), bucket_cap_bytes_(bucket_cap_bytes) {
   // Gradients arrive roughly in reverse registration order; stage 2 reduces a bucket as soon as it is complete.
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     const auto& p = *it;
@@ -63,9 +63,29 @@ ZeroPiece ZeroPartition::piece_of_rank(size_t b, size_t e, int r) const {
   return piece;
 }
 
+namespace {
+
+/// Writes `values` to elements [begin, begin + values.numel()) of the bucket's flat layout, i.e. into the
+/// parameters that hold them.
+void write_flat(const ZeroBucket& bucket, int64_t begin, const at::Tensor& values) {
+  const int64_t end = begin + values.numel();
+  for (const auto& entry : bucket.entries) {
+    const int64_t lo = std::max(entry.offset, begin), hi = std::min(entry.offset + entry.param.numel(), end);
+    if (hi > lo)
+      entry.param.view(-1).narrow(0, lo - entry.offset, hi - lo).copy_(values.narrow(0, lo - begin, hi - lo));
+  }
+}
+
+// The all-gather goes in chunks of this many bytes per rank: its receive buffer is world_size chunks, not a whole
+// bucket, which would otherwise stay in the process's heap next to the state that stage 1 saved.
+constexpr int64_t kGatherChunkBytes = 4 << 20;
+
+}  // namespace
+
 void ZeroPartition::gather_parameters(Communicator& comm) {
+  constexpr const char* kOp = "optimizer step (ZeRO all-gather of the updated parameters)";
   at::NoGradGuard no_grad;
-  CollectiveScope scope(comm, "optimizer step (ZeRO all-gather of the updated parameters)");
+  CollectiveScope scope(comm, kOp);
   for (auto& bucket : buckets_) {
     const auto options = bucket.entries.front().param.options();
     auto mine = at::zeros({bucket.shard_numel}, options);
@@ -74,16 +94,21 @@ void ZeroPartition::gather_parameters(Communicator& comm) {
         mine.narrow(0, p->shard_offset, p->length).copy_(entry.param.view(-1).narrow(0, p->begin, p->length));
       }
     }
-    auto all = at::empty({bucket.shard_numel * world_}, options);
-    try {
-      comm.wait(comm.group()._allgather_base(all, mine), "optimizer step (ZeRO all-gather of the parameters)");
-    } catch (const Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      comm.fail("optimizer step (ZeRO all-gather of the parameters)", e);
-    }
-    for (const auto& entry : bucket.entries) {
-      entry.param.view(-1).copy_(all.narrow(0, entry.offset, entry.param.numel()));
+    // A quarter bucket at most, so that small buckets (the tests') go in several chunks too.
+    const int64_t chunk_bytes = std::min(kGatherChunkBytes, bucket_cap_bytes_ / 4);
+    const int64_t chunk = std::max<int64_t>(1, chunk_bytes / static_cast<int64_t>(mine.element_size()));
+    for (int64_t off = 0; off < bucket.shard_numel; off += chunk) {
+      const int64_t len = std::min(chunk, bucket.shard_numel - off);
+      auto all = at::empty({len * world_}, options);
+      auto part = mine.narrow(0, off, len);
+      try {
+        comm.wait(comm.group()._allgather_base(all, part), kOp);
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        comm.fail(kOp, e);
+      }
+      for (int r = 0; r < world_; ++r) write_flat(bucket, r * bucket.shard_numel + off, all.narrow(0, r * len, len));
     }
   }
 }

@@ -38,6 +38,7 @@
 namespace accelerate {
 
 namespace detail {
+class BatchSizeSearch;
 class DataParallel;
 class ZeroOptimizer;
 struct CheckpointContents;
@@ -102,6 +103,9 @@ class Accelerator {
   DistributedType distributed_type() const { return state_->distributed_type(); }
   MixedPrecision mixed_precision() const { return precision_; }
   int gradient_accumulation_steps() const { return gradient_state_.num_steps; }
+  /// HF's `accelerator.gradient_accumulation_steps = n` (find_executable_batch_size's keep_global_batch sets it).
+  /// ConfigError below 1.
+  void set_gradient_accumulation_steps(int steps);
   /// The ZeRO stage in effect: 0 with one process, whatever was asked for (AcceleratorOptions::zero_stage).
   int zero_stage() const { return zero_stage_; }
   bool sync_gradients() const { return gradient_state_.sync_gradients; }
@@ -224,6 +228,12 @@ class Accelerator {
     save_model(std::static_pointer_cast<torch::nn::Module>(model.ptr()), dir, max_shard_size);
   }
 
+  /// HF's free_memory: forgets every prepared model, optimizer, scheduler and data loader (their gradient
+  /// synchronisation and ZeRO sharding go with them), resets step(), and frees the device's cached memory.
+  /// Objects registered for checkpointing stay. Call it before preparing new objects in place of old ones (each
+  /// attempt of find_executable_batch_size starts with it).
+  void free_memory();
+
   /// Barrier, then leaves the process group.
   void end_training();
 
@@ -240,6 +250,7 @@ class Accelerator {
 
  private:
   friend class AccumulateGuard;
+  friend class detail::BatchSizeSearch;  // turns out_of_memory_checks_ on and off
   void do_sync();
   void init();
   void continue_numbering();
@@ -258,6 +269,7 @@ class Accelerator {
   int64_t step_ = 0;
   bool numbering_checked_ = false;  // automatic checkpoint numbering was checked against the folder's contents
   int zero_stage_ = 0;
+  bool out_of_memory_checks_ = false;  // a find_executable_batch_size search is running
   std::vector<std::unique_ptr<detail::DataParallel>> models_;
   std::vector<std::unique_ptr<detail::ZeroOptimizer>> sharded_optimizers_;  // before optimizers_, which use them
   std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;

@@ -64,6 +64,7 @@ class ZeroPartition {
 
  private:
   int world_, rank_, stage_;
+  int64_t bucket_cap_bytes_;
   std::vector<ZeroBucket> buckets_;
   std::unordered_map<const void*, ZeroPiece> pieces_;  // this rank's, by TensorImpl
   std::unordered_map<const void*, size_t> bucket_of_;

@@ -8,13 +8,7 @@ set -euo pipefail
 cli="$1" gpt="$2" python="$3"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-"$python" - "$tmp/data" <<'PY'
-import sys, pathlib, numpy as np
-out = pathlib.Path(sys.argv[1]); out.mkdir()
-line = b"To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. "
-np.frombuffer(line * 300, np.uint8).astype(np.uint16).tofile(out / "train.bin")
-np.frombuffer(line * 40, np.uint8).astype(np.uint16).tofile(out / "val.bin")
-PY
+"$(dirname "$0")/gpt_data.sh" "$python" "$tmp/data"
 flags=(--data_dir "$tmp/data" --n_layer 1 --n_head 2 --n_embd 32 --block_size 32 --batch_size 4 --max_steps 60
        --eval_interval 20 --eval_batches 2 --log_interval 10 --lr 3e-3 --warmup_steps 5 --sample_tokens 20)
 run() { timeout 120 "$cli" launch --num_processes 2 --cpu "$gpt" "${flags[@]}" "$@" 2>&1; }

@@ -202,6 +202,99 @@ TEST(Equivalence, FrozenParametersAndBuffersAreRank0s) {
   same_everywhere(model->trained->weight, "trained weight");
 }
 
+// ---- find_executable_batch_size: every process takes the same batch size on every attempt ----
+namespace {
+
+enum class Where { Forward, AfterTraining };
+
+/// Trains the MLP for 3 steps with `batch_size`; rank 1 runs out of memory above `limit` (injected), in the second
+/// step's forward or after the loop. Returns the batch size, and counts the attempts.
+int64_t train_until_it_fits(Accelerator& acc, int64_t batch_size, int64_t limit, Where where, int* attempts) {
+  ++*attempts;
+  auto oom = [&] {
+    if (acc.process_index() == 1 && batch_size > limit) {
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "injected: CUDA out of memory. Tried to allocate 2.00 GiB");
+    }
+  };
+  Mlp model;
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  auto x = torch::randn({batch_size * acc.num_processes() * 3, 6});
+  DataLoader loader(std::make_shared<TensorDataset>(x, torch::zeros({x.size(0)}, torch::kLong)),
+                    {.batch_size = batch_size});
+  auto [net, opt, dl] = acc.prepare(model, sgd, loader);
+  int step = 0;
+  for (auto& batch : dl) {
+    auto accumulate = acc.accumulate(net);
+    auto logits = net->forward(batch.data);
+    if (++step == 2 && where == Where::Forward) oom();
+    acc.backward(torch::cross_entropy_loss(logits, batch.target));
+    opt.step();
+    opt.zero_grad();
+  }
+  if (where == Where::AfterTraining) oom();
+  return batch_size;
+}
+
+void expect_same_everywhere(int64_t value, const char* what) {
+  auto all = gather(*g_state, torch::tensor({value}));
+  for (int r = 1; r < all.size(0); ++r) EXPECT_EQ(all[r].item<int64_t>(), value) << what << " on rank " << r;
+}
+
+}  // namespace
+
+TEST(FindExecutableBatchSize, OneProcessOutOfMemoryMovesEveryProcessToTheSameSmallerBatch) {
+  for (auto where : {Where::Forward, Where::AfterTraining}) {
+    AcceleratorOptions options;
+    options.cpu = true;
+    Accelerator acc(g_state, options);
+    int attempts = 0;
+    const auto used = find_executable_batch_size(
+        acc, [&](int64_t b) { return train_until_it_fits(acc, b, 24, where, &attempts); }, {.starting_batch_size = 64});
+    // 64, 57, 51, 45, 40, 36, 32, 28, 25, 22 (int(b * 0.9) each time, as HF)
+    EXPECT_EQ(used, g_state->num_processes() > 1 ? 22 : 64);
+    EXPECT_EQ(attempts, g_state->num_processes() > 1 ? 10 : 1);
+    expect_same_everywhere(used, "batch size");
+    expect_same_everywhere(attempts, "attempts");
+  }
+}
+
+TEST(FindExecutableBatchSize, KeepGlobalBatchRaisesAccumulation) {
+  if (g_state->num_processes() < 2) GTEST_SKIP() << "rank 1 runs out of memory";
+  AcceleratorOptions options;
+  options.cpu = true;
+  Accelerator acc(g_state, options);
+  int attempts = 0, accumulation = 0;
+  const auto used = find_executable_batch_size(acc,
+                                               [&](int64_t b) {
+                                                 accumulation = acc.gradient_accumulation_steps();
+                                                 return train_until_it_fits(acc, b, 24, Where::Forward, &attempts);
+                                               },
+                                               {.starting_batch_size = 32, .keep_global_batch = true});
+  EXPECT_EQ(used, 16);  // the largest divisor of 32 at most int(32 * 0.9) = 28
+  EXPECT_EQ(accumulation, 2);
+}
+
+TEST(FindExecutableBatchSize, TheFloorIsAClearErrorOnEveryProcess) {
+  if (g_state->num_processes() < 2) GTEST_SKIP() << "rank 1 runs out of memory";
+  AcceleratorOptions options;
+  options.cpu = true;
+  Accelerator acc(g_state, options);
+  int attempts = 0;
+  try {
+    find_executable_batch_size(acc,
+                               [&](int64_t b) { return train_until_it_fits(acc, b, 0, Where::Forward, &attempts); },
+                               {.starting_batch_size = 40, .min_batch_size = 30});
+    FAIL() << "no error";
+  } catch (const OutOfMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find("out of memory at batch size 32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("below min_batch_size 30"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(attempts, 3);  // 40, 36, 32
+  // Other errors are not retried.
+  EXPECT_THROW(find_executable_batch_size(acc, [](int64_t) -> int { throw std::invalid_argument("bad data"); }),
+               std::invalid_argument);
+}
+
 int main(int argc, char** argv) {
   return accelerate::testing::run_distributed_tests(argc, argv, g_state, "training_worker");
 }

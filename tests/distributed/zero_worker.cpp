@@ -35,7 +35,7 @@ struct Trained {
 
 AcceleratorOptions options_for(int stage, double bucket_cap_mb, int accumulation) {
   AcceleratorOptions options;
-  options.cpu = true;
+  options.cpu = !g_state->device().is_cuda();  // scripts/gpu-check.sh runs these on a GPU too
   options.gradient_accumulation_steps = accumulation;
   options.seed = 5;
   options.zero_stage = stage;
@@ -73,8 +73,9 @@ Trained train_gpt(int stage, double bucket_cap_mb, int accumulation = 2) {
     for (auto& batch : dl) train_step(acc, net, opt, batch, &out.gradient_bytes);
   }
   out.optimizer_state_bytes = optimizer_state_bytes(opt.optimizer());
-  for (const auto& p : net->parameters()) out.params.push_back(p.detach().clone());
+  for (const auto& p : net->parameters()) out.params.push_back(p.detach().cpu());
   torch::NoGradGuard no_grad;
+  windows = windows.to(acc.device());
   out.loss =
       net->loss(windows.narrow(0, 0, 8).narrow(1, 0, 16), windows.narrow(0, 0, 8).narrow(1, 1, 16)).item<double>();
   return out;
@@ -156,7 +157,7 @@ TEST(Zero, OverflowOnOneShardSkipsTheStepOnEveryRank) {
     gpt::Gpt model(kConfig);
     torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-2));
     auto [net, opt] = acc.prepare(model, adamw);
-    auto ids = torch::randint(0, 256, {2, 16}, torch::kLong);
+    auto ids = torch::randint(0, 256, {2, 16}, torch::kLong).to(acc.device());
     std::vector<torch::Tensor> before;
     for (const auto& p : net->parameters()) before.push_back(p.detach().clone());
     torch::Tensor loss;
@@ -194,7 +195,7 @@ struct Job {
   }
   void train(int steps) {
     for (int i = 0; i < steps; ++i) {
-      auto ids = torch::randint(0, 256, {2, 17}, torch::kLong);
+      auto ids = torch::randint(0, 256, {2, 17}, torch::kLong).to(acc.device());
       Batch batch{{"input_ids", ids.narrow(1, 0, 16)}, {"labels", ids.narrow(1, 1, 16)}};
       train_step(acc, model, *opt, batch, nullptr);
     }
