@@ -53,9 +53,10 @@ struct CheckpointWriter {
   MixedPrecision precision = MixedPrecision::No;
 };
 
-/// Writes this rank's files into `dir` (every rank calls it: sharded optimizer state is gathered): the main process writes models, optimizers, schedulers, loader
-/// positions, custom objects, the scaler and metadata.json; every rank writes its random states. Files are
-/// fsync'd; the caller makes the folder durable and complete. Throws CheckpointError on a failed write.
+/// Writes this rank's files into `dir` (every rank calls it: sharded optimizer state is gathered): the main process
+/// writes models, optimizers, schedulers, loader positions, custom objects, the scaler and metadata.json; every rank
+/// writes its random states. Files are fsync'd; the caller makes the folder durable and complete. Throws
+/// CheckpointError on a failed write.
 void save_accelerator_state(const std::filesystem::path& dir, const CheckpointContents& contents,
                             const CheckpointWriter& writer);
 
