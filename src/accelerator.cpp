@@ -247,8 +247,9 @@ void Accelerator::backward(const at::Tensor& loss) {
   if (scaler_) scaled = scaler_->scale(scaled);
   // DDP all-reduces the gradients during a sync step's backward: name it for the other ranks' hang reports.
   std::optional<detail::CollectiveScope> scope;
+  const char* op = zero_stage_ >= 2 ? "backward (ZeRO-2 gradient reduce-scatter)" : "backward (gradient all-reduce)";
   if (gradient_state_.sync_gradients && !models_.empty() && state_->communicator()) {
-    scope.emplace(*state_->communicator(), "backward (gradient all-reduce)");
+    scope.emplace(*state_->communicator(), op);
   }
   try {
     scaled.backward();
@@ -256,7 +257,7 @@ void Accelerator::backward(const at::Tensor& loss) {
   } catch (const std::exception& e) {
     // The Reducer's all-reduce fails inside autograd with gloo's or c10d's own exception types, which a program
     // catching accelerate::Error would not catch: the same translation as every other collective.
-    if (scope && detail::is_communication_error(e)) state_->communicator()->fail("backward (gradient all-reduce)", e);
+    if (scope && detail::is_communication_error(e)) state_->communicator()->fail(op, e);
     throw;
   }
   scope.reset();

@@ -115,10 +115,11 @@ void load_optimizer(torch::optim::Optimizer& opt, ZeroOptimizer* sharded, const 
   safetensors::File file((dir / (stem + ".safetensors")).string());
   safetensors::TensorMap tensors;
   for (const auto& name : file.keys()) tensors[name] = file.get(name);
+  const auto where = concat("checkpoint files ", (dir / stem).string(), ".{json,safetensors}");
   if (sharded) {
-    sharded->load_state(tensors, read_json(json_path), json_path.string());
+    sharded->load_state(tensors, read_json(json_path), where);
   } else {
-    load_optimizer_state(opt, tensors, read_json(json_path), json_path.string());
+    load_optimizer_state(opt, tensors, read_json(json_path), where);
   }
 }
 

@@ -11,6 +11,9 @@
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
 
+#include <set>
+#include <string_view>
+
 namespace accelerate::detail {
 namespace optim = torch::optim;
 using nlohmann::json;
@@ -35,6 +38,8 @@ struct AdamFields {
     f("step", s.step()), f("exp_avg", s.exp_avg()), f("exp_avg_sq", s.exp_avg_sq()),
         f("max_exp_avg_sq", s.max_exp_avg_sq());
   }
+  /// The tensors every saved state has (a step without them fails inside torch).
+  static bool required(std::string_view field) { return field == "exp_avg" || field == "exp_avg_sq"; }
 };
 
 template <>
@@ -61,6 +66,7 @@ struct Kind<optim::SGD> {
   static void state(State& s, F&& f) {
     f("momentum_buffer", s.momentum_buffer());
   }
+  static bool required(std::string_view field) { return field == "momentum_buffer"; }  // state only with momentum
 };
 
 template <>
@@ -77,6 +83,7 @@ struct Kind<optim::Adagrad> {
   static void state(State& s, F&& f) {
     f("step", s.step()), f("sum", s.sum());
   }
+  static bool required(std::string_view field) { return field == "sum"; }
 };
 
 template <>
@@ -94,6 +101,7 @@ struct Kind<optim::RMSprop> {
     f("step", s.step()), f("square_avg", s.square_avg()), f("momentum_buffer", s.momentum_buffer()),
         f("grad_avg", s.grad_avg());
   }
+  static bool required(std::string_view field) { return field == "square_avg"; }
 };
 
 std::string tensor_key(size_t param, const char* field) { return concat("state.", param, ".", field); }
@@ -161,6 +169,13 @@ void load_optimizer_state(optim::Optimizer& base, const safetensors::TensorMap& 
     const auto& saved_groups = meta.at("param_groups");
     ACCELERATE_CHECK(saved_groups.size() == groups.size(), CheckpointError, where, " has ", saved_groups.size(),
                      " parameter groups; this optimizer has ", groups.size(), ".");
+    // A field any parameter has in the file, every parameter with state must have (a missing one would load
+    // silently and fail at the first step, inside torch).
+    std::set<std::string> present;
+    for (const auto& [key, tensor] : file) {
+      const auto dot = key.rfind('.');
+      if (key.rfind("state.", 0) == 0 && dot != std::string::npos) present.insert(key.substr(dot + 1));
+    }
     base.state().clear();
     size_t index = 0;
     for (size_t g = 0; g < groups.size(); ++g) {
@@ -181,7 +196,11 @@ void load_optimizer_state(optim::Optimizer& base, const safetensors::TensorMap& 
           if constexpr (is_tensor<decltype(v)>) {
             const auto tk = tensor_key(i, name);
             auto found = file.find(tk);
-            if (found == file.end()) return;
+            if (found == file.end()) {
+              ACCELERATE_CHECK(!present.count(name) && !K::required(name), CheckpointError, where, ": tensor ", tk,
+                               " is missing; the checkpoint is damaged. Resume from another checkpoint.");
+              return;
+            }
             v = found->second.clone().to(p.device());
             ACCELERATE_CHECK(v.sizes() == p.sizes(), CheckpointError, where, ": tensor ", tk, " has shape ", v.sizes(),
                              " but its parameter has ", p.sizes(), ". Is this checkpoint from another model?");

@@ -133,57 +133,69 @@ class Keys {
   std::map<std::string, std::pair<YAML::Node, YAML::Node>> values_;  // key -> (key node, value node)
 };
 
-/// The ZeRO stage of deepspeed_config.zero_stage or fsdp_config.fsdp_sharding_strategy (HF's names or numbers);
-/// the sections' other keys are named in one warning each, as ignored.
+/// The ZeRO stage of deepspeed_config.zero_stage or fsdp_config's sharding (fsdp_sharding_strategy, HF's names or
+/// numbers, or FSDP2's fsdp_reshard_after_forward); the sections' other keys are named in one warning each.
 void read_sharding(const Keys& root, const std::string& path, HfConfig& c, std::ostream& warnings) {
-  auto section = [&](const char* name, const char* used, const auto& read) {
+  auto stage_3 = [&](const YAML::Node& n, const std::string& what) {
+    warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << what
+             << " shards the parameters too (ZeRO stage 3), which accelerate-cpp does not do yet; running ZeRO "
+                "stage 2 (optimizer state and gradients sharded).\n";
+    return 2;
+  };
+  // Each section's stage (-1: not set there), read by `read(key, value)` for the keys in `used`.
+  auto section = [&](const char* name, std::initializer_list<std::string> used, const auto& read) {
+    int stage = -1;
     auto n = root[name];
-    if (!n || is_off(n)) return;
+    if (!n || is_off(n)) return stage;
     ACCELERATE_CHECK(n.IsMap(), ConfigError, where(path, n), ": '", name, "' must be a mapping.");
     std::string ignored;
     for (const auto& item : n) {
       const auto key = item.first.as<std::string>();
-      if (key == used) {
-        read(item.second);
+      if (std::find(used.begin(), used.end(), key) != used.end()) {
+        stage = std::max(stage, read(key, item.second));
       } else if (key != "gradient_accumulation_steps" && !is_off(item.second)) {
         ignored += (ignored.empty() ? "" : ", ") + bounded(key);
       }
     }
     if (!ignored.empty()) {
       warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << name << " keys " << ignored
-               << " are not supported by accelerate-cpp and are ignored (only " << used << " is used).\n";
+               << " are not supported by accelerate-cpp and are ignored (only the ZeRO stage is used).\n";
     }
+    return stage;
   };
-  auto stage_3 = [&](const YAML::Node& n, const std::string& what) {
-    warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << what
-             << " shards the parameters too (ZeRO stage 3), which accelerate-cpp does not do yet; running ZeRO "
-                "stage 2 (optimizer state and gradients sharded).\n";
-    c.zero_stage = 2;
-  };
-  section("deepspeed_config", "zero_stage", [&](const YAML::Node& n) {
+  const int deepspeed = section("deepspeed_config", {"zero_stage"}, [&](const std::string&, const YAML::Node& n) {
     const int stage = as<int>(n, "deepspeed_config.zero_stage", path, "0, 1, 2 or 3");
     ACCELERATE_CHECK(stage >= 0 && stage <= 3, ConfigError, where(path, n), ": deepspeed_config.zero_stage must be ",
                      "0, 1, 2 or 3, got ", stage, ".");
-    if (stage == 3) return stage_3(n, "deepspeed_config.zero_stage 3");
-    c.zero_stage = stage;
+    return stage == 3 ? stage_3(n, "deepspeed_config.zero_stage 3") : stage;
   });
-  section("fsdp_config", "fsdp_sharding_strategy", [&](const YAML::Node& n) {
-    // HF accepts the names and their 1-based numbers (FSDP's ShardingStrategy enum).
-    static const std::vector<std::string> names = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
-                                                   "HYBRID_SHARD_ZERO2"};
-    auto text = as<std::string>(n, "fsdp_config.fsdp_sharding_strategy", path, "a sharding strategy");
-    if (text.size() == 1 && text[0] >= '1' && text[0] <= '5') text = names[text[0] - '1'];
-    const auto it = std::find(names.begin(), names.end(), text);
-    ACCELERATE_CHECK(it != names.end(), ConfigError, where(path, n), ": fsdp_sharding_strategy '", bounded(text),
-                     "' is not one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, HYBRID_SHARD_ZERO2.");
-    if (text == "NO_SHARD") {
-      c.zero_stage = 0;
-    } else if (text == "SHARD_GRAD_OP" || text == "HYBRID_SHARD_ZERO2") {
-      c.zero_stage = 2;
-    } else {
-      stage_3(n, "fsdp_sharding_strategy " + text);
-    }
-  });
+  const int fsdp = section(
+      "fsdp_config", {"fsdp_sharding_strategy", "fsdp_reshard_after_forward"},
+      [&](const std::string& key, const YAML::Node& n) {
+        if (key == "fsdp_reshard_after_forward") {  // FSDP2: false keeps parameters whole, as SHARD_GRAD_OP
+          return as<bool>(n, "fsdp_config.fsdp_reshard_after_forward", path, "true or false")
+                     ? stage_3(n, "fsdp_reshard_after_forward true")
+                     : 2;
+        }
+        // HF accepts the names and their 1-based numbers (FSDP's ShardingStrategy enum).
+        static const std::vector<std::string> names = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
+                                                       "HYBRID_SHARD_ZERO2"};
+        auto text = as<std::string>(n, "fsdp_config.fsdp_sharding_strategy", path, "a sharding strategy");
+        if (text.size() == 1 && text[0] >= '1' && text[0] <= '5') text = names[text[0] - '1'];
+        const auto it = std::find(names.begin(), names.end(), text);
+        ACCELERATE_CHECK(it != names.end(), ConfigError, where(path, n), ": fsdp_sharding_strategy '", bounded(text),
+                         "' is not one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, HYBRID_SHARD_ZERO2 ",
+                         "(or HF's numbers 1-5).");
+        if (text == "NO_SHARD") return 0;
+        if (text == "SHARD_GRAD_OP" || text == "HYBRID_SHARD_ZERO2") return 2;
+        return stage_3(n, "fsdp_sharding_strategy " + text);
+      });
+  if (deepspeed >= 0 && fsdp >= 0 && deepspeed != fsdp) {
+    warnings << "accelerate-cpp: warning: config file " << path << ": deepspeed_config asks for ZeRO stage "
+             << deepspeed << " and fsdp_config for stage " << fsdp << "; running stage " << std::max(deepspeed, fsdp)
+             << ". Keep one of the two sections.\n";
+  }
+  c.zero_stage = std::max({0, deepspeed, fsdp});
 }
 
 }  // namespace

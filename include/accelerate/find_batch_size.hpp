@@ -22,7 +22,8 @@ class Accelerator;
 struct FindBatchSizeOptions {
   /// The first batch size tried (HF: starting_batch_size=128).
   int64_t starting_batch_size = 128;
-  /// The smallest batch size tried; running out of memory there is an OutOfMemoryError (HF stops at 0).
+  /// No batch size below this is tried: when the next one would be, the search ends with an OutOfMemoryError
+  /// (HF stops at 0).
   int64_t min_batch_size = 1;
   /// After an out-of-memory error the batch size becomes int(batch_size * factor) (HF's 0.9).
   double factor = 0.9;
@@ -39,8 +40,9 @@ class OutOfMemoryError : public Error {
 };
 
 /// True for the errors HF's should_reduce_batch_size reduces on: c10::OutOfMemoryError (CUDA), and messages with
-/// " out of memory.", "DefaultCPUAllocator: can't allocate memory" (the CPU allocator), "cuDNN error:
-/// CUDNN_STATUS_NOT_SUPPORTED."; also a peer's out-of-memory error reported to this process.
+/// " out of memory.", "DefaultCPUAllocator: can't allocate memory" (the CPU allocator), "MPS backend out of
+/// memory", "cuDNN error: CUDNN_STATUS_NOT_SUPPORTED."; also a peer's out-of-memory error reported to this
+/// process. Never accelerate-cpp's own errors.
 bool is_out_of_memory(const std::exception& error);
 
 namespace detail {
@@ -72,7 +74,8 @@ class BatchSizeSearch {
 /// out-of-memory error (is_out_of_memory) it calls accelerator.free_memory() (the failed attempt's prepared objects
 /// are forgotten and the device's cached memory freed: create and prepare the model, optimizer and loaders inside
 /// the function), multiplies the batch size by options.factor and calls again; progress goes to the main process's
-/// stderr. Returns what the function returns.
+/// stderr. Returns what the function returns. Afterwards the Accelerator still refers to what the successful
+/// attempt prepared: call accelerator.free_memory() once those objects are gone.
 ///
 /// With several processes, all take the same batch size on every attempt: each sync backward() first checks
 /// (one small all-reduce) that no process has run out of memory since the last check, and a process that has

@@ -180,6 +180,27 @@ TEST(Checkpoints, DamagedStatesNameTheirFile) {
   EXPECT_NE(e.find("'batch_size' is 0, not a positive count"), std::string::npos) << e;
 }
 
+// A moment tensor deleted from optimizer.safetensors is refused at load, naming it (it used to load and fail at
+// the first step, inside torch).
+TEST(Checkpoints, AMissingOptimizerTensorIsNamed) {
+  TempDir tmp;
+  auto model = std::make_shared<torch::nn::LinearImpl>(3, 2);
+  torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-2));
+  Accelerator acc(project_options(tmp.path));
+  acc.prepare(model);
+  auto& opt = acc.prepare(adamw);
+  acc.backward(model->forward(torch::randn({4, 3})).sum());
+  opt.step();
+  const fs::path dir = acc.save_state((tmp.path / "ckpt").string());
+  const auto file = (dir / "optimizer.safetensors").string();
+  auto tensors = safetensors::load_file(file);
+  for (auto& [name, t] : tensors) t = t.clone();  // off the file's mapping before the file is rewritten
+  ASSERT_EQ(tensors.erase("state.1.exp_avg_sq"), 1u);
+  safetensors::save_file(tensors, file, {{"format", "pt"}});
+  const auto e = error_of([&] { acc.load_state(dir.string()); });
+  EXPECT_NE(e.find("optimizer.{json,safetensors}: tensor state.1.exp_avg_sq is missing"), std::string::npos) << e;
+}
+
 // An automatic checkpoint folder left without COMPLETE (a crash between the rename and the marker) is skipped by
 // load_state and replaced by the next automatic save, instead of blocking every save after the resume.
 TEST(Checkpoints, AnInterruptedAutomaticSaveIsReplacedNotInTheWay) {
