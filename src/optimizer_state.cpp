@@ -158,6 +158,19 @@ OptimizerState optimizer_state(optim::Optimizer& base) {
   return out;
 }
 
+namespace {
+/// The state fields any parameter has in `file`: every parameter with state must have them (a missing one would
+/// load silently and fail at the first step, inside torch).
+std::set<std::string> state_fields(const safetensors::TensorMap& file) {
+  std::set<std::string> fields;
+  for (const auto& [key, tensor] : file) {
+    const auto dot = key.rfind('.');
+    if (key.rfind("state.", 0) == 0 && dot != std::string::npos) fields.insert(key.substr(dot + 1));
+  }
+  return fields;
+}
+}  // namespace
+
 void load_optimizer_state(optim::Optimizer& base, const safetensors::TensorMap& file, const json& meta,
                           const std::string& where) {
   auto load = [&](auto kind) {
@@ -169,13 +182,7 @@ void load_optimizer_state(optim::Optimizer& base, const safetensors::TensorMap& 
     const auto& saved_groups = meta.at("param_groups");
     ACCELERATE_CHECK(saved_groups.size() == groups.size(), CheckpointError, where, " has ", saved_groups.size(),
                      " parameter groups; this optimizer has ", groups.size(), ".");
-    // A field any parameter has in the file, every parameter with state must have (a missing one would load
-    // silently and fail at the first step, inside torch).
-    std::set<std::string> present;
-    for (const auto& [key, tensor] : file) {
-      const auto dot = key.rfind('.');
-      if (key.rfind("state.", 0) == 0 && dot != std::string::npos) present.insert(key.substr(dot + 1));
-    }
+    const auto present = state_fields(file);
     base.state().clear();
     size_t index = 0;
     for (size_t g = 0; g < groups.size(); ++g) {
