@@ -1,7 +1,9 @@
 // `accelerate-cpp launch [flags] PROGRAM [ARGS...]`: like `torchrun --no-python`, with HF Accelerate's flags.
 #include <accelerate/environment.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/settings.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -48,6 +50,9 @@ Action register_launch(CLI::App& app) {
       "HF Accelerate YAML config (default: the file `accelerate-cpp config` writes, if present); flags win");
   cmd->add_option(names("grace_period"), o.grace_period_s,
                   "Seconds between SIGTERM and SIGKILL when stopping workers (default 5)");
+  cmd->add_option(names("max_restarts"), o.max_restarts,
+                  "Start the whole group again this many times when a worker fails, as torchrun "
+                  "(TORCHELASTIC_RESTART_COUNT counts them; default 0)");
   cmd->add_flag(names("debug"), o.debug, "Debug mode: ACCELERATE_DEBUG_MODE=true for the workers (default off)");
   auto no_prefix = std::make_shared<bool>(false);
   cmd->add_flag(names("no_rank_prefix"), *no_prefix,
@@ -96,7 +101,20 @@ int run_launch(launcher::LaunchOptions& o) {
   launcher::SupervisorOptions supervision;
   supervision.rank_prefix = o.rank_prefix;
   supervision.grace_period_s = o.grace_period_s;
-  return launcher::supervise(plan.workers, supervision);
+  // torchrun's --max_restarts: a failed group is stopped as a whole (supervise does) and started again; the
+  // program sees the count in TORCHELASTIC_RESTART_COUNT and resumes from its checkpoints.
+  for (int restart = 0;; ++restart) {
+    for (auto& w : plan.workers) w.env[env_var::kRestartCount] = std::to_string(restart);
+    const auto result = launcher::supervise(plan.workers, supervision);
+    if (result.exit_code == 0 || result.interrupted || restart >= o.max_restarts) return result.exit_code;
+    std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) (restart %d of %d).\n",
+                 plan.workers.size(), restart + 1, o.max_restarts);
+    // A fresh rendezvous port unless one was given: the old one may still be held by the dead group's sockets.
+    if (!o.main_process_port && plan.world_size > 1) {
+      const int port = launcher::pick_free_port();
+      for (auto& w : plan.workers) w.env[env_var::kMasterPort] = std::to_string(port);
+    }
+  }
 }
 
 }  // namespace accelerate::cli

@@ -107,6 +107,10 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
                      "--gradient_accumulation_steps must be >= 1, got ", *o.gradient_accumulation_steps, ".");
   }
   if (o.zero_stage) check_zero_stage(*o.zero_stage, "--zero_stage");
+  ACCELERATE_CHECK(o.max_restarts >= 0, ConfigError, "--max_restarts must be >= 0, got ", o.max_restarts, ".");
+  ACCELERATE_CHECK(o.max_restarts == 0 || plan.num_nodes == 1, ConfigError,
+                   "--max_restarts works on one machine for now: restarting several machines together needs an "
+                   "elastic rendezvous. Restart the job from your scheduler (docs/launch.md).");
   if (o.gpu_ids && *o.gpu_ids != "all") {
     const auto& ids = *o.gpu_ids;
     ACCELERATE_CHECK(valid_gpu_ids(ids), ConfigError,
@@ -156,7 +160,7 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     e[env_var::kMasterAddr] = plan.master_addr;
     e[env_var::kMasterPort] = std::to_string(plan.master_port);
     e[env_var::kRestartCount] = "0";
-    e[env_var::kMaxRestarts] = "0";
+    e[env_var::kMaxRestarts] = std::to_string(o.max_restarts);
     e[env_var::kRunId] = id;
     e[env_var::kUseAgentStore] = "False";
     // HF Accelerate's variables, plus ours.

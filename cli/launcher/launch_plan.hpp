@@ -25,6 +25,7 @@ struct LaunchOptions {
   bool debug = false;
   bool rank_prefix = true;      ///< prefix worker output lines with "[rank N]" when N > 1
   double grace_period_s = 5.0;  ///< SIGTERM -> SIGKILL delay when stopping workers
+  int max_restarts = 0;         ///< torchrun's --max_restarts: a failed group is started again this many times
   std::optional<std::string> config_file;
   std::string program;
   std::vector<std::string> program_args;

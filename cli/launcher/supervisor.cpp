@@ -102,8 +102,12 @@ class Supervisor {
     return finish();
   }
 
+  /// The launcher itself was signalled (and stopped the workers).
+  bool interrupted() const { return launcher_signal_ != 0; }
+
  private:
   void install_signal_handlers() {
+    if (g_signal_pipe[0] >= 0) return;  // a restart: installed by the first run
     ACCELERATE_CHECK(::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) == 0, LaunchError, "pipe: ", std::strerror(errno));
     struct sigaction sa {};
     sa.sa_handler = on_signal;
@@ -394,9 +398,11 @@ class Supervisor {
 
 }  // namespace
 
-int supervise(const std::vector<WorkerSpec>& workers, const SupervisorOptions& options) {
+SupervisionResult supervise(const std::vector<WorkerSpec>& workers, const SupervisorOptions& options) {
   ACCELERATE_CHECK(!workers.empty(), LaunchError, "no worker to start on this machine.");
-  return Supervisor(workers, options).run();
+  Supervisor supervisor(workers, options);
+  const int code = supervisor.run();
+  return {code, supervisor.interrupted()};
 }
 
 }  // namespace accelerate::launcher

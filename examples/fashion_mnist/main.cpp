@@ -15,6 +15,7 @@
 
 #include "fashion_mnist_data.hpp"
 #include "net.hpp"
+#include "../resume.hpp"
 
 namespace {
 
@@ -145,9 +146,8 @@ int main(int argc, char** argv) try {
       "cosine", optimizer, {.num_warmup_steps = 50, .num_training_steps = args.epochs * steps_per_epoch});
   auto [net, opt, train_loader, test_loader, scheduler] = acc.prepare(model, optimizer, train, test, schedule);
 
-  if (!args.resume_from_checkpoint.empty()) {
-    const auto from = acc.load_state(args.resume_from_checkpoint == "latest" ? "" : args.resume_from_checkpoint);
-    acc.print("resumed from", from, "at epoch", train_loader.epoch(), "after", train_loader.position().batches,
+  if (const auto from = examples::resume(acc, args.resume_from_checkpoint)) {
+    acc.print("resumed from", *from, "at epoch", train_loader.epoch(), "after", train_loader.position().batches,
               "batches of it");
   }
   const int64_t save_every = args.checkpointing_steps.empty() || args.checkpointing_steps == "epoch"

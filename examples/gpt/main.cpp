@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpt.hpp"
+#include "../resume.hpp"
 
 namespace {
 
@@ -221,15 +222,14 @@ int main(int argc, char** argv) try {
   Progress progress;
   progress.processes = acc.num_processes();
   acc.register_for_checkpointing(progress);
-  if (!args.resume_from_checkpoint.empty()) {
-    const auto from = acc.load_state(args.resume_from_checkpoint == "latest" ? "" : args.resume_from_checkpoint);
+  if (const auto from = examples::resume(acc, args.resume_from_checkpoint)) {
     // The schedule counts optimizer steps x processes; a resume on another number of processes keeps its place
     // in optimizer steps (the checkpoint's count is in the old processes' units, as HF saves it).
     if (progress.processes != acc.num_processes()) {
       auto& s = scheduler.scheduler();
       s.set_last_epoch(s.last_epoch() / progress.processes * acc.num_processes());
     }
-    acc.print("resumed from", from, "at step", progress.steps);
+    acc.print("resumed from", *from, "at step", progress.steps);
     if (progress.steps >= args.max_steps) {
       acc.print("gpt: the checkpoint is at step", progress.steps, ">= --max_steps", args.max_steps,
                 ": nothing left to train; raise --max_steps to continue.");

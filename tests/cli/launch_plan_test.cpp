@@ -140,6 +140,29 @@ TEST(LaunchPlan, BadFlags) {
   expect_error(o, "--timeout must be a number of seconds between 0.001 and 31536000");
   o.timeout_s = 1e30;  // c10d's millisecond count would overflow into a negative timeout
   expect_error(o, "--timeout must be a number of seconds between 0.001 and 31536000");
+  o = {};
+  o.zero_stage = 3;
+  expect_error(o, "ZeRO stage 3 (parameters sharded too, FSDP's FULL_SHARD) is not available yet");
+  o = {};
+  o.max_restarts = -1;
+  expect_error(o, "--max_restarts must be >= 0");
+  o = {};
+  o.max_restarts = 1;
+  o.num_machines = 2;
+  o.num_processes = 2;
+  o.main_process_ip = "h";
+  expect_error(o, "--max_restarts works on one machine for now");
+}
+
+TEST(LaunchPlan, RestartsAreAnnouncedToTheWorkers) {
+  LaunchOptions o;
+  o.num_processes = 2;
+  o.max_restarts = 3;
+  o.zero_stage = 2;
+  const auto plan = plan_for(o);
+  EXPECT_EQ(plan.workers[1].env.at("TORCHELASTIC_MAX_RESTARTS"), "3");
+  EXPECT_EQ(plan.workers[1].env.at("TORCHELASTIC_RESTART_COUNT"), "0");  // launch counts the restarts
+  EXPECT_EQ(plan.workers[1].env.at("ACCELERATE_CPP_ZERO_STAGE"), "2");
 }
 
 TEST(ResolveProgram, MissingAndNotExecutable) {
