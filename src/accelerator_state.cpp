@@ -239,9 +239,28 @@ void verify_files(const fs::path& dir, const CheckpointContents& c) {
   for (size_t i = 0; i < c.custom_objects.size(); ++i) tensors(custom_file(i));
 }
 
+/// The CRC-32 of each file in checksums.json (checkpoints written before it existed have none): the main process
+/// checks every file, the others their own random states. CheckpointError naming the first file that differs.
+void verify_checksums(const fs::path& dir, int process_index) {
+  const auto file = dir / kChecksums;
+  if (!fs::exists(file)) return;
+  const auto files = read_json(file).value("files", json::object());
+  ACCELERATE_CHECK(files.is_object(), CheckpointError, "checkpoint file ", file.string(),
+                   " has no 'files' object; it is damaged. Resume from another checkpoint.");
+  for (const auto& [name, recorded] : files.items()) {
+    const bool mine = process_index == 0 ? true : name == random_states_file(process_index);
+    if (!mine || !fs::exists(dir / name)) continue;
+    const auto actual = file_crc32(dir / name);
+    ACCELERATE_CHECK(recorded.is_number_unsigned() && recorded.get<uint32_t>() == actual, CheckpointError,
+                     "checkpoint file ", (dir / name).string(), " fails its checksum (CRC-32 ", actual, ", recorded ",
+                     recorded.dump(), "): its bytes changed after it was written (a disk or copy ",
+                     "error). Resume from another checkpoint.");
+  }
+}
+
 }  // namespace
 
-int check_checkpoint_metadata(const fs::path& dir, const CheckpointContents& contents) {
+int check_checkpoint_metadata(const fs::path& dir, const CheckpointContents& contents, int process_index) {
   const auto meta_file = dir / kMetadata;
   const auto meta = read_json(meta_file);
   const int format = field<int>(meta, "format_version", meta_file, 0);
@@ -261,6 +280,7 @@ int check_checkpoint_metadata(const fs::path& dir, const CheckpointContents& con
   expect_count("data_loaders", contents.loaders.size(), "prepared");
   expect_count("custom_objects", contents.custom_objects.size(), "registered (register_for_checkpointing)");
   verify_files(dir, contents);
+  verify_checksums(dir, process_index);
   return saved_world;
 }
 

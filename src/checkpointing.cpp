@@ -19,6 +19,8 @@
 #include "detail/checkpoint_layout.hpp"
 #include "detail/durable_file.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace accelerate {
 namespace fs = std::filesystem;
 using detail::concat;
@@ -100,6 +102,17 @@ bool prepare_checkpoint_folder(const ProcessState& state, const fs::path& dir, b
   return shared;
 }
 
+/// checksums.json: the CRC-32 of every file in the folder (safetensors has no checksum of its own, so a flipped
+/// byte in tensor data would load silently); load_state checks them.
+void write_checksums(const fs::path& folder) {
+  nlohmann::json files = nlohmann::json::object();
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    if (entry.is_regular_file()) files[entry.path().filename().string()] = detail::file_crc32(entry.path());
+  }
+  detail::write_text_file(folder / kChecksums, nlohmann::json{{"algorithm", "crc32"}, {"files", files}}.dump(2),
+                          detail::Replace::InPlace);
+}
+
 /// Renames each machine's partial folder into place and marks it: COMPLETE on machine 0's, NODE_LOCAL on another
 /// machine's own folder (it holds only its ranks' random states, so load_state() must not take it for a
 /// checkpoint).
@@ -108,6 +121,7 @@ void commit_checkpoint_folder(const ProcessState& state, const fs::path& dir, bo
     if (!state.is_main_process() && (shared || !state.is_local_main_process())) return;
     const fs::path tmp = partial_folder(dir);
     fs::remove(tmp / kOwner);
+    write_checksums(tmp);
     detail::fsync_path(tmp);
     if (fs::exists(dir)) fs::remove(dir);  // an empty folder, checked when it was prepared
     fs::rename(tmp, dir);
@@ -220,33 +234,49 @@ void Accelerator::continue_numbering() {
   project.iteration = highest + 1;
 }
 
+namespace {
+
+/// The complete automatic checkpoints under `root`, newest first, as rank 0 sees them: every rank takes the same
+/// list, so machines with their own folders (or a stale leftover on one of them) never resume from different ones.
+std::vector<int64_t> complete_checkpoints(const ProcessState& state, const fs::path& root) {
+  std::vector<c10::IValue> found;
+  if (state.is_main_process() && fs::exists(root)) {
+    std::vector<int64_t> indices;
+    for (const auto& entry : fs::directory_iterator(root)) {
+      const auto n = folder_index(entry.path().filename().string());
+      if (!n) continue;
+      if (!fs::exists(entry.path() / kComplete)) {
+        print(state, "accelerate: skipping incomplete checkpoint", entry.path().string());
+        continue;
+      }
+      indices.push_back(*n);
+    }
+    std::sort(indices.rbegin(), indices.rend());
+    for (const auto n : indices) found.emplace_back(n);
+  }
+  std::vector<c10::IValue> shared{c10::IValue(c10::List<int64_t>())};
+  if (state.is_main_process()) {
+    c10::List<int64_t> list;
+    for (const auto& n : found) list.push_back(n.toInt());
+    shared[0] = c10::IValue(list);
+  }
+  broadcast_object_list(state, shared, 0);
+  return shared[0].toIntVector();
+}
+
+}  // namespace
+
 fs::path Accelerator::newest_checkpoint() {
   auto& project = options_.project;
   ACCELERATE_CHECK(!project.project_dir.empty(), ConfigError,
                    "load_state: give a folder, or set ProjectConfiguration::project_dir.");
   const fs::path root = fs::path(project.project_dir) / "checkpoints";
-  // Rank 0 chooses and every rank takes the same name: machines with their own folders (or a stale leftover on
-  // one of them) must never resume from different checkpoints.
-  int64_t newest = -1;
-  if (is_main_process() && fs::exists(root)) {
-    for (const auto& entry : fs::directory_iterator(root)) {
-      const auto n = folder_index(entry.path().filename().string());
-      if (!n) continue;
-      if (!fs::exists(entry.path() / kComplete)) {
-        print("accelerate: skipping incomplete checkpoint", entry.path().string());
-        continue;
-      }
-      newest = std::max(newest, *n);
-    }
-  }
-  std::vector<c10::IValue> chosen{c10::IValue(newest)};
-  broadcast_object_list(*state_, chosen, 0);
-  newest = chosen[0].toInt();
-  ACCELERATE_CHECK(newest >= 0, CheckpointError, "load_state: no complete checkpoint in ", root.string(),
+  const auto all = complete_checkpoints(*state_, root);
+  ACCELERATE_CHECK(!all.empty(), CheckpointError, "load_state: no complete checkpoint in ", root.string(),
                    " (on the main process's machine).");
-  project.iteration = newest + 1;
+  project.iteration = all.front() + 1;  // the next save never takes the number of one that exists
   numbering_checked_ = true;
-  return root / folder_name(newest);
+  return root / folder_name(all.front());
 }
 
 std::string Accelerator::load_state(const std::string& input_dir) {
@@ -268,7 +298,25 @@ std::string Accelerator::load_state(const std::string& input_dir) {
   });
   const auto contents = checkpoint_contents();
   int saved_world = 0;  // every rank checks the files before any rank loads one
-  run_agreed(*state_, [&] { saved_world = detail::check_checkpoint_metadata(dir, contents); });
+  try {
+    run_agreed(*state_, [&] { saved_world = detail::check_checkpoint_metadata(dir, contents, process_index()); });
+  } catch (const CheckpointError& e) {
+    if (!input_dir.empty()) throw;
+    // The automatic choice falls back to the newest older checkpoint that passes the same checks.
+    const auto newest = folder_index(dir.filename().string()).value_or(-1);
+    for (const auto n : complete_checkpoints(*state_, dir.parent_path())) {
+      if (n >= newest) continue;
+      const auto older = dir.parent_path() / folder_name(n);
+      print(concat("accelerate: ", dir.filename().string(), " cannot be loaded (", e.what(), "); falling back to ",
+                   older.filename().string(), "."));
+      try {
+        return load_state(older.string());
+      } catch (const CheckpointError& again) {
+        print(concat("accelerate: ", older.filename().string(), " cannot be loaded either (", again.what(), ")."));
+      }
+    }
+    throw;
+  }
   if (saved_world != num_processes()) {
     print("accelerate: resuming with", num_processes(), "process(es) from a checkpoint of", saved_world,
           "processes: model, optimizer and scheduler state are replicated and load as they are; ranks without a"

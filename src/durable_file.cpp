@@ -4,12 +4,28 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <vector>
 
 #include <fcntl.h>
+#include <zlib.h>
 #include <unistd.h>
 
 namespace accelerate::detail {
 namespace fs = std::filesystem;
+
+uint32_t file_crc32(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  ACCELERATE_CHECK(in.good(), CheckpointError, "checkpoint file ", path.string(), " cannot be read.");
+  uLong crc = ::crc32_z(0L, Z_NULL, 0);
+  std::vector<char> block(4 << 20);
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    crc = ::crc32_z(crc, reinterpret_cast<const Bytef*>(block.data()), static_cast<z_size_t>(in.gcount()));
+  }
+  ACCELERATE_CHECK(in.eof(), CheckpointError, "checkpoint file ", path.string(), " could not be read to its end.");
+  return static_cast<uint32_t>(crc);
+}
 
 void fsync_path(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

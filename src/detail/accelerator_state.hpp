@@ -61,9 +61,10 @@ void save_accelerator_state(const std::filesystem::path& dir, const CheckpointCo
                             const CheckpointWriter& writer);
 
 /// metadata.json of `dir`, checked against `contents` (format version, counts of each kind), and every file the
-/// load will read opened and checked, so a damaged checkpoint is refused before anything is overwritten. Returns
+/// load will read opened and checked (and its CRC-32 against checksums.json: all files on the main process, this
+/// rank's random states elsewhere), so a damaged checkpoint is refused before anything is overwritten. Returns
 /// the world size the checkpoint was saved with. CheckpointError naming the file and the fix otherwise.
-int check_checkpoint_metadata(const std::filesystem::path& dir, const CheckpointContents& contents);
+int check_checkpoint_metadata(const std::filesystem::path& dir, const CheckpointContents& contents, int process_index);
 
 /// Loads `dir` into `contents` and this rank's (else rank 0's) random generators; returns the step to resume at.
 /// `report` receives what the main process should print (a loader's position mapped to another world size).

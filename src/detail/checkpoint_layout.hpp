@@ -10,6 +10,7 @@
 //     custom_checkpoint_<i>.safetensors  register_for_checkpointing objects
 //     scaler.json                        the fp16 GradScaler
 //     random_states_<rank>.safetensors   one per rank
+//     checksums.json                     CRC-32 of every file above, checked at load (safetensors has none)
 //     COMPLETE                           written last; a folder without it is never loaded
 //     NODE_LOCAL                         instead of COMPLETE on a machine holding only its own ranks' files
 #pragma once
@@ -25,6 +26,7 @@ inline constexpr const char* kComplete = "COMPLETE";
 inline constexpr const char* kNodeLocal = "NODE_LOCAL";
 inline constexpr const char* kMetadata = "metadata.json";
 inline constexpr const char* kScaler = "scaler.json";
+inline constexpr const char* kChecksums = "checksums.json";
 /// Rank 0's token in the folder being written: a rank that reads it back shares rank 0's filesystem.
 inline constexpr const char* kOwner = ".owner";
 /// The folder being written; renamed to its name once every rank has written its files.

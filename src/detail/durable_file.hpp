@@ -2,6 +2,7 @@
 // and JSON alike), so the fsync and the error message are written once.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -37,6 +38,11 @@ void write_text_file(const std::filesystem::path& path, std::string_view text, R
 /// safetensors::save_file with a choice of Replace (save_file itself writes InPlace, as Python's safetensors).
 void save_safetensors(const std::map<std::string, at::Tensor>& tensors, const std::string& path,
                       const std::map<std::string, std::string>& metadata, Replace replace);
+
+/// CRC-32 (zlib's, the checksum of gzip and PNG) of a file's bytes, read in 4 MiB blocks. CheckpointError when it
+/// cannot be read. zlib's is several times faster than a table CRC-32C (4 GB/s against 0.44 on the 2-core machine),
+/// which is what makes checking every checkpoint file affordable.
+uint32_t file_crc32(const std::filesystem::path& path);
 
 /// fsync of a file or folder (a folder's fsync makes a rename in it durable). Best effort: errors are ignored.
 void fsync_path(const std::filesystem::path& path);

@@ -20,7 +20,7 @@ run() {
     sleep 0.05
   done
   local killed=""
-  for pid in $(pgrep -f "$bin/fashion_mnist" || true); do
+  for pid in $(pgrep -f -- "--output_dir $dir/out" || true); do  # this run's workers, not another test's
     if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RANK=1"; then
       kill -9 "$pid" && killed=$pid
       break

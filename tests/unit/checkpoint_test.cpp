@@ -161,6 +161,9 @@ TEST(Checkpoints, DamagedStatesNameTheirFile) {
   const fs::path dir = acc.save_state((tmp.path / "ckpt").string());
   const auto rng = dir / "random_states_0.safetensors";
   const auto good_rng = safetensors::File(rng.string()).get("cpu").clone();
+  // Well-formed edits that the checksums would catch first: this test is about what the loaders check behind them
+  // (as for a checkpoint written before checksums.json existed).
+  fs::remove(dir / "checksums.json");
   safetensors::save_file({{"cpu", at::zeros_like(good_rng)}}, rng.string(), {{"step", "0"}});
   auto e = error_of([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("random_states_0.safetensors could not be loaded"), std::string::npos) << e;
@@ -197,8 +200,42 @@ TEST(Checkpoints, AMissingOptimizerTensorIsNamed) {
   for (auto& [name, t] : tensors) t = t.clone();  // off the file's mapping before the file is rewritten
   ASSERT_EQ(tensors.erase("state.1.exp_avg_sq"), 1u);
   safetensors::save_file(tensors, file, {{"format", "pt"}});
+  fs::remove(dir / "checksums.json");  // rewritten well-formed: what the loader checks behind the checksums
   const auto e = error_of([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("optimizer.{json,safetensors}: tensor state.1.exp_avg_sq is missing"), std::string::npos) << e;
+}
+
+// Issue 15: a flipped byte in tensor data (safetensors has no checksum) is caught by checksums.json, naming the
+// file; the automatic load_state() falls back to the previous checkpoint, saying so.
+TEST(Checkpoints, AFlippedByteIsDetectedAndTheAutomaticLoadFallsBack) {
+  TempDir tmp;
+  auto model = std::make_shared<torch::nn::LinearImpl>(64, 64);
+  Accelerator acc(project_options(tmp.path));
+  acc.prepare(model);
+  torch::NoGradGuard no_grad;
+  model->weight.fill_(1.0);
+  acc.save_state();  // checkpoint_0
+  model->weight.fill_(2.0);
+  const fs::path newest = acc.save_state();  // checkpoint_1
+  {
+    std::fstream f(newest / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-100, std::ios::end);  // inside the weight's data, far from the header
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(-100, std::ios::end);
+    c = static_cast<char>(c ^ 0x10);
+    f.write(&c, 1);
+  }
+  auto e = error_of([&] { acc.load_state(newest.string()); });
+  EXPECT_NE(e.find("model.safetensors fails its checksum"), std::string::npos) << e;
+  model->weight.fill_(3.0);
+  ::testing::internal::CaptureStdout();
+  const auto loaded = acc.load_state();
+  const auto said = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(fs::path(loaded).filename(), "checkpoint_0");
+  EXPECT_NE(said.find("checkpoint_1 cannot be loaded"), std::string::npos) << said;
+  EXPECT_NE(said.find("falling back to checkpoint_0"), std::string::npos) << said;
+  EXPECT_TRUE(torch::all(model->weight == 1.0).item<bool>());
 }
 
 // An automatic checkpoint folder left without COMPLETE (a crash between the rename and the marker) is skipped by
