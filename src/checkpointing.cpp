@@ -266,6 +266,15 @@ std::vector<int64_t> complete_checkpoints(const ProcessState& state, const fs::p
 
 }  // namespace
 
+std::optional<std::string> Accelerator::latest_checkpoint() const {
+  const auto& project = options_.project;
+  if (project.project_dir.empty()) return std::nullopt;
+  const fs::path root = fs::path(project.project_dir) / "checkpoints";
+  const auto all = complete_checkpoints(*state_, root);
+  if (all.empty()) return std::nullopt;
+  return (root / folder_name(all.front())).string();
+}
+
 fs::path Accelerator::newest_checkpoint() {
   auto& project = options_.project;
   ACCELERATE_CHECK(!project.project_dir.empty(), ConfigError,

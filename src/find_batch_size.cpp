@@ -10,7 +10,6 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <iostream>
-#include <numeric>
 
 #include "detail/out_of_memory.hpp"
 

@@ -178,9 +178,7 @@ OptimizerState ZeroOptimizer::consolidated_state() {
   out.meta = local.meta;
   for (size_t g = 0; g < full_groups_.size(); ++g) out.meta["param_groups"][g]["params"] = full_groups_[g].size();
   out.meta["state"] = merged;
-  std::unordered_map<const void*, size_t> full_index;
-  for (const auto& slot : slots_) full_index[slot.info->param.unsafeGetTensorImpl()] = slot.full_index;
-  // Full indices of parameters this rank holds no piece of: the order of the groups gives them.
+  std::unordered_map<const void*, size_t> full_index;  // a parameter's index in the unsharded optimizer
   size_t index = 0;
   for (const auto& group : full_groups_) {
     for (const auto& p : group) full_index.emplace(p.unsafeGetTensorImpl(), index++);

@@ -216,6 +216,10 @@ class Accelerator {
   std::string save_state(const std::string& output_dir = "");
   /// Restores what save_state wrote, from `input_dir` or the newest complete automatic checkpoint. Returns it.
   std::string load_state(const std::string& input_dir = "");
+  /// The folder load_state() would take first: the newest complete automatic checkpoint under
+  /// <project_dir>/checkpoints as the main process sees it (every rank gets the same answer), or nullopt when
+  /// there is none yet (a first run; `--resume_from_checkpoint latest` then starts from scratch).
+  std::optional<std::string> latest_checkpoint() const;
   ProjectConfiguration& project_configuration() { return options_.project; }
   /// Saves `object` with every save_state as custom_checkpoint_<i>.safetensors, restores it in load_state.
   void register_for_checkpointing(Checkpointable& object) { custom_objects_.push_back(&object); }

@@ -214,7 +214,8 @@ TEST(Checkpoints, AFlippedByteIsDetectedAndTheAutomaticLoadFallsBack) {
   acc.prepare(model);
   torch::NoGradGuard no_grad;
   model->weight.fill_(1.0);
-  acc.save_state();  // checkpoint_0
+  EXPECT_FALSE(acc.latest_checkpoint());  // none yet
+  acc.save_state();                       // checkpoint_0
   model->weight.fill_(2.0);
   const fs::path newest = acc.save_state();  // checkpoint_1
   {
@@ -226,6 +227,7 @@ TEST(Checkpoints, AFlippedByteIsDetectedAndTheAutomaticLoadFallsBack) {
     c = static_cast<char>(c ^ 0x10);
     f.write(&c, 1);
   }
+  EXPECT_EQ(fs::path(acc.latest_checkpoint().value_or("")).filename(), "checkpoint_1");
   auto e = error_of([&] { acc.load_state(newest.string()); });
   EXPECT_NE(e.find("model.safetensors fails its checksum"), std::string::npos) << e;
   model->weight.fill_(3.0);
