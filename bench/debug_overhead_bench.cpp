@@ -1,9 +1,10 @@
 // What the always-on hang-report bookkeeping and debug mode cost per collective, for small tensors (where a
 // fixed cost shows most). Run under the launcher:
 //   build/bin/accelerate-cpp launch --num_processes 2 --cpu build/bin/debug_overhead_bench
-// Three modes on the same group, alternating within each repetition so drift hits all alike: off (no
-// bookkeeping), hang report (the default), hang report + debug mode. Rank 0 prints the median time per call and
-// the ratio to "off" (target for the always-on part: < 1.05).
+// Four modes on the same group, alternating within each repetition so drift hits all alike: off (no
+// bookkeeping), the hang report waiting in one piece (as before the deadlock check), the hang report with the
+// deadlock check (the default: waits in slices), and debug mode on top. Rank 0 prints the median time per call
+// and the ratios to "off" and to the plain hang report (target for the always-on part: < 1.05).
 #include <accelerate/accelerate.hpp>
 
 #include <ATen/ATen.h>
@@ -37,27 +38,33 @@ int main() {
   };
   struct Mode {
     const char* name;
-    bool hang_report, debug;
+    bool hang_report, debug, deadlock_check;
   };
-  const std::vector<Mode> modes = {{"off", false, false}, {"hang report", true, false}, {"+ debug mode", true, true}};
+  const std::vector<Mode> modes = {{"off", false, false, false},
+                                   {"report, 1 wait", true, false, false},
+                                   {"+ deadlock chk", true, false, true},
+                                   {"+ debug mode", true, true, true}};
   constexpr int kCalls = 300, kRepetitions = 31;
-  if (state.is_main_process()) std::printf("%-22s %-14s %12s %8s\n", "collective", "mode", "us/call", "vs off");
+  if (state.is_main_process()) {
+    std::printf("%-22s %-14s %12s %8s %10s\n", "collective", "mode", "us/call", "vs off", "vs report");
+  }
   for (const auto& [name, op] : ops) {
     std::vector<std::vector<double>> times(modes.size());
     for (int i = 0; i < 100; ++i) op();  // warm-up
     for (int rep = 0; rep < kRepetitions; ++rep) {
       for (size_t m = 0; m < modes.size(); ++m) {
-        comm->set_modes_for_benchmark(modes[m].hang_report, modes[m].debug);
+        comm->set_modes_for_benchmark(modes[m].hang_report, modes[m].debug, modes[m].deadlock_check);
         accelerate::wait_for_everyone(state);
         const auto t0 = Clock::now();
         for (int i = 0; i < kCalls; ++i) op();
         times[m].push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / kCalls);
       }
     }
-    const double off = median(times[0]);
+    const double off = median(times[0]), report = median(times[1]);
     for (size_t m = 0; m < modes.size(); ++m) {
       if (state.is_main_process()) {
-        std::printf("%-22s %-14s %12.1f %8.3f\n", name, modes[m].name, median(times[m]), median(times[m]) / off);
+        std::printf("%-22s %-14s %12.1f %8.3f %10.3f\n", name, modes[m].name, median(times[m]), median(times[m]) / off,
+                    median(times[m]) / report);
       }
     }
   }

@@ -147,8 +147,10 @@ bool Accelerator::optimizer_step_was_skipped() const {
   return std::any_of(optimizers_.begin(), optimizers_.end(), [](const auto& o) { return o.step_was_skipped(); });
 }
 
-std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<torch::nn::Module> model) {
+std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<torch::nn::Module> model,
+                                                              std::source_location where) {
   ACCELERATE_CHECK(model, ConfigError, "prepare(model): the model is null.");
+  detail::CallScope call(state_->communicator(), "prepare", where);
   check_not_prepared(prepared_, model.get(), "model");
   model->to(state_->device());
   prepared_models_.push_back(model);
@@ -159,8 +161,9 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
   return model;
 }
 
-AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
+AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer, std::source_location where) {
   check_not_prepared(prepared_, &optimizer, "optimizer");
+  detail::CallScope call(state_->communicator(), "prepare", where);
   detail::move_optimizer_state(optimizer);
   detail::ZeroOptimizer* sharded = nullptr;
   if (zero_stage_ > 0) {
@@ -172,7 +175,7 @@ AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer) {
   return optimizers_.emplace_back(optimizer, gradient_state_, scaler_.get(), sharded);
 }
 
-DataLoader& Accelerator::prepare(DataLoader& loader) {
+DataLoader& Accelerator::prepare(DataLoader& loader, std::source_location) {
   check_not_prepared(prepared_, &loader, "data loader");
   detail::DataLoaderAccess::prepare(
       loader, *state_, gradient_state_,
@@ -182,7 +185,7 @@ DataLoader& Accelerator::prepare(DataLoader& loader) {
   return loader;
 }
 
-AcceleratedScheduler& Accelerator::prepare(LRScheduler& scheduler) {
+AcceleratedScheduler& Accelerator::prepare(LRScheduler& scheduler, std::source_location) {
   check_not_prepared(prepared_, &scheduler, "scheduler");
   // HF: the wrapped optimizer whose inner optimizer is the scheduler's, else every prepared optimizer.
   std::vector<AcceleratedOptimizer*> optimizers;
@@ -228,12 +231,13 @@ NoSyncGuard Accelerator::no_sync(const std::shared_ptr<torch::nn::Module>& model
   return NoSyncGuard(nullptr);
 }
 
-void Accelerator::backward(const at::Tensor& loss) {
+void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
   ACCELERATE_CHECK(loss.defined() && loss.numel() == 1, ConfigError,
                    "backward: the loss must be a scalar tensor, got shape ",
                    loss.defined() ? loss.sizes() : at::IntArrayRef{}, ". Reduce it first (e.g. loss.mean()).");
   ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
+  detail::CallScope call(state_->communicator(), "backward", where);
   // During find_executable_batch_size, a process that ran out of memory meets the others here.
   if (out_of_memory_checks_ && gradient_state_.sync_gradients && detail::out_of_memory_count(*state_, false) > 0) {
     throw detail::PeerOutOfMemory("backward: another process ran out of memory; this batch size is abandoned.");
@@ -318,11 +322,13 @@ at::Tensor drop_padding(const GradientState& state, const at::Tensor& all) {
 }
 }  // namespace
 
-at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor) const {
+at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor, std::source_location where) const {
+  detail::CallScope call(state_->communicator(), "gather_for_metrics", where);
   return drop_padding(gradient_state_, gather(tensor));
 }
 
-Batch Accelerator::gather_for_metrics(const Batch& batch) const {
+Batch Accelerator::gather_for_metrics(const Batch& batch, std::source_location where) const {
+  detail::CallScope call(state_->communicator(), "gather_for_metrics", where);
   return apply(gather(batch), [&](const at::Tensor& all) { return drop_padding(gradient_state_, all); });
 }
 
@@ -343,7 +349,8 @@ void Accelerator::free_memory() {
   clear_device_cache(device());
 }
 
-void Accelerator::end_training() {
+void Accelerator::end_training(std::source_location where) {
+  detail::CallScope call(state_->communicator(), "end_training", where);
   for (auto& t : trackers_) t->finish();
   trackers_.clear();
   state_->destroy_process_group();

@@ -21,34 +21,35 @@ void check_same_fields(const ProcessState& state, const Batch& batch, const char
   }
 }
 
-Batch per_field(const ProcessState& state, const Batch& batch, const char* op,
+Batch per_field(const ProcessState& state, const Batch& batch, const char* op, const std::source_location& where,
                 const std::function<at::Tensor(const at::Tensor&)>& f) {
+  detail::CallScope call(state.communicator(), op, where);
   check_same_fields(state, batch, op);
   return apply(batch, f);
 }
 
 }  // namespace
 
-Batch gather(const ProcessState& state, const Batch& batch) {
-  return per_field(state, batch, "gather", [&](const at::Tensor& t) { return gather(state, t); });
+Batch gather(const ProcessState& state, const Batch& batch, std::source_location where) {
+  return per_field(state, batch, "gather", where, [&](const at::Tensor& t) { return gather(state, t); });
 }
 
-Batch broadcast(const ProcessState& state, const Batch& batch, int from_process) {
-  return per_field(state, batch, "broadcast",
+Batch broadcast(const ProcessState& state, const Batch& batch, int from_process, std::source_location where) {
+  return per_field(state, batch, "broadcast", where,
                    [&](const at::Tensor& t) { return broadcast(state, t.clone(), from_process); });
 }
 
-Batch reduce(const ProcessState& state, const Batch& batch, Reduction reduction) {
-  return per_field(state, batch, "reduce", [&](const at::Tensor& t) { return reduce(state, t, reduction); });
+Batch reduce(const ProcessState& state, const Batch& batch, Reduction reduction, std::source_location where) {
+  return per_field(state, batch, "reduce", where, [&](const at::Tensor& t) { return reduce(state, t, reduction); });
 }
 
-Batch reduce(const ProcessState& state, const Batch& batch, const std::string& reduction) {
-  return per_field(state, batch, "reduce", [&](const at::Tensor& t) { return reduce(state, t, reduction); });
+Batch reduce(const ProcessState& state, const Batch& batch, const std::string& reduction, std::source_location where) {
+  return per_field(state, batch, "reduce", where, [&](const at::Tensor& t) { return reduce(state, t, reduction); });
 }
 
-Batch pad_across_processes(const ProcessState& state, const Batch& batch, int64_t dim, double pad_index,
-                           bool pad_first) {
-  return per_field(state, batch, "pad_across_processes",
+Batch pad_across_processes(const ProcessState& state, const Batch& batch, int64_t dim, double pad_index, bool pad_first,
+                           std::source_location where) {
+  return per_field(state, batch, "pad_across_processes", where,
                    [&](const at::Tensor& t) { return pad_across_processes(state, t, dim, pad_index, pad_first); });
 }
 

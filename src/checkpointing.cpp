@@ -17,6 +17,7 @@
 
 #include "detail/accelerator_state.hpp"
 #include "detail/checkpoint_layout.hpp"
+#include "detail/communicator.hpp"
 #include "detail/durable_file.hpp"
 
 #include <nlohmann/json.hpp>
@@ -152,13 +153,15 @@ detail::CheckpointContents Accelerator::checkpoint_contents() {
 }
 
 void Accelerator::save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
-                             int64_t max_shard_size) {
+                             int64_t max_shard_size, std::source_location where) {
+  detail::CallScope call(state_->communicator(), "save_model", where);
   run_agreed(*state_, [&] {
     if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
   });
 }
 
-std::string Accelerator::save_state(const std::string& output_dir) {
+std::string Accelerator::save_state(const std::string& output_dir, std::source_location where) {
+  detail::CallScope call(state_->communicator(), "save_state", where);
   auto& project = options_.project;
   fs::path dir = output_dir;
   if (dir.empty()) {
@@ -266,7 +269,8 @@ std::vector<int64_t> complete_checkpoints(const ProcessState& state, const fs::p
 
 }  // namespace
 
-std::optional<std::string> Accelerator::latest_checkpoint() const {
+std::optional<std::string> Accelerator::latest_checkpoint(std::source_location where) const {
+  detail::CallScope call(state_->communicator(), "latest_checkpoint", where);
   const auto& project = options_.project;
   if (project.project_dir.empty()) return std::nullopt;
   const fs::path root = fs::path(project.project_dir) / "checkpoints";
@@ -288,7 +292,24 @@ fs::path Accelerator::newest_checkpoint() {
   return root / folder_name(all.front());
 }
 
-std::string Accelerator::load_state(const std::string& input_dir) {
+std::optional<std::string> Accelerator::resume_from_checkpoint(std::source_location where) {
+  const std::string& from = options_.project.resume_from_checkpoint;
+  if (from.empty()) return std::nullopt;
+  if (from != "latest") return load_state(from, where);
+  detail::CallScope call(state_->communicator(), "resume_from_checkpoint", where);
+  ACCELERATE_CHECK(!options_.project.project_dir.empty(), ConfigError,
+                   "resume_from_checkpoint \"latest\" needs ProjectConfiguration::project_dir, where the automatic "
+                   "checkpoints are.");
+  if (!latest_checkpoint()) {
+    print("accelerate: no complete checkpoint in", (fs::path(options_.project.project_dir) / "checkpoints").string(),
+          "yet: starting from scratch.");
+    return std::nullopt;
+  }
+  return load_state();
+}
+
+std::string Accelerator::load_state(const std::string& input_dir, std::source_location where) {
+  detail::CallScope call(state_->communicator(), "load_state", where);
   const fs::path dir = input_dir.empty() ? newest_checkpoint() : fs::path(input_dir);
   run_agreed(*state_, [&] {
     ACCELERATE_CHECK(fs::is_directory(dir), CheckpointError, "load_state: ", dir.string(),
@@ -319,7 +340,7 @@ std::string Accelerator::load_state(const std::string& input_dir) {
       print(concat("accelerate: ", dir.filename().string(), " cannot be loaded (", e.what(), "); falling back to ",
                    older.filename().string(), "."));
       try {
-        return load_state(older.string());
+        return load_state(older.string(), where);
       } catch (const CheckpointError& again) {
         print(concat("accelerate: ", older.filename().string(), " cannot be loaded either (", again.what(), ")."));
       }

@@ -23,11 +23,13 @@ detail::Communicator* comm_of(const ProcessState& state, const char* op) {
 }
 
 /// The preamble every collective shares, with its name given once: the group's usability check, the hang report's
-/// scope while it runs, debug mode's cross-rank check, and waits that turn failures into our errors. False (and
-/// nothing happens) in a world of one.
+/// scope while it runs (with the program's call and line: the collective itself unless it runs inside another
+/// public call), debug mode's cross-rank check, and waits that turn failures into our errors. False (and nothing
+/// happens) in a world of one.
 class Collective {
  public:
-  Collective(const ProcessState& state, const char* op) : state_(state), comm_(comm_of(state, op)), op_(op) {
+  Collective(const ProcessState& state, const char* op, const std::source_location& where = {})
+      : state_(state), comm_(comm_of(state, op)), call_(comm_, op, where), op_(op) {
     if (comm_) scope_.emplace(*comm_, op);
   }
   explicit operator bool() const { return comm_ != nullptr; }
@@ -42,6 +44,7 @@ class Collective {
  private:
   const ProcessState& state_;
   detail::Communicator* comm_;
+  detail::CallScope call_;
   const char* op_;
   std::optional<detail::CollectiveScope> scope_;
 };
@@ -96,16 +99,17 @@ void check_source(const ProcessState& state, int from_process, const char* op) {
 
 }  // namespace
 
-at::Tensor gather(const ProcessState& state, const at::Tensor& tensor) {
+at::Tensor gather(const ProcessState& state, const at::Tensor& tensor, std::source_location where) {
   const at::Tensor rows = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
-  Collective c(state, "gather");
+  Collective c(state, "gather", where);
   if (!c) return rows.clone();
   c.verify(rows, detail::ShapeRule::SameTrailing);
   return detail::all_gather_concat(c.comm(), rows, c.op());
 }
 
-std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IValue& object) {
-  Collective c(state, "gather_object");
+std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IValue& object,
+                                       std::source_location where) {
+  Collective c(state, "gather_object", where);
   if (!c) return {object};
   std::vector<c10::IValue> result;
   for (const auto& bytes : detail::all_gather_uneven(c.comm(), to_bytes(object), c.op())) {
@@ -114,9 +118,9 @@ std::vector<c10::IValue> gather_object(const ProcessState& state, const c10::IVa
   return result;
 }
 
-at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_process) {
+at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_process, std::source_location where) {
   check_source(state, from_process, "broadcast");
-  Collective c(state, "broadcast");
+  Collective c(state, "broadcast", where);
   if (!c) return tensor;
   c.verify(tensor, detail::ShapeRule::Same, from_process);
   std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
@@ -128,6 +132,17 @@ at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_proc
 }
 
 namespace detail {
+bool any_process(const ProcessState& state, bool mine, const char* op) {
+  Collective c(state, op);
+  if (!c) return mine;
+  // On the CPU backend even in a CUDA job: a flag is not worth a device synchronisation.
+  std::vector<at::Tensor> buffer{at::full({1}, mine ? 1 : 0, at::kInt)};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::MAX;
+  c.wait(c.comm().cpu_backend().allreduce(buffer, options));
+  return buffer[0].item<int>() != 0;
+}
+
 void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root, const char* op) {
   Collective c(state, op);
   if (!c) return;
@@ -139,9 +154,10 @@ void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root,
 }
 }  // namespace detail
 
-void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& objects, int from_process) {
+void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& objects, int from_process,
+                           std::source_location where) {
   check_source(state, from_process, "broadcast_object_list");
-  Collective c(state, "broadcast_object_list");
+  Collective c(state, "broadcast_object_list", where);
   if (!c) return;
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
@@ -163,12 +179,13 @@ void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& 
   objects.assign(list.begin(), list.end());
 }
 
-at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction reduction) {
+at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction reduction,
+                  std::source_location where) {
   ACCELERATE_CHECK(reduction != Reduction::Mean || at::isFloatingType(tensor.scalar_type()), ConfigError,
                    "reduce: Reduction::Mean needs a floating tensor, got ", tensor.scalar_type(),
                    "; convert it (tensor.to(at::kFloat)) or use Reduction::Sum.");
   at::Tensor result = tensor.clone(at::MemoryFormat::Contiguous);
-  Collective c(state, "reduce");
+  Collective c(state, "reduce", where);
   if (!c) return result;
   c.verify(result, detail::ShapeRule::Same);
   // Gloo has no AVG: sum, then divide, as HF does.
@@ -180,20 +197,21 @@ at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction
   return result;
 }
 
-at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, const std::string& reduction) {
-  if (reduction == "sum" || reduction == "none") return reduce(state, tensor, Reduction::Sum);  // HF: "none" sums
-  if (reduction == "mean") return reduce(state, tensor, Reduction::Mean);
-  if (reduction == "max") return reduce(state, tensor, Reduction::Max);
+at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, const std::string& reduction,
+                  std::source_location where) {
+  if (reduction == "sum" || reduction == "none") return reduce(state, tensor, Reduction::Sum, where);  // HF: sums
+  if (reduction == "mean") return reduce(state, tensor, Reduction::Mean, where);
+  if (reduction == "max") return reduce(state, tensor, Reduction::Max, where);
   throw ConfigError(concat("reduce: unknown reduction '", reduction.substr(0, 40),
                            "'. Choose between: sum, mean, none "
                            "(sums, as HF), max."));
 }
 
 at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& tensor, int64_t dim, double pad_index,
-                                bool pad_first) {
+                                bool pad_first, std::source_location where) {
   if (dim >= tensor.dim() || dim < -tensor.dim()) return tensor;
   if (dim < 0) dim += tensor.dim();
-  Collective c(state, "pad_across_processes");
+  Collective c(state, "pad_across_processes", where);
   if (!c) return tensor;
   c.verify(tensor, detail::ShapeRule::SameDims);
   const auto shapes = all_shapes(c.comm(), tensor, c.op());
@@ -208,8 +226,8 @@ at::Tensor pad_across_processes(const ProcessState& state, const at::Tensor& ten
   return padded;
 }
 
-void wait_for_everyone(const ProcessState& state) {
-  Collective c(state, "wait_for_everyone");
+void wait_for_everyone(const ProcessState& state, std::source_location where) {
+  Collective c(state, "wait_for_everyone", where);
   if (!c) return;
   c10d::BarrierOptions options;
   options.timeout = c.comm().timeout();
@@ -242,15 +260,15 @@ at::Tensor split_between_processes(const ProcessState& state, const at::Tensor& 
   return part;
 }
 
-MainProcessFirstGuard::MainProcessFirstGuard(const ProcessState& state, bool is_first)
-    : state_(state), is_first_(is_first), uncaught_at_entry_(std::uncaught_exceptions()) {
-  if (!is_first_) wait_for_everyone(state_);
+MainProcessFirstGuard::MainProcessFirstGuard(const ProcessState& state, bool is_first, std::source_location where)
+    : state_(state), is_first_(is_first), uncaught_at_entry_(std::uncaught_exceptions()), where_(where) {
+  if (!is_first_) wait_for_everyone(state_, where_);
 }
 
 MainProcessFirstGuard::~MainProcessFirstGuard() {
   if (!is_first_ || std::uncaught_exceptions() > uncaught_at_entry_) return;
   try {
-    wait_for_everyone(state_);
+    wait_for_everyone(state_, where_);
   } catch (const std::exception& e) {
     // A destructor must not throw; the waiting ranks report the failure too.
     std::cerr << "accelerate: main_process_first: " << e.what() << std::endl;

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 namespace accelerate::detail {
@@ -112,7 +113,15 @@ Communicator::~Communicator() {
 }
 
 void Communicator::enter(const char* op) {
-  if (hang_report_) inspector_->enter(op);
+  if (hang_report_) inspector_->enter(op, call_);
+}
+
+void Communicator::begin_call(const char* name, const std::source_location& where) {
+  if (call_depth_++ == 0) call_ = {name, where.file_name(), where.line()};
+}
+
+void Communicator::end_call() {
+  if (--call_depth_ == 0) call_ = {};
 }
 void Communicator::leave() {
   if (hang_report_) inspector_->leave();
@@ -129,12 +138,41 @@ void Communicator::check_usable(const char* op) const {
                    " after an earlier collective failed, which leaves the ranks out of step: ", broken_);
 }
 
-void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
+namespace {
+
+// The first slice is longer than a healthy collective usually takes, so that most waits are a single one; the
+// peers' statuses are read about once a second anyway.
+constexpr auto kFirstSlice = std::chrono::milliseconds(500);
+constexpr auto kSlice = std::chrono::milliseconds(200);
+
+/// Waits up to `slice`; false when `work` is still running. A finished work's own error is rethrown.
+bool finished_within(c10d::Work& work, std::chrono::milliseconds slice) {
   try {
-    work->wait();
+    return work.wait(slice);
+  } catch (const std::exception&) {
+    if (!work.isCompleted()) return false;  // c10d's "Operation timed out!": the slice ended
+  }
+  work.wait();  // it completed (meanwhile, or with an error of its own): returns, or throws that error
+  return true;
+}
+
+}  // namespace
+
+void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
+  std::optional<Deadlock> deadlock;
+  try {
+    // Only a Gloo work blocks this thread in wait(); NCCL's returns at once (the stream waits).
+    if (!hang_report_ || !deadlock_check_ || !dynamic_cast<c10d::ProcessGroupGloo::AsyncWork*>(work.get())) {
+      work->wait();
+      return;
+    }
+    for (auto slice = kFirstSlice; !finished_within(*work, slice); slice = kSlice) {
+      if ((deadlock = inspector_->deadlock())) break;
+    }
   } catch (const std::exception& e) {
     fail(op, e);
   }
+  if (deadlock) fail_deadlock(op, *deadlock, work);
 }
 
 std::string message_of(const std::exception& error) {
@@ -153,7 +191,58 @@ bool is_communication_error(const std::exception& error) {
   return std::string(typeid(error).name()).find("gloo") != std::string::npos;
 }
 
+namespace {
+
+/// What to do about a deadlock between `calls`: the calls that are meant for every process say so.
+std::string deadlock_advice(const std::vector<std::string>& calls) {
+  for (const auto& call : calls) {
+    if (call == "save_state") {
+      return "save_state must be called on every process: it writes from the main process itself (each process "
+             "adds its own random states), so call it outside `if (is_main_process())`.";
+    }
+    if (call == "save_model") {
+      return "save_model must be called on every process: the main process writes, the others wait for it, so "
+             "call it outside `if (is_main_process())`.";
+    }
+    if (call == "load_state") return "load_state must be called on every process: each one restores its own state.";
+  }
+  return "Every process must call the same collectives in the same order: look for a collective inside a branch "
+         "that only some processes take (`if (is_main_process())`, a loop whose count differs between processes, an "
+         "early break or return).";
+}
+
+}  // namespace
+
+void Communicator::raise_deadlock(const char* op, const Deadlock& deadlock) {
+  const std::string message =
+      concat(op, " failed on rank ", rank_, " of ", world_,
+             ": deadlock: the processes called different collectives as their collective #", deadlock.sequence,
+             ", so none of them can complete: ", deadlock.text, ".\n", deadlock_advice(deadlock.calls),
+             "\n(Found by the hang report's bookkeeping instead of waiting for the ", seconds(timeout_),
+             " s timeout; ACCELERATE_CPP_HANG_REPORT=0 turns it off.)");
+  broken_ = concat(op, " failed: a deadlock (collective #", deadlock.sequence, ")");
+  HangReport report;
+  report.sequence = deadlock.sequence;
+  record_failure(error_file_, rank_, op, false, report, message);
+  throw DistributedOperationError(message);
+}
+
+void Communicator::fail_deadlock(const char* op, const Deadlock& deadlock, const c10::intrusive_ptr<c10d::Work>& work) {
+  // The work never completes and one of Gloo's threads stays blocked in it until Gloo's own timeout; the group's
+  // destructor would join that thread, so the group and the work are kept alive (leaked) to let the process exit.
+  auto kept_work = work;
+  auto kept_group = group_;
+  [[maybe_unused]] auto* leaked_work = kept_work.release();
+  [[maybe_unused]] auto* leaked_group = kept_group.release();
+  raise_deadlock(op, deadlock);
+}
+
 void Communicator::fail(const char* op, const std::exception& error) {
+  // A peer that found a deadlock and exited makes this rank's wait fail on its closed connection: the deadlock,
+  // if this rank has seen it too, is the better explanation.
+  if (inspector_ && hang_report_) {
+    if (auto deadlock = inspector_->deadlock()) raise_deadlock(op, *deadlock);
+  }
   const std::string what = message_of(error);
   const bool timed_out = contains(what, "Timed out") || contains(what, "timed out") || contains(what, "Timeout");
   broken_ = concat(op, " failed: ", what);

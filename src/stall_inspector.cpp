@@ -2,8 +2,12 @@
 
 #include <accelerate/error.hpp>
 
+#include <algorithm>
+#include <array>
 #include <condition_variable>
+#include <cstring>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <sstream>
 
@@ -17,6 +21,9 @@ constexpr double kStoreStuckAfter = 2.0;
 constexpr double kRetryAfterFailure = 5.0;
 // How long report() waits for a fresh read of the peers before it uses what it has.
 constexpr auto kFreshReadWait = std::chrono::milliseconds(1000);
+// Each rank publishes its last few collectives, so that a peer that went on past a mismatched collective (the
+// other side of it completed by accident, e.g. a broadcast's root) still shows what it called there.
+constexpr size_t kHistory = 8;
 
 double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
@@ -35,9 +42,23 @@ struct Status {
   int64_t beat = 0;  // heartbeat: the I/O thread republishes with beat+1 every interval, dirty or not
 };
 
+/// One collective of a rank's history, as published: its number, the collective, the program's call.
+struct Entry {
+  int64_t sequence = 0;
+  std::string op, call_name, call;  // call: describe_call's text
+};
+
+/// The same on this rank, recorded without allocating (static strings only).
+struct LocalEntry {
+  int64_t sequence = 0;
+  const char* op = nullptr;
+  CallSite call;
+};
+
 struct Peer {
-  bool read = false;       // a read of its key succeeded at least once
-  bool published = false;  // ... and found something
+  std::vector<Entry> history;  // oldest first
+  bool read = false;           // a read of its key succeeded at least once
+  bool published = false;      // ... and found something
   Status status;
   double read_at = 0;
   double beat_changed_at = 0;  // this rank's clock when the peer's beat was last seen to change (no cross-host
@@ -55,6 +76,7 @@ struct StallInspector::Shared {
   std::mutex mutex;
   std::condition_variable wake;  // stop, refresh requests, and finished reads
   Status status;
+  std::array<LocalEntry, kHistory> history{};  // this rank's last collectives, at [sequence % kHistory]
   bool dirty = true, stopping = false, warned = false, io_finished = false;
   uint64_t refresh_requested = 0, refresh_done = 0;  // request counters
   std::vector<Peer> peers;
@@ -82,14 +104,26 @@ struct StallInspector::Shared {
     return error.empty();
   }
 
+  const LocalEntry* mine_at(int64_t sequence) const {
+    const auto& e = history[static_cast<size_t>(sequence) % kHistory];
+    return sequence > 0 && e.sequence == sequence ? &e : nullptr;
+  }
+
   void publish(std::unique_lock<std::mutex>& lock) {
     ++status.beat;
     const Status s = status;
+    const auto h = history;
     dirty = false;
     std::ostringstream text;
     text << s.sequence << "\n" << s.op << "\n" << (s.inside ? 1 : 0) << "\n";
     text.precision(17);
     text << s.since << "\n" << s.beat;
+    for (int64_t q = std::max<int64_t>(1, s.sequence - static_cast<int64_t>(kHistory) + 1); q <= s.sequence; ++q) {
+      const auto& e = h[static_cast<size_t>(q) % kHistory];
+      if (e.sequence != q) continue;
+      text << "\n"
+           << q << "\t" << e.op << "\t" << (e.call.name ? e.call.name : e.op) << "\t" << describe_call(e.call, e.op);
+    }
     const auto value = text.str();
     store_call(lock, [&] { store->set(std::to_string(rank), std::vector<uint8_t>(value.begin(), value.end())); });
   }
@@ -110,6 +144,18 @@ struct StallInspector::Shared {
         std::getline(in, peer.status.op);
         in >> inside >> peer.status.since >> peer.status.beat;
         peer.status.inside = inside != 0;
+        in.ignore();
+        for (std::string line; std::getline(in, line);) {
+          std::istringstream fields(line);
+          Entry e;
+          std::string number;
+          std::getline(fields, number, '\t');
+          std::getline(fields, e.op, '\t');
+          std::getline(fields, e.call_name, '\t');
+          std::getline(fields, e.call);
+          e.sequence = std::atoll(number.c_str());
+          peer.history.push_back(std::move(e));
+        }
         peer.published = true;
       });
       if (!ok) break;  // the store failed: what was read before stays
@@ -211,11 +257,12 @@ void StallInspector::stop() {
     io_.detach();  // stuck in a store call that will never return: it owns its state
 }
 
-void StallInspector::enter(const char* op) {
+void StallInspector::enter(const char* op, const CallSite& call) {
   std::lock_guard<std::mutex> lock(shared_->mutex);
   auto& s = shared_->status;
   ++s.sequence;
   s.op = op;
+  shared_->history[static_cast<size_t>(s.sequence) % kHistory] = {s.sequence, op, call};
   s.inside = true;
   s.since = now_s();
   shared_->dirty = true;
@@ -354,6 +401,61 @@ HangReport StallInspector::report() {
   r.missing.insert(r.missing.end(), unreachable.begin(), unreachable.end());
   r.text = out.str();
   return r;
+}
+
+std::string describe_call(const CallSite& call, const char* op) {
+  if (!call.name) return op;
+  std::string text = call.name;
+  if (call.file && *call.file) {
+    const char* base = std::strrchr(call.file, '/');  // the file's name: the message stays short
+    text += concat(" (", base ? base + 1 : call.file, ":", call.line, ")");
+  }
+  if (std::strcmp(call.name, op) != 0) text += concat(", in its ", op);
+  return text;
+}
+
+std::optional<Deadlock> StallInspector::deadlock() const {
+  auto& sh = *shared_;
+  std::lock_guard<std::mutex> lock(sh.mutex);
+  // The first number at which a peer's collective differs from this rank's (both numbered it).
+  int64_t first = std::numeric_limits<int64_t>::max();
+  for (const auto& peer : sh.peers) {
+    for (const auto& e : peer.history) {
+      const auto* mine = sh.mine_at(e.sequence);
+      if (mine && e.op != mine->op) first = std::min(first, e.sequence);
+    }
+  }
+  if (first == std::numeric_limits<int64_t>::max()) return std::nullopt;
+  Deadlock d;
+  d.sequence = first;
+  auto add_call = [&](const std::string& name) {
+    if (std::find(d.calls.begin(), d.calls.end(), name) == d.calls.end()) d.calls.push_back(name);
+  };
+  std::ostringstream out;
+  for (int q = 0; q < sh.world; ++q) {
+    out << (q ? "; " : "") << "rank " << q;
+    if (q == sh.rank) {
+      const auto* m = sh.mine_at(first);
+      out << (sh.status.sequence == first && sh.status.inside ? " is in " : " called ")
+          << describe_call(m->call, m->op);
+      add_call(m->call.name ? m->call.name : m->op);
+      continue;
+    }
+    const Peer& p = sh.peers[static_cast<size_t>(q)];
+    const auto e =
+        std::find_if(p.history.begin(), p.history.end(), [&](const Entry& x) { return x.sequence == first; });
+    if (e != p.history.end()) {
+      out << (p.status.sequence == first && p.status.inside ? " is in " : " called ") << e->call;
+      add_call(e->call_name);
+    } else if (!p.published) {
+      out << ": not known (nothing read from it yet)";
+    } else {
+      out << (p.status.sequence < first ? " has not reached it yet (last: #" : " is past it (in #") << p.status.sequence
+          << " " << p.status.op << ")";
+    }
+  }
+  d.text = out.str();
+  return d;
 }
 
 }  // namespace accelerate::detail

@@ -1,6 +1,7 @@
 // `accelerate-cpp launch [flags] PROGRAM [ARGS...]`: like `torchrun --no-python`, with HF Accelerate's flags.
 #include <accelerate/environment.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/preemption.hpp>
 #include <accelerate/settings.hpp>
 
 #include <cstdio>
@@ -49,7 +50,8 @@ Action register_launch(CLI::App& app) {
       cmd, "config_file", o.config_file,
       "HF Accelerate YAML config (default: the file `accelerate-cpp config` writes, if present); flags win");
   cmd->add_option(names("grace_period"), o.grace_period_s,
-                  "Seconds between SIGTERM and SIGKILL when stopping workers (default 5)");
+                  "After SIGTERM or SIGUSR1 (a preemption notice, forwarded to the workers): seconds they get to save "
+                  "a checkpoint and exit before SIGKILL; other stops wait at most 5 s (default 25)");
   cmd->add_option(names("max_restarts"), o.max_restarts,
                   "Start the whole group again this many times when a worker fails, as torchrun "
                   "(TORCHELASTIC_RESTART_COUNT counts them; default 0)");
@@ -102,13 +104,21 @@ int run_launch(launcher::LaunchOptions& o) {
   supervision.rank_prefix = o.rank_prefix;
   supervision.grace_period_s = o.grace_period_s;
   // torchrun's --max_restarts: a failed group is stopped as a whole (supervise does) and started again; the
-  // program sees the count in TORCHELASTIC_RESTART_COUNT and resumes from its checkpoints.
-  for (int restart = 0;; ++restart) {
-    for (auto& w : plan.workers) w.env[env_var::kRestartCount] = std::to_string(restart);
+  // program sees the count in TORCHELASTIC_RESTART_COUNT and resumes from its checkpoints. A group that saved
+  // and exited as preempted (without the launcher being signalled: its workers were) is restarted without using
+  // one of the restarts.
+  for (int attempt = 0, failures = 0;; ++attempt) {
+    for (auto& w : plan.workers) w.env[env_var::kRestartCount] = std::to_string(attempt);
     const auto result = launcher::supervise(plan.workers, supervision);
-    if (result.exit_code == 0 || result.interrupted || restart >= o.max_restarts) return result.exit_code;
-    std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) (restart %d of %d).\n",
-                 plan.workers.size(), restart + 1, o.max_restarts);
+    if (result.exit_code == 0 || result.interrupted || o.max_restarts == 0) return result.exit_code;
+    if (result.exit_code == kExitPreempted) {
+      std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) after a preemption (not counted).\n",
+                   plan.workers.size());
+    } else {
+      if (failures >= o.max_restarts) return result.exit_code;
+      std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) (restart %d of %d).\n",
+                   plan.workers.size(), ++failures, o.max_restarts);
+    }
     // A fresh rendezvous port unless one was given: the old one may still be held by the dead group's sockets.
     if (!o.main_process_port && plan.world_size > 1) {
       const int port = launcher::pick_free_port();

@@ -23,9 +23,9 @@ struct LaunchOptions {
   std::optional<double> timeout_s;     ///< rendezvous/collective timeout given to the workers
   std::optional<std::string> gpu_ids;  ///< "0,1": set as CUDA_VISIBLE_DEVICES for the workers (HF's gpu_ids)
   bool debug = false;
-  bool rank_prefix = true;      ///< prefix worker output lines with "[rank N]" when N > 1
-  double grace_period_s = 5.0;  ///< SIGTERM -> SIGKILL delay when stopping workers
-  int max_restarts = 0;         ///< torchrun's --max_restarts: a failed group is started again this many times
+  bool rank_prefix = true;       ///< prefix worker output lines with "[rank N]" when N > 1
+  double grace_period_s = 25.0;  ///< after a forwarded SIGTERM/SIGUSR1: the workers' time to save, then SIGKILL
+  int max_restarts = 0;          ///< torchrun's --max_restarts: a failed group is started again this many times
   std::optional<std::string> config_file;
   std::string program;
   std::vector<std::string> program_args;

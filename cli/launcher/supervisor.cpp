@@ -9,8 +9,10 @@
 #include "launcher/descendants.hpp"
 
 #include <accelerate/error.hpp>
+#include <accelerate/preemption.hpp>
 #include <accelerate/settings.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -54,7 +56,17 @@ std::string describe_status(int status) {
   return "ended with status " + std::to_string(status);
 }
 
-bool failed(int status) { return !(WIFEXITED(status) && WEXITSTATUS(status) == 0); }
+/// Saved after a preemption notice and exited with the code that says so: not a failure.
+bool preempted(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == kExitPreempted; }
+
+bool failed(int status) { return !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !preempted(status); }
+
+/// SIGTERM and SIGUSR1 are how schedulers announce a preemption: the workers get the whole grace period to save.
+bool is_preemption_notice(int sig) { return sig == SIGTERM || sig == SIGUSR1; }
+
+Clock::duration seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
 
 int exit_code_for(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
@@ -112,7 +124,7 @@ class Supervisor {
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &sa, nullptr);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1}) ::sigaction(sig, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
   }
 
@@ -150,7 +162,7 @@ class Supervisor {
       if (::getppid() != parent) ::_exit(1);  // the launcher died before prctl took effect
       struct sigaction dfl {};
       dfl.sa_handler = SIG_DFL;
-      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
+      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
       ::dup2(out[1], STDOUT_FILENO);
       ::dup2(err[1], STDERR_FILENO);
       ::execve(argv[0], argv.data(), envp.data());
@@ -227,11 +239,11 @@ class Supervisor {
     }
   }
 
-  void begin_stop(int sig) {
+  void begin_stop(int sig, Clock::duration grace) {
     if (stopping_) return;
     stopping_ = true;
     stop_all(sig);
-    kill_deadline_ = Clock::now() + grace();
+    kill_deadline_ = Clock::now() + grace;
   }
 
   void reap(bool block) {
@@ -248,17 +260,21 @@ class Supervisor {
           if (first_failure_ < 0) {
             first_failure_ = static_cast<int>(i);
             for (auto& other : workers_) other.frozen = other.running && is_stopped(other.pid);  // before our stop
-            begin_stop(SIGTERM);
+            begin_stop(SIGTERM, stop_grace());
           }
+        }
+        // A preempted worker saved at the step every process agreed on: the others are saving too; they get the
+        // grace period to finish before they are stopped.
+        if (preempted(status) && preempted_deadline_ == Clock::time_point{}) {
+          preempted_deadline_ = Clock::now() + seconds(options_.grace_period_s);
         }
       }
       if (block) return;
     }
   }
 
-  Clock::duration grace() const {
-    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.grace_period_s));
-  }
+  /// SIGTERM -> SIGKILL for every stop but a preemption notice's.
+  Clock::duration stop_grace() const { return seconds(std::min(options_.grace_period_s, kStopGraceS)); }
 
   /// Every process left from the workers: their process groups, and orphans re-parented to us (subreaper).
   void signal_leftovers(int sig) {
@@ -299,19 +315,23 @@ class Supervisor {
         }
         if (!stopping_) {
           launcher_signal_ = g_signal;
-          begin_stop(static_cast<int>(g_signal));
+          begin_stop(launcher_signal_,
+                     is_preemption_notice(launcher_signal_) ? seconds(options_.grace_period_s) : stop_grace());
         } else {
           stop_all(SIGKILL);  // a second Ctrl-C: no more waiting
         }
       }
       reap(/*block=*/false);
       if (stopping_ && any_running() && Clock::now() >= kill_deadline_) stop_all(SIGKILL);
+      if (!stopping_ && preempted_deadline_ != Clock::time_point{} && Clock::now() >= preempted_deadline_) {
+        begin_stop(SIGTERM, stop_grace());  // a preempted worker's peers that did not follow it
+      }
       if (!any_running()) {
         const auto now = Clock::now();
         if (all_exited_at == Clock::time_point{}) {
           // The workers are gone; whatever they started goes too (SIGTERM now, SIGKILL after the grace period).
           all_exited_at = now;
-          leftovers_deadline = now + grace();
+          leftovers_deadline = now + stop_grace();
           signal_leftovers(SIGTERM);
         }
         const bool leftovers = leftovers_alive();
@@ -335,6 +355,19 @@ class Supervisor {
   }
 
   int finish() {
+    const bool all_preempted = std::all_of(workers_.begin(), workers_.end(), [](const Worker& w) {
+      return preempted(w.status) || (WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0);
+    });
+    const bool any_preempted =
+        std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return preempted(w.status); });
+    if (any_preempted && all_preempted) {
+      std::fprintf(stderr,
+                   "accelerate-cpp launch: %s%zu worker(s) saved and exited with code %d (preempted, resumable: "
+                   "run again with --resume_from_checkpoint latest).\n",
+                   launcher_signal_ ? ("received " + signal_name(launcher_signal_) + "; ").c_str() : "",
+                   workers_.size(), kExitPreempted);
+      return kExitPreempted;
+    }
     if (launcher_signal_) {
       std::fprintf(stderr, "accelerate-cpp launch: received %s; stopped all %zu worker(s).\n",
                    signal_name(launcher_signal_).c_str(), workers_.size());
@@ -394,6 +427,7 @@ class Supervisor {
   int first_failure_ = -1;
   int failures_ = 0;
   Clock::time_point kill_deadline_{};
+  Clock::time_point preempted_deadline_{};  // set when the first worker exits as preempted
 };
 
 }  // namespace

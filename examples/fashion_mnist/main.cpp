@@ -4,6 +4,8 @@
 //        --data_dir (Debian's dataset-fashion-mnist by default) --cache_dir --limit (train samples, for smoke runs)
 //        --output_dir --checkpointing_steps (N|epoch) --resume_from_checkpoint (PATH|latest) --total_limit
 //        --with_tracking --report_to (tensorboard|jsonl|csv|all) --debug (prints each process's state)
+// With --output_dir, SIGTERM/SIGUSR1 (a preemption notice) saves a checkpoint at the current step and exits with
+// accelerate::kExitPreempted (75); --resume_from_checkpoint latest continues from it.
 #include <accelerate/accelerate.hpp>
 
 #include <torch/torch.h>  // the example itself may use the whole frontend
@@ -15,7 +17,6 @@
 
 #include "fashion_mnist_data.hpp"
 #include "net.hpp"
-#include "../resume.hpp"
 
 namespace {
 
@@ -113,8 +114,10 @@ int main(int argc, char** argv) try {
   options.seed = args.seed;
   ACCELERATE_CHECK(args.checkpointing_steps.empty() || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
-  options.project = {
-      .project_dir = args.output_dir, .automatic_checkpoint_naming = true, .total_limit = args.total_limit};
+  options.project = {.project_dir = args.output_dir,
+                     .automatic_checkpoint_naming = true,
+                     .total_limit = args.total_limit,
+                     .resume_from_checkpoint = args.resume_from_checkpoint};
   if (args.with_tracking) options.log_with = {args.report_to};
   accelerate::Accelerator acc(options);
   if (args.debug) {
@@ -146,7 +149,7 @@ int main(int argc, char** argv) try {
       "cosine", optimizer, {.num_warmup_steps = 50, .num_training_steps = args.epochs * steps_per_epoch});
   auto [net, opt, train_loader, test_loader, scheduler] = acc.prepare(model, optimizer, train, test, schedule);
 
-  if (const auto from = examples::resume(acc, args.resume_from_checkpoint)) {
+  if (const auto from = acc.resume_from_checkpoint()) {
     acc.print("resumed from", *from, "at epoch", train_loader.epoch(), "after", train_loader.position().batches,
               "batches of it");
   }
@@ -193,7 +196,19 @@ int main(int argc, char** argv) try {
       ++batches;
       bar.update();
       if (batches % 50 == 0) bar.set_postfix({{"loss", loss.item<double>()}});
-      if (acc.sync_gradients() && save_every > 0 && ++optimizer_steps % save_every == 0) acc.save_state();
+      if (!acc.sync_gradients()) continue;
+      if (save_every > 0 && ++optimizer_steps % save_every == 0) acc.save_state();
+      // A preemption notice: every process saves at this same step, then the run ends as resumable.
+      if (!args.output_dir.empty() && acc.check_preemption()) {
+        bar.close();
+        const auto dir = acc.save_state();
+        acc.print("preempted: saved", dir, "at epoch", epoch, "after", train_loader.position().batches,
+                  "batches; exiting with code", accelerate::kExitPreempted,
+                  "(resume with --resume_from_checkpoint "
+                  "latest)");
+        acc.end_training();
+        return accelerate::kExitPreempted;
+      }
     }
     bar.close();
     if (args.checkpointing_steps == "epoch") acc.save_state();

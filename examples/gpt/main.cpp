@@ -17,7 +17,6 @@
 #include <nlohmann/json.hpp>
 
 #include "gpt.hpp"
-#include "../resume.hpp"
 
 namespace {
 
@@ -198,7 +197,9 @@ int main(int argc, char** argv) try {
   options.mixed_precision = args.mixed_precision;
   options.gradient_accumulation_steps = args.gradient_accumulation_steps;
   options.zero_stage = args.zero_stage;
-  options.project = {.project_dir = args.output_dir, .automatic_checkpoint_naming = true};
+  options.project = {.project_dir = args.output_dir,
+                     .automatic_checkpoint_naming = true,
+                     .resume_from_checkpoint = args.resume_from_checkpoint};
   if (args.with_tracking) options.log_with = {args.report_to};
   options.seed = args.seed;
   accelerate::Accelerator acc(options);
@@ -222,7 +223,7 @@ int main(int argc, char** argv) try {
   Progress progress;
   progress.processes = acc.num_processes();
   acc.register_for_checkpointing(progress);
-  if (const auto from = examples::resume(acc, args.resume_from_checkpoint)) {
+  if (const auto from = acc.resume_from_checkpoint()) {
     // The schedule counts optimizer steps x processes; a resume on another number of processes keeps its place
     // in optimizer steps (the checkpoint's count is in the old processes' units, as HF saves it).
     if (progress.processes != acc.num_processes()) {
@@ -293,6 +294,14 @@ int main(int argc, char** argv) try {
         if (args.with_tracking) acc.log({{"val_loss", v}}, progress.steps);
       }
       if (args.checkpointing_steps > 0 && progress.steps % args.checkpointing_steps == 0) acc.save_state();
+      // A preemption notice: every process saves at this same step, then the run ends as resumable.
+      if (!args.output_dir.empty() && !last && acc.check_preemption()) {
+        const auto dir = acc.save_state();
+        acc.print("preempted: saved", dir, "at step", progress.steps, "; exiting with code", accelerate::kExitPreempted,
+                  "(resume with --resume_from_checkpoint latest)");
+        acc.end_training();
+        return accelerate::kExitPreempted;
+      }
       if (last) break;
     }
   }

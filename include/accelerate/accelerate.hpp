@@ -14,6 +14,7 @@
 #include <accelerate/logging.hpp>
 #include <accelerate/memory.hpp>
 #include <accelerate/platform.hpp>
+#include <accelerate/preemption.hpp>
 #include <accelerate/progress.hpp>
 #include <accelerate/process_state.hpp>
 #include <accelerate/random.hpp>

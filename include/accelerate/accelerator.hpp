@@ -18,6 +18,8 @@
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <source_location>
 #include <tuple>
 #include <vector>
 
@@ -31,6 +33,7 @@
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/optimizer.hpp>
 #include <accelerate/precision.hpp>
+#include <accelerate/preemption.hpp>
 #include <accelerate/process_state.hpp>
 #include <accelerate/scheduler.hpp>
 #include <accelerate/tracking.hpp>
@@ -123,33 +126,39 @@ class Accelerator {
   // ---- prepare ----
   /// Moves the model to the device and, with several processes, synchronises its gradients (DDP). Returns
   /// the same module, so the loop does not change.
-  std::shared_ptr<torch::nn::Module> prepare_model(std::shared_ptr<torch::nn::Module> model);
+  /// (`where`, here and below: the caller's line, for the deadlock message; see collectives.hpp.)
+  std::shared_ptr<torch::nn::Module> prepare_model(std::shared_ptr<torch::nn::Module> model,
+                                                   std::source_location where = std::source_location::current());
   template <class M>
-  torch::nn::ModuleHolder<M> prepare(torch::nn::ModuleHolder<M> model) {
-    prepare_model(model.ptr());
+  torch::nn::ModuleHolder<M> prepare(torch::nn::ModuleHolder<M> model,
+                                     std::source_location where = std::source_location::current()) {
+    prepare_model(model.ptr(), where);
     return model;
   }
   template <class M, class = std::enable_if_t<std::is_base_of_v<torch::nn::Module, M>>>
-  std::shared_ptr<M> prepare(std::shared_ptr<M> model) {
-    prepare_model(model);
+  std::shared_ptr<M> prepare(std::shared_ptr<M> model, std::source_location where = std::source_location::current()) {
+    prepare_model(model, where);
     return model;
   }
-  AcceleratedOptimizer& prepare(torch::optim::Optimizer& optimizer);
-  DataLoader& prepare(DataLoader& loader);
-  AcceleratedScheduler& prepare(LRScheduler& scheduler);
+  AcceleratedOptimizer& prepare(torch::optim::Optimizer& optimizer,
+                                std::source_location where = std::source_location::current());
+  DataLoader& prepare(DataLoader& loader, std::source_location = {});
+  AcceleratedScheduler& prepare(LRScheduler& scheduler, std::source_location = {});
   /// Several at once, returned in order: `auto [model, opt, loader, sched] = acc.prepare(model, opt, loader, sched);`
+  /// (A deadlock message names this form's call without its line: a parameter pack cannot be followed by one.)
   template <class A, class B, class... Rest>
-  auto prepare(A&& a, B&& b, Rest&&... rest) {
+  requires(!std::is_same_v<std::remove_cvref_t<B>, std::source_location>) auto prepare(A&& a, B&& b, Rest&&... rest) {
     // Braced initialisation evaluates left to right, so schedulers see the optimizers prepared before them.
     return std::tuple<decltype(prepare(std::forward<A>(a))), decltype(prepare(std::forward<B>(b))),
                       decltype(prepare(std::forward<Rest>(rest)))...>{
-        prepare(std::forward<A>(a)), prepare(std::forward<B>(b)), prepare(std::forward<Rest>(rest))...};
+        prepare(std::forward<A>(a), std::source_location{}), prepare(std::forward<B>(b), std::source_location{}),
+        prepare(std::forward<Rest>(rest), std::source_location{})...};
   }
 
   // ---- the step ----
   /// loss / gradient_accumulation_steps, scaled under fp16, then backward; on sync steps the gradients are
   /// all-reduced during backward.
-  void backward(const at::Tensor& loss);
+  void backward(const at::Tensor& loss, std::source_location where = std::source_location::current());
   AccumulateGuard accumulate() { return AccumulateGuard(*this); }
   template <class M>
   AccumulateGuard accumulate(const M&) {
@@ -176,33 +185,49 @@ class Accelerator {
   }
 
   // ---- collectives and helpers ----
-  at::Tensor gather(const at::Tensor& tensor) const { return accelerate::gather(*state_, tensor); }
-  /// gather(), then drops the samples that padded the last global batch (HF's gather_for_metrics).
-  at::Tensor gather_for_metrics(const at::Tensor& tensor) const;
-  /// The same for each field of a batch (every field's dim 0 indexes samples).
-  Batch gather(const Batch& batch) const { return accelerate::gather(*state_, batch); }
-  Batch gather_for_metrics(const Batch& batch) const;
-  Batch reduce(const Batch& batch, const std::string& reduction = "sum") const {
-    return accelerate::reduce(*state_, batch, reduction);
+  at::Tensor gather(const at::Tensor& tensor, std::source_location where = std::source_location::current()) const {
+    return accelerate::gather(*state_, tensor, where);
   }
-  Batch pad_across_processes(const Batch& batch, int64_t dim = 0, double pad_index = 0, bool pad_first = false) const {
-    return accelerate::pad_across_processes(*state_, batch, dim, pad_index, pad_first);
+  /// gather(), then drops the samples that padded the last global batch (HF's gather_for_metrics).
+  at::Tensor gather_for_metrics(const at::Tensor& tensor,
+                                std::source_location where = std::source_location::current()) const;
+  /// The same for each field of a batch (every field's dim 0 indexes samples).
+  Batch gather(const Batch& batch, std::source_location where = std::source_location::current()) const {
+    return accelerate::gather(*state_, batch, where);
+  }
+  Batch gather_for_metrics(const Batch& batch, std::source_location where = std::source_location::current()) const;
+  Batch reduce(const Batch& batch, const std::string& reduction = "sum",
+               std::source_location where = std::source_location::current()) const {
+    return accelerate::reduce(*state_, batch, reduction, where);
+  }
+  Batch pad_across_processes(const Batch& batch, int64_t dim = 0, double pad_index = 0, bool pad_first = false,
+                             std::source_location where = std::source_location::current()) const {
+    return accelerate::pad_across_processes(*state_, batch, dim, pad_index, pad_first, where);
   }
   /// HF: Accelerator.reduce defaults to "sum".
-  at::Tensor reduce(const at::Tensor& tensor, Reduction reduction = Reduction::Sum) const {
-    return accelerate::reduce(*state_, tensor, reduction);
+  at::Tensor reduce(const at::Tensor& tensor, Reduction reduction = Reduction::Sum,
+                    std::source_location where = std::source_location::current()) const {
+    return accelerate::reduce(*state_, tensor, reduction, where);
   }
   /// HF's `accelerator.reduce(t, "sum")`: "sum", "mean", "none" (sums, as HF), "max".
-  at::Tensor reduce(const at::Tensor& tensor, const std::string& reduction) const {
-    return accelerate::reduce(*state_, tensor, reduction);
+  at::Tensor reduce(const at::Tensor& tensor, const std::string& reduction,
+                    std::source_location where = std::source_location::current()) const {
+    return accelerate::reduce(*state_, tensor, reduction, where);
   }
   at::Tensor pad_across_processes(const at::Tensor& tensor, int64_t dim = 0, double pad_index = 0,
-                                  bool pad_first = false) const {
-    return accelerate::pad_across_processes(*state_, tensor, dim, pad_index, pad_first);
+                                  bool pad_first = false,
+                                  std::source_location where = std::source_location::current()) const {
+    return accelerate::pad_across_processes(*state_, tensor, dim, pad_index, pad_first, where);
   }
-  void wait_for_everyone() const { accelerate::wait_for_everyone(*state_); }
-  MainProcessFirstGuard main_process_first() const { return accelerate::main_process_first(*state_); }
-  MainProcessFirstGuard local_main_process_first() const { return accelerate::local_main_process_first(*state_); }
+  void wait_for_everyone(std::source_location where = std::source_location::current()) const {
+    accelerate::wait_for_everyone(*state_, where);
+  }
+  MainProcessFirstGuard main_process_first(std::source_location where = std::source_location::current()) const {
+    return accelerate::main_process_first(*state_, where);
+  }
+  MainProcessFirstGuard local_main_process_first(std::source_location where = std::source_location::current()) const {
+    return accelerate::local_main_process_first(*state_, where);
+  }
   template <class... Args>
   void print(const Args&... args) const {
     accelerate::print(*state_, args...);
@@ -213,23 +238,31 @@ class Accelerator {
   /// Writes every prepared model, optimizer, scheduler, data-loader position, the GradScaler and each rank's RNG
   /// state to `output_dir` (or the next automatic checkpoint folder), atomically: a folder either is complete
   /// (it holds COMPLETE) or is ignored. Returns the folder.
-  std::string save_state(const std::string& output_dir = "");
+  std::string save_state(const std::string& output_dir = "",
+                         std::source_location where = std::source_location::current());
   /// Restores what save_state wrote, from `input_dir` or the newest complete automatic checkpoint. Returns it.
-  std::string load_state(const std::string& input_dir = "");
+  std::string load_state(const std::string& input_dir = "",
+                         std::source_location where = std::source_location::current());
+  /// Loads ProjectConfiguration::resume_from_checkpoint, if set, once everything is prepared: a folder, or
+  /// "latest", the newest complete automatic checkpoint, which starts from scratch (printing so) while there is
+  /// none. Returns the folder loaded; nullopt when none was.
+  std::optional<std::string> resume_from_checkpoint(std::source_location where = std::source_location::current());
   /// The folder load_state() would take first: the newest complete automatic checkpoint under
   /// <project_dir>/checkpoints as the main process sees it (every rank gets the same answer), or nullopt when
   /// there is none yet (a first run; `--resume_from_checkpoint latest` then starts from scratch).
-  std::optional<std::string> latest_checkpoint() const;
+  std::optional<std::string> latest_checkpoint(std::source_location where = std::source_location::current()) const;
   ProjectConfiguration& project_configuration() { return options_.project; }
   /// Saves `object` with every save_state as custom_checkpoint_<i>.safetensors, restores it in load_state.
   void register_for_checkpointing(Checkpointable& object) { custom_objects_.push_back(&object); }
   /// The model's weights as HF writes them (see model_io.hpp), by the main process; all ranks wait for it.
   void save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
-                  int64_t max_shard_size = int64_t{10} << 30);
+                  int64_t max_shard_size = int64_t{10} << 30,
+                  std::source_location where = std::source_location::current());
   template <class M>
   void save_model(const torch::nn::ModuleHolder<M>& model, const std::string& dir,
-                  int64_t max_shard_size = int64_t{10} << 30) {
-    save_model(std::static_pointer_cast<torch::nn::Module>(model.ptr()), dir, max_shard_size);
+                  int64_t max_shard_size = int64_t{10} << 30,
+                  std::source_location where = std::source_location::current()) {
+    save_model(std::static_pointer_cast<torch::nn::Module>(model.ptr()), dir, max_shard_size, where);
   }
 
   /// HF's free_memory: forgets every prepared model, optimizer, scheduler and data loader (their gradient
@@ -239,7 +272,21 @@ class Accelerator {
   void free_memory();
 
   /// Barrier, then leaves the process group.
-  void end_training();
+  void end_training(std::source_location where = std::source_location::current());
+
+  // ---- triggers and preemption (docs/preemption.md) ----
+  /// HF's set_trigger: raises this process's flag; the next check_trigger() is true on every process.
+  void set_trigger() { trigger_ = true; }
+  /// HF's check_trigger: true on every process, at the same call, when any process called set_trigger() since
+  /// the last check; the flags are then lowered. One all-reduce of one element (on the CPU).
+  bool check_trigger(std::source_location where = std::source_location::current());
+  /// Call once per optimizer step (on sync steps): true on every process, at the same step, once any process has
+  /// been sent SIGTERM or SIGUSR1, a scheduler's notice that the job is about to be stopped (Kubernetes, SLURM's
+  /// --signal, `accelerate-cpp launch` forwarding its own). The loop then saves a checkpoint and exits with
+  /// kExitPreempted. The first call installs the signal handlers (until then the signals stop the program as
+  /// they always did); a signal removes its handler, so a second one stops a program that does not check. One
+  /// all-reduce of one element (on the CPU) per call.
+  bool check_preemption(std::source_location where = std::source_location::current());
 
   // ---- trackers (main process only; elsewhere these do nothing) ----
   /// Makes the trackers of AcceleratorOptions::log_with under <logging_dir>/<project_name> and logs `config`
@@ -271,7 +318,8 @@ class Accelerator {
   std::vector<std::unique_ptr<Tracker>> trackers_;
   int64_t log_calls_ = 0;
   int64_t step_ = 0;
-  bool numbering_checked_ = false;  // automatic checkpoint numbering was checked against the folder's contents
+  bool numbering_checked_ = false;
+  bool trigger_ = false;  // automatic checkpoint numbering was checked against the folder's contents
   int zero_stage_ = 0;
   bool out_of_memory_checks_ = false;  // a find_executable_batch_size search is running
   std::vector<std::unique_ptr<detail::DataParallel>> models_;

@@ -39,6 +39,10 @@ struct ProjectConfiguration {
   int64_t iteration = 0;
   /// Where trackers write (<logging_dir>/<project_name>/...). Empty: project_dir.
   std::string logging_dir;
+  /// What Accelerator::resume_from_checkpoint() loads: "" nothing; a checkpoint folder; "latest", the newest
+  /// complete automatic checkpoint, or nothing (printing so) while there is none, so that one command line serves
+  /// the first run and every run after a restart or a requeue.
+  std::string resume_from_checkpoint;
 };
 
 /// The Accelerator's arguments, in the order of HF's `Accelerator(...)` (designated initialisers must follow the

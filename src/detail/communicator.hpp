@@ -5,6 +5,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <source_location>
 #include <string>
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -12,10 +13,11 @@
 
 #include <accelerate/environment.hpp>
 
+#include "detail/stall_inspector.hpp"
+
 namespace accelerate::detail {
 
 class CommunicationBackend;
-class StallInspector;
 
 /// How debug mode compares the ranks' tensors before a collective.
 enum class ShapeRule {
@@ -49,11 +51,18 @@ class Communicator {
 
   /// Waits for `work`, translating failures into DistributedOperationError/TimeoutError that name the
   /// operation and the rank. After a failure the group is marked broken (Gloo peers are out of step).
+  /// A Gloo work is waited for in slices, and between them the hang report's bookkeeping is asked whether the
+  /// ranks called different collectives (a certain deadlock): then this rank fails within seconds, with each
+  /// rank's call, instead of at the timeout. (An NCCL work's wait does not block the CPU; it is left as it is.)
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op);
   /// Turns `error`, raised by c10d or gloo while running `op` (a collective, or the gradient all-reduce inside
   /// backward), into our TimeoutError / DistributedOperationError with the hang report, marks the group broken,
   /// and records the failure in the launcher's error file. c10 stack traces are left out of the message.
   [[noreturn]] void fail(const char* op, const std::exception& error);
+  /// A certain deadlock was seen while waiting for `work` in `op`: raises it (DistributedOperationError with each
+  /// rank's call and what to do), marks the group broken, and abandons `work`, which never completes (its
+  /// Gloo thread stays blocked, so the group is never destroyed: destroying it would wait for that thread).
+  [[noreturn]] void fail_deadlock(const char* op, const Deadlock& deadlock, const c10::intrusive_ptr<c10d::Work>& work);
 
   int rank() const { return rank_; }
   int world_size() const { return world_; }
@@ -73,19 +82,27 @@ class Communicator {
   /// The hang report's bookkeeping around one public collective (see stall_inspector.hpp).
   void enter(const char* op);
   void leave();
+  /// The program's call that the collectives entered from now on belong to, until end_call; only the outermost
+  /// call counts (save_state's own gathers are save_state's). `name` is a static string.
+  void begin_call(const char* name, const std::source_location& where);
+  void end_call();
   /// Debug mode (ACCELERATE_DEBUG_MODE / ProcessStateOptions::debug) is on.
   bool debug() const { return debug_; }
   /// Only for bench/debug_overhead_bench.cpp, which alternates the modes in one process group to compare them;
   /// the library sets both once, at construction (CommunicatorOptions).
-  void set_modes_for_benchmark(bool hang_report, bool debug) {
+  void set_modes_for_benchmark(bool hang_report, bool debug, bool deadlock_check = true) {
     hang_report_ = hang_report;
     debug_ = debug;
+    deadlock_check_ = deadlock_check;
   }
   /// Debug mode: every rank exchanges the operation, dtype, device and shape of `tensor` first; any mismatch is a
   /// DistributedOperationError on every rank naming the operation and each rank's shape, instead of a hang.
   void verify(const char* op, const at::Tensor& tensor, ShapeRule rule, c10::DeviceType expected_device, int root = -1);
 
  private:
+  /// Throws the deadlock's DistributedOperationError (each rank's call, what to do) and records it.
+  [[noreturn]] void raise_deadlock(const char* op, const Deadlock& deadlock);
+
   int rank_, world_;
   std::chrono::milliseconds timeout_;
   std::string backend_name_;
@@ -94,9 +111,12 @@ class Communicator {
   std::string broken_;
   std::deque<int64_t> recent_gather_bytes_;  // why the group is unusable, empty while it is fine
   std::unique_ptr<StallInspector> inspector_;
+  CallSite call_;
+  int call_depth_ = 0;
   std::string error_file_;
   bool debug_ = false;
   bool hang_report_ = true;
+  bool deadlock_check_ = true;  // wait() in slices, asking the hang report for a deadlock (off only in the bench)
 };
 
 /// RAII of Communicator::enter/leave: every public collective holds one while it runs.
@@ -109,6 +129,23 @@ class CollectiveScope {
 
  private:
   Communicator& comm_;
+};
+
+/// RAII of Communicator::begin_call/end_call around a public call that runs collectives; nothing in a world of one
+/// (`comm` null).
+class CallScope {
+ public:
+  CallScope(Communicator* comm, const char* name, const std::source_location& where) : comm_(comm) {
+    if (comm_) comm_->begin_call(name, where);
+  }
+  ~CallScope() {
+    if (comm_) comm_->end_call();
+  }
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+
+ private:
+  Communicator* comm_;
 };
 
 /// Strategy for one communication backend (Gloo on CPU, NCCL on CUDA): chosen once, never an if-chain.

@@ -14,4 +14,8 @@ namespace accelerate::detail {
 /// happens in a world of one.
 void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root, const char* op);
 
+/// Whether `mine` is true on any process: a one-element MAX all-reduce on the CPU backend, named `op` in the hang
+/// report. `mine` itself in a world of one.
+bool any_process(const ProcessState& state, bool mine, const char* op);
+
 }  // namespace accelerate::detail

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +31,30 @@ struct HangReport {
   std::string op;
 };
 
+/// The call of the program that runs a collective: a public collective or an Accelerator method, and where the
+/// program called it. Every pointer is a static string (a literal, std::source_location::file_name()), so
+/// recording one costs no allocation.
+struct CallSite {
+  const char* name = nullptr;
+  const char* file = nullptr;
+  uint32_t line = 0;
+};
+
+/// "save_state (train.cpp:61)": the call and its file's name and line; the collective `op` is added when it is not
+/// the call itself ("save_state (train.cpp:61), in its gather_object"); just `op` without a call.
+std::string describe_call(const CallSite& call, const char* op);
+
+/// A certain deadlock: two ranks called different collectives as the same collective number, so neither can ever
+/// complete (the hang report's bookkeeping numbers every public collective the same way on every rank).
+struct Deadlock {
+  int64_t sequence = 0;
+  /// Each rank's call at that number: "rank 0 is in save_state (train.cpp:61), in its gather_object; rank 1 is in
+  /// wait_for_everyone (train.cpp:64)"; a rank not there yet says where it is.
+  std::string text;
+  /// The names of the calls that differ (for advice: "save_state must be called on every process").
+  std::vector<std::string> calls;
+};
+
 class StallInspector {
  public:
   /// warn_after: a collective waiting longer prints the report once as a warning (0: never). store_host: the rank
@@ -39,13 +65,17 @@ class StallInspector {
   StallInspector(const StallInspector&) = delete;
   StallInspector& operator=(const StallInspector&) = delete;
 
-  /// The calling rank starts collective number sequence()+1 named `op`.
-  void enter(const char* op);
+  /// The calling rank starts collective number sequence()+1 named `op` (a static string), for `call`.
+  void enter(const char* op, const CallSite& call = {});
   void leave();
   int64_t sequence() const;
   /// What every rank published, as sentences. Asks for a fresh read first and waits at most about a second for
   /// it; never blocks on the store itself.
   HangReport report();
+  /// A certain deadlock, judged from what was last read of the peers (the I/O thread reads them about once a
+  /// second while this rank waits): some peer's collective at a number this rank also reached differs from this
+  /// rank's. Never waits on the store; a slow peer (not at that number yet) is never a deadlock.
+  std::optional<Deadlock> deadlock() const;
   /// Stops the threads (before the store goes away). An I/O thread stuck in a store call is left behind
   /// (detached; it owns what it uses), so stopping never hangs.
   void stop();

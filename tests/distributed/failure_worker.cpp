@@ -9,6 +9,12 @@
 //   train      every rank trains a tiny DDP model until killed (each backward all-reduces gradients); prints
 //              "training" once, after the first step (the tests then SIGSTOP a rank from outside)
 //   train_die  as train, but rank 1 kills itself with SIGKILL after 20 steps
+//   save_main_only DIR  the common mistake: save_state(DIR) inside `if (is_main_process())`, then
+//              wait_for_everyone (a certain deadlock, reported within seconds)
+//   slow       rank 1 sleeps 5 s before the same wait_for_everyone as the others (healthy, only slow)
+//   preempt_self  every rank calls check_preemption() every 10 ms and exits 75 when it is true; rank 1 sends
+//              itself SIGTERM at step 5 while TORCHELASTIC_RESTART_COUNT < 2; at step 50 every rank exits 0
+//   preempt_ignore  check_preemption() once (the handlers are installed), then sleep without checking again
 // With PID_DIR set, each rank writes its pid to PID_DIR/rank<N>.pid first.
 #include <accelerate/accelerate.hpp>
 
@@ -35,6 +41,39 @@ int main(int argc, char** argv) try {
   }
   if (mode == "sleep") {
     std::this_thread::sleep_for(std::chrono::seconds(120));
+    return 0;
+  }
+  if (mode == "save_main_only" || mode == "preempt_self" || mode == "preempt_ignore") {
+    accelerate::Accelerator acc(shared_state, {.cpu = true});
+    if (mode == "save_main_only") {
+      if (acc.is_main_process()) acc.save_state(argc > 2 ? argv[2] : "");
+      acc.wait_for_everyone();
+      std::cout << "save_main_only finished (unexpected)" << std::endl;
+      return 0;
+    }
+    if (mode == "preempt_ignore") {
+      acc.check_preemption();
+      std::cout << "checked once" << std::endl;
+      std::this_thread::sleep_for(std::chrono::seconds(120));
+      return 0;
+    }
+    const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
+    for (int step = 1; step <= 50; ++step) {
+      if (step == 5 && state.process_index() == 1 && restart && std::atoi(restart) < 2) ::kill(::getpid(), SIGTERM);
+      if (acc.check_preemption()) {
+        std::cout << "preempted at step " << step << std::endl;
+        return accelerate::kExitPreempted;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::cout << "finished 50 steps" << std::endl;
+    return 0;
+  }
+  if (mode == "slow") {
+    accelerate::wait_for_everyone(state);
+    if (state.process_index() == 1) std::this_thread::sleep_for(std::chrono::seconds(5));
+    accelerate::wait_for_everyone(state);
+    std::cout << "slow: wait_for_everyone finished" << std::endl;
     return 0;
   }
   if (mode == "train" || mode == "train_die") {

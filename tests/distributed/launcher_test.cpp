@@ -27,6 +27,10 @@ const std::string kWorker = kBin + "/failure_worker";
 
 bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
 
+void expect_output_has(const std::string& output, std::initializer_list<std::string> needles) {
+  for (const auto& needle : needles) EXPECT_TRUE(contains(output, needle)) << "missing: " << needle << "\n" << output;
+}
+
 class PidDir {
  public:
   PidDir()
@@ -239,21 +243,81 @@ TEST(LaunchFailure, HangReportNamesTheMissingRankAndItsLastOperation) {
   auto r =
       launch({"--num_processes", "2", "--timeout", "3", kWorker, "hang"}, {{"ACCELERATE_CPP_STALL_WARNING", "0.5"}});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(contains(r.output, "accelerate: warning: rank 0 has waited")) << r.output;
-  EXPECT_TRUE(contains(r.output, "in collective #2 (reduce)")) << r.output;
-  EXPECT_TRUE(contains(r.output, "rank 1: has NOT arrived; last finished #1 wait_for_everyone")) << r.output;
-  EXPECT_TRUE(contains(r.output, "Ranks that have not reached #2: 1.")) << r.output;
-  EXPECT_TRUE(contains(r.output, "Hang report: rank 0 has waited")) << r.output;
+  expect_output_has(r.output, {"accelerate: warning: rank 0 has waited", "in collective #2 (reduce)",
+                               "rank 1: has NOT arrived; last finished #1 wait_for_everyone",
+                               "Ranks that have not reached #2: 1.", "Hang report: rank 0 has waited"});
   EXPECT_LT(r.seconds, 3 + 10.0);
 }
 
-TEST(LaunchFailure, HangReportNamesACollectiveCalledOutOfOrder) {
-  auto r = launch({"--num_processes", "2", "--timeout", "2", kWorker, "skip"});
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "is in #2 wait_for_everyone: a different collective") ||
-              contains(r.output, "is in #2 reduce: a different collective"))
-      << r.output;
-  EXPECT_LT(r.seconds, 2 + 10.0);
+TEST(LaunchFailure, ACollectiveCalledOutOfOrderFailsWithinSecondsNamingBothCalls) {
+  // Rank 1 skips the reduce: the ranks are in different collectives at #2, which can never complete. With the
+  // default timeout (600 s), every rank must still end within seconds.
+  auto r = launch({"--num_processes", "2", kWorker, "skip"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 15.0) << r.output;
+  expect_output_has(r.output,
+                    {"deadlock: the processes called different collectives as their collective #2",
+                     "rank 0 is in reduce (failure_worker.cpp:", "rank 1 is in wait_for_everyone (failure_worker.cpp:",
+                     "Every process must call the same collectives in the same order"});
+}
+
+TEST(LaunchFailure, SaveStateOnTheMainProcessOnlyFailsWithinSecondsNamingEveryCall) {
+  // The common mistake: save_state inside `if (is_main_process())`, then wait_for_everyone; default timeout.
+  const auto dir = fs::temp_directory_path() / ("accelerate_deadlock_" + std::to_string(::getpid()));
+  PidDir pids;
+  auto r =
+      launch({"--num_processes", "2", kWorker, "save_main_only", (dir / "ckpt").string()}, {{"PID_DIR", pids.str()}});
+  fs::remove_all(dir);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 15.0) << r.output;
+  expect_output_has(
+      r.output, {"rank 0 is in save_state (failure_worker.cpp:", "rank 1 is in wait_for_everyone (failure_worker.cpp:",
+                 "save_state must be called on every process: it writes from the main process"});
+  EXPECT_FALSE(contains(r.output, "finished (unexpected)")) << r.output;
+  pids.expect_all_gone();
+}
+
+TEST(LaunchFailure, ASlowRankIsNotADeadlock) {
+  // Rank 1 reaches the same wait_for_everyone 5 s after rank 0: the check must not fire.
+  auto r = launch({"--num_processes", "2", kWorker, "slow"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  expect_output_has(r.output,
+                    {"[rank0]: slow: wait_for_everyone finished", "[rank1]: slow: wait_for_everyone finished"});
+  EXPECT_FALSE(contains(r.output, "deadlock")) << r.output;
+}
+
+TEST(LaunchPreemption, APreemptedGroupIsRestartedWithoutUsingARestart) {
+  // Rank 1 gets SIGTERM in the first two attempts; every rank sees it at the same check and exits 75. With
+  // --max_restarts 1, both preemptions must restart the group without counting, and the third attempt succeeds.
+  auto r = launch({"--num_processes", "2", "--max_restarts", "1", kWorker, "preempt_self"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  expect_output_has(r.output, {"[rank0]: preempted at step 5", "[rank1]: preempted at step 5",
+                               "restarting all 2 worker(s) after a preemption (not counted)", "finished 50 steps"});
+  EXPECT_FALSE(contains(r.output, "(restart 1 of 1)")) << r.output;
+}
+
+TEST(LaunchPreemption, WithoutRestartsThePreemptedCodeIsTheLaunchersCode) {
+  auto r = launch({"--num_processes", "2", kWorker, "preempt_self"});
+  EXPECT_EQ(r.exit_code, 75) << r.output;
+  EXPECT_TRUE(contains(r.output, "2 worker(s) saved and exited with code 75 (preempted, resumable")) << r.output;
+}
+
+TEST(LaunchPreemption, AProgramThatStopsCheckingIsKilledAfterTheGracePeriod) {
+  // The handlers are installed (one check), but the program never checks again: SIGTERM is absorbed, and the
+  // launcher must SIGKILL the workers once --grace_period (2 s) is over.
+  PidDir pids;
+  auto r = run({kLauncher, "launch", "--num_processes", "2", "--grace_period", "2", kWorker, "preempt_ignore"},
+               {{"PID_DIR", pids.str()}}, std::chrono::seconds(30), [&](int pid) {
+                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                 }
+                 std::this_thread::sleep_for(std::chrono::milliseconds(500));  // past the one check
+                 ::kill(pid, SIGTERM);
+               });
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.output;
+  EXPECT_GT(r.seconds, 2.0) << r.output;
+  EXPECT_LT(r.seconds, 10.0) << r.output;
+  pids.expect_all_gone();
 }
 
 TEST(LaunchFailure, DebugModeTurnsAShapeMismatchIntoAnErrorOnEveryRank) {

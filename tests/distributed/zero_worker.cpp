@@ -94,6 +94,11 @@ torch::Tensor compared(const std::string& name, const torch::Tensor& p) {
   return p;
 }
 
+/// How far a sharded run may be from the replicated one (relative): the summation order of the reductions differs,
+/// and Adam turns rounding into lr-sized steps. Measured up to 1.6e-6 (4 processes, an AMD EPYC; 1e-6 on another
+/// CPU); a shard boundary off by one element gives about 100.
+constexpr double kTolerance = 1e-5;
+
 /// max over parameters of max|a - b| / max|b|, over the compared elements.
 double relative_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
   static const auto names = gpt::Gpt(kConfig)->named_parameters().keys();
@@ -117,10 +122,10 @@ void expect_same_on_every_rank(const std::vector<torch::Tensor>& params) {
 TEST(Zero, Stage1And2EqualStage0WithSmallBuckets) {
   // 10 KB buckets: the 34k parameters fill 14 buckets, and many parameters straddle the shard boundaries.
   const auto s0 = train_gpt(0, 0.01), s1 = train_gpt(1, 0.01), s2 = train_gpt(2, 0.01);
-  EXPECT_LE(relative_difference(s1.params, s0.params), 1e-6);
-  EXPECT_LE(relative_difference(s2.params, s0.params), 1e-6);
-  EXPECT_NEAR(s1.loss, s0.loss, 1e-6 * s0.loss);
-  EXPECT_NEAR(s2.loss, s0.loss, 1e-6 * s0.loss);
+  EXPECT_LE(relative_difference(s1.params, s0.params), kTolerance);
+  EXPECT_LE(relative_difference(s2.params, s0.params), kTolerance);
+  EXPECT_NEAR(s1.loss, s0.loss, kTolerance * s0.loss);
+  EXPECT_NEAR(s2.loss, s0.loss, kTolerance * s0.loss);
   expect_same_on_every_rank(s1.params);
   expect_same_on_every_rank(s2.params);
   // Training moved the parameters: the comparison is not between two untouched models.
@@ -130,8 +135,8 @@ TEST(Zero, Stage1And2EqualStage0WithSmallBuckets) {
 
 TEST(Zero, Stage2EqualsStage0WithOneBucketAndNoAccumulation) {
   const auto s0 = train_gpt(0, 25, 1), s2 = train_gpt(2, 25, 1);
-  EXPECT_LE(relative_difference(s2.params, s0.params), 1e-6);
-  EXPECT_NEAR(s2.loss, s0.loss, 1e-6 * s0.loss);
+  EXPECT_LE(relative_difference(s2.params, s0.params), kTolerance);
+  EXPECT_NEAR(s2.loss, s0.loss, kTolerance * s0.loss);
 }
 
 TEST(Zero, ShardsHoldAboutOneNthOfStateAndGradients) {
@@ -221,7 +226,7 @@ TEST(Zero, Stage2CheckpointResumesAtStage0AndBack) {
   sharded.train(3);
   torch::manual_seed(99 + g_state->process_index());
   replicated.train(3);
-  EXPECT_LE(relative_difference(sharded.model->parameters(), replicated.model->parameters()), 1e-6);
+  EXPECT_LE(relative_difference(sharded.model->parameters(), replicated.model->parameters()), kTolerance);
   // And back: stage 0's checkpoint into a fresh stage-1 job.
   replicated.acc.save_state(back);
   Job again(1);
@@ -230,7 +235,7 @@ TEST(Zero, Stage2CheckpointResumesAtStage0AndBack) {
   replicated.train(2);
   torch::manual_seed(7 + g_state->process_index());
   again.train(2);
-  EXPECT_LE(relative_difference(again.model->parameters(), replicated.model->parameters()), 1e-6);
+  EXPECT_LE(relative_difference(again.model->parameters(), replicated.model->parameters()), kTolerance);
   if (g_state->is_main_process()) fs::remove_all(dir), fs::remove_all(back);
 }
 

@@ -281,3 +281,31 @@ TEST(Checkpoints, ADamagedFileLeavesTheModelUntouched) {
   EXPECT_NE(e.find("optimizer.safetensors"), std::string::npos) << e;
   for (const auto& p : model->parameters()) EXPECT_TRUE(torch::all(p == 7).item<bool>()) << "the model was loaded";
 }
+
+// ProjectConfiguration::resume_from_checkpoint = "latest": nothing (and no error) on a first run, then the newest
+// complete checkpoint; the model's weights come back.
+TEST(Checkpoints, ResumeFromLatestStartsFreshThenLoadsTheNewest) {
+  TempDir tmp;
+  auto options = project_options(tmp.path);
+  options.project.resume_from_checkpoint = "latest";
+  torch::Tensor saved;
+  {
+    Accelerator first(options);
+    auto model = first.prepare(torch::nn::Linear(2, 2));
+    EXPECT_FALSE(first.resume_from_checkpoint().has_value());
+    first.save_state();
+    torch::NoGradGuard no_grad;
+    model->weight.fill_(0.5);
+    saved = model->weight.clone();
+    first.save_state();
+  }
+  Accelerator second(options);
+  auto model = second.prepare(torch::nn::Linear(2, 2));
+  const auto from = second.resume_from_checkpoint();
+  ASSERT_TRUE(from.has_value());
+  EXPECT_EQ(fs::path(*from).filename(), "checkpoint_1");
+  EXPECT_TRUE(torch::equal(model->weight, saved));
+  options.project.resume_from_checkpoint = (tmp.path / "missing").string();
+  Accelerator third(options);
+  EXPECT_NE(error_of([&] { third.resume_from_checkpoint(); }).find("does not exist"), std::string::npos);
+}

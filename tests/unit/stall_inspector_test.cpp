@@ -98,3 +98,61 @@ TEST(StallInspector, AStoreThatStopsAnsweringNamesItsHostAndNeverBlocks) {
   inspector.reset();  // detaches the stuck I/O thread, which keeps the store alive
   EXPECT_LT(std::chrono::steady_clock::now() - stop_start, std::chrono::seconds(3));
 }
+
+TEST(StallInspector, DifferentCollectivesAtOneNumberAreADeadlockNamingEachCall) {
+  auto store = server_store();
+  StallInspector rank0(store->clone(), 0, 2, std::chrono::milliseconds(0), 0);
+  StallInspector rank1(store->clone(), 1, 2, std::chrono::milliseconds(0), 0);
+  rank0.enter("gather_object", {"save_state", "/src/train.cpp", 61});
+  rank1.enter("wait_for_everyone", {"wait_for_everyone", "/src/train.cpp", 64});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // both published
+  // Each reads the other once it has waited a second; a report forces a read at once.
+  rank0.report();
+  rank1.report();
+  for (auto* inspector : {&rank0, &rank1}) {
+    const auto d = inspector->deadlock();
+    ASSERT_TRUE(d.has_value());
+    EXPECT_EQ(d->sequence, 1);
+    EXPECT_EQ(d->text,
+              "rank 0 is in save_state (train.cpp:61), in its gather_object; rank 1 is in wait_for_everyone "
+              "(train.cpp:64)");
+    EXPECT_EQ(d->calls, (std::vector<std::string>{"save_state", "wait_for_everyone"}));
+  }
+}
+
+TEST(StallInspector, ASlowPeerIsNeverADeadlock) {
+  auto store = server_store();
+  StallInspector rank0(store->clone(), 0, 2, std::chrono::milliseconds(0), 0);
+  StallInspector rank1(store->clone(), 1, 2, std::chrono::milliseconds(0), 0);
+  for (auto* r : {&rank0, &rank1}) {
+    r->enter("reduce", {"reduce", "a.cpp", 1});
+    r->leave();
+  }
+  rank0.enter("wait_for_everyone", {"wait_for_everyone", "a.cpp", 2});  // rank 1 has not got there yet
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  rank0.report();
+  EXPECT_FALSE(rank0.deadlock().has_value());
+  rank1.enter("wait_for_everyone", {"wait_for_everyone", "a.cpp", 2});  // it arrives: the same collective
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  rank0.report();
+  rank1.report();
+  EXPECT_FALSE(rank0.deadlock().has_value());
+  EXPECT_FALSE(rank1.deadlock().has_value());
+}
+
+TEST(StallInspector, APeerThatWentOnPastADifferentCollectiveIsADeadlock) {
+  // A broadcast's root can complete alone and go on: its history still shows what it called at this number.
+  auto store = server_store();
+  StallInspector rank0(store->clone(), 0, 2, std::chrono::milliseconds(0), 0);
+  StallInspector rank1(store->clone(), 1, 2, std::chrono::milliseconds(0), 0);
+  rank1.enter("broadcast", {"broadcast", "b.cpp", 10});
+  rank1.leave();
+  rank1.enter("reduce", {"reduce", "b.cpp", 11});
+  rank0.enter("gather", {"gather", "b.cpp", 20});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  rank0.report();
+  const auto d = rank0.deadlock();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->sequence, 1);
+  EXPECT_EQ(d->text, "rank 0 is in gather (b.cpp:20); rank 1 called broadcast (b.cpp:10)");
+}
