@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <thread>
 #include <typeinfo>
 
 #include <nlohmann/json.hpp>
@@ -90,8 +91,10 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
       hang_report_(options.hang_report) {
   const auto timeout = options.timeout;
   store_ = connect_store(env, timeout);
-  // One group per job; the prefix keeps our keys apart from torchelastic's in a shared agent store.
-  auto store = c10::make_intrusive<c10d::PrefixStore>("accelerate/0/", store_);
+  // One group per job; the prefix keeps our keys apart from torchelastic's in a shared agent store, and from an
+  // earlier attempt's there (the agent's store outlives a restart, with the keys of the group that failed).
+  const std::string prefix = concat("accelerate/attempt_", env.restart_count, "/");
+  auto store = c10::make_intrusive<c10d::PrefixStore>(prefix + "0/", store_);
   group_ = c10::make_intrusive<c10d::ProcessGroup>(store, rank_, world_);
   try {
     backend.attach(*group_, store, env, timeout);
@@ -104,7 +107,7 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
   group_->setGroupName("0");
   // The hang report talks to the store over a connection of its own (see stall_inspector.hpp).
   inspector_ =
-      std::make_unique<StallInspector>(c10::make_intrusive<c10d::PrefixStore>("accelerate/status/", store_->clone()),
+      std::make_unique<StallInspector>(c10::make_intrusive<c10d::PrefixStore>(prefix + "status/", store_->clone()),
                                        rank_, world_, options.stall_warning, env.agent_store ? -1 : 0);
 }
 
@@ -193,6 +196,9 @@ bool is_communication_error(const std::exception& error) {
 
 namespace {
 
+// Longer than the hang report's staleness limit for small worlds (four heartbeats of about 0.5 s).
+constexpr auto kStaleEvidenceWait = std::chrono::milliseconds(2500);
+
 /// What to do about a deadlock between `calls`: the calls that are meant for every process say so.
 std::string deadlock_advice(const std::vector<std::string>& calls) {
   for (const auto& call : calls) {
@@ -247,10 +253,17 @@ void Communicator::fail(const char* op, const std::exception& error) {
   const bool timed_out = contains(what, "Timed out") || contains(what, "timed out") || contains(what, "Timeout");
   broken_ = concat(op, " failed: ", what);
   HangReport report;
-  if (inspector_ && hang_report_)
+  if (inspector_ && hang_report_) {
     report = inspector_->report();
-  else
+    if (!timed_out && report.missing.empty()) {
+      // A peer that died closes its connections at once, before its heartbeat has had time to look stale: wait
+      // for that evidence, so that the report, and the launcher's blame on another machine, names the lost peer.
+      std::this_thread::sleep_for(kStaleEvidenceWait);
+      report = inspector_->report();
+    }
+  } else {
     report.text = "(off: ACCELERATE_CPP_HANG_REPORT=0)";
+  }
   const std::string message = concat(
       op, " failed on rank ", rank_, " of ", world_, " (backend ", backend_name_, ", timeout ", seconds(timeout_),
       " s): ", what,

@@ -3,6 +3,7 @@
 #include <accelerate/accelerator.hpp>
 
 #include <csignal>
+#include <ctime>
 #include <mutex>
 
 #include "detail/communicator.hpp"
@@ -11,15 +12,35 @@
 namespace accelerate {
 namespace {
 
-// A signal is delivered to the process, and a handler can only reach static storage: this flag is the one piece
-// of process-wide state, set once and never lowered (the process is being stopped).
+// A signal is delivered to the process, and a handler can only reach static storage: these are the one piece of
+// process-wide state, set by the first notice and never lowered (the process is being stopped).
 volatile std::sig_atomic_t g_preemption_signal = 0;
+volatile std::sig_atomic_t g_first_notice_s = 0;  // CLOCK_MONOTONIC seconds of the first notice
 
-extern "C" void on_preemption_signal(int sig) { g_preemption_signal = sig; }
+// One notice often arrives twice: SLURM and container runtimes signal every process of a job step, and the
+// launcher forwards what it got. A second signal within this window is the same notice; a later one stops the
+// process (a program that never saves).
+constexpr long kSameNoticeS = 10;
 
-/// SIGTERM and SIGUSR1 raise the flag instead of stopping the process, once: SA_RESETHAND restores the default
-/// action, so a second signal stops a program that never saves. A handler the program installed itself is left
-/// in place (check_preemption then never sees that signal).
+long monotonic_s() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe
+  return static_cast<long>(now.tv_sec);
+}
+
+extern "C" void on_preemption_signal(int sig) {
+  if (g_preemption_signal == 0) {
+    g_first_notice_s = static_cast<std::sig_atomic_t>(monotonic_s());
+    g_preemption_signal = sig;
+    return;
+  }
+  if (monotonic_s() - g_first_notice_s <= kSameNoticeS) return;
+  ::signal(sig, SIG_DFL);  // the default action: end the process, as without a handler
+  ::raise(sig);
+}
+
+/// SIGTERM and SIGUSR1 raise the flag instead of stopping the process. A handler the program installed itself,
+/// or an ignored signal, is left as it is (check_preemption then never sees that signal).
 void install_preemption_handlers() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -29,7 +50,7 @@ void install_preemption_handlers() {
       struct sigaction sa {};
       sa.sa_handler = on_preemption_signal;
       sigemptyset(&sa.sa_mask);
-      sa.sa_flags = SA_RESTART | SA_RESETHAND;  // SA_RESTART: a signal must not fail a blocking read or wait
+      sa.sa_flags = SA_RESTART;  // a signal must not fail a blocking read or wait
       ::sigaction(sig, &sa, nullptr);
     }
   });

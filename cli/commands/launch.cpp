@@ -79,6 +79,46 @@ Action register_launch(CLI::App& app) {
   };
 }
 
+namespace {
+
+/// torchrun's --max_restarts: a failed group is stopped as a whole (supervise does) and started again; the program
+/// sees the count in TORCHELASTIC_RESTART_COUNT and resumes from its checkpoints. A group that saved and exited as
+/// preempted (without the launcher being signalled: its workers were) is restarted without using one of the
+/// restarts, after a pause, kPreemptedRestarts times in a row at most (a program that always exits with 75 must
+/// not loop forever).
+int run_with_restarts(launcher::LaunchPlan& plan, const launcher::LaunchOptions& o,
+                      const launcher::SupervisorOptions& supervision) {
+  constexpr int kPreemptedRestarts = 10;
+  for (int attempt = 0, failures = 0, preempted = 0;; ++attempt) {
+    for (auto& w : plan.workers) w.env[env_var::kRestartCount] = std::to_string(attempt);
+    const auto result = launcher::supervise(plan.workers, supervision);
+    const bool again = result.exit_code != 0 && !result.interrupted && o.max_restarts > 0;
+    if (result.exit_code == kExitPreempted && (!again || preempted >= kPreemptedRestarts)) {
+      std::fprintf(stderr, "accelerate-cpp launch: %s; run again with --resume_from_checkpoint latest.\n",
+                   again ? "preempted too often in a row: not restarting again" : "exiting with 75");
+    }
+    if (!again) return result.exit_code;
+    if (result.exit_code == kExitPreempted) {
+      if (preempted++ >= kPreemptedRestarts) return result.exit_code;
+      std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) after a preemption (not counted).\n",
+                   plan.workers.size());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    } else {
+      preempted = 0;
+      if (failures >= o.max_restarts) return result.exit_code;
+      std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) (restart %d of %d).\n",
+                   plan.workers.size(), ++failures, o.max_restarts);
+    }
+    // A fresh rendezvous port unless one was given: the old one may still be held by the dead group's sockets.
+    if (!o.main_process_port && plan.world_size > 1) {
+      const int port = launcher::pick_free_port();
+      for (auto& w : plan.workers) w.env[env_var::kMasterPort] = std::to_string(port);
+    }
+  }
+}
+
+}  // namespace
+
 int run_launch(launcher::LaunchOptions& o) {
   // --config_file, else the default file when there is one (as HF's launch does).
   if (!o.config_file && std::filesystem::exists(default_config_path())) o.config_file = default_config_path();
@@ -103,28 +143,7 @@ int run_launch(launcher::LaunchOptions& o) {
   launcher::SupervisorOptions supervision;
   supervision.rank_prefix = o.rank_prefix;
   supervision.grace_period_s = o.grace_period_s;
-  // torchrun's --max_restarts: a failed group is stopped as a whole (supervise does) and started again; the
-  // program sees the count in TORCHELASTIC_RESTART_COUNT and resumes from its checkpoints. A group that saved
-  // and exited as preempted (without the launcher being signalled: its workers were) is restarted without using
-  // one of the restarts.
-  for (int attempt = 0, failures = 0;; ++attempt) {
-    for (auto& w : plan.workers) w.env[env_var::kRestartCount] = std::to_string(attempt);
-    const auto result = launcher::supervise(plan.workers, supervision);
-    if (result.exit_code == 0 || result.interrupted || o.max_restarts == 0) return result.exit_code;
-    if (result.exit_code == kExitPreempted) {
-      std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) after a preemption (not counted).\n",
-                   plan.workers.size());
-    } else {
-      if (failures >= o.max_restarts) return result.exit_code;
-      std::fprintf(stderr, "accelerate-cpp launch: restarting all %zu worker(s) (restart %d of %d).\n",
-                   plan.workers.size(), ++failures, o.max_restarts);
-    }
-    // A fresh rendezvous port unless one was given: the old one may still be held by the dead group's sockets.
-    if (!o.main_process_port && plan.world_size > 1) {
-      const int port = launcher::pick_free_port();
-      for (auto& w : plan.workers) w.env[env_var::kMasterPort] = std::to_string(port);
-    }
-  }
+  return run_with_restarts(plan, o, supervision);
 }
 
 }  // namespace accelerate::cli

@@ -128,7 +128,8 @@ LaunchPlan make_plan(const LaunchOptions& o, const std::string& resolved_program
     ACCELERATE_CHECK(*o.num_cpu_threads_per_process >= 1, ConfigError,
                      "--num_cpu_threads_per_process must be >= 1, got ", *o.num_cpu_threads_per_process, ".");
   }
-  ACCELERATE_CHECK(o.grace_period_s >= 0, ConfigError, "--grace_period must be >= 0 seconds, got ", o.grace_period_s,
+  ACCELERATE_CHECK(o.grace_period_s >= 0 && o.grace_period_s <= 31536000, ConfigError,
+                   "--grace_period must be a number of seconds between 0 and 31536000 (a year), got ", o.grace_period_s,
                    ".");
 
   // Threads: as HF, OMP_NUM_THREADS wins, else cores shared between the local processes.

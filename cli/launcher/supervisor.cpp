@@ -21,6 +21,7 @@
 #include <deque>
 #include <fcntl.h>
 #include <map>
+#include <optional>
 #include <poll.h>
 #include <string>
 #include <sys/prctl.h>
@@ -313,13 +314,15 @@ class Supervisor {
         char sink[64];
         while (::read(g_signal_pipe[0], sink, sizeof sink) > 0) {
         }
+        const int sig = g_signal;
         if (!stopping_) {
-          launcher_signal_ = g_signal;
-          begin_stop(launcher_signal_,
-                     is_preemption_notice(launcher_signal_) ? seconds(options_.grace_period_s) : stop_grace());
-        } else {
+          launcher_signal_ = sig;
+          signalled_at_ = Clock::now();
+          begin_stop(sig, is_preemption_notice(sig) ? seconds(options_.grace_period_s) : stop_grace());
+        } else if (!(is_preemption_notice(sig) && is_preemption_notice(launcher_signal_) &&
+                     Clock::now() - signalled_at_ < std::chrono::seconds(10))) {
           stop_all(SIGKILL);  // a second Ctrl-C: no more waiting
-        }
+        }  // else the same notice again (SLURM signals every process of a step): the workers are saving
       }
       reap(/*block=*/false);
       if (stopping_ && any_running() && Clock::now() >= kill_deadline_) stop_all(SIGKILL);
@@ -354,20 +357,37 @@ class Supervisor {
     std::fflush(stderr);
   }
 
-  int finish() {
-    const bool all_preempted = std::all_of(workers_.begin(), workers_.end(), [](const Worker& w) {
-      return preempted(w.status) || (WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0);
-    });
-    const bool any_preempted =
-        std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return preempted(w.status); });
-    if (any_preempted && all_preempted) {
-      std::fprintf(stderr,
-                   "accelerate-cpp launch: %s%zu worker(s) saved and exited with code %d (preempted, resumable: "
-                   "run again with --resume_from_checkpoint latest).\n",
-                   launcher_signal_ ? ("received " + signal_name(launcher_signal_) + "; ").c_str() : "",
-                   workers_.size(), kExitPreempted);
-      return kExitPreempted;
+  /// The workers ended after a preemption notice, or on their own with kExitPreempted or 0: the launcher's code
+  /// (kExitPreempted, or 0 when all had finished), or nullopt when that is not how they ended.
+  std::optional<int> preempted_ending() const {
+    const auto finished = [](const Worker& w) { return WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0; };
+    size_t saved = 0, done = 0, stopped = 0;
+    for (const auto& w : workers_) {
+      if (preempted(w.status)) {
+        ++saved;
+      } else if (finished(w)) {
+        ++done;
+      } else if (w.stopped_by_us && !launcher_signal_ && first_failure_ < 0) {
+        ++stopped;  // it did not follow a preempted peer within the grace period
+      }
     }
+    if (saved + done + stopped != workers_.size() || (saved == 0 && !launcher_signal_)) return std::nullopt;
+    const std::string notice = launcher_signal_ ? "received " + signal_name(launcher_signal_) + "; " : "";
+    if (saved == 0) {
+      std::fprintf(stderr, "accelerate-cpp launch: %sall %zu worker(s) had finished (exit 0).\n", notice.c_str(),
+                   workers_.size());
+      return 0;
+    }
+    std::fprintf(stderr, "accelerate-cpp launch: %s%zu worker(s) saved and exited with code %d (preempted, resumable)",
+                 notice.c_str(), saved, kExitPreempted);
+    if (done > 0) std::fprintf(stderr, "; %zu had finished", done);
+    if (stopped > 0) std::fprintf(stderr, "; %zu did not follow within the grace period and were stopped", stopped);
+    std::fprintf(stderr, ".\n");
+    return kExitPreempted;
+  }
+
+  int finish() {
+    if (const auto code = preempted_ending()) return *code;
     if (launcher_signal_) {
       std::fprintf(stderr, "accelerate-cpp launch: received %s; stopped all %zu worker(s).\n",
                    signal_name(launcher_signal_).c_str(), workers_.size());
@@ -428,6 +448,7 @@ class Supervisor {
   int failures_ = 0;
   Clock::time_point kill_deadline_{};
   Clock::time_point preempted_deadline_{};  // set when the first worker exits as preempted
+  Clock::time_point signalled_at_{};        // when the launcher got its (first) signal
 };
 
 }  // namespace

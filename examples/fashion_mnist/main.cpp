@@ -114,6 +114,8 @@ int main(int argc, char** argv) try {
   options.seed = args.seed;
   ACCELERATE_CHECK(args.checkpointing_steps.empty() || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
+  ACCELERATE_CHECK(args.resume_from_checkpoint != "latest" || !args.output_dir.empty(), ConfigError,
+                   "--resume_from_checkpoint latest needs --output_dir (whose checkpoints/ it looks in).");
   options.project = {.project_dir = args.output_dir,
                      .automatic_checkpoint_naming = true,
                      .total_limit = args.total_limit,
@@ -197,15 +199,16 @@ int main(int argc, char** argv) try {
       bar.update();
       if (batches % 50 == 0) bar.set_postfix({{"loss", loss.item<double>()}});
       if (!acc.sync_gradients()) continue;
-      if (save_every > 0 && ++optimizer_steps % save_every == 0) acc.save_state();
-      // A preemption notice: every process saves at this same step, then the run ends as resumable.
-      if (!args.output_dir.empty() && acc.check_preemption()) {
+      const bool scheduled = save_every > 0 && ++optimizer_steps % save_every == 0;
+      // A preemption notice: every process saves at this same step (once), then the run ends as resumable.
+      const bool preempted = !args.output_dir.empty() && acc.check_preemption();
+      if (!scheduled && !preempted) continue;
+      const auto dir = acc.save_state();
+      if (preempted) {
         bar.close();
-        const auto dir = acc.save_state();
         acc.print("preempted: saved", dir, "at epoch", epoch, "after", train_loader.position().batches,
                   "batches; exiting with code", accelerate::kExitPreempted,
-                  "(resume with --resume_from_checkpoint "
-                  "latest)");
+                  "(resume with --resume_from_checkpoint latest)");
         acc.end_training();
         return accelerate::kExitPreempted;
       }

@@ -192,6 +192,8 @@ int main(int argc, char** argv) try {
   if (args.data_dir.empty()) args.data_dir = default_data_dir();
   ACCELERATE_CHECK(args.checkpointing_steps == 0 || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
+  ACCELERATE_CHECK(args.resume_from_checkpoint != "latest" || !args.output_dir.empty(), ConfigError,
+                   "--resume_from_checkpoint latest needs --output_dir (whose checkpoints/ it looks in).");
 
   accelerate::AcceleratorOptions options;
   options.mixed_precision = args.mixed_precision;
@@ -293,12 +295,13 @@ int main(int argc, char** argv) try {
                   "batches)=" + std::to_string(v));
         if (args.with_tracking) acc.log({{"val_loss", v}}, progress.steps);
       }
-      if (args.checkpointing_steps > 0 && progress.steps % args.checkpointing_steps == 0) acc.save_state();
-      // A preemption notice: every process saves at this same step, then the run ends as resumable.
-      if (!args.output_dir.empty() && !last && acc.check_preemption()) {
-        const auto dir = acc.save_state();
-        acc.print("preempted: saved", dir, "at step", progress.steps, "; exiting with code", accelerate::kExitPreempted,
-                  "(resume with --resume_from_checkpoint latest)");
+      const bool scheduled = args.checkpointing_steps > 0 && progress.steps % args.checkpointing_steps == 0;
+      // A preemption notice: every process saves at this same step (once), then the run ends as resumable.
+      const bool preempted = !args.output_dir.empty() && !last && acc.check_preemption();
+      const auto dir = scheduled || preempted ? acc.save_state() : std::string();
+      if (preempted) {
+        acc.print("preempted: saved", dir, "at step", std::to_string(progress.steps) + "; exiting with code",
+                  accelerate::kExitPreempted, "(resume with --resume_from_checkpoint latest)");
         acc.end_training();
         return accelerate::kExitPreempted;
       }

@@ -284,8 +284,9 @@ class Accelerator {
   /// been sent SIGTERM or SIGUSR1, a scheduler's notice that the job is about to be stopped (Kubernetes, SLURM's
   /// --signal, `accelerate-cpp launch` forwarding its own). The loop then saves a checkpoint and exits with
   /// kExitPreempted. The first call installs the signal handlers (until then the signals stop the program as
-  /// they always did); a signal removes its handler, so a second one stops a program that does not check. One
-  /// all-reduce of one element (on the CPU) per call.
+  /// they always did). The same notice often comes twice (SLURM signals every process of a step, the launcher
+  /// forwards its own): a signal within 10 s of the first is ignored, a later one stops a program that does not
+  /// check. One all-reduce of one element (on the CPU) per call.
   bool check_preemption(std::source_location where = std::source_location::current());
 
   // ---- trackers (main process only; elsewhere these do nothing) ----

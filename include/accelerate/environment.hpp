@@ -35,6 +35,9 @@ struct LaunchEnvironment {
   std::string master_addr = "127.0.0.1";
   int master_port = 0;       ///< 0 when the world has one process
   bool agent_store = false;  ///< torchelastic already hosts the TCPStore: rank 0 connects as a client too
+  /// TORCHELASTIC_RESTART_COUNT: which start of the group this is. torchrun's store outlives a restart, so every
+  /// key of ours lives under the attempt's own prefix (as torch's env:// rendezvous does).
+  int restart_count = 0;
   /// ACCELERATE_CPP_ERROR_FILE (set by `accelerate-cpp launch` for each worker): where a failed collective
   /// records, as JSON, which ranks it was waiting for, so the launcher can blame the rank that stopped answering
   /// rather than the one that timed out. Empty: not recorded.

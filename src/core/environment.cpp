@@ -89,6 +89,7 @@ LaunchEnvironment from_torchrun(const EnvironmentVariables& env, Launcher launch
   if (auto agent = lookup(env, env_var::kUseAgentStore)) {
     e.agent_store = parse_bool(*agent, env_var::kUseAgentStore);
   }
+  e.restart_count = read_int(env, {env_var::kRestartCount}, kTorchrunFix).value_or(0);
   validate(e, env_var::kRank, env_var::kWorldSize, env_var::kLocalRank, kTorchrunFix);
   read_master(env, e, /*port_required=*/true, kTorchrunFix);
   return e;

@@ -15,6 +15,7 @@
 //   preempt_self  every rank calls check_preemption() every 10 ms and exits 75 when it is true; rank 1 sends
 //              itself SIGTERM at step 5 while TORCHELASTIC_RESTART_COUNT < 2; at step 50 every rank exits 0
 //   preempt_ignore  check_preemption() once (the handlers are installed), then sleep without checking again
+//   preempt_wait  every rank calls check_preemption() every 10 ms for 20 s and exits 75 when it is true
 // With PID_DIR set, each rank writes its pid to PID_DIR/rank<N>.pid first.
 #include <accelerate/accelerate.hpp>
 
@@ -43,7 +44,7 @@ int main(int argc, char** argv) try {
     std::this_thread::sleep_for(std::chrono::seconds(120));
     return 0;
   }
-  if (mode == "save_main_only" || mode == "preempt_self" || mode == "preempt_ignore") {
+  if (mode == "save_main_only" || mode == "preempt_self" || mode == "preempt_ignore" || mode == "preempt_wait") {
     accelerate::Accelerator acc(shared_state, {.cpu = true});
     if (mode == "save_main_only") {
       if (acc.is_main_process()) acc.save_state(argc > 2 ? argv[2] : "");
@@ -58,15 +59,18 @@ int main(int argc, char** argv) try {
       return 0;
     }
     const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
-    for (int step = 1; step <= 50; ++step) {
-      if (step == 5 && state.process_index() == 1 && restart && std::atoi(restart) < 2) ::kill(::getpid(), SIGTERM);
+    const bool wait = mode == "preempt_wait";
+    for (int step = 1; step <= (wait ? 2000 : 50); ++step) {
+      if (!wait && step == 5 && state.process_index() == 1 && restart && std::atoi(restart) < 2) {
+        ::kill(::getpid(), SIGTERM);
+      }
       if (acc.check_preemption()) {
         std::cout << "preempted at step " << step << std::endl;
         return accelerate::kExitPreempted;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    std::cout << "finished 50 steps" << std::endl;
+    std::cout << "finished " << (wait ? 2000 : 50) << " steps" << std::endl;
     return 0;
   }
   if (mode == "slow") {

@@ -302,6 +302,43 @@ TEST(LaunchPreemption, WithoutRestartsThePreemptedCodeIsTheLaunchersCode) {
   EXPECT_TRUE(contains(r.output, "2 worker(s) saved and exited with code 75 (preempted, resumable")) << r.output;
 }
 
+TEST(LaunchPreemption, TheSameNoticeToTheLauncherAndItsWorkersIsOneNotice) {
+  // SLURM signals every process of a step: each worker gets SIGTERM directly and again from the launcher. The
+  // second copy must not kill a worker before it has saved.
+  PidDir pids;
+  auto r = run({kLauncher, "launch", "--num_processes", "2", kWorker, "preempt_wait"}, {{"PID_DIR", pids.str()}},
+               std::chrono::seconds(30), [&](int pid) {
+                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                 }
+                 std::this_thread::sleep_for(std::chrono::milliseconds(500));  // past the first check
+                 for (int worker : pids.pids()) ::kill(worker, SIGTERM);
+                 ::kill(pid, SIGTERM);
+               });
+  EXPECT_EQ(r.exit_code, 75) << r.output;
+  expect_output_has(r.output, {"[rank0]: preempted at step", "[rank1]: preempted at step",
+                               "received SIGTERM; 2 worker(s) saved and exited with code 75"});
+}
+
+TEST(LaunchPreemption, ANoticeAfterTheWorkersFinishedIsNotAFailure) {
+  // The workers do not stop for the notice (it came after their last check) and finish: exit 0, not 143.
+  auto r = run({kLauncher, "launch", "--num_processes", "2", "sh", "-c", "trap '' TERM; sleep 1"}, {},
+               std::chrono::seconds(30), [&](int pid) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                 ::kill(pid, SIGTERM);
+               });
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  expect_output_has(r.output, {"received SIGTERM; all 2 worker(s) had finished (exit 0)"});
+}
+
+TEST(LaunchPreemption, APeerThatDoesNotFollowAPreemptedWorkerIsStoppedAndTheCodeStays75) {
+  auto r = launch({"--num_processes", "2", "--grace_period", "1", "sh", "-c",
+                   "if [ \"$RANK\" = 1 ]; then sleep 0.3; exit 75; fi; sleep 30"});
+  EXPECT_EQ(r.exit_code, 75) << r.output;
+  EXPECT_LT(r.seconds, 10.0) << r.output;
+  expect_output_has(r.output, {"1 worker(s) saved and exited with code 75 (preempted, resumable); 1 did not follow"});
+}
+
 TEST(LaunchPreemption, AProgramThatStopsCheckingIsKilledAfterTheGracePeriod) {
   // The handlers are installed (one check), but the program never checks again: SIGTERM is absorbed, and the
   // launcher must SIGKILL the workers once --grace_period (2 s) is over.
@@ -398,6 +435,10 @@ INSTANTIATE_TEST_SUITE_P(
                  "--main_process_ip is required"},
         // Issue 10, case 3: usage errors exit 2 (CLI11's own code for a bad number was 104).
         BadInput{"NonNumericTimeout", {"--timeout", "abc", "env"}, 2, "--timeout"},
+        BadInput{"InfiniteGracePeriod",
+                 {"--grace_period", "inf", "env"},
+                 2,
+                 "--grace_period must be a number of seconds between 0 and 31536000"},
         BadInput{
             "ConfigFileIsAFolder", {"--config_file", "/tmp", "env"}, 2, "/tmp is not a regular file but a folder"}),
     [](const ::testing::TestParamInfo<BadInput>& info) { return std::string(info.param.name); });

@@ -59,6 +59,9 @@ TEST(Environment, Torchrun) {
   EXPECT_EQ(e.master_addr, "10.1.2.3");
   EXPECT_EQ(e.master_port, 29555);
   EXPECT_TRUE(e.agent_store);
+  EXPECT_EQ(e.restart_count, 0);
+  env["TORCHELASTIC_RESTART_COUNT"] = "3";  // the agent's store outlives restarts: our keys go under attempt 3
+  EXPECT_EQ(detect_launch_environment(env).restart_count, 3);
 }
 
 TEST(Environment, OurLauncherIsTorchrunPlusMarker) {
