@@ -3,6 +3,7 @@
 #include <accelerate/collectives.hpp>
 
 #include <ATen/ATen.h>
+#include <algorithm>
 #include <optional>
 #include <torch/csrc/jit/serialization/pickle.h>
 
@@ -132,15 +133,25 @@ at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_proc
 }
 
 namespace detail {
-bool any_process(const ProcessState& state, bool mine, const char* op) {
+std::vector<std::vector<int32_t>> all_gather_ints(const ProcessState& state, const std::vector<int32_t>& mine,
+                                                  const char* op) {
   Collective c(state, op);
-  if (!c) return mine;
-  // On the CPU backend even in a CUDA job: a flag is not worth a device synchronisation.
-  std::vector<at::Tensor> buffer{at::full({1}, mine ? 1 : 0, at::kInt)};
-  c10d::AllreduceOptions options;
-  options.reduceOp = c10d::ReduceOp::MAX;
-  c.wait(c.comm().cpu_backend().allreduce(buffer, options));
-  return buffer[0].item<int>() != 0;
+  if (!c) return {mine};
+  // On the CPU backend even in a CUDA job: a few numbers are not worth a device synchronisation.
+  const auto n = static_cast<int64_t>(mine.size());
+  std::vector<at::Tensor> input{at::empty({n}, at::kInt)};
+  std::copy(mine.begin(), mine.end(), input[0].data_ptr<int32_t>());
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < c.comm().world_size(); ++r) output[0].push_back(at::empty({n}, at::kInt));
+  c.wait(c.comm().cpu_backend().allgather(output, input));
+  std::vector<std::vector<int32_t>> all;
+  for (const auto& t : output[0]) all.emplace_back(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + n);
+  return all;
+}
+
+bool any_process(const ProcessState& state, bool mine, const char* op) {
+  const auto all = all_gather_ints(state, {mine ? 1 : 0}, op);
+  return std::any_of(all.begin(), all.end(), [](const auto& v) { return v[0] != 0; });
 }
 
 void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root, const char* op) {

@@ -75,6 +75,14 @@ class Communicator {
   int64_t gather_capacity() const;
   void record_gather_bytes(int64_t largest);
 
+  /// check_preemption's cadence on this group: every rank exchanges its flag on the same calls only (every
+  /// `interval`-th), the interval being chosen by rank 0 from the time between calls and sent with each exchange.
+  struct Cadence {
+    int countdown = 1, interval = 1;
+    std::chrono::steady_clock::time_point last{};
+  };
+  Cadence& preemption_cadence() { return cadence_; }
+
   /// Throws StateError if the group was shut down or broken by an earlier failure.
   void check_usable(const char* op) const;
   void shutdown();
@@ -113,6 +121,7 @@ class Communicator {
   std::unique_ptr<StallInspector> inspector_;
   CallSite call_;
   int call_depth_ = 0;
+  Cadence cadence_;
   std::string error_file_;
   bool debug_ = false;
   bool hang_report_ = true;

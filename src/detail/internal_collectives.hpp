@@ -3,6 +3,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <vector>
+
 namespace accelerate {
 class ProcessState;
 }
@@ -17,5 +20,10 @@ void broadcast_internal(const ProcessState& state, at::Tensor& tensor, int root,
 /// Whether `mine` is true on any process: a one-element MAX all-reduce on the CPU backend, named `op` in the hang
 /// report. `mine` itself in a world of one.
 bool any_process(const ProcessState& state, bool mine, const char* op);
+
+/// Every rank's `mine` (the same length on every rank), in rank order: one all-gather on the CPU backend, named
+/// `op` in the hang report. {mine} in a world of one.
+std::vector<std::vector<int32_t>> all_gather_ints(const ProcessState& state, const std::vector<int32_t>& mine,
+                                                  const char* op);
 
 }  // namespace accelerate::detail
