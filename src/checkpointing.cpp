@@ -279,14 +279,13 @@ std::optional<std::string> Accelerator::latest_checkpoint(std::source_location w
   return (root / folder_name(all.front())).string();
 }
 
-fs::path Accelerator::newest_checkpoint() {
+std::optional<fs::path> Accelerator::newest_checkpoint() {
   auto& project = options_.project;
   ACCELERATE_CHECK(!project.project_dir.empty(), ConfigError,
                    "load_state: give a folder, or set ProjectConfiguration::project_dir.");
   const fs::path root = fs::path(project.project_dir) / "checkpoints";
   const auto all = complete_checkpoints(*state_, root);
-  ACCELERATE_CHECK(!all.empty(), CheckpointError, "load_state: no complete checkpoint in ", root.string(),
-                   " (on the main process's machine).");
+  if (all.empty()) return std::nullopt;
   project.iteration = all.front() + 1;  // the next save never takes the number of one that exists
   numbering_checked_ = true;
   return root / folder_name(all.front());
@@ -300,17 +299,26 @@ std::optional<std::string> Accelerator::resume_from_checkpoint(std::source_locat
   ACCELERATE_CHECK(!options_.project.project_dir.empty(), ConfigError,
                    "resume_from_checkpoint \"latest\" needs ProjectConfiguration::project_dir, where the automatic "
                    "checkpoints are.");
-  if (!latest_checkpoint()) {
+  const auto newest = newest_checkpoint();  // one listing: its notes on skipped folders print once
+  if (!newest) {
     print("accelerate: no complete checkpoint in", (fs::path(options_.project.project_dir) / "checkpoints").string(),
           "yet: starting from scratch.");
     return std::nullopt;
   }
-  return load_state();
+  return load_state_from(*newest, /*automatic=*/true, where);
 }
 
 std::string Accelerator::load_state(const std::string& input_dir, std::source_location where) {
   detail::CallScope call(state_->communicator(), "load_state", where);
-  const fs::path dir = input_dir.empty() ? newest_checkpoint() : fs::path(input_dir);
+  if (!input_dir.empty()) return load_state_from(input_dir, /*automatic=*/false, where);
+  const auto newest = newest_checkpoint();
+  ACCELERATE_CHECK(newest, CheckpointError, "load_state: no complete checkpoint in ",
+                   (fs::path(options_.project.project_dir) / "checkpoints").string(),
+                   " (on the main process's machine).");
+  return load_state_from(*newest, /*automatic=*/true, where);
+}
+
+std::string Accelerator::load_state_from(const fs::path& dir, bool automatic, std::source_location where) {
   run_agreed(*state_, [&] {
     ACCELERATE_CHECK(fs::is_directory(dir), CheckpointError, "load_state: ", dir.string(),
                      " does not exist or is not a folder; give a checkpoint folder (<project_dir>/checkpoints/"
@@ -331,7 +339,7 @@ std::string Accelerator::load_state(const std::string& input_dir, std::source_lo
   try {
     run_agreed(*state_, [&] { saved_world = detail::check_checkpoint_metadata(dir, contents, process_index()); });
   } catch (const CheckpointError& e) {
-    if (!input_dir.empty()) throw;
+    if (!automatic) throw;
     // The automatic choice falls back to the newest older checkpoint that passes the same checks.
     const auto newest = folder_index(dir.filename().string()).value_or(-1);
     for (const auto n : complete_checkpoints(*state_, dir.parent_path())) {
@@ -340,7 +348,7 @@ std::string Accelerator::load_state(const std::string& input_dir, std::source_lo
       print(concat("accelerate: ", dir.filename().string(), " cannot be loaded (", e.what(), "); falling back to ",
                    older.filename().string(), "."));
       try {
-        return load_state(older.string(), where);
+        return load_state_from(older, /*automatic=*/false, where);
       } catch (const CheckpointError& again) {
         print(concat("accelerate: ", older.filename().string(), " cannot be loaded either (", again.what(), ")."));
       }

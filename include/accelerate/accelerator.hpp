@@ -309,7 +309,10 @@ class Accelerator {
   void init();
   void continue_numbering();
   void rotate(const std::filesystem::path& written, bool shared);
-  std::filesystem::path newest_checkpoint();
+  /// The newest complete automatic checkpoint (std::nullopt when there is none); later saves number after it.
+  std::optional<std::filesystem::path> newest_checkpoint();
+  /// load_state's work; `automatic` (the folder was chosen by us) allows falling back to an older checkpoint.
+  std::string load_state_from(const std::filesystem::path& dir, bool automatic, std::source_location where);
   detail::CheckpointContents checkpoint_contents();
 
   AcceleratorOptions options_;

@@ -299,11 +299,18 @@ TEST(Checkpoints, ResumeFromLatestStartsFreshThenLoadsTheNewest) {
     saved = model->weight.clone();
     first.save_state();
   }
+  fs::create_directories(tmp.path / "checkpoints" / "checkpoint_2");  // interrupted: no COMPLETE
   Accelerator second(options);
   auto model = second.prepare(torch::nn::Linear(2, 2));
+  ::testing::internal::CaptureStdout();
   const auto from = second.resume_from_checkpoint();
+  const auto said = ::testing::internal::GetCapturedStdout();
   ASSERT_TRUE(from.has_value());
   EXPECT_EQ(fs::path(*from).filename(), "checkpoint_1");
+  const auto first_note = said.find("skipping incomplete checkpoint");
+  ASSERT_NE(first_note, std::string::npos) << said;
+  EXPECT_EQ(said.find("skipping incomplete checkpoint", first_note + 1), std::string::npos) << "reported twice:\n"
+                                                                                            << said;
   EXPECT_TRUE(torch::equal(model->weight, saved));
   options.project.resume_from_checkpoint = (tmp.path / "missing").string();
   Accelerator third(options);
