@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
   CLI::App app{"accelerate-cpp: run LibTorch training on one CPU, many processes, GPUs and nodes", "accelerate-cpp"};
   app.require_subcommand(1);
   app.set_version_flag("--version", accelerate::kVersion);
+  // The same first words as every other error of ours, so a user (or a log search) sees one format.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("accelerate-cpp: error: ") + e.what() + "\nRun with --help for more information.\n";
+  });
   std::map<std::string, accelerate::cli::Action> actions = {
       {"config", accelerate::cli::register_config(app)},
       {"env", accelerate::cli::register_env(app)},

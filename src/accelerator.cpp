@@ -10,6 +10,8 @@
 
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -23,6 +25,26 @@
 
 namespace accelerate {
 namespace {
+
+/// A project folder that cannot be written would fail the first save_state, after the training it was meant to
+/// keep (or, without checkpoints, the final save_model): found before the first step instead.
+void check_writable(const std::string& folder, int rank) {
+  namespace fs = std::filesystem;
+  const fs::path probe = fs::path(folder) / (".accelerate-write-test-" + std::to_string(rank));
+  std::string problem;
+  try {
+    fs::create_directories(folder);
+    std::ofstream(probe) << "ok";
+    if (!fs::exists(probe)) problem = "a file cannot be created there";
+    std::error_code ignored;
+    fs::remove(probe, ignored);
+  } catch (const fs::filesystem_error& e) {
+    problem = e.code().message();
+  }
+  ACCELERATE_CHECK(problem.empty(), ConfigError, "project_dir '", folder, "' cannot be written (", problem,
+                   "): checkpoints and logs go there; give a folder this process may create and write (the "
+                   "examples' --output_dir).");
+}
 
 /// An explicit option wins over the environment (as ProcessState read it), which wins over 1.
 int resolve_accumulation(const std::optional<int>& option, const EnvironmentSettings& settings) {
@@ -112,6 +134,7 @@ void Accelerator::init() {
                    ConfigError, "AcceleratorOptions: project_dir '", options_.project_dir,
                    "' and project.project_dir '", project_dir, "' differ; give one of them.");
   if (project_dir.empty()) project_dir = options_.project_dir;
+  if (!project_dir.empty() && state_->is_local_main_process()) check_writable(project_dir, state_->process_index());
   // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
   // binary keeps its checkpoints and logs where they survive on each platform.
   if (options_.project.project_dir.empty()) options_.project.project_dir = settings.platform.output_dir;
@@ -244,17 +267,21 @@ void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
   }
   // Dividing by 1 would add an autograd node to every step for nothing.
   at::Tensor scaled = gradient_state_.num_steps == 1 ? loss : loss / gradient_state_.num_steps;
+  // DDP all-reduces the gradients during a sync step's backward, and once rebuilds its buckets (a broadcast) as the
+  // second iteration starts: name both for the other ranks' hang reports, so a peer stuck in another collective
+  // sees a deadlock instead of waiting for the timeout.
+  const bool syncing = gradient_state_.sync_gradients && !models_.empty();
+  const bool rebuilding = std::any_of(models_.begin(), models_.end(), [](const auto& m) { return m->rebuilds(); });
+  std::optional<detail::CollectiveScope> scope;
+  const char* op = !syncing           ? "backward (gradient bucket rebuild)"
+                   : zero_stage_ >= 2 ? "backward (ZeRO-2 gradient reduce-scatter)"
+                                      : "backward (gradient all-reduce)";
+  if ((syncing || rebuilding) && state_->communicator()) scope.emplace(*state_->communicator(), op);
   for (auto& m : models_) {
     m->prepare_iteration();
     if (gradient_state_.sync_gradients && m->require_sync) m->prepare_for_backward(scaled);
   }
   if (scaler_) scaled = scaler_->scale(scaled);
-  // DDP all-reduces the gradients during a sync step's backward: name it for the other ranks' hang reports.
-  std::optional<detail::CollectiveScope> scope;
-  const char* op = zero_stage_ >= 2 ? "backward (ZeRO-2 gradient reduce-scatter)" : "backward (gradient all-reduce)";
-  if (gradient_state_.sync_gradients && !models_.empty() && state_->communicator()) {
-    scope.emplace(*state_->communicator(), op);
-  }
   try {
     scaled.backward();
     for (auto& m : models_) m->finish_backward();  // ZeRO-2: waits for the reduce-scatters

@@ -30,11 +30,32 @@ using namespace detail::checkpoint;
 namespace {
 
 /// Every rank reports its error (empty when fine); all ranks throw the same message if any failed, so no rank
-/// goes on alone.
+/// goes on alone. Ranks with the same error share one entry ("ranks 0, 1: ..."; "every rank: ..." in a world of
+/// more than one), so a missing file is said once, not once per process.
 void agree(const ProcessState& state, const std::string& my_error) {
-  std::string all;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> errors;  // in rank order of first appearance
+  int64_t rank = 0;
   for (const auto& e : gather_object(state, c10::IValue(my_error))) {
-    if (!e.toStringRef().empty()) all += (all.empty() ? "" : "; ") + e.toStringRef();
+    const auto& text = e.toStringRef();
+    if (!text.empty()) {
+      auto same = std::find_if(errors.begin(), errors.end(), [&](const auto& x) { return x.first == text; });
+      if (same == errors.end()) same = errors.insert(errors.end(), {text, {}});
+      same->second.push_back(rank);
+    }
+    ++rank;
+  }
+  std::string all;
+  for (const auto& [text, ranks] : errors) {
+    std::string who;
+    if (ranks.size() == 1) {
+      who = concat("rank ", ranks[0]);
+    } else if (static_cast<int64_t>(ranks.size()) == rank) {
+      who = "every rank";
+    } else {
+      who = "ranks ";
+      for (size_t i = 0; i < ranks.size(); ++i) who += concat(i ? ", " : "", ranks[i]);
+    }
+    all += concat(all.empty() ? "" : "; ", who, ": ", text);
   }
   ACCELERATE_CHECK(all.empty(), CheckpointError, all);
 }
@@ -45,7 +66,7 @@ void run_agreed(const ProcessState& state, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
-    error = concat("rank ", state.process_index(), ": ", e.what());
+    error = e.what();
   }
   agree(state, error);
 }

@@ -45,6 +45,8 @@ class ReducerSync final : public GradientSync {
     reducer_->prepare_for_forward();
     reducer_->rebuild_buckets();
   }
+  // True until the buckets were rebuilt (also on the first iteration, where there is nothing to rebuild yet).
+  bool rebuilds() const override { return reducer_->should_rebuild_buckets(); }
   void prepare_for_backward(const at::Tensor& loss) override {
     // With find_unused_parameters the Reducer walks the graph from the outputs to find parameters without grads.
     reducer_->prepare_for_backward(find_unused_ ? std::vector<at::Tensor>{loss} : std::vector<at::Tensor>{});

@@ -408,7 +408,16 @@ class Supervisor {
     const auto& first = workers_[first_failure_];
     std::fprintf(stderr, "\naccelerate-cpp launch: FAILED\n");
     if (verdict.unresponsive) {
-      if (culprit) {
+      if (culprit && WIFEXITED(culprit->status) && WEXITSTATUS(culprit->status) == 0) {
+        // It returned from main while a peer still waited for it in a collective (the launcher may have signalled
+        // it too, before it was reaped: the code says it ended on its own).
+        std::fprintf(stderr,
+                     "  root cause: rank %d (local rank %d, pid %d) %s while the others still called collectives: "
+                     "%s. Every process must run the same collectives: one that returns early (an extra step, a "
+                     "loop of another length) leaves the others waiting.\n",
+                     verdict.rank, culprit->spec->local_rank, static_cast<int>(culprit->pid),
+                     describe_status(culprit->status).c_str(), verdict.reason.c_str());
+      } else if (culprit) {
         std::fprintf(stderr, "  root cause: rank %d (local rank %d, pid %d) stopped answering: %s\n", verdict.rank,
                      culprit->spec->local_rank, static_cast<int>(culprit->pid), verdict.reason.c_str());
       } else {

@@ -13,6 +13,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
 #include <tuple>
 
 #include "fashion_mnist_data.hpp"
@@ -40,6 +43,34 @@ struct Args {
   bool debug = false;
 };
 
+/// The whole of `v` as a number (std::stoll and friends stop at the first bad character: "2x" would be 2); throws
+/// std::invalid_argument or std::out_of_range.
+template <class T>
+T whole(const std::string& v) {
+  size_t used = 0;
+  T x{};
+  if constexpr (std::is_floating_point_v<T>) {
+    x = static_cast<T>(std::stod(v, &used));
+  } else if constexpr (std::is_unsigned_v<T>) {
+    if (v.find('-') != std::string::npos) throw std::out_of_range(v);
+    x = static_cast<T>(std::stoull(v, &used));
+  } else {
+    const long long parsed = std::stoll(v, &used);
+    if (parsed < std::numeric_limits<T>::min() || parsed > std::numeric_limits<T>::max()) throw std::out_of_range(v);
+    x = static_cast<T>(parsed);
+  }
+  if (used != v.size()) throw std::invalid_argument(v);  // caught as std::logic_error by parse()
+  return x;
+}
+
+/// --checkpointing_steps: "epoch", or a whole number of optimizer steps >= 0 (0: never, as the GPT example).
+std::string checkpointing_steps(const std::string& v) {
+  if (v == "epoch") return v;
+  const auto n = whole<int64_t>(v);
+  ACCELERATE_CHECK(n >= 0, ConfigError, "--checkpointing_steps needs 'epoch' or a whole number >= 0, not '", v, "'");
+  return n == 0 ? "" : std::to_string(n);
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
@@ -65,33 +96,33 @@ Args parse(int argc, char** argv) {
     const std::string v = argv[++i];
     try {
       if (flag == "--epochs")
-        a.epochs = std::stoi(v);
+        a.epochs = whole<int>(v);
       else if (flag == "--batch_size")
-        a.batch_size = std::stoll(v);
+        a.batch_size = whole<int64_t>(v);
       else if (flag == "--lr")
-        a.lr = std::stod(v);
+        a.lr = whole<double>(v);
       else if (flag == "--mixed_precision")
         a.mixed_precision = v;
       else if (flag == "--gradient_accumulation_steps")
-        a.gradient_accumulation_steps = std::stoi(v);
+        a.gradient_accumulation_steps = whole<int>(v);
       else if (flag == "--zero_stage")
-        a.zero_stage = std::stoi(v);
+        a.zero_stage = whole<int>(v);
       else if (flag == "--seed")
-        a.seed = std::stoull(v);
+        a.seed = whole<uint64_t>(v);
       else if (flag == "--data_dir")
         a.data_dir = v;
       else if (flag == "--cache_dir")
         a.cache_dir = v;
       else if (flag == "--limit")
-        a.limit = std::stoll(v);
+        a.limit = whole<int64_t>(v);
       else if (flag == "--output_dir")
         a.output_dir = v;
       else if (flag == "--checkpointing_steps")
-        a.checkpointing_steps = v == "epoch" ? v : std::to_string(std::stoll(v));
+        a.checkpointing_steps = checkpointing_steps(v);
       else if (flag == "--resume_from_checkpoint")
         a.resume_from_checkpoint = v;
       else if (flag == "--total_limit")
-        a.total_limit = std::stoi(v);
+        a.total_limit = whole<int>(v);
       else if (flag == "--report_to")
         a.report_to = v;
       else

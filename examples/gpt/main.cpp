@@ -188,7 +188,12 @@ int main(int argc, char** argv) try {
   Args args;
   CLI::App app{"GPT-2-style byte-level language model on Shakespeare (accelerate-cpp example)"};
   add_flags(app, args);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints the help or the error; CLI11's own codes (105, ...) mean nothing to a shell
+    return code == 0 ? 0 : 2;
+  }
   if (args.data_dir.empty()) args.data_dir = default_data_dir();
   ACCELERATE_CHECK(args.checkpointing_steps == 0 || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");

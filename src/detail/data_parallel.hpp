@@ -30,6 +30,8 @@ class GradientSync {
   virtual ~GradientSync() = default;
   /// Called on every backward, synced or not.
   virtual void prepare_iteration() {}
+  /// Whether the coming prepare_iteration may run a collective (the same answer on every rank).
+  virtual bool rebuilds() const { return false; }
   /// Arms the hooks: the gradients of the coming backward are reduced.
   virtual void prepare_for_backward(const at::Tensor& loss) = 0;
   /// After the armed backward returned: waits for what is still in flight.
@@ -49,6 +51,8 @@ class DataParallel {
   void prepare_for_backward(const at::Tensor& loss) { sync_->prepare_for_backward(loss); }
   /// Called on every backward, synced or not (bucket rebuilding after the first iteration, as DDP's forward).
   void prepare_iteration() { sync_->prepare_iteration(); }
+  /// Whether prepare_iteration may run a collective this time (DDP's one bucket rebuild).
+  bool rebuilds() const { return sync_->rebuilds(); }
   /// After an armed backward.
   void finish_backward() { sync_->finish_backward(); }
   /// After each backward: rank 0's buffers to every rank, in training mode when broadcast_buffers is on.

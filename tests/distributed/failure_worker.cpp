@@ -11,6 +11,10 @@
 //   train_die  as train, but rank 1 kills itself with SIGKILL after 20 steps
 //   save_main_only DIR  the common mistake: save_state(DIR) inside `if (is_main_process())`, then
 //              wait_for_everyone (a certain deadlock, reported within seconds)
+//   check_one_rank  DDP with gradient accumulation 2; after the first optimizer step only rank 0 calls
+//              check_preemption(), while rank 1 goes on to the next backward: no all-reduce there, but DDP's one
+//              bucket rebuild, a broadcast (a certain deadlock)
+//   return_early  rank 1 returns 0 from main while rank 0 calls a reduce
 //   slow       rank 1 sleeps 5 s before the same wait_for_everyone as the others (healthy, only slow)
 //   preempt_self  every rank calls check_preemption() every 10 ms and exits 75 when it is true; rank 1 sends
 //              itself SIGTERM at step 5 while TORCHELASTIC_RESTART_COUNT < 2; at step 50 every rank exits 0
@@ -73,6 +77,18 @@ int main(int argc, char** argv) try {
     std::cout << "finished " << (wait ? 2000 : 50) << " steps" << std::endl;
     return 0;
   }
+  if (mode == "check_one_rank") {
+    accelerate::Accelerator acc(shared_state, {.gradient_accumulation_steps = 2, .cpu = true});
+    auto model = acc.prepare(torch::nn::Linear(8, 8));
+    const auto x = at::randn({4, 8});
+    for (int step = 1; step <= 3; ++step) {
+      if (step == 3 && acc.is_main_process()) acc.check_preemption();
+      auto accumulating = acc.accumulate(model);
+      acc.backward(model->forward(x).pow(2).mean());
+    }
+    std::cout << "check_one_rank finished (unexpected)" << std::endl;
+    return 0;
+  }
   if (mode == "slow") {
     accelerate::wait_for_everyone(state);
     if (state.process_index() == 1) std::this_thread::sleep_for(std::chrono::seconds(5));
@@ -103,6 +119,7 @@ int main(int argc, char** argv) try {
       std::this_thread::sleep_for(std::chrono::seconds(120));
       return 0;
     }
+    if (mode == "return_early") return 0;
     if (mode == "skip") {
       accelerate::wait_for_everyone(state);
       return 0;

@@ -284,6 +284,27 @@ TEST(LaunchFailure, SaveStateOnTheMainProcessOnlyFailsWithinSecondsNamingEveryCa
   pids.expect_all_gone();
 }
 
+TEST(LaunchFailure, AMismatchWithDdpsBucketRebuildFailsWithinSeconds) {
+  // The bucket rebuild after the first synchronised backward is DDP's own broadcast, here in a backward without
+  // an all-reduce: it must be named in the hang report like every other collective, or rank 0 waits for the
+  // whole timeout.
+  auto r = launch({"--num_processes", "2", kWorker, "check_one_rank"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 15.0) << r.output;
+  expect_output_has(r.output,
+                    {"rank 0 is in check_preemption (failure_worker.cpp:", "rank 1 is in backward (failure_worker.cpp:",
+                     "in its backward (gradient bucket rebuild)"});
+  EXPECT_FALSE(contains(r.output, "finished (unexpected)")) << r.output;
+}
+
+TEST(LaunchFailure, ARankThatReturnsEarlyIsNamedAsSuch) {
+  auto r = launch({"--num_processes", "2", kWorker, "return_early"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 15.0) << r.output;
+  expect_output_has(r.output, {"root cause: rank 1 (local rank 1, pid",
+                               "exited with code 0 while the others still called collectives"});
+}
+
 TEST(LaunchFailure, ASlowRankIsNotADeadlock) {
   // Rank 1 reaches the same wait_for_everyone 5 s after rank 0: the check must not fire.
   auto r = launch({"--num_processes", "2", kWorker, "slow"});

@@ -316,3 +316,18 @@ TEST(Checkpoints, ResumeFromLatestStartsFreshThenLoadsTheNewest) {
   Accelerator third(options);
   EXPECT_NE(error_of([&] { third.resume_from_checkpoint(); }).find("does not exist"), std::string::npos);
 }
+
+// An unwritable project folder would only fail at the first save, after the training it was meant to keep.
+TEST(Checkpoints, AProjectDirThatCannotBeWrittenFailsBeforeTraining) {
+  TempDir tmp;
+  std::ofstream(tmp.path / "a_file") << "not a folder";
+  try {
+    Accelerator acc(project_options(tmp.path / "a_file" / "runs"));
+    FAIL() << "no error for a project_dir under a regular file";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("a_file/runs' cannot be written"), std::string::npos) << e.what();
+  }
+  Accelerator fine(project_options(tmp.path / "new" / "runs"));
+  EXPECT_TRUE(fs::is_directory(tmp.path / "new" / "runs"));
+  EXPECT_TRUE(fs::is_empty(tmp.path / "new" / "runs")) << "the probe file was left behind";
+}

@@ -77,7 +77,9 @@ TEST(Trackers, BadNamesAndFoldersAreClearErrors) {
   }
   fs::create_directories(dir);
   std::ofstream(dir / "file") << "not a folder";
-  Accelerator acc(options_in(dir / "file", {"tensorboard"}));
+  auto options = options_in(dir, {"tensorboard"});
+  options.project.logging_dir = (dir / "file").string();  // a project_dir like this fails at construction already
+  Accelerator acc(options);
   try {
     acc.init_trackers("run");
     FAIL() << "a logging folder under a file was accepted";

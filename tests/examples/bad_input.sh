@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The examples' bad flags end with code 2 and a message naming the flag, before any training: a negative or
+# half-numeric value is not silently read as another number, and an output folder that cannot be written is found
+# at start-up instead of at the first save. Usage: bad_input.sh BIN_DIR
+set -uo pipefail
+bin=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+touch "$tmp/a_file"
+failures=0
+
+expect() {  # expect CODE TEXT -- COMMAND...
+  local code=$1 text=$2
+  shift 3
+  local out rc
+  out=$(timeout 120 "$@" 2>&1)
+  rc=$?
+  if [[ $rc -ne $code || $out != *"$text"* ]]; then
+    echo "FAIL: $* -> rc $rc (want $code), output:"
+    echo "$out" | tail -5
+    failures=$((failures + 1))
+  else
+    echo "ok: $* -> $rc"
+  fi
+}
+
+expect 2 "needs 'epoch' or a whole number >= 0, not '-3'" -- "$bin/fashion_mnist" --checkpointing_steps -3 --output_dir "$tmp/f"
+expect 2 "flag --epochs: '2x' is not a valid number" -- "$bin/fashion_mnist" --epochs 2x
+expect 2 "flag --seed: '-1' is not a valid number" -- "$bin/fashion_mnist" --seed -1
+expect 2 "a_file/out' cannot be written" -- "$bin/fashion_mnist" --output_dir "$tmp/a_file/out"
+expect 2 "needs a whole number >= 0, not '-3'" -- "$bin/gpt" --checkpointing_steps -3 --output_dir "$tmp/g"
+expect 2 "a_file/out' cannot be written" -- "$bin/gpt" --output_dir "$tmp/a_file/out" --max_steps 1
+expect 0 "--checkpointing_steps" -- "$bin/gpt" --help
+[[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }
