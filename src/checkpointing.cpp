@@ -29,6 +29,11 @@ using namespace detail::checkpoint;
 
 namespace {
 
+/// Where the automatic checkpoints live: <project_dir>/checkpoints (HF's layout).
+fs::path checkpoints_folder(const ProjectConfiguration& project) {
+  return fs::path(project.project_dir) / "checkpoints";
+}
+
 /// Every rank reports its error (empty when fine); all ranks throw the same message if any failed, so no rank
 /// goes on alone. Ranks with the same error share one entry ("ranks 0, 1: ..."; "every rank: ..." in a world of
 /// more than one), so a missing file is said once, not once per process.
@@ -190,7 +195,7 @@ std::string Accelerator::save_state(const std::string& output_dir, std::source_l
         project.automatic_checkpoint_naming && !project.project_dir.empty(), ConfigError,
         "save_state: give a folder, or set ProjectConfiguration{project_dir, automatic_checkpoint_naming}.");
     if (!numbering_checked_) continue_numbering();
-    dir = fs::path(project.project_dir) / "checkpoints" / folder_name(project.iteration);
+    dir = checkpoints_folder(project) / folder_name(project.iteration);
   }
   const bool shared = prepare_checkpoint_folder(*state_, dir, output_dir.empty());
   const detail::CheckpointWriter writer{.process_index = process_index(),
@@ -241,8 +246,7 @@ void Accelerator::continue_numbering() {
   int64_t highest = -1;
   if (is_main_process()) {
     std::error_code ec;
-    for (fs::directory_iterator it(fs::path(project.project_dir) / "checkpoints", ec), end; !ec && it != end;
-         it.increment(ec)) {
+    for (fs::directory_iterator it(checkpoints_folder(project), ec), end; !ec && it != end; it.increment(ec)) {
       if (auto n = folder_index(it->path().filename().string())) highest = std::max(highest, *n);
     }
   }
@@ -250,8 +254,8 @@ void Accelerator::continue_numbering() {
   broadcast_object_list(*state_, shared, 0);  // every rank numbers its files alike
   highest = shared[0].toInt();
   if (highest < project.iteration) return;
-  print(concat("accelerate: ", (fs::path(project.project_dir) / "checkpoints").string(),
-               " already holds checkpoints up to checkpoint_", highest,
+  print(concat("accelerate: ", checkpoints_folder(project).string(), " already holds checkpoints up to checkpoint_",
+               highest,
                " (from an earlier run); this run's automatic "
                "checkpoints continue at checkpoint_",
                highest + 1, ". Call load_state() first to resume that run."));
@@ -294,7 +298,7 @@ std::optional<std::string> Accelerator::latest_checkpoint(std::source_location w
   detail::CallScope call(state_->communicator(), "latest_checkpoint", where);
   const auto& project = options_.project;
   if (project.project_dir.empty()) return std::nullopt;
-  const fs::path root = fs::path(project.project_dir) / "checkpoints";
+  const fs::path root = checkpoints_folder(project);
   const auto all = complete_checkpoints(*state_, root);
   if (all.empty()) return std::nullopt;
   return (root / folder_name(all.front())).string();
@@ -304,7 +308,7 @@ std::optional<fs::path> Accelerator::newest_checkpoint() {
   auto& project = options_.project;
   ACCELERATE_CHECK(!project.project_dir.empty(), ConfigError,
                    "load_state: give a folder, or set ProjectConfiguration::project_dir.");
-  const fs::path root = fs::path(project.project_dir) / "checkpoints";
+  const fs::path root = checkpoints_folder(project);
   const auto all = complete_checkpoints(*state_, root);
   if (all.empty()) return std::nullopt;
   project.iteration = all.front() + 1;  // the next save never takes the number of one that exists
@@ -322,7 +326,7 @@ std::optional<std::string> Accelerator::resume_from_checkpoint(std::source_locat
                    "checkpoints are.");
   const auto newest = newest_checkpoint();  // one listing: its notes on skipped folders print once
   if (!newest) {
-    print("accelerate: no complete checkpoint in", (fs::path(options_.project.project_dir) / "checkpoints").string(),
+    print("accelerate: no complete checkpoint in", checkpoints_folder(options_.project).string(),
           "yet: starting from scratch.");
     return std::nullopt;
   }
@@ -334,8 +338,7 @@ std::string Accelerator::load_state(const std::string& input_dir, std::source_lo
   if (!input_dir.empty()) return load_state_from(input_dir, /*automatic=*/false, where);
   const auto newest = newest_checkpoint();
   ACCELERATE_CHECK(newest, CheckpointError, "load_state: no complete checkpoint in ",
-                   (fs::path(options_.project.project_dir) / "checkpoints").string(),
-                   " (on the main process's machine).");
+                   checkpoints_folder(options_.project).string(), " (on the main process's machine).");
   return load_state_from(*newest, /*automatic=*/true, where);
 }
 

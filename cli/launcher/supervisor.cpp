@@ -60,7 +60,10 @@ std::string describe_status(int status) {
 /// Saved after a preemption notice and exited with the code that says so: not a failure.
 bool preempted(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == kExitPreempted; }
 
-bool failed(int status) { return !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && !preempted(status); }
+/// Returned from main (or exit(0)): the program's work is done.
+bool finished(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+bool failed(int status) { return !finished(status) && !preempted(status); }
 
 /// SIGTERM and SIGUSR1 are how schedulers announce a preemption: the workers get the whole grace period to save.
 bool is_preemption_notice(int sig) { return sig == SIGTERM || sig == SIGUSR1; }
@@ -360,12 +363,11 @@ class Supervisor {
   /// The workers ended after a preemption notice, or on their own with kExitPreempted or 0: the launcher's code
   /// (kExitPreempted, or 0 when all had finished), or nullopt when that is not how they ended.
   std::optional<int> preempted_ending() const {
-    const auto finished = [](const Worker& w) { return WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0; };
     size_t saved = 0, done = 0, stopped = 0;
     for (const auto& w : workers_) {
       if (preempted(w.status)) {
         ++saved;
-      } else if (finished(w)) {
+      } else if (finished(w.status)) {
         ++done;
       } else if (w.stopped_by_us && !launcher_signal_ && first_failure_ < 0) {
         ++stopped;  // it did not follow a preempted peer within the grace period
@@ -408,7 +410,7 @@ class Supervisor {
     const auto& first = workers_[first_failure_];
     std::fprintf(stderr, "\naccelerate-cpp launch: FAILED\n");
     if (verdict.unresponsive) {
-      if (culprit && WIFEXITED(culprit->status) && WEXITSTATUS(culprit->status) == 0) {
+      if (culprit && finished(culprit->status)) {
         // It returned from main while a peer still waited for it in a collective (the launcher may have signalled
         // it too, before it was reaped: the code says it ended on its own).
         std::fprintf(stderr,
