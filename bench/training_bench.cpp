@@ -3,7 +3,7 @@
 //   1 process:  raw = forward, loss, backward, step.
 //   N processes: raw = the same, plus one allreduce per gradient after backward (no buckets, no overlap).
 // Single steps alternate between the two loops; the medians of 300 each are reported, with examples/s.
-//   build/bin/training_bench                      (1 process)
+//   build/bin/training_bench [pairs]              (1 process; pairs of timed steps, default 300)
 //   build/bin/accelerate-cpp launch --num_processes 2 --cpu build/bin/training_bench
 #include <accelerate/accelerate.hpp>
 
@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include "../examples/fashion_mnist/net.hpp"
 #include "detail/communicator.hpp"
@@ -24,13 +25,14 @@ using bench::median;
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   accelerate::AcceleratorOptions options;
   options.cpu = true;
   options.seed = 3;
   accelerate::Accelerator acc(options);
   const int world = acc.num_processes();
-  constexpr int64_t kBatch = 64, kPairs = 300;
+  constexpr int64_t kBatch = 64;
+  const int64_t kPairs = argc > 1 ? std::max(1, std::atoi(argv[1])) : 300;
 
   fashion_mnist::Net raw_model, model;
   {

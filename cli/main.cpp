@@ -48,6 +48,13 @@ int main(int argc, char** argv) {
       {"launch", accelerate::cli::register_launch(app)},
       {"test", accelerate::cli::register_test(app)},
       {"estimate-memory", accelerate::cli::register_estimate(app)}};
+  std::vector<std::string> args(argv, argv + argc);
+  accelerate::cli::drop_program_separator(app, args);
+  std::vector<char*> kept;
+  for (auto& a : args) kept.push_back(a.data());
+  argc = static_cast<int>(kept.size());
+  kept.push_back(nullptr);
+  argv = kept.data();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,7 +5,8 @@
 #     $ACCELERATE_CPP_VENV
 #     (default: ~/.cache/accelerate-cpp/venv), reused when present; or, with ACCELERATE_CPP_PYTHON, a Python that
 #     already has torch==2.11.0 (Colab, Kaggle), checked and used as it is
-#   - configure (Ninja, ccache) and build into build/
+#   - configure (Ninja, ccache) and build into build/: the targets named as arguments (run-example.sh names the
+#     main job's two programs, so a first run does not wait for the tests), or everything
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ACCELERATE_CPP_VENV:-$HOME/.cache/accelerate-cpp/venv}"
@@ -84,4 +85,5 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     || { cat "$BUILD/configure.log"; exit 1; }
 fi
 # Two cores, LibTorch headers: two jobs keep memory well under the machine's size.
-cmake --build "$BUILD" -j "${ACCELERATE_BUILD_JOBS:-2}"
+targets=(); for t in "$@"; do targets+=(--target "$t"); done
+cmake --build "$BUILD" -j "${ACCELERATE_BUILD_JOBS:-2}" "${targets[@]}"

@@ -59,11 +59,9 @@ ProcessStateOptions process_options(const AcceleratorOptions& options) {
   return process;
 }
 
-void check_not_prepared(std::vector<const void*>& prepared, const void* object, const char* what) {
-  ACCELERATE_CHECK(std::find(prepared.begin(), prepared.end(), object) == prepared.end(), ConfigError, "prepare(", what,
-                   "): this ", what,
+void refuse_if_prepared(bool prepared, const char* what) {
+  ACCELERATE_CHECK(!prepared, ConfigError, "prepare(", what, "): this ", what,
                    " was already prepared by this Accelerator; prepare each object once and keep what it returns.");
-  prepared.push_back(object);
 }
 
 }  // namespace
@@ -174,7 +172,9 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
                                                               std::source_location where) {
   ACCELERATE_CHECK(model, ConfigError, "prepare(model): the model is null.");
   detail::CallScope call(state_->communicator(), "prepare", where);
-  check_not_prepared(prepared_, model.get(), "model");
+  refuse_if_prepared(std::any_of(prepared_models_.begin(), prepared_models_.end(),
+                                 [&](const auto& m) { return m.get() == model.get(); }),
+                     "model");
   model->to(state_->device());
   prepared_models_.push_back(model);
   if (state_->use_distributed()) {
@@ -185,7 +185,9 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
 }
 
 AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer, std::source_location where) {
-  check_not_prepared(prepared_, &optimizer, "optimizer");
+  refuse_if_prepared(
+      std::any_of(optimizers_.begin(), optimizers_.end(), [&](auto& o) { return &o.optimizer() == &optimizer; }),
+      "optimizer");
   detail::CallScope call(state_->communicator(), "prepare", where);
   detail::move_optimizer_state(optimizer);
   detail::ZeroOptimizer* sharded = nullptr;
@@ -199,17 +201,21 @@ AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer, s
 }
 
 DataLoader& Accelerator::prepare(DataLoader& loader, std::source_location) {
-  check_not_prepared(prepared_, &loader, "data loader");
+  std::erase_if(loaders_, [](const auto& l) { return !l.alive(); });
+  refuse_if_prepared(std::any_of(loaders_.begin(), loaders_.end(), [&](const auto& l) { return l.refers_to(loader); }),
+                     "data loader");
   detail::DataLoaderAccess::prepare(
       loader, *state_, gradient_state_,
       ShardOptions{state_->num_processes(), state_->process_index(), options_.split_batches, options_.even_batches},
       state_->device());
-  loaders_.push_back(&loader);
+  loaders_.emplace_back(loader, loader.lifetime());
   return loader;
 }
 
 AcceleratedScheduler& Accelerator::prepare(LRScheduler& scheduler, std::source_location) {
-  check_not_prepared(prepared_, &scheduler, "scheduler");
+  refuse_if_prepared(std::any_of(schedulers_.begin(), schedulers_.end(),
+                                 [&](auto& s) { return s.alive() && &s.scheduler() == &scheduler; }),
+                     "scheduler");
   // HF: the wrapped optimizer whose inner optimizer is the scheduler's, else every prepared optimizer.
   std::vector<AcceleratedOptimizer*> optimizers;
   for (auto& o : optimizers_) {
@@ -221,6 +227,11 @@ AcceleratedScheduler& Accelerator::prepare(LRScheduler& scheduler, std::source_l
   return schedulers_.emplace_back(scheduler, std::move(optimizers), gradient_state_,
                                   options_.step_scheduler_with_optimizer, options_.split_batches,
                                   state_->num_processes());
+}
+
+void Accelerator::register_for_checkpointing(Checkpointable& object) {
+  std::erase_if(custom_objects_, [](const auto& o) { return !o.alive(); });
+  custom_objects_.emplace_back(object, object.lifetime());
 }
 
 void Accelerator::set_gradient_accumulation_steps(int steps) {
@@ -261,6 +272,7 @@ void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
   ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
   detail::CallScope call(state_->communicator(), "backward", where);
+  check_autocast_ran(where);
   // During find_executable_batch_size, a process that ran out of memory meets the others here.
   if (out_of_memory_checks_ && gradient_state_.sync_gradients && detail::out_of_memory_count(*state_, false) > 0) {
     throw detail::PeerOutOfMemory("backward: another process ran out of memory; this batch size is abandoned.");
@@ -295,7 +307,24 @@ void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
   for (auto& m : models_) m->sync_buffers();
 }
 
+void Accelerator::check_autocast_ran(std::source_location where) {
+  // HF patches the prepared model's forward to run under autocast; a C++ module's forward cannot be patched, so a
+  // forgotten acc.autocast() would train in fp32 without a word.
+  const bool ran = hints_.autocast_regions != hints_.regions_at_backward ||
+                   at::autocast::is_autocast_enabled(state_->device().type());
+  hints_.regions_at_backward = hints_.autocast_regions;
+  if (precision_ == MixedPrecision::No || ran || hints_.autocast_said) return;
+  hints_.autocast_said = true;
+  if (!state_->is_main_process()) return;
+  std::cerr << "accelerate: warning: mixed_precision is " << to_string(precision_)
+            << ", but no autocast region ran before this backward (" << where.file_name() << ":" << where.line()
+            << "), so the forward pass ran in fp32. Compute the outputs and the loss inside `auto autocast = "
+               "acc.autocast();` (HF patches the model's forward; in C++ the block is needed). Said once."
+            << std::endl;
+}
+
 AutocastGuard Accelerator::autocast() {
+  ++hints_.autocast_regions;
   const auto type = state_->device().type();
   switch (precision_) {
     case MixedPrecision::Fp16: return AutocastGuard(type, at::kHalf);
@@ -349,14 +378,35 @@ at::Tensor drop_padding(const GradientState& state, const at::Tensor& all) {
 }
 }  // namespace
 
+void Accelerator::check_metrics_source(std::source_location where) const {
+  if (hints_.metrics_said || state_->num_processes() == 1 || gradient_state_.in_dataloader()) return;
+  hints_.metrics_said = true;
+  if (!state_->is_main_process()) return;
+  std::cerr << "accelerate: warning: gather_for_metrics (" << where.file_name() << ":" << where.line()
+            << ") runs outside the loop of a prepared data loader. If the batches come from a loader that was not "
+               "prepared, every process evaluated the whole dataset and the result holds each sample "
+            << state_->num_processes()
+            << " times: prepare the evaluation loader (acc.prepare(eval_loader)). After a prepared loader's loop, "
+               "the padding of its last batch is not dropped either: gather inside the loop. Said once."
+            << std::endl;
+}
+
 at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor, std::source_location where) const {
   detail::CallScope call(state_->communicator(), "gather_for_metrics", where);
+  check_metrics_source(where);
   return drop_padding(gradient_state_, gather(tensor));
 }
 
 Batch Accelerator::gather_for_metrics(const Batch& batch, std::source_location where) const {
   detail::CallScope call(state_->communicator(), "gather_for_metrics", where);
+  check_metrics_source(where);
   return apply(gather(batch), [&](const at::Tensor& all) { return drop_padding(gradient_state_, all); });
+}
+
+std::pair<at::Tensor, at::Tensor> Accelerator::gather_for_metrics(const at::Tensor& first, const at::Tensor& second,
+                                                                  std::source_location where) const {
+  auto both = gather_for_metrics(Batch{{"first", first}, {"second", second}}, where);
+  return {both.at("first"), both.at("second")};
 }
 
 void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
@@ -371,7 +421,6 @@ void Accelerator::free_memory() {
   models_.clear();
   prepared_models_.clear();
   loaders_.clear();
-  prepared_.clear();
   step_ = 0;
   clear_device_cache(device());
 }

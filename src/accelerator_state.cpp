@@ -239,22 +239,41 @@ void verify_files(const fs::path& dir, const CheckpointContents& c) {
   for (size_t i = 0; i < c.custom_objects.size(); ++i) tensors(custom_file(i));
 }
 
-/// The CRC-32 of each file in checksums.json (checkpoints written before it existed have none): the main process
-/// checks every file, the others their own random states. CheckpointError naming the first file that differs.
-void verify_checksums(const fs::path& dir, int process_index) {
+/// The CRC-32 of each file in checksums.json: the main process checks every file, the others their own random
+/// states. From format version 2 the manifest is part of the checkpoint, so a missing or empty one, or a file it
+/// does not list, is refused (format 1 was written before it existed: checked when present). CheckpointError naming
+/// the first file that differs or is not covered.
+void verify_checksums(const fs::path& dir, int process_index, int format) {
   const auto file = dir / kChecksums;
-  if (!fs::exists(file)) return;
+  const char* fix = " Resume from another checkpoint.";
+  if (!fs::exists(file)) {
+    ACCELERATE_CHECK(format < 2, CheckpointError, "checkpoint file ", file.string(),
+                     " is missing: this checkpoint (format version ", format,
+                     ") was written with one, so it was deleted or lost, and its files cannot be verified.", fix);
+    return;
+  }
   const auto files = read_json(file).value("files", json::object());
-  ACCELERATE_CHECK(files.is_object(), CheckpointError, "checkpoint file ", file.string(),
-                   " has no 'files' object; it is damaged. Resume from another checkpoint.");
-  for (const auto& [name, recorded] : files.items()) {
-    const bool mine = process_index == 0 ? true : name == random_states_file(process_index);
-    if (!mine || !fs::exists(dir / name)) continue;
-    const auto actual = file_crc32(dir / name);
-    ACCELERATE_CHECK(recorded.is_number_unsigned() && recorded.get<uint32_t>() == actual, CheckpointError,
-                     "checkpoint file ", (dir / name).string(), " fails its checksum (CRC-32 ", actual, ", recorded ",
-                     recorded.dump(), "): its bytes changed after it was written (a disk or copy ",
-                     "error). Resume from another checkpoint.");
+  ACCELERATE_CHECK(files.is_object() && (format < 2 || !files.empty()), CheckpointError, "checkpoint file ",
+                   file.string(), files.is_object() ? " lists no files" : " has no 'files' object", "; it is damaged.",
+                   fix);
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    const bool mine = process_index == 0 ? name != kChecksums && name != kComplete && name != kNodeLocal
+                                         : name == random_states_file(process_index);
+    if (!mine || !entry.is_regular_file()) continue;
+    const auto recorded = files.find(name);
+    if (recorded == files.end()) {
+      // A file the load reads (tensors, JSON) must be covered; a note someone left in the folder is not read.
+      const bool read = name.ends_with(".safetensors") || name.ends_with(".json");
+      ACCELERATE_CHECK(format < 2 || !read, CheckpointError, "checkpoint file ", entry.path().string(),
+                       " is not listed in ", kChecksums,
+                       ", so it cannot be verified (added or renamed after the save).", fix);
+      continue;
+    }
+    const auto actual = file_crc32(entry.path());
+    ACCELERATE_CHECK(recorded->is_number_unsigned() && recorded->get<uint32_t>() == actual, CheckpointError,
+                     "checkpoint file ", entry.path().string(), " fails its checksum (CRC-32 ", actual, ", recorded ",
+                     recorded->dump(), "): its bytes changed after it was written (a disk or copy error).", fix);
   }
 }
 
@@ -264,23 +283,26 @@ int check_checkpoint_metadata(const fs::path& dir, const CheckpointContents& con
   const auto meta_file = dir / kMetadata;
   const auto meta = read_json(meta_file);
   const int format = field<int>(meta, "format_version", meta_file, 0);
-  ACCELERATE_CHECK(format == kFormatVersion, CheckpointError, "load_state: ", dir.string(), " has format version ",
-                   format, "; this library reads ", kFormatVersion, ".");
+  ACCELERATE_CHECK(format >= kOldestFormatVersion && format <= kFormatVersion, CheckpointError,
+                   "load_state: ", dir.string(), " has format version ", format, "; this library reads versions ",
+                   kOldestFormatVersion, " to ", kFormatVersion, ".");
   const int saved_world = field<int>(meta, "world_size", meta_file, 0);
   ACCELERATE_CHECK(saved_world >= 1, CheckpointError, "load_state: ", meta_file.string(), " has no valid world_size.");
-  auto expect_count = [&](const char* what, size_t have, const char* how) {
+  // `more_saved`: HF keeps every loader ever prepared and restores the first ones, so a checkpoint that also holds
+  // a loader not prepared now (an evaluation loader prepared per epoch) loads, its extra positions unused.
+  auto expect_count = [&](const char* what, size_t have, const char* how, bool more_saved = false) {
     const auto saved = field<size_t>(meta, what, meta_file, size_t{0});
-    ACCELERATE_CHECK(saved == have, CheckpointError, "load_state: ", dir.string(), " holds ", saved, " ", what, " but ",
-                     have, " are ", how, "; ", how == std::string("prepared") ? "prepare" : "register",
-                     " the same objects in the same order.");
+    ACCELERATE_CHECK(saved == have || (more_saved && saved > have), CheckpointError, "load_state: ", dir.string(),
+                     " holds ", saved, " ", what, " but ", have, " are ", how, "; ",
+                     how == std::string("prepared") ? "prepare" : "register", " the same objects in the same order.");
   };
   expect_count("models", contents.models.size(), "prepared");
   expect_count("optimizers", contents.optimizers.size(), "prepared");
   expect_count("schedulers", contents.schedulers.size(), "prepared");
-  expect_count("data_loaders", contents.loaders.size(), "prepared");
+  expect_count("data_loaders", contents.loaders.size(), "prepared", /*more_saved=*/true);
   expect_count("custom_objects", contents.custom_objects.size(), "registered (register_for_checkpointing)");
   verify_files(dir, contents);
-  verify_checksums(dir, process_index);
+  verify_checksums(dir, process_index, format);
   return saved_world;
 }
 
@@ -299,6 +321,14 @@ int64_t load_accelerator_state(const fs::path& dir, const CheckpointContents& c,
     c.scaler->load_state(field<double>(s, "scale", file), field<int64_t>(s, "growth_tracker", file));
   }
   load_loaders(dir, c, report);
+  const auto meta_file = dir / kMetadata;
+  const auto meta = read_json(meta_file);
+  if (const auto saved = field<size_t>(meta, "data_loaders", meta_file, size_t{0}); saved > c.loaders.size()) {
+    report(concat("accelerate: ", dir.string(), " holds ", saved, " data loader positions and ", c.loaders.size(),
+                  " loader(s) are prepared: the first ", c.loaders.size(),
+                  " are restored, in prepare() order; the others (loaders prepared later in the saved run, such as "
+                  "an evaluation loader) are not used."));
+  }
   for (size_t i = 0; i < c.custom_objects.size(); ++i) {
     safetensors::File f((dir / custom_file(i)).string());
     std::map<std::string, at::Tensor> tensors;
@@ -306,8 +336,7 @@ int64_t load_accelerator_state(const fs::path& dir, const CheckpointContents& c,
     c.custom_objects[i]->load_state(tensors, f.metadata().count("json") ? f.metadata().at("json") : "{}");
   }
   if (auto step = load_random_states(dir, process_index, saved_world_size, device)) return *step;
-  const auto meta_file = dir / kMetadata;
-  return field<int64_t>(read_json(meta_file), "step", meta_file, int64_t{0});
+  return field<int64_t>(meta, "step", meta_file, int64_t{0});
 }
 
 }  // namespace accelerate::detail

@@ -171,15 +171,26 @@ detail::CheckpointContents Accelerator::checkpoint_contents() {
     c.optimizers.push_back(&optimizer.optimizer());
     c.sharded.push_back(optimizer.sharded());
   }
-  for (auto& scheduler : schedulers_) c.schedulers.push_back(&scheduler.scheduler());
-  c.loaders = loaders_;
-  c.custom_objects = custom_objects_;
+  // Only what still exists: a loader or object the user destroyed is never read, and the counts in metadata.json
+  // say what was saved.
+  for (auto& scheduler : schedulers_) {
+    if (scheduler.alive()) c.schedulers.push_back(&scheduler.scheduler());
+  }
+  std::erase_if(loaders_, [](const auto& l) { return !l.alive(); });
+  for (const auto& loader : loaders_) c.loaders.push_back(&loader.get());
+  std::erase_if(custom_objects_, [](const auto& o) { return !o.alive(); });
+  for (const auto& object : custom_objects_) c.custom_objects.push_back(&object.get());
   c.scaler = scaler_.get();
   return c;
 }
 
 void Accelerator::save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
                              int64_t max_shard_size, std::source_location where) {
+  // HF's order, save_model after end_training, has no collectives left to agree with: the main process writes.
+  if (state_->process_group_destroyed()) {
+    if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
+    return;
+  }
   detail::CallScope call(state_->communicator(), "save_model", where);
   run_agreed(*state_, [&] {
     if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
@@ -235,7 +246,7 @@ void Accelerator::rotate(const fs::path& written, bool shared) {
       complete.erase(complete.begin());
     }
   }
-  broadcast_object_list(*state_, doomed, 0);
+  accelerate::broadcast_object_list(*state_, doomed, 0);
   if (shared || !is_local_main_process()) return;
   for (const auto& name : doomed) delete_checkpoint(written.parent_path() / name.toStringRef());
 }
@@ -251,7 +262,7 @@ void Accelerator::continue_numbering() {
     }
   }
   std::vector<c10::IValue> shared{c10::IValue(highest)};
-  broadcast_object_list(*state_, shared, 0);  // every rank numbers its files alike
+  accelerate::broadcast_object_list(*state_, shared, 0);  // every rank numbers its files alike
   highest = shared[0].toInt();
   if (highest < project.iteration) return;
   print(concat("accelerate: ", checkpoints_folder(project).string(), " already holds checkpoints up to checkpoint_",

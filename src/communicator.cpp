@@ -5,8 +5,11 @@
 
 #include "detail/stall_inspector.hpp"
 
+#include <condition_variable>
 #include <cstdio>
+#include <exception>
 #include <fstream>
+#include <mutex>
 #include <iostream>
 #include <thread>
 #include <typeinfo>
@@ -44,6 +47,74 @@ void record_failure(const std::string& path, int rank, const char* op, bool time
   std::rename(tmp.c_str(), path.c_str());
 }
 
+/// Gloo's words when data of another size arrives than the collective posted for: the ranks called different
+/// collectives.
+bool is_gloo_mismatch(const std::string& message) {
+  return contains(message, "collective mismatch") || contains(message, "doesn't match expected size");
+}
+
+std::terminate_handler g_previous_terminate = nullptr;
+
+/// Gloo raises a mismatch in its own I/O thread, where nothing catches it: std::terminate would abort the process
+/// (SIGABRT, no error the program can catch, and the launcher would blame this rank). Parked here instead, that
+/// thread delivers nothing more, and the thread waiting for the collective finds the mismatch through the hang
+/// report within seconds (or reaches the timeout) and raises it as every other mismatch is raised. A process-wide
+/// hook by nature: it is installed once, and passes every other termination to the handler it replaced.
+[[noreturn]] void on_terminate() {
+  if (const auto pending = std::current_exception()) {
+    try {
+      std::rethrow_exception(pending);
+    } catch (const std::exception& e) {
+      if (is_gloo_mismatch(e.what())) {
+        for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+      }
+    } catch (...) {
+    }
+  }
+  if (g_previous_terminate) g_previous_terminate();
+  std::abort();
+}
+
+/// The client's handshake with a port that accepts connections but never answers (a stale or foreign service on
+/// it) blocks inside TCPStore's constructor past its timeout.
+struct SilentStore : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// A client TCPStore, constructed on a thread of its own so that the wait ends at `limit` whatever the socket does;
+/// a thread still blocked then is left behind (it ends with the process, which is about to report the error).
+c10::intrusive_ptr<c10d::Store> connect_client_within(const std::string& host, const c10d::TCPStoreOptions& options,
+                                                      std::chrono::milliseconds limit) {
+  struct Result {
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+    c10::intrusive_ptr<c10d::Store> store;
+    std::exception_ptr error;
+  };
+  auto result = std::make_shared<Result>();
+  std::thread([result, host, options] {
+    c10::intrusive_ptr<c10d::Store> store;
+    std::exception_ptr error;
+    try {
+      store = c10::make_intrusive<c10d::TCPStore>(host, options);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(result->mutex);
+    result->store = std::move(store);
+    result->error = error;
+    result->done = true;
+    result->done_cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(result->mutex);
+  if (!result->done_cv.wait_for(lock, limit, [&] { return result->done; })) {
+    throw SilentStore("the connection was accepted, but nothing answered the rendezvous handshake");
+  }
+  if (result->error) std::rethrow_exception(result->error);
+  return result->store;
+}
+
 c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions options;
   options.port = static_cast<std::uint16_t>(env.master_port);
@@ -53,7 +124,15 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
   options.timeout = timeout;
   const std::string where = concat(env.master_addr, ":", env.master_port);
   try {
-    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    if (options.isServer) return c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    // TCPStore's own connect retries end at the timeout; a little longer lets its clearer errors come first.
+    return connect_client_within(env.master_addr, options, timeout + std::chrono::seconds(2));
+  } catch (const SilentStore& e) {
+    throw TimeoutError(concat("Rank ", env.rank, " of ", env.world_size, " could not complete the rendezvous at ",
+                              where, " within ", seconds(timeout), " s: ", e.what(),
+                              ". Something else listens on that port (a stale job, another service): check "
+                              "MASTER_ADDR/MASTER_PORT (launch: --main_process_ip/--main_process_port) and that "
+                              "rank 0 of this job runs there."));
   } catch (const std::exception& e) {
     const std::string what = message_of(e);
     if (contains(what, "already in use") || contains(what, "EADDRINUSE")) {
@@ -90,6 +169,11 @@ Communicator::Communicator(const LaunchEnvironment& env, const CommunicationBack
       debug_(options.debug),
       hang_report_(options.hang_report) {
   const auto timeout = options.timeout;
+  static const bool parked_mismatches = [] {
+    g_previous_terminate = std::set_terminate(on_terminate);
+    return true;
+  }();
+  (void)parked_mismatches;
   store_ = connect_store(env, timeout);
   // One group per job; the prefix keeps our keys apart from torchelastic's in a shared agent store, and from an
   // earlier attempt's there (the agent's store outlives a restart, with the keys of the group that failed).

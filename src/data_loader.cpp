@@ -3,6 +3,7 @@
 
 #include <accelerate/collectives.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/find_batch_size.hpp>
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/process_state.hpp>
 
@@ -10,6 +11,7 @@
 #include "detail/device_copier.hpp"
 #include "detail/internal_collectives.hpp"
 #include "detail/loader_workers.hpp"
+#include "detail/out_of_memory.hpp"
 #include "detail/stream_reader.hpp"
 #include "detail/sharding.hpp"
 
@@ -144,6 +146,8 @@ namespace {
 /// A dataset's error with the loader's context: our own errors keep their type (a dataset's ConfigError or
 /// CheckpointError stays one); anything else becomes a DataError.
 [[noreturn]] void rethrow_with_message(const std::exception& e, const std::string& message) {
+  // find_executable_batch_size must still see an allocator's failure as out of memory (HF's does).
+  if (is_out_of_memory(e)) throw detail::DataOutOfMemory(message);
   if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(message);
   if (dynamic_cast<const CheckpointError*>(&e)) throw CheckpointError(message);
   throw DataError(message);
@@ -271,9 +275,7 @@ DataLoader::Iterator DataLoader::begin() {
 
 void DataLoader::begin_indexed() {
   auto batches = epoch_indices(/*synchronise=*/true);
-  // The workers' base seed: drawn from a copy of the shuffle generator, so the epoch's order (and the next
-  // epoch's) is what it would be without workers, and a resume draws the same seed again.
-  epoch_seed_ = static_cast<uint64_t>(at::empty({}, at::kLong).random_(generator_.clone()).item<int64_t>());
+  epoch_seed_ = epoch_base_seed();
   count_ = static_cast<int64_t>(batches.size());
   position_ = 0, pulled_ = 0;
   start_copier();
@@ -295,6 +297,26 @@ void DataLoader::begin_indexed() {
   }
 }
 
+namespace {
+/// SplitMix64's finaliser: nearby inputs (epochs 0, 1, 2; ranks 0, 1) give unrelated seeds.
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+uint64_t DataLoader::epoch_base_seed() const {
+  // Drawn from a copy of the shuffle generator, so the epoch's order (and the next epoch's) is what it would be
+  // without workers, and a resume draws it again. That draw alone repeats where the generator does not move (an
+  // unshuffled loader's never advances) and is shared by every rank (a shuffled one is rank 0's): mixed with the
+  // epoch and the rank, the draws differ each epoch, as torch's base seed does, and between ranks, as HF's
+  // device-specific seeding and torchtune's seed + rank make them.
+  const auto draw = static_cast<uint64_t>(at::empty({}, at::kLong).random_(generator_.clone()).item<int64_t>());
+  return mix(mix(draw ^ mix(static_cast<uint64_t>(epoch_))) ^ static_cast<uint64_t>(shard_.process_index));
+}
+
 Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch, int64_t in_epoch,
                              uint64_t seed) const {
   detail::BatchSeedScope seeded(seed, in_epoch);
@@ -313,9 +335,10 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
     }
     return batch;
   } catch (const std::exception& e) {
-    // Name the sample: a batch-level get_batch or collate hides which one failed, so retry them one by one.
+    // Name the sample: a batch-level get_batch or collate hides which one failed, so retry them one by one (not
+    // after running out of memory: loading them again would only do that again).
     std::string culprit = detail::concat("samples ", indices.front(), "..", indices.back());
-    for (auto i : indices) {
+    for (auto i : is_out_of_memory(e) ? std::vector<int64_t>{} : indices) {
       try {
         dataset_->get(i);
       } catch (const std::exception&) {
@@ -378,7 +401,7 @@ void DataLoader::begin_stream() {
   position_ = 0;
   count_ = -1;
   start_copier();
-  epoch_seed_ = static_cast<uint64_t>(at::empty({}, at::kLong).random_(generator_.clone()).item<int64_t>());
+  epoch_seed_ = epoch_base_seed();
   if (gradient_state_) gradient_state_->begin_loader(this, -1);
   stream_->start(epoch_);
   auto shard = std::make_shared<detail::IterableShard<Batch>>(options_.batch_size, options_.drop_last, shard_);

@@ -27,7 +27,8 @@ bool mentions_out_of_memory(const std::string& message) {
 }  // namespace
 
 bool is_out_of_memory(const std::exception& error) {
-  if (dynamic_cast<const c10::OutOfMemoryError*>(&error) || dynamic_cast<const detail::PeerOutOfMemory*>(&error)) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&error) || dynamic_cast<const detail::PeerOutOfMemory*>(&error) ||
+      dynamic_cast<const detail::DataOutOfMemory*>(&error)) {
     return true;
   }
   if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {

@@ -130,6 +130,8 @@ ProcessState::~ProcessState() = default;
 ProcessState::ProcessState(ProcessState&&) noexcept = default;
 ProcessState& ProcessState::operator=(ProcessState&&) noexcept = default;
 
+bool ProcessState::process_group_destroyed() const { return comm_ && !comm_->group_ptr(); }
+
 void ProcessState::destroy_process_group() {
   if (!comm_) return;
   comm_->check_usable("destroy_process_group");

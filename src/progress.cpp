@@ -109,8 +109,14 @@ ProgressRange::ProgressRange(DataLoader& loader, ProgressOptions options)
                    "state. For an unprepared loader use ProgressBar(state, total).");
 }
 
+void ProgressRange::set_postfix(const LogValues& values) {
+  postfix_ = values;
+  if (bar_) bar_->set_postfix(values);
+}
+
 ProgressRange::Iterator ProgressRange::begin() {
   bar_ = std::make_unique<ProgressBar>(*loader_.state(), loader_.size(), options_);
+  if (!postfix_.empty()) bar_->set_postfix(postfix_);
   auto inner = loader_.begin();
   if (!(inner != loader_.end())) bar_->close();
   return Iterator(std::move(inner), bar_.get(), &loader_);

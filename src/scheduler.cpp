@@ -95,6 +95,7 @@ AcceleratedScheduler::AcceleratedScheduler(LRScheduler& scheduler, std::vector<A
                                            GradientState& gradient_state, bool step_with_optimizer, bool split_batches,
                                            int num_processes)
     : scheduler_(scheduler),
+      alive_(scheduler.lifetime().watch()),
       optimizers_(std::move(optimizers)),
       gradient_state_(gradient_state),
       step_with_optimizer_(step_with_optimizer),
@@ -102,6 +103,9 @@ AcceleratedScheduler::AcceleratedScheduler(LRScheduler& scheduler, std::vector<A
       num_processes_(num_processes) {}
 
 void AcceleratedScheduler::step() {
+  ACCELERATE_CHECK(alive(), StateError,
+                   "scheduler.step(): the LRScheduler this prepared scheduler steps was destroyed; keep it alive while "
+                   "training, or prepare the new one.");
   if (!step_with_optimizer_) {
     scheduler_.step();
     return;

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -19,6 +20,11 @@ Action register_config(CLI::App& app);
 Action register_env(CLI::App& app);
 Action register_test(CLI::App& app);
 Action register_estimate(CLI::App& app);
+
+/// torchrun's and HF's `launch [flags] -- PROGRAM ARGS`: drops that `--` from `args` (argv) when it stands where
+/// PROGRAM would (CLI11 would take it as the end of every command's options and refuse what follows). A `--` after
+/// PROGRAM is the program's and stays.
+void drop_program_separator(const CLI::App& app, std::vector<std::string>& args);
 
 /// Runs a launch (config file merged in, program resolved, workers supervised); `test` reuses it.
 int run_launch(launcher::LaunchOptions& options);

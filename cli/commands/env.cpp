@@ -91,8 +91,16 @@ Action register_env(CLI::App& app) {
     } else {
       md << "- LibTorch: unknown (" << check << " --report did not run)\n";
     }
+    std::ostringstream notes;
+    std::optional<std::string> found;
+    if (std::error_code ec; !*config_file) {
+      found = existing_default_config(notes);
+    } else if (std::filesystem::exists(**config_file, ec)) {
+      found = *config_file;
+    }
     const auto path = config_file->value_or(default_config_path());
-    if (std::filesystem::exists(path)) {
+    if (!notes.str().empty()) md << "- " << notes.str();
+    if (found) {
       md << "- `accelerate-cpp` config file: " << path << "\n";
       std::ostringstream warnings;
       std::istringstream lines(describe(read_config(path, warnings)));

@@ -1,7 +1,9 @@
 // `accelerate-cpp estimate-memory`: HF's `accelerate estimate-memory` for training, with ZeRO stages.
 #include <accelerate/error.hpp>
 
+#include <charconv>
 #include <iostream>
+#include <limits>
 #include <optional>
 
 #include "commands/commands.hpp"
@@ -13,7 +15,7 @@ namespace {
 
 struct EstimateOptions {
   std::string model;
-  std::optional<int64_t> num_parameters;
+  std::optional<std::string> num_parameters;  // parsed here: CLI11 clamps a count past int64 silently
   int num_processes = 1;
   std::vector<std::string> dtypes = {"float32", "bfloat16", "float16"};
 };
@@ -27,13 +29,24 @@ std::string with_commas(int64_t n) {
   return out;
 }
 
+/// --num_parameters as a whole number that int64 holds: beyond it, a clear error instead of a clamped value.
+int64_t parse_count(const std::string& text) {
+  int64_t n = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), n);
+  ACCELERATE_CHECK(error != std::errc::result_out_of_range, ConfigError, "estimate-memory: --num_parameters ", text,
+                   " is larger than this tool counts (", std::numeric_limits<int64_t>::max(), ").");
+  ACCELERATE_CHECK(error == std::errc() && end == text.data() + text.size(), ConfigError,
+                   "estimate-memory: --num_parameters must be a whole number, got '", text, "'.");
+  return n;
+}
+
 int run_estimate(const EstimateOptions& o) {
   ACCELERATE_CHECK(o.model.empty() != !o.num_parameters, ConfigError,
                    "estimate-memory: give a model (a .safetensors file, an index or a folder) or --num_parameters, "
                    "one of them.");
   ModelSize size;
   if (o.num_parameters) {
-    size.parameters = *o.num_parameters;
+    size.parameters = parse_count(*o.num_parameters);
   } else {
     size = count_parameters(o.model);
   }

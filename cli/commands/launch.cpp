@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <thread>
 
@@ -79,6 +80,22 @@ Action register_launch(CLI::App& app) {
   };
 }
 
+void drop_program_separator(const CLI::App& app, std::vector<std::string>& args) {
+  if (args.size() < 2 || args[1] != "launch") return;
+  const auto* launch = app.get_subcommand("launch");
+  for (size_t i = 2; launch && i < args.size(); ++i) {
+    const auto& arg = args[i];
+    if (arg == "--") {
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+      return;
+    }
+    if (arg.empty() || arg[0] != '-') return;  // PROGRAM
+    const auto* option = launch->get_option_no_throw(arg.substr(0, arg.find('=')));
+    // A flag that takes a value, given as `--flag value`: skip the value.
+    if (option && option->get_items_expected_max() > 0 && arg.find('=') == std::string::npos) ++i;
+  }
+}
+
 namespace {
 
 /// torchrun's --max_restarts: a failed group is stopped as a whole (supervise does) and started again; the program
@@ -121,7 +138,7 @@ int run_with_restarts(launcher::LaunchPlan& plan, const launcher::LaunchOptions&
 
 int run_launch(launcher::LaunchOptions& o) {
   // --config_file, else the default file when there is one (as HF's launch does).
-  if (!o.config_file && std::filesystem::exists(default_config_path())) o.config_file = default_config_path();
+  if (!o.config_file) o.config_file = existing_default_config(std::cerr);
   if (o.config_file) launcher::merge_config_file(o, *o.config_file);
   const auto env = current_environment();
   const char* path = std::getenv("PATH");
@@ -140,7 +157,10 @@ int run_launch(launcher::LaunchOptions& o) {
                      "is ",
                      files.rlim_cur, " (ulimit -n). Use fewer processes per machine, or raise the limit.");
   }
+  // Ends the workers' children too if this launcher is SIGKILLed (the workers themselves die by PDEATHSIG).
+  launcher::Reaper reaper;
   launcher::SupervisorOptions supervision;
+  supervision.reaper = &reaper;
   supervision.rank_prefix = o.rank_prefix;
   supervision.grace_period_s = o.grace_period_s;
   return run_with_restarts(plan, o, supervision);

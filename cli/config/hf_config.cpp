@@ -105,21 +105,26 @@ T as(const YAML::Node& n, const std::string& key, const std::string& path, const
 }
 
 /// The top-level mapping with Python's rule for a key given twice: the last value wins (yaml-cpp's look-up would
-/// find the first). Each repeat is named in a warning.
+/// find the first). Each repeated key is named in one warning, with its count (a generated file may repeat one
+/// many times).
 class Keys {
  public:
   Keys(const YAML::Node& root, const std::string& path, std::ostream& warnings) {
+    std::map<std::string, std::pair<int, int>> repeats;  // key -> (times given, first line)
     for (const auto& item : root) {
       ACCELERATE_CHECK(item.first.IsScalar(), ConfigError, where(path, item.first), ": keys must be plain names, got '",
                        bounded(YAML::Dump(item.first)), "'.");
       const auto key = item.first.Scalar();
       if (auto it = values_.find(key); it != values_.end()) {
-        warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << bounded(key)
-                 << "' is given again (first on line " << it->second.first.Mark().line + 1
-                 << "); the last value is used, as Python's YAML loader does.\n";
+        ++repeats.try_emplace(key, 1, it->second.first.Mark().line + 1).first->second.first;
         values_.erase(it);
       }
       values_.emplace(key, std::make_pair(item.first, item.second));
+    }
+    for (const auto& [key, seen] : repeats) {
+      warnings << "accelerate-cpp: warning: " << where(path, values_.at(key).first) << ": '" << bounded(key)
+               << "' is given " << seen.first << " times (first on line " << seen.second
+               << "); the last value is used, as Python's YAML loader does.\n";
     }
   }
   /// The value of `key`, or an undefined node (false in a condition) when it is absent.
@@ -212,6 +217,19 @@ std::string default_config_path() {
   return base + "/accelerate-cpp/default_config.yaml";
 }
 
+std::optional<std::string> existing_default_config(std::ostream& notes) {
+  const auto path = default_config_path();
+  std::error_code ec;
+  const bool found = fs::is_regular_file(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+    notes << "accelerate-cpp: note: the default config file " << path << " cannot be looked at (" << ec.message()
+          << "); going on without it. Set " << env_var::kConfigFile
+          << " or pass --config_file to use one, or set HOME to a folder this user may read.\n";
+  }
+  if (!found) return std::nullopt;
+  return path;
+}
+
 HfConfig read_config(const std::string& path, std::ostream& warnings) {
   std::error_code ec;
   ACCELERATE_CHECK(
@@ -231,7 +249,11 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
                              e.mark.column + 1, "): ", bounded(e.msg), "."));
   }
   HfConfig c;
-  if (document.IsNull()) return c;
+  if (document.IsNull()) {
+    warnings << "accelerate-cpp: warning: config file " << path
+             << " is empty; the defaults are used. Fill it with `accelerate-cpp config`, or remove it.\n";
+    return c;
+  }
   ACCELERATE_CHECK(document.IsMap(), ConfigError, "config file ", path, " must hold a mapping of keys to values.");
   const Keys root(document, path, warnings);
   std::string unknown;

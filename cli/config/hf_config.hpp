@@ -32,6 +32,10 @@ struct HfConfig {
 /// $ACCELERATE_CPP_CONFIG_FILE, else ${XDG_CONFIG_HOME:-$HOME/.config}/accelerate-cpp/default_config.yaml.
 std::string default_config_path();
 
+/// default_config_path() when a file is there, else nullopt: also when it cannot be looked at (a HOME this user
+/// may not enter), which a note on `notes` says, as HF's isfile check goes on without it. No command needs the file.
+std::optional<std::string> existing_default_config(std::ostream& notes);
+
 /// Reads and validates `path`. Unknown keys, wrong types and unsupported values are ConfigErrors naming the line;
 /// HF keys that accelerate-cpp ignores (deepspeed_config, fsdp_config, ...) are written to `warnings`, by name.
 HfConfig read_config(const std::string& path, std::ostream& warnings);

@@ -90,7 +90,8 @@ std::vector<MemoryRow> estimate_training_memory(int64_t parameters, const std::v
   ACCELERATE_CHECK(num_processes >= 1, ConfigError, "estimate-memory: --num_processes must be >= 1, got ",
                    num_processes, ".");
   std::vector<MemoryRow> rows;
-  const double shard = static_cast<double>((parameters + num_processes - 1) / num_processes);
+  // Rounded up without the sum that overflows near int64's maximum.
+  const double shard = static_cast<double>(parameters / num_processes + (parameters % num_processes != 0 ? 1 : 0));
   for (const auto& dtype : dtypes) {
     const auto it = kBytes.find(dtype);
     ACCELERATE_CHECK(it != kBytes.end(), ConfigError, "estimate-memory: unknown dtype '", dtype,
@@ -104,9 +105,9 @@ std::vector<MemoryRow> estimate_training_memory(int64_t parameters, const std::v
 }
 
 std::string human_bytes(double bytes) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB"};
   int unit = 0;
-  while (bytes >= 1024 && unit < 4) bytes /= 1024, ++unit;
+  while (bytes >= 1024 && unit < 7) bytes /= 1024, ++unit;
   std::ostringstream s;
   s.precision(2);
   s << std::fixed << bytes << " " << kUnits[unit];

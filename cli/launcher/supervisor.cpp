@@ -89,6 +89,7 @@ struct Worker {
   bool stopped_by_us = false;
   int failure_order = -1;        // 0 for the first failure seen, ...
   bool frozen = false;           // stopped (SIGSTOP, a debugger) when the first failure came
+  bool unkillable = false;       // still alive kUnkillableWaitS after SIGKILL: left behind
   std::string error_file;        // ACCELERATE_CPP_ERROR_FILE of this worker
   std::deque<std::string> tail;  // last stderr lines
 };
@@ -175,6 +176,7 @@ class Supervisor {
       ::_exit(127);
     }
     ::setpgid(pid, pid);  // also from the parent: no window where a kill misses the group
+    if (options_.reaper) options_.reaper->watch(pid);
     ::close(out[1]);
     ::close(err[1]);
     ::close(status[1]);
@@ -329,6 +331,10 @@ class Supervisor {
       }
       reap(/*block=*/false);
       if (stopping_ && any_running() && Clock::now() >= kill_deadline_) stop_all(SIGKILL);
+      if (stopping_ && any_running() && Clock::now() >= kill_deadline_ + seconds(kUnkillableWaitS)) {
+        leave_unkillable_behind();
+        break;
+      }
       if (!stopping_ && preempted_deadline_ != Clock::time_point{} && Clock::now() >= preempted_deadline_) {
         begin_stop(SIGTERM, stop_grace());  // a preempted worker's peers that did not follow it
       }
@@ -360,11 +366,30 @@ class Supervisor {
     std::fflush(stderr);
   }
 
+  /// Workers that SIGKILL has not ended (frozen by a cgroup freezer, as `docker pause` does, or in an uninterruptible
+  /// wait such as a hung NFS mount) would hold the launcher until they can run again: it stops waiting for them.
+  /// Their SIGKILL stays pending, so they end as soon as they run.
+  void leave_unkillable_behind() {
+    for (auto& w : workers_) {
+      if (!w.running) continue;
+      w.unkillable = true;
+      w.frozen = true;  // it stopped answering: for the blame
+      std::fprintf(stderr,
+                   "accelerate-cpp launch: rank %d (local rank %d, pid %d) could not be killed: it is still there "
+                   "%.0f s after SIGKILL (frozen, as by `docker pause` or a cgroup freezer, or in an uninterruptible "
+                   "wait such as a hung NFS mount). The launcher exits without it; it ends when it can run again.\n",
+                   w.spec->rank, w.spec->local_rank, static_cast<int>(w.pid), kUnkillableWaitS);
+      if (first_failure_ < 0) first_failure_ = static_cast<int>(&w - workers_.data());
+    }
+    std::fflush(stderr);
+  }
+
   /// The workers ended after a preemption notice, or on their own with kExitPreempted or 0: the launcher's code
   /// (kExitPreempted, or 0 when all had finished), or nullopt when that is not how they ended.
   std::optional<int> preempted_ending() const {
     size_t saved = 0, done = 0, stopped = 0;
     for (const auto& w : workers_) {
+      if (w.unkillable) return std::nullopt;
       if (preempted(w.status)) {
         ++saved;
       } else if (finished(w.status)) {
@@ -398,7 +423,7 @@ class Supervisor {
     if (first_failure_ < 0) return 0;
     std::vector<WorkerOutcome> outcomes;
     for (const auto& w : workers_) {
-      const bool own_failure = failed(w.status) && !w.stopped_by_us;
+      const bool own_failure = (failed(w.status) && !w.stopped_by_us) || w.unkillable;
       outcomes.push_back({w.spec->rank, own_failure, w.failure_order, w.frozen,
                           own_failure ? read_collective_failure(w.error_file) : std::nullopt});
     }
@@ -436,8 +461,9 @@ class Supervisor {
     if (culprit && culprit != &first) print_tail(*culprit);
     for (const auto& other : workers_) {
       if (&other == culprit && !verdict.unresponsive) continue;
-      std::fprintf(stderr, "  rank %d %s%s\n", other.spec->rank, describe_status(other.status).c_str(),
-                   other.stopped_by_us ? " (stopped by the launcher)" : "");
+      std::fprintf(stderr, "  rank %d %s%s\n", other.spec->rank,
+                   other.unkillable ? "could not be killed (left running)" : describe_status(other.status).c_str(),
+                   other.stopped_by_us && !other.unkillable ? " (stopped by the launcher)" : "");
     }
     std::fflush(stderr);
     const auto& code_from = culprit && !verdict.unresponsive ? *culprit : first;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "launcher/launch_plan.hpp"
+#include "launcher/reaper.hpp"
 
 namespace accelerate::launcher {
 
@@ -13,10 +14,15 @@ struct SupervisorOptions {
   /// save and exit before SIGKILL. Other stops (a failed worker, Ctrl-C) wait at most kStopGraceS.
   double grace_period_s = 25.0;
   int stderr_tail_lines = 20;  ///< lines of a failed rank's stderr repeated in the summary
+  /// Told each worker's process group, to kill them if the launcher is SIGKILLed (none: only PDEATHSIG).
+  Reaper* reaper = nullptr;
 };
 
 /// The longest a stop other than a preemption waits between SIGTERM and SIGKILL (seconds).
 inline constexpr double kStopGraceS = 5.0;
+/// How long a worker may survive SIGKILL (frozen, or in an uninterruptible wait) before the launcher stops waiting
+/// for it, says so and exits (seconds).
+inline constexpr double kUnkillableWaitS = 5.0;
 
 struct SupervisionResult {
   int exit_code = 0;         ///< 0, kExitPreempted, the failed rank's code, or 128 + the launcher's signal

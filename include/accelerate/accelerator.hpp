@@ -28,9 +28,11 @@
 #include <torch/optim/optimizer.h>
 
 #include <accelerate/accelerator_options.hpp>
+#include <accelerate/checkpointable.hpp>
 #include <accelerate/collectives.hpp>
 #include <accelerate/data_loader.hpp>
 #include <accelerate/gradient_state.hpp>
+#include <accelerate/lifetime.hpp>
 #include <accelerate/optimizer.hpp>
 #include <accelerate/precision.hpp>
 #include <accelerate/preemption.hpp>
@@ -48,15 +50,6 @@ struct CheckpointContents;
 }  // namespace detail
 
 class Accelerator;
-
-/// A user object saved with save_state (HF's register_for_checkpointing): its state as tensors plus a JSON text.
-class Checkpointable {
- public:
-  virtual ~Checkpointable() = default;
-  virtual std::map<std::string, at::Tensor> state_tensors() const { return {}; }
-  virtual std::string state_json() const { return "{}"; }
-  virtual void load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& json) = 0;
-};
 
 /// RAII of accumulate(): decides whether this micro-step syncs; non-sync micro-steps neither all-reduce
 /// gradients nor step the optimizer or scheduler.
@@ -196,6 +189,19 @@ class Accelerator {
     return accelerate::gather(*state_, batch, where);
   }
   Batch gather_for_metrics(const Batch& batch, std::source_location where = std::source_location::current()) const;
+  /// HF's `preds, labels = accelerator.gather_for_metrics((preds, labels))`: both gathered (their dim 0 indexes the
+  /// same samples; other dims may differ), padding dropped, returned in order: `auto [p, l] = acc.gather_for_metrics(
+  /// preds, labels);`.
+  std::pair<at::Tensor, at::Tensor> gather_for_metrics(
+      const at::Tensor& first, const at::Tensor& second,
+      std::source_location where = std::source_location::current()) const;
+  /// HF's broadcast_object_list: `objects` on every rank becomes `from_process`'s list. T is c10::IValue or a plain
+  /// value (numbers, strings, vectors, string-keyed maps, nlohmann::json; see objects.hpp).
+  template <class T>
+  void broadcast_object_list(std::vector<T>& objects, int from_process = 0,
+                             std::source_location where = std::source_location::current()) const {
+    accelerate::broadcast_object_list(*state_, objects, from_process, where);
+  }
   Batch reduce(const Batch& batch, const std::string& reduction = "sum",
                std::source_location where = std::source_location::current()) const {
     return accelerate::reduce(*state_, batch, reduction, where);
@@ -252,9 +258,11 @@ class Accelerator {
   /// there is none yet (a first run; `--resume_from_checkpoint latest` then starts from scratch).
   std::optional<std::string> latest_checkpoint(std::source_location where = std::source_location::current()) const;
   ProjectConfiguration& project_configuration() { return options_.project; }
-  /// Saves `object` with every save_state as custom_checkpoint_<i>.safetensors, restores it in load_state.
-  void register_for_checkpointing(Checkpointable& object) { custom_objects_.push_back(&object); }
-  /// The model's weights as HF writes them (see model_io.hpp), by the main process; all ranks wait for it.
+  /// Saves `object` with every save_state as custom_checkpoint_<i>.safetensors, restores it in load_state. An
+  /// object destroyed afterwards is left out of later checkpoints (i counts the objects that still exist).
+  void register_for_checkpointing(Checkpointable& object);
+  /// The model's weights as HF writes them (see model_io.hpp), by the main process; all ranks wait for it (after
+  /// end_training, HF's order, there is nothing left to wait with: the main process writes, the others return).
   void save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
                   int64_t max_shard_size = int64_t{10} << 30,
                   std::source_location where = std::source_location::current());
@@ -314,6 +322,10 @@ class Accelerator {
   /// load_state's work; `automatic` (the folder was chosen by us) allows falling back to an older checkpoint.
   std::string load_state_from(const std::filesystem::path& dir, bool automatic, std::source_location where);
   detail::CheckpointContents checkpoint_contents();
+  /// Says once that mixed precision is configured but this backward's forward ran outside autocast.
+  void check_autocast_ran(std::source_location where);
+  /// Says once that gather_for_metrics runs outside a prepared loader's loop with several processes.
+  void check_metrics_source(std::source_location where) const;
 
   AcceleratorOptions options_;
   std::shared_ptr<ProcessState> state_;
@@ -331,11 +343,19 @@ class Accelerator {
   std::vector<std::unique_ptr<detail::DataParallel>> models_;
   std::vector<std::unique_ptr<detail::ZeroOptimizer>> sharded_optimizers_;  // before optimizers_, which use them
   std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;
-  std::vector<DataLoader*> loaders_;
-  std::vector<Checkpointable*> custom_objects_;
+  // Loaders, schedulers and registered objects belong to the user, who may destroy them (an evaluation loader
+  // prepared per epoch): the Accelerator never reads one that is gone, and a new one at a freed address prepares.
+  std::vector<Watched<DataLoader>> loaders_;
+  std::vector<Watched<Checkpointable>> custom_objects_;
   std::deque<AcceleratedOptimizer> optimizers_;
-  std::deque<AcceleratedScheduler> schedulers_;
-  std::vector<const void*> prepared_;  // what was prepared, to refuse preparing it twice
+  std::deque<AcceleratedScheduler> schedulers_;  // ones whose LRScheduler is gone stay (references were handed out)
+  // Mistakes that train or evaluate silently, each said once: autocast() calls (and their count at the last
+  // backward), and whether each hint was given.
+  struct Hints {
+    int64_t autocast_regions = 0, regions_at_backward = 0;
+    bool autocast_said = false, metrics_said = false;
+  };
+  mutable Hints hints_;
 };
 
 }  // namespace accelerate

@@ -11,7 +11,6 @@
 
 namespace accelerate {
 
-/// HF's DistributedDataParallelKwargs (the fields that apply here).
 /// HF's DistributedDataParallelKwargs (torch DDP's constructor arguments).
 struct DdpOptions {
   double bucket_cap_mb = 25;
@@ -22,6 +21,16 @@ struct DdpOptions {
   /// forward; without a forward hook in C++ we do it at the end of each Accelerator::backward, so the next forward
   /// starts from rank 0's buffers just the same, and nothing the backward still needs is overwritten.
   bool broadcast_buffers = true;
+};
+
+/// HF's log_with: one tracker name as HF takes a string (`.log_with = "tensorboard"`), several
+/// (`.log_with = {"tensorboard", "jsonl"}`), or "all". A list of names, as make_trackers reads it.
+struct LogWith : std::vector<std::string> {
+  using std::vector<std::string>::vector;
+  LogWith() = default;
+  LogWith(std::vector<std::string> names) : std::vector<std::string>(std::move(names)) {}
+  LogWith(const char* name) : std::vector<std::string>{std::string(name)} {}
+  LogWith(std::string name) : std::vector<std::string>{std::move(name)} {}
 };
 
 /// HF's ProjectConfiguration: where checkpoints go and how many are kept.
@@ -64,7 +73,7 @@ struct AcceleratorOptions {
   /// DataLoaderConfiguration: complete the last round from the start so every process gets as many batches.
   bool even_batches = true;
   /// Trackers for init_trackers/log: "tensorboard", "jsonl", "csv", "all" (HF's log_with).
-  std::vector<std::string> log_with;
+  LogWith log_with;
   /// HF's project_dir argument: the same as project.project_dir (give one of them, or the same folder twice).
   std::string project_dir;
   /// HF's project_config.

@@ -22,6 +22,7 @@
 
 #include <accelerate/batch.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/objects.hpp>
 #include <accelerate/process_state.hpp>
 
 namespace accelerate {
@@ -50,6 +51,21 @@ at::Tensor broadcast(const ProcessState& state, at::Tensor tensor, int from_proc
 /// Replaces `objects` on every rank with the list held by `from_process` (HF: in place).
 void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& objects, int from_process = 0,
                            std::source_location where = std::source_location::current());
+/// The same for plain C++ values (objects.hpp: numbers, strings, vectors, string-keyed maps, nlohmann::json), so a
+/// config needs no c10::Dict: `std::vector<nlohmann::json> config{cfg}; broadcast_object_list(state, config);`.
+/// Throws c10::Error when a received value does not convert to T (a rank that sent another type).
+template <class T>
+requires(!std::is_same_v<T, c10::IValue>) void broadcast_object_list(
+    const ProcessState& state, std::vector<T>& objects, int from_process = 0,
+    std::source_location where = std::source_location::current()) {
+  std::vector<c10::IValue> wire;
+  if (state.process_index() == from_process)
+    for (const auto& o : objects) wire.push_back(detail::to_ivalue(o));
+  broadcast_object_list(state, wire, from_process, where);
+  if (state.process_index() == from_process) return;
+  objects.clear();
+  for (const auto& w : wire) objects.push_back(detail::from_ivalue<T>(w));
+}
 
 /// All-reduces a copy of `tensor`. Mean divides the sum by the number of processes (floating dtypes only).
 at::Tensor reduce(const ProcessState& state, const at::Tensor& tensor, Reduction reduction = Reduction::Mean,

@@ -16,6 +16,7 @@
 #include <accelerate/batch.hpp>
 #include <accelerate/collate.hpp>
 #include <accelerate/dataset.hpp>
+#include <accelerate/lifetime.hpp>
 #include <accelerate/worker_info.hpp>
 
 namespace accelerate {
@@ -129,6 +130,8 @@ class DataLoader {
   bool is_prepared() const { return state_ != nullptr; }
   /// The process state given by prepare (nullptr before).
   const ProcessState* state() const { return state_; }
+  /// Lets an Accelerator that prepared this loader see whether it still exists.
+  const Lifetime& lifetime() const { return lifetime_; }
 
  private:
   DataLoader(std::shared_ptr<Dataset> dataset, DataLoaderOptions options, std::shared_ptr<IterableDataset> stream);
@@ -140,7 +143,10 @@ class DataLoader {
   /// Loads the batch of `indices`, number `in_epoch` of `epoch`, with data_generator() seeded for it; runs on a
   /// worker. Errors become a DataError naming the failing sample.
   Batch load_batch(const std::vector<int64_t>& indices, int64_t epoch, int64_t in_epoch, uint64_t seed) const;
+  /// The base seed of this epoch's data_generator() draws (WorkerInfo::seed): new each epoch, different per rank.
+  uint64_t epoch_base_seed() const;
 
+  Lifetime lifetime_;
   std::shared_ptr<Dataset> dataset_;
   DataLoaderOptions options_;
   ShardOptions shard_;

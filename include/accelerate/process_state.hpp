@@ -79,6 +79,8 @@ class ProcessState {
   /// Barrier with the others, then leaves the process group. Collectives afterwards throw StateError.
   /// The destructor leaves without the barrier (a barrier in a destructor can hang when a peer died).
   void destroy_process_group();
+  /// destroy_process_group() (end_training) has run: there are no collectives any more.
+  bool process_group_destroyed() const;
 
   /// Internal: the communicator behind the collectives (null for a single process or after teardown).
   detail::Communicator* communicator() const { return comm_.get(); }

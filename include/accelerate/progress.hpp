@@ -54,7 +54,9 @@ class ProgressBar {
 
 /// tqdm's `for batch in tqdm(loader)`: `for (auto& batch : progress_bar(loader))` iterates a prepared loader and
 /// advances a bar of loader.size() steps, closed when the loop ends. Throws StateError for a loader that was not
-/// prepared (the bar needs its process state; use ProgressBar(state, total) directly otherwise).
+/// prepared (the bar needs its process state; use ProgressBar(state, total) directly otherwise). tqdm's
+/// `bar.set_postfix(loss=...)` inside the loop: `auto bar = progress_bar(loader); for (auto& batch : bar) { ...;
+/// bar.set_postfix({{"loss", loss.item<double>()}}); }`.
 class ProgressRange {
  public:
   ProgressRange(DataLoader& loader, ProgressOptions options);
@@ -74,11 +76,16 @@ class ProgressRange {
   };
   Iterator begin();
   Iterator end() { return Iterator(loader_.end(), nullptr, &loader_); }
+  /// Values shown after the counts from now on (ProgressBar::set_postfix); before the loop, from its start.
+  void set_postfix(const LogValues& values);
+  /// The bar of the running loop (nullptr before it starts).
+  ProgressBar* bar() { return bar_.get(); }
 
  private:
   DataLoader& loader_;
   ProgressOptions options_;
   std::unique_ptr<ProgressBar> bar_;
+  LogValues postfix_;  // shown from the start of the next loop
 };
 
 inline ProgressRange progress_bar(DataLoader& loader, ProgressOptions options = {}) {

@@ -9,6 +9,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <accelerate/gradient_state.hpp>
+#include <accelerate/lifetime.hpp>
 
 namespace accelerate {
 
@@ -27,9 +28,12 @@ class LRScheduler {
   }
   std::vector<double> get_last_lr() const;
   torch::optim::Optimizer& optimizer() { return optimizer_; }
+  /// Lets an Accelerator that prepared this scheduler see whether it still exists.
+  const Lifetime& lifetime() const { return lifetime_; }
 
  private:
   void apply();
+  Lifetime lifetime_;
   torch::optim::Optimizer& optimizer_;
   std::function<double(int64_t)> lambda_;
   std::vector<double> base_lrs_;
@@ -57,9 +61,12 @@ class AcceleratedScheduler {
   void step();
   std::vector<double> get_last_lr() const { return scheduler_.get_last_lr(); }
   LRScheduler& scheduler() { return scheduler_; }
+  /// The LRScheduler it steps still exists (step() on one that does not is a StateError; save_state skips it).
+  bool alive() const { return !alive_.expired(); }
 
  private:
   LRScheduler& scheduler_;
+  std::weak_ptr<const void> alive_;
   std::vector<AcceleratedOptimizer*> optimizers_;
   GradientState& gradient_state_;
   bool step_with_optimizer_, split_batches_;

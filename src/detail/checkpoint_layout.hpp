@@ -21,7 +21,10 @@
 
 namespace accelerate::detail::checkpoint {
 
-inline constexpr int kFormatVersion = 1;
+/// 2: checksums.json is part of the format (a current checkpoint without it lost it, and is refused); 1: written
+/// before it existed (it may have one, checked when present).
+inline constexpr int kFormatVersion = 2;
+inline constexpr int kOldestFormatVersion = 1;
 inline constexpr const char* kComplete = "COMPLETE";
 inline constexpr const char* kNodeLocal = "NODE_LOCAL";
 inline constexpr const char* kMetadata = "metadata.json";

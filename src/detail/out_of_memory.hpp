@@ -18,6 +18,13 @@ class PeerOutOfMemory : public Error {
   using Error::Error;
 };
 
+/// An out-of-memory error in a dataset's get or a collate, with the loader's context (which rank, sample, batch):
+/// still a DataError for a program that catches those, and still out of memory for find_executable_batch_size.
+class DataOutOfMemory : public DataError {
+ public:
+  using DataError::DataError;
+};
+
 /// The number of processes that ran out of memory since the last check (`here`: this one did): one all-reduce.
 int64_t out_of_memory_count(const ProcessState& state, bool here);
 

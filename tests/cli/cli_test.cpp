@@ -233,3 +233,25 @@ TEST(Cli, HelpShowsEveryFlagWithItsDefault) {
     }
   }
 }
+
+// Issue 23, item 10: `launch [flags] -- PROGRAM ARGS`, as torchrun and HF accept it.
+TEST(Cli, LaunchTakesADoubleDashBeforeTheProgram) {
+  auto r = run({kCli, "launch", "--cpu", "--no_rank_prefix", "--", "/bin/sh", "-c", "echo ran with $0 $1", "x", "--y"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ran with x --y"), std::string::npos) << r.output;
+}
+
+// Issue 23, item 12: counts near int64's maximum give correct (large) figures, never negative ones; a count beyond
+// it is an error, not a clamped value.
+TEST(Cli, EstimateMemoryNeitherOverflowsNorClamps) {
+  auto r = run({kCli, "estimate-memory", "--num_parameters", "9223372036854775807", "--num_processes", "3"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("| -"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("32.00 EiB"), std::string::npos) << r.output;  // 2^63 float32 weights: 2^65 bytes
+  r = run({kCli, "estimate-memory", "--num_parameters", "99999999999999999999"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--num_parameters 99999999999999999999 is larger than"), std::string::npos) << r.output;
+  r = run({kCli, "estimate-memory", "--num_parameters", "12x"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("must be a whole number, got '12x'"), std::string::npos) << r.output;
+}

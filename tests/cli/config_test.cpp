@@ -3,10 +3,13 @@
 #include <accelerate/error.hpp>
 #include <accelerate/platform.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
 #include <sstream>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "config/hf_config.hpp"
 
@@ -102,8 +105,35 @@ TEST(HfConfig, ARepeatedKeyTakesTheLastValue) {
   const auto c = read_config(path, warnings);
   EXPECT_EQ(c.num_processes, 3);
   EXPECT_EQ(c.mixed_precision, "bf16");
-  EXPECT_NE(warnings.str().find("line 3: 'num_processes' is given again (first on line 1)"), std::string::npos)
+  EXPECT_NE(warnings.str().find("line 3: 'num_processes' is given 2 times (first on line 1)"), std::string::npos)
       << warnings.str();
+  fs::remove(path);
+}
+
+// Issue 23, item 11: a key repeated 100,000 times is one warning with the count, not 100,000 lines.
+TEST(HfConfig, AKeyRepeatedManyTimesIsOneWarning) {
+  std::string text;
+  for (int i = 0; i < 100000; ++i) text += "num_processes: " + std::to_string(i % 7 + 1) + "\n";
+  text += "mixed_precision: bf16\nmixed_precision: fp16\n";
+  const auto path = write_temp("many.yaml", text);
+  std::ostringstream warnings;
+  const auto c = read_config(path, warnings);
+  EXPECT_EQ(c.num_processes, 99999 % 7 + 1);
+  EXPECT_EQ(c.mixed_precision, "fp16");
+  const auto w = warnings.str();
+  EXPECT_EQ(std::count(w.begin(), w.end(), '\n'), 2) << w.substr(0, 500);
+  EXPECT_NE(w.find("line 100000: 'num_processes' is given 100000 times (first on line 1)"), std::string::npos) << w;
+  EXPECT_NE(w.find("'mixed_precision' is given 2 times (first on line 100001)"), std::string::npos) << w;
+  fs::remove(path);
+}
+
+// Issue 23, item 13: an empty config file is a warning (the defaults apply), not silence.
+TEST(HfConfig, AnEmptyFileIsAWarning) {
+  const auto path = write_temp("empty.yaml", "");
+  std::ostringstream warnings;
+  const auto c = read_config(path, warnings);
+  EXPECT_EQ(c.num_processes, 1);
+  EXPECT_NE(warnings.str().find("is empty; the defaults are used"), std::string::npos) << warnings.str();
   fs::remove(path);
 }
 
@@ -213,4 +243,42 @@ TEST(Platform, EachPlatformFromItsEnvironment) {
   EXPECT_EQ(local.platform, Platform::Local);
   EXPECT_EQ(local.output_dir, cwd);
   EXPECT_EQ(to_string(Platform::Colab), "Google Colab");
+}
+
+// Issue 23, item 13: a HOME this user may not enter (uid 65534 with HOME=/root) is a note, and the run goes on
+// without a config file, as HF's isfile check does; it used to fail every command. Root enters any folder, so
+// as root the check runs in a child that drops to uid 65534.
+TEST(HfConfig, AnUnreadableHomeIsANoteNotAnError) {
+  const auto home = fs::temp_directory_path() / ("accelerate_home_" + std::to_string(::getpid()));
+  fs::create_directories(home / ".config" / "accelerate-cpp");
+  std::ofstream(home / ".config" / "accelerate-cpp" / "default_config.yaml") << "num_processes: 2\n";
+  fs::permissions(home, fs::perms::owner_all);  // 0700: only its owner enters
+  if (::getuid() != 0) fs::permissions(home, fs::perms::none);
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(out[0]);
+    ::setenv("HOME", home.c_str(), 1);
+    ::unsetenv("XDG_CONFIG_HOME");
+    ::unsetenv("ACCELERATE_CPP_CONFIG_FILE");
+    if (::getuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    std::ostringstream notes;
+    const auto found = existing_default_config(notes);
+    const auto text = notes.str();
+    if (::write(out[1], text.data(), text.size()) < 0) ::_exit(4);
+    ::_exit(found ? 1 : 0);
+  }
+  ::close(out[1]);
+  std::string notes;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) notes.append(buffer, static_cast<size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  fs::permissions(home, fs::perms::owner_all);
+  fs::remove_all(home);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: a file was reported found; 3: could not drop to uid 65534";
+  EXPECT_NE(notes.find("cannot be looked at (Permission denied); going on without it"), std::string::npos) << notes;
 }

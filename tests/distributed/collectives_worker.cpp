@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 using namespace accelerate;
 
@@ -178,6 +179,29 @@ TEST(Collectives, BroadcastObjectList) {
   EXPECT_DOUBLE_EQ(objects[2].toDouble(), 3.5);
 }
 
+// HF's broadcast_object_list of a config dict, in plain C++ values: no c10::Dict to build.
+TEST(Collectives, BroadcastObjectListOfPlainValues) {
+  Accelerator acc(std::shared_ptr<ProcessState>(g_state, [](ProcessState*) {}), {.cpu = !S().device().is_cuda()});
+  const bool source = rank() == 0;
+  std::vector<nlohmann::json> config{source ? nlohmann::json{{"lr", 3e-4}, {"layers", {4, 8}}, {"name", "run"}}
+                                            : nlohmann::json{}};
+  acc.broadcast_object_list(config);
+  ASSERT_EQ(config.size(), 1u);
+  EXPECT_EQ(config[0].at("layers").at(1), 8);
+  EXPECT_EQ(config[0].at("name"), "run");
+  std::vector<std::map<std::string, std::vector<double>>> maps{{{"betas", {0.9, 0.95}}}};
+  if (!source) maps = {};
+  acc.broadcast_object_list(maps);
+  ASSERT_EQ(maps.size(), 1u);
+  EXPECT_EQ(maps[0].at("betas"), (std::vector<double>{0.9, 0.95}));
+  std::vector<std::string> words{source ? "from rank 0" : "stale", "second"};
+  std::vector<int> numbers{source ? 7 : -1};
+  acc.broadcast_object_list(words);
+  acc.broadcast_object_list(numbers);
+  EXPECT_EQ(words, (std::vector<std::string>{"from rank 0", "second"}));
+  EXPECT_EQ(numbers, std::vector<int>{7});
+}
+
 TEST(Collectives, Reduce) {
   auto t = on_device(at::full({3}, rank() + 1.0, at::kDouble));
   const double n = world();
@@ -268,6 +292,40 @@ TEST(Collectives, DatasetSmallerThanTheWorld) {
   std::vector<int64_t> expected(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) expected[static_cast<size_t>(i)] = i;
   EXPECT_EQ(seen, expected);  // each sample once, in order
+}
+
+// HF's `preds, labels = accelerator.gather_for_metrics((preds, labels))`, with the last round's padding dropped
+// from both; and a warning (once, main process) when the batches come from a loader that was not prepared.
+TEST(Collectives, GatherForMetricsOfTwoTensorsAndAnUnpreparedLoader) {
+  Accelerator acc(std::shared_ptr<ProcessState>(g_state, [](ProcessState*) {}), {.cpu = !S().device().is_cuda()});
+  const int64_t n = 2 * world() + 1;  // the last round is padded
+  auto data = at::arange(n, at::kLong);
+  DataLoader loader(std::make_shared<TensorDataset>(data, data * 10), {.batch_size = 1});
+  auto& dl = acc.prepare(loader);
+  std::vector<int64_t> preds, labels;
+  ::testing::internal::CaptureStderr();
+  for (auto& batch : dl) {
+    auto [p, l] = acc.gather_for_metrics(batch.data, batch.target.unsqueeze(1));  // other trailing dims
+    ASSERT_EQ(p.size(0), l.size(0));
+    for (int64_t i = 0; i < p.size(0); ++i)
+      preds.push_back(p[i].item<int64_t>()), labels.push_back(l[i][0].item<int64_t>());
+  }
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("gather_for_metrics"), std::string::npos);
+  ASSERT_EQ(preds.size(), static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(labels[static_cast<size_t>(i)], 10 * preds[static_cast<size_t>(i)]);
+  // The evaluation loader left unprepared: every rank evaluates everything.
+  DataLoader unprepared(std::make_shared<TensorDataset>(data, data), {.batch_size = 4});
+  ::testing::internal::CaptureStderr();
+  int64_t gathered = 0;
+  for (auto& batch : unprepared) gathered += acc.gather_for_metrics(batch.data).size(0);
+  const auto said = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(gathered, n * world());
+  if (world() > 1 && rank() == 0) {
+    EXPECT_NE(said.find("runs outside the loop of a prepared data loader"), std::string::npos) << said;
+    EXPECT_EQ(said.find("outside the loop", said.find("outside the loop") + 1), std::string::npos) << "said twice";
+  } else {
+    EXPECT_EQ(said.find("outside the loop"), std::string::npos) << said;
+  }
 }
 
 TEST(Collectives, MainProcessFirst) {

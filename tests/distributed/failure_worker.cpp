@@ -3,6 +3,7 @@
 //   sigkill    rank 1 kills itself with SIGKILL while the others wait in a collective
 //   hang       rank 1 stays alive but never calls the collective; the others time out (ACCELERATE_CPP_TIMEOUT)
 //   skip       rank 1 skips the reduce and goes on to wait_for_everyone (ranks out of step)
+//   gather_vs_reduce  rank 0 gathers a [3, 5] tensor while rank 1 reduces 4 floats (Gloo sees data of another size)
 //   shapes     rank 1 gathers a [1, 2, 5] tensor where rank 0 gathers [1, 5] (run with ACCELERATE_DEBUG_MODE=1)
 //   sleep      every rank sleeps (for signal-forwarding tests)
 //   rendezvous join the group and exit 0 (also the launch benchmark's probe)
@@ -20,6 +21,7 @@
 //              itself SIGTERM at step 5 while TORCHELASTIC_RESTART_COUNT < 2; at step 50 every rank exits 0
 //   preempt_ignore  check_preemption() once (the handlers are installed), then sleep without checking again
 //   preempt_wait  every rank calls check_preemption() every 10 ms for 20 s and exits 75 when it is true
+//   save_after_end DIR  a trained model saved with save_model(DIR) after end_training (HF's order; must work)
 // With PID_DIR set, each rank writes its pid to PID_DIR/rank<N>.pid first.
 #include <accelerate/accelerate.hpp>
 
@@ -89,6 +91,15 @@ int main(int argc, char** argv) try {
     std::cout << "check_one_rank finished (unexpected)" << std::endl;
     return 0;
   }
+  if (mode == "save_after_end") {
+    accelerate::Accelerator acc(shared_state, {.cpu = true});
+    auto model = acc.prepare(torch::nn::Linear(8, 8));
+    acc.backward(model->forward(at::randn({4, 8})).pow(2).mean());
+    acc.end_training();
+    acc.save_model(model, argc > 2 ? argv[2] : "");
+    std::cout << "saved after end_training" << std::endl;
+    return 0;
+  }
   if (mode == "slow") {
     accelerate::wait_for_everyone(state);
     if (state.process_index() == 1) std::this_thread::sleep_for(std::chrono::seconds(5));
@@ -124,6 +135,15 @@ int main(int argc, char** argv) try {
       accelerate::wait_for_everyone(state);
       return 0;
     }
+  }
+  if (mode == "gather_vs_reduce") {
+    if (state.process_index() == 0) {
+      accelerate::gather(state, at::ones({3, 5}));
+    } else {
+      accelerate::reduce(state, at::ones({4}), accelerate::Reduction::Sum);
+    }
+    std::cout << "mismatched collective finished (unexpected)" << std::endl;
+    return 0;
   }
   if (mode == "shapes") {
     const auto shape = state.process_index() == 1 ? std::vector<int64_t>{1, 2, 5} : std::vector<int64_t>{1, 5};

@@ -506,3 +506,120 @@ TEST(LaunchBadInputFiles, UnreachableMasterTimesOut) {
   EXPECT_TRUE(contains(r.output, "could not complete the rendezvous at 127.0.0.1:" + port)) << r.output;
   EXPECT_TRUE(contains(r.output, "root cause: rank 1")) << r.output;
 }
+
+TEST(LaunchBadInputFiles, AMasterPortThatNeverAnswersTimesOut) {
+  // A stale or foreign service on the master port: the kernel completes the connection (listen, never accept),
+  // then nothing is ever said. Machine 1 must give up within about --timeout, naming the address and port.
+  const auto [fd, port] = reserve_port();
+  ASSERT_EQ(::listen(fd, 16), 0);
+  auto r = launch({"--num_processes", "2", "--num_machines", "2", "--machine_rank", "1", "--main_process_ip",
+                   "127.0.0.1", "--main_process_port", port, "--timeout", "3", kWorker, "rendezvous"},
+                  {}, std::chrono::seconds(40));
+  ::close(fd);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 20.0) << r.output;
+  EXPECT_TRUE(contains(r.output, "127.0.0.1:" + port)) << r.output;
+}
+
+TEST(Launch, SaveModelAfterEndTrainingWorks) {
+  // HF's order: end_training, then save_model. The main process writes; nobody waits on a destroyed group.
+  const auto dir = fs::temp_directory_path() / ("accelerate_save_after_end_" + std::to_string(::getpid()));
+  auto r = launch({"--num_processes", "2", kWorker, "save_after_end", dir.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  expect_output_has(r.output, {"[rank0]: saved after end_training", "[rank1]: saved after end_training"});
+  EXPECT_TRUE(fs::exists(dir / "model.safetensors")) << r.output;
+  fs::remove_all(dir);
+}
+
+namespace {
+/// A cgroup-v1 freezer group of our own (as `docker pause` uses), or an empty path where none can be made.
+struct FreezerGroup {
+  fs::path path;
+  FreezerGroup() {
+    const fs::path root = "/sys/fs/cgroup/freezer";
+    std::error_code e;
+    if (!fs::exists(root / "freezer.state", e) && !fs::exists(root / "tasks", e)) return;
+    const auto p = root / ("accelerate_test_" + std::to_string(::getpid()));
+    if (fs::create_directory(p, e) && fs::exists(p / "freezer.state", e)) path = p;
+  }
+  bool freeze(int pid) const {
+    std::ofstream(path / "cgroup.procs") << pid << std::endl;
+    std::ofstream(path / "freezer.state") << "FROZEN" << std::endl;
+    std::string state;
+    for (int i = 0; i < 100 && state != "FROZEN"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::ifstream(path / "freezer.state") >> state;
+    }
+    return state == "FROZEN";
+  }
+  ~FreezerGroup() {
+    if (path.empty()) return;
+    std::ofstream(path / "freezer.state") << "THAWED" << std::endl;  // its pending SIGKILL then ends it
+    for (int i = 0; i < 100; ++i) {
+      std::error_code e;
+      if (fs::remove(path, e)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+};
+}  // namespace
+
+TEST(LaunchFailure, AWorkerThatCannotBeKilledIsNamedAndLeftBehind) {
+  FreezerGroup freezer;
+  if (freezer.path.empty()) GTEST_SKIP() << "no cgroup-v1 freezer that this user can write";
+  PidDir pids;
+  bool frozen = false;
+  auto r = run({kLauncher, "launch", "--num_processes", "2", "--timeout", "4", kWorker, "train"},
+               {{"PID_DIR", pids.str()}}, std::chrono::seconds(60), [&](int) {
+                 for (int i = 0; i < 600 && (pids.pid_of(0) == 0 || pids.pid_of(1) == 0); ++i) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                 }
+                 std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+                 frozen = freezer.freeze(pids.pid_of(1));
+               });
+  ASSERT_TRUE(frozen) << r.output;
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  // The timeout (4 s), then SIGTERM -> SIGKILL (5 s) and the wait for the kill (5 s), with room for a slow machine.
+  EXPECT_LT(r.seconds, 30.0) << r.output;
+  expect_output_has(r.output, {"rank 1 (local rank 1, pid " + std::to_string(pids.pid_of(1)) + ") could not be killed",
+                               "root cause: rank 1"});
+}
+
+// A wrapper script's plain child (torchrun leaves it running): no process of the job outlives a SIGKILLed launcher.
+TEST(LaunchFailure, AWrappersChildrenDieWithAKilledLauncher) {
+  PidDir pids;
+  const std::string script = "sleep 1000 & echo $! > \"$PID_DIR/child$RANK.pid\"; wait";
+  auto r = run({kLauncher, "launch", "--num_processes", "2", "sh", "-c", script}, {{"PID_DIR", pids.str()}},
+               std::chrono::seconds(30), [&](int pid) {
+                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                 }
+                 ::kill(pid, SIGKILL);
+               });
+  EXPECT_FALSE(r.timed_out) << r.output;
+  ASSERT_EQ(pids.pids().size(), 2u) << r.output;
+  for (int i = 0; i < 40 && (process_alive(pids.pids()[0]) || process_alive(pids.pids()[1])); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (int pid : pids.pids()) {
+    EXPECT_FALSE(process_alive(pid)) << "a worker's child (pid " << pid << ") outlived the SIGKILLed launcher";
+    if (process_alive(pid)) ::kill(pid, SIGKILL);
+  }
+}
+
+TEST(LaunchFailure, AMismatchThatGlooSeesFirstIsTheSameErrorNotAnAbort) {
+  // Gloo receives data of another size than it posted for and raises in its own thread; that must not abort the
+  // rank (SIGABRT, uncatchable): every rank gets the deadlock error naming both calls, within seconds.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto r = launch({"--num_processes", "2", kWorker, "gather_vs_reduce"});
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_LT(r.seconds, 20.0) << r.output;
+    expect_output_has(r.output, {"rank 0 is in gather (failure_worker.cpp:", "rank 1 is in reduce (failure_worker.cpp:",
+                                 "[rank0]: failure_worker: ", "[rank1]: failure_worker: "});
+    EXPECT_FALSE(contains(r.output, "EnforceNotMet")) << r.output;
+    EXPECT_FALSE(contains(r.output, "SIGABRT")) << r.output;
+    EXPECT_FALSE(contains(r.output, "unexpected")) << r.output;
+  }
+}

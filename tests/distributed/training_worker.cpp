@@ -202,6 +202,35 @@ TEST(Equivalence, FrozenParametersAndBuffersAreRank0s) {
   same_everywhere(model->trained->weight, "trained weight");
 }
 
+// ---- random augmentation: each rank draws its own numbers (HF's device_specific seeding, torchtune's seed + rank)
+namespace {
+class AugmentedDataset final : public Dataset {
+ public:
+  int64_t size() const override { return 16; }
+  Batch get(int64_t) const override { return {at::rand({3}, data_generator()), torch::tensor(0)}; }
+};
+}  // namespace
+
+TEST(DataLoaderSeeds, EveryRankDrawsItsOwnAugmentation) {
+  if (g_state->num_processes() < 2) GTEST_SKIP() << "needs two ranks";
+  for (std::optional<int64_t> seed : {std::optional<int64_t>{}, std::optional<int64_t>{7}}) {
+    for (int workers : {0, 1}) {
+      AcceleratorOptions options;
+      options.cpu = true;
+      Accelerator acc(g_state, options);
+      acc.set_seed(42, /*device_specific=*/true);
+      DataLoader loader(std::make_shared<AugmentedDataset>(), {.batch_size = 2, .seed = seed, .num_workers = workers});
+      auto& prepared = acc.prepare(loader);
+      for (auto& batch : prepared) {
+        auto all = acc.gather(batch.data);  // [2 * world, 3]
+        for (int64_t r = 1; r < acc.num_processes(); ++r)
+          EXPECT_FALSE(at::equal(all.narrow(0, 2 * r, 2), all.narrow(0, 0, 2)))
+              << "rank " << r << " drew rank 0's numbers (seed " << seed.value_or(-1) << ", " << workers << " workers)";
+      }
+    }
+  }
+}
+
 // ---- find_executable_batch_size: every process takes the same batch size on every attempt ----
 namespace {
 
@@ -235,6 +264,40 @@ int64_t train_until_it_fits(Accelerator& acc, int64_t batch_size, int64_t limit,
   return batch_size;
 }
 
+/// A dataset whose samples run out of memory on rank 1 while the batch is larger than `limit` (as an allocator
+/// refusing a sample's tensor in Dataset::get would).
+class HungryDataset final : public Dataset {
+ public:
+  HungryDataset(int64_t size, int64_t batch_size, int64_t limit, int rank)
+      : size_(size), oom_(rank == 1 && batch_size > limit) {}
+  int64_t size() const override { return size_; }
+  Batch get(int64_t index) const override {
+    TORCH_CHECK_WITH(OutOfMemoryError, !oom_, "injected: DefaultCPUAllocator: can't allocate memory");
+    return {torch::randn({6}), torch::tensor(index % 3)};
+  }
+
+ private:
+  int64_t size_;
+  bool oom_;
+};
+
+int64_t train_until_the_data_fits(Accelerator& acc, int64_t batch_size, int num_workers, int* attempts) {
+  ++*attempts;
+  Mlp model;
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  DataLoader loader(
+      std::make_shared<HungryDataset>(batch_size * acc.num_processes() * 3, batch_size, 20, acc.process_index()),
+      {.batch_size = batch_size, .num_workers = num_workers});
+  auto [net, opt, dl] = acc.prepare(model, sgd, loader);
+  for (auto& batch : dl) {
+    auto accumulate = acc.accumulate(net);
+    acc.backward(torch::cross_entropy_loss(net->forward(batch.data), batch.target));
+    opt.step();
+    opt.zero_grad();
+  }
+  return batch_size;
+}
+
 void expect_same_everywhere(int64_t value, const char* what) {
   auto all = gather(*g_state, torch::tensor({value}));
   for (int r = 1; r < all.size(0); ++r) EXPECT_EQ(all[r].item<int64_t>(), value) << what << " on rank " << r;
@@ -255,6 +318,24 @@ TEST(FindExecutableBatchSize, OneProcessOutOfMemoryMovesEveryProcessToTheSameSma
     EXPECT_EQ(attempts, g_state->num_processes() > 1 ? 10 : 1);
     expect_same_everywhere(used, "batch size");
     expect_same_everywhere(attempts, "attempts");
+  }
+}
+
+// docs/training.md: an out-of-memory error in the data (a Dataset::get, a collate) ends the attempt as one in the
+// forward does, on every process, with or without loader workers.
+TEST(FindExecutableBatchSize, OutOfMemoryInTheDataMovesEveryProcessToASmallerBatch) {
+  if (g_state->num_processes() < 2) GTEST_SKIP() << "rank 1 runs out of memory";
+  for (int workers : {0, 1}) {
+    AcceleratorOptions options;
+    options.cpu = true;
+    Accelerator acc(g_state, options);
+    int attempts = 0;
+    const auto used = find_executable_batch_size(
+        acc, [&](int64_t b) { return train_until_the_data_fits(acc, b, workers, &attempts); },
+        {.starting_batch_size = 64});
+    EXPECT_EQ(used, 19) << workers << " workers";  // 64 57 51 45 40 36 32 28 25 22 19
+    EXPECT_EQ(attempts, 11) << workers << " workers";
+    expect_same_everywhere(used, "batch size");
   }
 }
 

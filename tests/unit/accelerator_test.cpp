@@ -20,6 +20,42 @@ AcceleratorOptions cpu_options() {
 }
 }  // namespace
 
+// Mixed precision needs acc.autocast() around the forward (C++ cannot patch the model's forward as HF does):
+// forgetting it is said once, at the first backward whose forward ran outside it; using it is silent.
+TEST(Accelerator, MixedPrecisionWithoutAutocastIsSaidOnce) {
+  auto o = cpu_options();
+  o.mixed_precision = "bf16";
+  Accelerator acc(o);
+  auto model = acc.prepare(tiny_model());
+  auto x = torch::randn({8, 4});
+  auto step = [&](bool with_autocast) {
+    ::testing::internal::CaptureStderr();
+    torch::Tensor loss;
+    if (with_autocast) {
+      auto autocast = acc.autocast();
+      loss = model->forward(x).to(torch::kFloat).pow(2).mean();
+    } else {
+      loss = model->forward(x).pow(2).mean();
+    }
+    acc.backward(loss);
+    return ::testing::internal::GetCapturedStderr();
+  };
+  EXPECT_EQ(step(true), "");
+  EXPECT_EQ(step(true), "");
+  const auto said = step(false);
+  EXPECT_NE(said.find("mixed_precision is bf16, but no autocast region ran before this backward"), std::string::npos)
+      << said;
+  EXPECT_NE(said.find("accelerator_test.cpp:"), std::string::npos) << said;
+  EXPECT_EQ(step(false), "");  // once
+  // A region open around the whole loop counts too.
+  Accelerator acc2(o);
+  auto model2 = acc2.prepare(tiny_model());
+  auto whole_loop = acc2.autocast();
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 2; ++i) acc2.backward(model2->forward(x).to(torch::kFloat).pow(2).mean());
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
 TEST(Accelerator, Bf16AutocastOnCpu) {
   auto o = cpu_options();
   o.mixed_precision = "bf16";

@@ -53,6 +53,13 @@ void edit_json(const fs::path& file, const std::string& key, const std::string& 
   std::ofstream(file, std::ios::trunc) << text;
 }
 
+/// Makes `dir` look as a checkpoint written before checksums.json existed (format version 1), whose files the
+/// loaders check on their own.
+void as_written_before_checksums(const fs::path& dir) {
+  fs::remove(dir / "checksums.json");
+  edit_json(dir / "metadata.json", "format_version", "1");
+}
+
 }  // namespace
 
 // Issue 10, case 4: a fresh run in a folder that holds an earlier run's checkpoint_11..13 must not have its first
@@ -163,7 +170,7 @@ TEST(Checkpoints, DamagedStatesNameTheirFile) {
   const auto good_rng = safetensors::File(rng.string()).get("cpu").clone();
   // Well-formed edits that the checksums would catch first: this test is about what the loaders check behind them
   // (as for a checkpoint written before checksums.json existed).
-  fs::remove(dir / "checksums.json");
+  as_written_before_checksums(dir);
   safetensors::save_file({{"cpu", at::zeros_like(good_rng)}}, rng.string(), {{"step", "0"}});
   auto e = error_of([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("random_states_0.safetensors could not be loaded"), std::string::npos) << e;
@@ -200,7 +207,7 @@ TEST(Checkpoints, AMissingOptimizerTensorIsNamed) {
   for (auto& [name, t] : tensors) t = t.clone();  // off the file's mapping before the file is rewritten
   ASSERT_EQ(tensors.erase("state.1.exp_avg_sq"), 1u);
   safetensors::save_file(tensors, file, {{"format", "pt"}});
-  fs::remove(dir / "checksums.json");  // rewritten well-formed: what the loader checks behind the checksums
+  as_written_before_checksums(dir);  // rewritten well-formed: what the loader checks behind the checksums
   const auto e = error_of([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("optimizer.{json,safetensors}: tensor state.1.exp_avg_sq is missing"), std::string::npos) << e;
 }
@@ -238,6 +245,37 @@ TEST(Checkpoints, AFlippedByteIsDetectedAndTheAutomaticLoadFallsBack) {
   EXPECT_NE(said.find("checkpoint_1 cannot be loaded"), std::string::npos) << said;
   EXPECT_NE(said.find("falling back to checkpoint_0"), std::string::npos) << said;
   EXPECT_TRUE(torch::all(model->weight == 1.0).item<bool>());
+}
+
+// A current checkpoint that lost its checksums.json (or whose manifest lists nothing) is not loaded unverified: a
+// CheckpointError naming the file, and the automatic load falls back. One written before checksums existed loads.
+TEST(Checkpoints, ACurrentCheckpointWithoutItsChecksumsIsRefused) {
+  TempDir tmp;
+  auto model = std::make_shared<torch::nn::LinearImpl>(8, 8);
+  Accelerator acc(project_options(tmp.path));
+  acc.prepare(model);
+  torch::NoGradGuard no_grad;
+  model->weight.fill_(1.0);
+  acc.save_state();  // checkpoint_0
+  model->weight.fill_(2.0);
+  const fs::path newest = acc.save_state();  // checkpoint_1
+  fs::remove(newest / "checksums.json");
+  auto e = error_of([&] { acc.load_state(newest.string()); });
+  EXPECT_NE(e.find("checksums.json is missing"), std::string::npos) << e;
+  std::ofstream(newest / "checksums.json") << R"({"files": {}})";
+  e = error_of([&] { acc.load_state(newest.string()); });
+  EXPECT_NE(e.find("checksums.json lists no files"), std::string::npos) << e;
+  std::ofstream(newest / "checksums.json", std::ios::trunc) << "";
+  e = error_of([&] { acc.load_state(newest.string()); });
+  EXPECT_NE(e.find("checksums.json"), std::string::npos) << e;
+  ::testing::internal::CaptureStdout();
+  const auto loaded = acc.load_state();
+  const auto said = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(fs::path(loaded).filename(), "checkpoint_0") << said;
+  EXPECT_TRUE(torch::all(model->weight == 1.0).item<bool>());
+  as_written_before_checksums(newest);
+  EXPECT_NO_THROW(acc.load_state(newest.string()));
+  EXPECT_TRUE(torch::all(model->weight == 2.0).item<bool>());
 }
 
 // An automatic checkpoint folder left without COMPLETE (a crash between the rename and the marker) is skipped by

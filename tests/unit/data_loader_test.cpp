@@ -211,6 +211,37 @@ TEST(DataLoaderWorkers, SameBatchesForAnyWorkerCountAndAfterASkip) {
   EXPECT_FALSE(at::equal(reference[0].at("noise")[0], reference[0].at("noise")[1]));  // the noise is random
 }
 
+// An unshuffled loader's augmentation is drawn anew each epoch (as torch's base seed is), still the same for any
+// worker count, and a resume at the second epoch draws that epoch's numbers again.
+TEST(DataLoaderWorkers, AugmentationDrawsAreNewEachEpochWithoutShuffling) {
+  auto noise_of = [](DataLoader& loader) {
+    std::vector<at::Tensor> out;
+    for (auto& b : loader) out.push_back(b.at("noise"));
+    return out;
+  };
+  std::vector<at::Tensor> reference;
+  for (int workers : {0, 1, 4}) {
+    DataLoaderOptions o{.batch_size = 3, .num_workers = workers, .collate = pad_collate()};
+    at::manual_seed(3);  // the loader's generator starts from the global one
+    DataLoader loader(std::make_shared<NoisyDataset>(12), o);
+    const auto first = noise_of(loader);
+    const auto after_first = loader.position();
+    const auto second = noise_of(loader);
+    ASSERT_EQ(first.size(), 4u);
+    ASSERT_EQ(second.size(), 4u);
+    for (size_t k = 0; k < first.size(); ++k)
+      EXPECT_FALSE(at::equal(first[k], second[k])) << workers << " workers: batch " << k << " repeats its draws";
+    if (reference.empty()) reference = second;
+    for (size_t k = 0; k < second.size(); ++k) EXPECT_TRUE(at::equal(second[k], reference[k])) << workers;
+    DataLoader resumed(std::make_shared<NoisyDataset>(12), o);
+    resumed.restore({after_first.epoch, 2, after_first.generator_state});
+    const auto rest = noise_of(resumed);
+    ASSERT_EQ(rest.size(), 2u);
+    EXPECT_TRUE(at::equal(rest[0], second[2]));
+    EXPECT_TRUE(at::equal(rest[1], second[3]));
+  }
+}
+
 // A dataset that throws on sample 37: the loop gets a DataError naming 37, in the batch's turn, for any worker
 // count; the loader (and its workers) can then be destroyed mid-epoch without hanging.
 TEST(DataLoaderWorkers, AFailingSampleIsNamed) {

@@ -6,11 +6,14 @@
 //   model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 //   accelerator.init_trackers("port", config={"epochs": 2})
 //   for epoch in range(2):
-//       for x, y in tqdm(loader):
+//       bar = tqdm(loader)
+//       for x, y in bar:
 //           with accelerator.accumulate(model):
 //               loss = F.mse_loss(model(x), y)
 //               accelerator.backward(loss)
 //               optimizer.step(); optimizer.zero_grad()
+//           bar.set_postfix(loss=loss.item())
+//       preds, targets = accelerator.gather_for_metrics((model(x), y))
 //       total = accelerator.reduce(loss.detach(), "sum")
 //       accelerator.log({"epoch": epoch, "loss": total.item()}, step=epoch)
 //   accelerator.end_training()
@@ -32,7 +35,7 @@ TEST(Porting, AnHfLoopPortsLineByLine) {
                            .mixed_precision = "no",
                            .gradient_accumulation_steps = 2,
                            .cpu = true,
-                           .log_with = {"jsonl"},
+                           .log_with = "jsonl",
                            .project_dir = out.string()});
   auto model = torch::nn::Linear(3, 1);
   torch::optim::SGD optimizer(model->parameters(), 0.1);
@@ -43,14 +46,21 @@ TEST(Porting, AnHfLoopPortsLineByLine) {
   torch::Tensor loss;
   int batches = 0;
   for (int epoch = 0; epoch < 2; ++epoch) {
-    for (auto& batch : progress_bar(dl, {.terminal = false})) {
+    auto bar = progress_bar(dl, {.terminal = false});
+    for (auto& batch : bar) {
       auto step = accelerator.accumulate(net);
       loss = torch::mse_loss(net->forward(batch.data), batch.target);
       accelerator.backward(loss);
       opt.step();
       opt.zero_grad();
       ++batches;
+      bar.set_postfix({{"loss", loss.item<double>()}});
+      EXPECT_NE(bar.bar()->render().find(", loss="), std::string::npos);
     }
+    torch::NoGradGuard no_grad;
+    auto [preds, targets] = accelerator.gather_for_metrics(net->forward(x), y);
+    EXPECT_EQ(preds.size(0), 16);
+    EXPECT_TRUE(torch::equal(targets, y));
     auto total = accelerator.reduce(loss.detach(), "sum");
     accelerator.log({{"epoch", epoch}, {"loss", total.item<double>()}}, epoch);
   }
