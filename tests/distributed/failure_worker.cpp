@@ -140,7 +140,7 @@ int main(int argc, char** argv) try {
     if (state.process_index() == 0) {
       accelerate::gather(state, at::ones({3, 5}));
     } else {
-      accelerate::reduce(state, at::ones({4}), accelerate::Reduction::Sum);
+      accelerate::reduce(state, at::ones({argc > 2 ? std::atoi(argv[2]) : 4}), accelerate::Reduction::Sum);
     }
     std::cout << "mismatched collective finished (unexpected)" << std::endl;
     return 0;
