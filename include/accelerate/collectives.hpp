@@ -53,7 +53,7 @@ void broadcast_object_list(const ProcessState& state, std::vector<c10::IValue>& 
                            std::source_location where = std::source_location::current());
 /// The same for plain C++ values (objects.hpp: numbers, strings, vectors, string-keyed maps, nlohmann::json), so a
 /// config needs no c10::Dict: `std::vector<nlohmann::json> config{cfg}; broadcast_object_list(state, config);`.
-/// Throws c10::Error when a received value does not convert to T (a rank that sent another type).
+/// Throws DistributedOperationError when a received value does not convert to T (a rank that sent another type).
 template <class T>
 requires(!std::is_same_v<T, c10::IValue>) void broadcast_object_list(
     const ProcessState& state, std::vector<T>& objects, int from_process = 0,
@@ -64,7 +64,17 @@ requires(!std::is_same_v<T, c10::IValue>) void broadcast_object_list(
   broadcast_object_list(state, wire, from_process, where);
   if (state.process_index() == from_process) return;
   objects.clear();
-  for (const auto& w : wire) objects.push_back(detail::from_ivalue<T>(w));
+  for (const auto& w : wire) {
+    try {
+      objects.push_back(detail::from_ivalue<T>(w));
+    } catch (const c10::Error&) {
+      throw DistributedOperationError(
+          detail::concat("broadcast_object_list (", where.file_name(), ":", where.line(), "): process ", from_process,
+                         " sent a ", w.tagKind(),
+                         " (or a list or map holding one) where this process expects another type; every process "
+                         "must pass a std::vector of the same element type."));
+    }
+  }
 }
 
 /// All-reduces a copy of `tensor`. Mean divides the sum by the number of processes (floating dtypes only).

@@ -200,6 +200,16 @@ TEST(Collectives, BroadcastObjectListOfPlainValues) {
   acc.broadcast_object_list(numbers);
   EXPECT_EQ(words, (std::vector<std::string>{"from rank 0", "second"}));
   EXPECT_EQ(numbers, std::vector<int>{7});
+  // Another element type on a receiving rank: our error naming the call, not c10's internal assert.
+  if (world() > 1) {
+    if (source) {
+      std::vector<std::string> sent{"text"};
+      acc.broadcast_object_list(sent);
+    } else {
+      std::vector<std::map<std::string, double>> expected;
+      EXPECT_THROW(acc.broadcast_object_list(expected), DistributedOperationError);
+    }
+  }
 }
 
 TEST(Collectives, Reduce) {
