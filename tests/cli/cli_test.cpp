@@ -13,22 +13,17 @@
 #include <unistd.h>
 
 #include "subprocess.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using accelerate::testing::run;
+
+using accelerate::testing::TempDir;
 
 namespace {
 
 const std::string kCli = ACCELERATE_TEST_BIN_DIR "/accelerate-cpp";
 const std::string kPython = ACCELERATE_TEST_PYTHON;
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("accelerate_cli_" + std::to_string(::getpid()) + "_" +
-                                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read(const std::string& path) {
   std::ifstream in(path);
@@ -72,7 +67,7 @@ std::string run_in_terminal(const std::vector<std::string>& argv, const std::vec
 }  // namespace
 
 TEST(ConfigCommand, InteractiveInATerminal) {
-  TempDir dir;
+  TempDir dir{"accelerate_cli"};
   const auto file = dir / "terminal.yaml";
   // multi-CPU, 1 machine, 3 processes, a wrong answer re-asked, debug on, 4 accumulation steps, a wrong answer
   // re-asked, ZeRO stage 2, bf16
@@ -95,7 +90,7 @@ TEST(ConfigCommand, InteractiveInATerminal) {
 }
 
 TEST(ConfigCommand, PipedAnswersAndAnEndedInput) {
-  TempDir dir;
+  TempDir dir{"accelerate_cli"};
   const auto file = dir / "piped.yaml";
   auto r = run({"/bin/sh", "-c", "printf '0\\nyes\\nno\\n1\\n1\\n' | " + kCli + " config --config_file " + file});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -111,7 +106,7 @@ TEST(ConfigCommand, PipedAnswersAndAnEndedInput) {
 }
 
 TEST(ConfigCommand, FlagsAndDefaultAndPythonReadsOurs) {
-  TempDir dir;
+  TempDir dir{"accelerate_cli"};
   const auto file = dir / "local.yaml";
   auto r = run({kCli, "config", "--num_processes", "2", "--mixed_precision", "fp16", "--zero_stage", "2",
                 "--config_file", file});
@@ -135,7 +130,7 @@ TEST(ConfigCommand, FlagsAndDefaultAndPythonReadsOurs) {
 }
 
 TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
-  TempDir dir;
+  TempDir dir{"accelerate_cli"};
   const auto file = dir / "python_default.yaml";
   auto r = run({kPython, "-m", "accelerate.commands.accelerate_cli", "config", "default", "--config_file", file,
                 "--mixed_precision", "bf16"},
@@ -179,7 +174,7 @@ TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
 }
 
 TEST(EnvCommand, MarkdownReport) {
-  TempDir dir;
+  TempDir dir{"accelerate_cli"};
   auto r = run({kCli, "env"}, {{"ACCELERATE_CPP_CONFIG_FILE", dir / "none.yaml"}});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* key : {"- `accelerate-cpp` version:", "- LibTorch version: 2.11",

@@ -1,6 +1,6 @@
 // `accelerate-cpp launch` end to end: env contract, output prefixes, failure semantics (a rank that exits,
-// is killed, or hangs), signal forwarding, and bad input. Every run has a deadline; every test checks that no
-// worker outlives the launcher.
+// is killed, or hangs), preemption, and bad input (the kill paths: launcher_kill_test.cpp). Every run has a deadline;
+// every test checks that no worker outlives the launcher.
 #include <accelerate/error.hpp>
 
 #include <arpa/inet.h>
@@ -13,79 +13,17 @@
 #include <thread>
 #include <unistd.h>
 
-#include "subprocess.hpp"
+#include "launcher_helpers.hpp"
 
 namespace fs = std::filesystem;
-using accelerate::testing::process_alive;
-using accelerate::testing::run;
-using accelerate::testing::RunResult;
+using namespace accelerate::testing;
 
 namespace {
-const std::string kBin = ACCELERATE_TEST_BIN_DIR;
-const std::string kLauncher = kBin + "/accelerate-cpp";
-const std::string kWorker = kBin + "/failure_worker";
-
-bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
-
 /// The step at which `rank` printed "preempted at step N" first (failure_worker's preempt modes), or -1.
 int preempted_step(const std::string& output, int rank) {
   const std::string key = "[rank" + std::to_string(rank) + "]: preempted at step ";
   const auto at = output.find(key);
   return at == std::string::npos ? -1 : std::atoi(output.c_str() + at + key.size());
-}
-
-void expect_output_has(const std::string& output, std::initializer_list<std::string> needles) {
-  for (const auto& needle : needles) EXPECT_TRUE(contains(output, needle)) << "missing: " << needle << "\n" << output;
-}
-
-class PidDir {
- public:
-  PidDir()
-      : path_(fs::temp_directory_path() /
-              ("accelerate_pids_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
-    fs::create_directories(path_);
-  }
-  ~PidDir() { fs::remove_all(path_); }
-  std::string str() const { return path_.string(); }
-  /// The pid rank `rank` wrote, or 0 while it has not.
-  int pid_of(int rank) const {
-    int pid = 0;
-    std::ifstream(path_ / ("rank" + std::to_string(rank) + ".pid")) >> pid;
-    return pid;
-  }
-  std::vector<int> pids() const {
-    std::vector<int> out;
-    for (const auto& f : fs::directory_iterator(path_)) {
-      int pid = 0;
-      std::ifstream(f.path()) >> pid;
-      if (pid > 0) out.push_back(pid);
-    }
-    return out;
-  }
-  void expect_all_gone() const {
-    for (int pid : pids()) EXPECT_FALSE(process_alive(pid)) << "worker pid " << pid << " outlived the launcher";
-  }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
-
-RunResult launch(std::vector<std::string> args, std::map<std::string, std::string> env = {},
-                 std::chrono::seconds deadline = std::chrono::seconds(60)) {
-  args.insert(args.begin(), {kLauncher, "launch"});
-  return run(args, env, deadline);
-}
-
-/// Launches two sleeping workers, waits until both wrote their pid, then sends `sig` to the launcher.
-RunResult launch_sleepers_then_signal(const PidDir& pids, int sig) {
-  return run({kLauncher, "launch", "--num_processes", "2", kWorker, "sleep"}, {{"PID_DIR", pids.str()}},
-             std::chrono::seconds(30), [&](int pid) {
-               for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
-                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
-               }
-               ::kill(pid, sig);
-             });
 }
 
 /// Two ranks train (failure_worker train); once both are under way, rank `stopped` gets SIGSTOP: it stays alive
@@ -224,24 +162,6 @@ TEST(LaunchFailure, DeadRankGivesOthersAShortErrorAndIsBlamed) {
   EXPECT_FALSE(contains(r.output, "frame #")) << r.output;
   EXPECT_FALSE(contains(r.output, "terminate called")) << r.output;
   pids.expect_all_gone();
-}
-
-// Issue 10, case 9: a worker's child that ignores SIGTERM must not outlive the launcher.
-TEST(LaunchFailure, NoDescendantOutlivesTheLauncher) {
-  PidDir pids;
-  const std::string script =
-      "if [ \"$RANK\" = 0 ]; then ( trap '' TERM; exec sleep 1000 ) & echo $! > \"$PID_DIR/grandchild.pid\"; "
-      "sleep 100; else sleep 1; exit 3; fi";
-  auto r = launch({"--num_processes", "2", "--grace_period", "1", "sh", "-c", script}, {{"PID_DIR", pids.str()}});
-  EXPECT_FALSE(r.timed_out) << r.output;
-  EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_LT(r.seconds, 15.0);
-  int grandchild = 0;
-  std::ifstream(pids.str() + "/grandchild.pid") >> grandchild;
-  ASSERT_GT(grandchild, 0) << r.output;
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_FALSE(process_alive(grandchild)) << "the SIGTERM-ignoring grandchild outlived the launcher";
-  if (process_alive(grandchild)) ::kill(grandchild, SIGKILL);
 }
 
 TEST(LaunchFailure, HangReportNamesTheMissingRankAndItsLastOperation) {
@@ -406,24 +326,6 @@ TEST(LaunchFailure, DebugModeTurnsAShapeMismatchIntoAnErrorOnEveryRank) {
   pids.expect_all_gone();
 }
 
-TEST(LaunchFailure, SigtermToLauncherReachesEveryWorker) {
-  PidDir pids;
-  auto r = launch_sleepers_then_signal(pids, SIGTERM);
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.output;
-  EXPECT_TRUE(contains(r.output, "received SIGTERM")) << r.output;
-  EXPECT_EQ(pids.pids().size(), 2u);
-  pids.expect_all_gone();
-}
-
-TEST(LaunchFailure, WorkersDieWithAKilledLauncher) {
-  PidDir pids;
-  auto r = launch_sleepers_then_signal(pids, SIGKILL);  // no chance to forward: PR_SET_PDEATHSIG must do it
-  EXPECT_FALSE(r.timed_out) << r.output;
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  pids.expect_all_gone();
-}
-
 struct BadInput {
   const char* name;
   std::vector<std::string> args;
@@ -530,83 +432,6 @@ TEST(Launch, SaveModelAfterEndTrainingWorks) {
   expect_output_has(r.output, {"[rank0]: saved after end_training", "[rank1]: saved after end_training"});
   EXPECT_TRUE(fs::exists(dir / "model.safetensors")) << r.output;
   fs::remove_all(dir);
-}
-
-namespace {
-/// A cgroup-v1 freezer group of our own (as `docker pause` uses), or an empty path where none can be made.
-struct FreezerGroup {
-  fs::path path;
-  FreezerGroup() {
-    const fs::path root = "/sys/fs/cgroup/freezer";
-    std::error_code e;
-    if (!fs::exists(root / "freezer.state", e) && !fs::exists(root / "tasks", e)) return;
-    const auto p = root / ("accelerate_test_" + std::to_string(::getpid()));
-    if (fs::create_directory(p, e) && fs::exists(p / "freezer.state", e)) path = p;
-  }
-  bool freeze(int pid) const {
-    std::ofstream(path / "cgroup.procs") << pid << std::endl;
-    std::ofstream(path / "freezer.state") << "FROZEN" << std::endl;
-    std::string state;
-    for (int i = 0; i < 100 && state != "FROZEN"; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      std::ifstream(path / "freezer.state") >> state;
-    }
-    return state == "FROZEN";
-  }
-  ~FreezerGroup() {
-    if (path.empty()) return;
-    std::ofstream(path / "freezer.state") << "THAWED" << std::endl;  // its pending SIGKILL then ends it
-    for (int i = 0; i < 100; ++i) {
-      std::error_code e;
-      if (fs::remove(path, e)) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-};
-}  // namespace
-
-TEST(LaunchFailure, AWorkerThatCannotBeKilledIsNamedAndLeftBehind) {
-  FreezerGroup freezer;
-  if (freezer.path.empty()) GTEST_SKIP() << "no cgroup-v1 freezer that this user can write";
-  PidDir pids;
-  bool frozen = false;
-  auto r = run({kLauncher, "launch", "--num_processes", "2", "--timeout", "4", kWorker, "train"},
-               {{"PID_DIR", pids.str()}}, std::chrono::seconds(60), [&](int) {
-                 for (int i = 0; i < 600 && (pids.pid_of(0) == 0 || pids.pid_of(1) == 0); ++i) {
-                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                 }
-                 std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-                 frozen = freezer.freeze(pids.pid_of(1));
-               });
-  ASSERT_TRUE(frozen) << r.output;
-  EXPECT_FALSE(r.timed_out) << r.output;
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  // The timeout (4 s), then SIGTERM -> SIGKILL (5 s) and the wait for the kill (5 s), with room for a slow machine.
-  EXPECT_LT(r.seconds, 30.0) << r.output;
-  expect_output_has(r.output, {"rank 1 (local rank 1, pid " + std::to_string(pids.pid_of(1)) + ") could not be killed",
-                               "root cause: rank 1"});
-}
-
-// A wrapper script's plain child (torchrun leaves it running): no process of the job outlives a SIGKILLed launcher.
-TEST(LaunchFailure, AWrappersChildrenDieWithAKilledLauncher) {
-  PidDir pids;
-  const std::string script = "sleep 1000 & echo $! > \"$PID_DIR/child$RANK.pid\"; wait";
-  auto r = run({kLauncher, "launch", "--num_processes", "2", "sh", "-c", script}, {{"PID_DIR", pids.str()}},
-               std::chrono::seconds(30), [&](int pid) {
-                 for (int i = 0; i < 300 && pids.pids().size() < 2; ++i) {
-                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                 }
-                 ::kill(pid, SIGKILL);
-               });
-  EXPECT_FALSE(r.timed_out) << r.output;
-  ASSERT_EQ(pids.pids().size(), 2u) << r.output;
-  for (int i = 0; i < 40 && (process_alive(pids.pids()[0]) || process_alive(pids.pids()[1])); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  for (int pid : pids.pids()) {
-    EXPECT_FALSE(process_alive(pid)) << "a worker's child (pid " << pid << ") outlived the SIGKILLed launcher";
-    if (process_alive(pid)) ::kill(pid, SIGKILL);
-  }
 }
 
 TEST(LaunchFailure, AMismatchThatGlooSeesFirstIsTheSameErrorNotAnAbort) {

@@ -9,20 +9,14 @@
 #include <fstream>
 #include <gtest/gtest.h>
 
+#include "temp_dir.hpp"
+
 using namespace accelerate;
 namespace fs = std::filesystem;
 
-namespace {
+using accelerate::testing::TempDir;
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("accelerate_ckpt_" + std::to_string(::getpid()) + "_" +
-                                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+namespace {
 
 AcceleratorOptions project_options(const fs::path& dir, int64_t iteration = 0) {
   AcceleratorOptions o;
@@ -65,7 +59,7 @@ void as_written_before_checksums(const fs::path& dir) {
 // Issue 10, case 4: a fresh run in a folder that holds an earlier run's checkpoint_11..13 must not have its first
 // checkpoint taken for the oldest and deleted; numbering continues after the highest, and load_state finds it.
 TEST(Checkpoints, AFreshRunNeverDeletesTheCheckpointItJustWrote) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   {
     Accelerator earlier(project_options(tmp.path, /*iteration=*/11));
     for (int i = 0; i < 3; ++i) earlier.save_state();
@@ -82,7 +76,7 @@ TEST(Checkpoints, AFreshRunNeverDeletesTheCheckpointItJustWrote) {
 
 // Issue 10, case 3: damaged metadata is a CheckpointError naming the file and the key, never a JSON type error.
 TEST(Checkpoints, DamagedMetadataIsACheckpointError) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   Accelerator acc(project_options(tmp.path));
   auto model = acc.prepare(torch::nn::Linear(2, 2));
   const fs::path dir = acc.save_state((tmp.path / "ckpt").string());
@@ -109,7 +103,7 @@ TEST(Checkpoints, AMissingRegisteredObjectIsCalledRegistered) {
     std::string state_json() const override { return "{}"; }
     void load_state(const std::map<std::string, at::Tensor>&, const std::string&) override {}
   } counter;
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   Accelerator saver(project_options(tmp.path));
   saver.register_for_checkpointing(counter);
   const auto dir = saver.save_state((tmp.path / "ckpt").string());
@@ -122,7 +116,7 @@ TEST(Checkpoints, AMissingRegisteredObjectIsCalledRegistered) {
 // Issue 10, case 5: a loader resumed with another batch size continues at the same global sample (rounded down to
 // a whole batch, the repeated samples reported), not after the same number of batches.
 TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto data = torch::arange(60, torch::kLong);
   auto dataset = std::make_shared<TensorDataset>(data, data);
   const auto dir = (tmp.path / "ckpt").string();
@@ -141,9 +135,9 @@ TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
   Accelerator acc(project_options(tmp.path));
   DataLoader loader(dataset, {.batch_size = 6});
   auto& dl = acc.prepare(loader);
-  testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStdout();
   acc.load_state(dir);
-  const auto said = testing::internal::GetCapturedStdout();
+  const auto said = ::testing::internal::GetCapturedStdout();
   EXPECT_NE(said.find("batch_size 4 -> 6"), std::string::npos) << said;
   EXPECT_NE(said.find("samples 18..19 of the epoch's order (2 samples) are seen a second time"), std::string::npos)
       << said;
@@ -160,7 +154,7 @@ TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
 
 // Damaged generator states and impossible loader positions: a CheckpointError naming the file, no stack trace.
 TEST(Checkpoints, DamagedStatesNameTheirFile) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto data = torch::arange(20, torch::kLong);
   DataLoader loader(std::make_shared<TensorDataset>(data, data), {.batch_size = 4});
   Accelerator acc(project_options(tmp.path));
@@ -193,7 +187,7 @@ TEST(Checkpoints, DamagedStatesNameTheirFile) {
 // A moment tensor deleted from optimizer.safetensors is refused at load, naming it (it used to load and fail at
 // the first step, inside torch).
 TEST(Checkpoints, AMissingOptimizerTensorIsNamed) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto model = std::make_shared<torch::nn::LinearImpl>(3, 2);
   torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-2));
   Accelerator acc(project_options(tmp.path));
@@ -215,7 +209,7 @@ TEST(Checkpoints, AMissingOptimizerTensorIsNamed) {
 // Issue 15: a flipped byte in tensor data (safetensors has no checksum) is caught by checksums.json, naming the
 // file; the automatic load_state() falls back to the previous checkpoint, saying so.
 TEST(Checkpoints, AFlippedByteIsDetectedAndTheAutomaticLoadFallsBack) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto model = std::make_shared<torch::nn::LinearImpl>(64, 64);
   Accelerator acc(project_options(tmp.path));
   acc.prepare(model);
@@ -250,7 +244,7 @@ TEST(Checkpoints, AFlippedByteIsDetectedAndTheAutomaticLoadFallsBack) {
 // A current checkpoint that lost its checksums.json (or whose manifest lists nothing) is not loaded unverified: a
 // CheckpointError naming the file, and the automatic load falls back. One written before checksums existed loads.
 TEST(Checkpoints, ACurrentCheckpointWithoutItsChecksumsIsRefused) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto model = std::make_shared<torch::nn::LinearImpl>(8, 8);
   Accelerator acc(project_options(tmp.path));
   acc.prepare(model);
@@ -281,7 +275,7 @@ TEST(Checkpoints, ACurrentCheckpointWithoutItsChecksumsIsRefused) {
 // An automatic checkpoint folder left without COMPLETE (a crash between the rename and the marker) is skipped by
 // load_state and replaced by the next automatic save, instead of blocking every save after the resume.
 TEST(Checkpoints, AnInterruptedAutomaticSaveIsReplacedNotInTheWay) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto model = torch::nn::Linear(2, 2);
   {
     Accelerator acc(project_options(tmp.path));
@@ -301,7 +295,7 @@ TEST(Checkpoints, AnInterruptedAutomaticSaveIsReplacedNotInTheWay) {
 // A damaged file is found before anything is loaded: the model keeps its weights when the optimizer's file is
 // truncated, and a scheduler step below -1 is refused.
 TEST(Checkpoints, ADamagedFileLeavesTheModelUntouched) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto model = torch::nn::Linear(3, 2);
   torch::optim::AdamW adamw(model->parameters(), 1e-2);
   Accelerator acc(project_options(tmp.path));
@@ -323,7 +317,7 @@ TEST(Checkpoints, ADamagedFileLeavesTheModelUntouched) {
 // ProjectConfiguration::resume_from_checkpoint = "latest": nothing (and no error) on a first run, then the newest
 // complete checkpoint; the model's weights come back.
 TEST(Checkpoints, ResumeFromLatestStartsFreshThenLoadsTheNewest) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   auto options = project_options(tmp.path);
   options.project.resume_from_checkpoint = "latest";
   torch::Tensor saved;
@@ -357,7 +351,7 @@ TEST(Checkpoints, ResumeFromLatestStartsFreshThenLoadsTheNewest) {
 
 // An unwritable project folder would only fail at the first save, after the training it was meant to keep.
 TEST(Checkpoints, AProjectDirThatCannotBeWrittenFailsBeforeTraining) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_ckpt"};
   std::ofstream(tmp.path / "a_file") << "not a folder";
   try {
     Accelerator acc(project_options(tmp.path / "a_file" / "runs"));

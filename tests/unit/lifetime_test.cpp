@@ -9,20 +9,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
+
 using namespace accelerate;
 namespace fs = std::filesystem;
 
-namespace {
+using accelerate::testing::TempDir;
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("accelerate_lifetime_" + std::to_string(::getpid()) + "_" +
-                                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+namespace {
 
 Accelerator project_accelerator(const fs::path& dir) {
   AcceleratorOptions o;
@@ -56,7 +50,7 @@ TEST(Lifetime, ACopyIsAnotherObjectAndTheTokenEndsWithTheObject) {
 
 // HF#2234's pattern: a new evaluation loader prepared every epoch, at the same stack address each time.
 TEST(AcceleratorLifetimes, ALoaderPreparedPerEpochPreparesEachTimeAndIsNotSavedOnceGone) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_lifetime"};
   auto acc = project_accelerator(tmp.path);
   DataLoader train(eight_samples(), {.batch_size = 2});
   acc.prepare(train);
@@ -85,7 +79,7 @@ TEST(AcceleratorLifetimes, ALoaderPreparedPerEpochPreparesEachTimeAndIsNotSavedO
 }
 
 TEST(AcceleratorLifetimes, ADestroyedSchedulerIsNotSavedAndCannotStep) {
-  TempDir tmp;
+  TempDir tmp{"accelerate_lifetime"};
   auto acc = project_accelerator(tmp.path);
   auto model = acc.prepare(torch::nn::Linear(4, 2));
   torch::optim::SGD sgd(model->parameters(), 0.1);
@@ -113,7 +107,7 @@ TEST(AcceleratorLifetimes, ADestroyedRegisteredObjectIsLeftOut) {
       value = std::stoll(json);
     }
   };
-  TempDir tmp;
+  TempDir tmp{"accelerate_lifetime"};
   auto acc = project_accelerator(tmp.path);
   Counter kept;
   kept.value = 7;
