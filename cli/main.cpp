@@ -1,5 +1,6 @@
 // accelerate-cpp: registers the subcommands and maps errors to exit codes. The only place that catches.
 #include <accelerate/error.hpp>
+#include <accelerate/exit_code.hpp>
 #include <accelerate/version.hpp>
 
 #include <algorithm>
@@ -63,21 +64,12 @@ int main(int argc, char** argv) {
     if (const auto hint = suggestion(app, argc, argv); !hint.empty()) std::cerr << hint << std::endl;
     return 2;  // a usage error, whatever CLI11's own code for it (104 for a value that does not convert)
   }
-  try {
+  // A library below us (yaml-cpp, the standard library) may fail in a way no check foresaw: still a message and an
+  // exit code, never an abort.
+  return accelerate::run_main("accelerate-cpp: error: ", [&] {
     for (auto& [name, action] : actions) {
       if (app.got_subcommand(name)) return action();
     }
-  } catch (const accelerate::ConfigError& e) {
-    std::cerr << "accelerate-cpp: error: " << e.what() << std::endl;
-    return 2;
-  } catch (const accelerate::Error& e) {
-    std::cerr << "accelerate-cpp: error: " << e.what() << std::endl;
-    return 1;
-  } catch (const std::exception& e) {
-    // A library below us (yaml-cpp, the standard library) failed in a way no check foresaw: still a message and
-    // an exit code, never an abort.
-    std::cerr << "accelerate-cpp: error: " << e.what() << std::endl;
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Lists the longest functions of src/ (clang-formatted code: a definition starts at column 0 and its body ends with
+"""Lists the longest functions of the given files, else src/ (clang-formatted code: a definition starts at column 0 and its body ends with
 a '}' at column 0). Usage: function-lengths.py [--max N] [files...]; exits 1 when one is longer than N lines."""
 import pathlib, re, sys
 

@@ -10,7 +10,9 @@ WORK="${2:-$ROOT/build/fuzz}"
 mkdir -p "$WORK/corpus"
 BIN="$WORK/safetensors_fuzz"
 if [ ! -x "$BIN" ] || [ "$ROOT/src/safetensors_format.cpp" -nt "$BIN" ] || [ "$ROOT/fuzz/safetensors_fuzz.cpp" -nt "$BIN" ]; then
-  clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  # The library's warnings (cmake/AccelerateWarnings.cmake), as errors.
+  clang++ -std=c++20 -O1 -g -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$ROOT/include" -I"$ROOT/src" "$ROOT/fuzz/safetensors_fuzz.cpp" "$ROOT/src/safetensors_format.cpp" -o "$BIN"
 fi
 # Seeds: small valid files in the format's shapes.

@@ -17,6 +17,7 @@
 #include <torch/nn/utils/clip_grad.h>
 
 #include "detail/communicator.hpp"
+#include "detail/checkpointer.hpp"
 #include "detail/data_loader_access.hpp"
 #include "detail/data_parallel.hpp"
 #include "detail/optimizer_state.hpp"
@@ -127,15 +128,19 @@ void Accelerator::init() {
     }
   }
   if (options_.seed) set_seed(*options_.seed);
-  auto& project_dir = options_.project.project_dir;
-  ACCELERATE_CHECK(options_.project_dir.empty() || project_dir.empty() || options_.project_dir == project_dir,
-                   ConfigError, "AcceleratorOptions: project_dir '", options_.project_dir,
-                   "' and project.project_dir '", project_dir, "' differ; give one of them.");
-  if (project_dir.empty()) project_dir = options_.project_dir;
-  if (!project_dir.empty() && state_->is_local_main_process()) check_writable(project_dir, state_->process_index());
+  ProjectConfiguration project = options_.project;
+  ACCELERATE_CHECK(
+      options_.project_dir.empty() || project.project_dir.empty() || options_.project_dir == project.project_dir,
+      ConfigError, "AcceleratorOptions: project_dir '", options_.project_dir, "' and project.project_dir '",
+      project.project_dir, "' differ; give one of them.");
+  if (project.project_dir.empty()) project.project_dir = options_.project_dir;
+  if (!project.project_dir.empty() && state_->is_local_main_process()) {
+    check_writable(project.project_dir, state_->process_index());
+  }
   // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
   // binary keeps its checkpoints and logs where they survive on each platform.
-  if (options_.project.project_dir.empty()) options_.project.project_dir = settings.platform.output_dir;
+  if (project.project_dir.empty()) project.project_dir = settings.platform.output_dir;
+  checkpointer_ = std::make_unique<detail::Checkpointer>(*state_, std::move(project));
 }
 
 Accelerator::~Accelerator() = default;

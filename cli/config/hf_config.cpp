@@ -138,69 +138,199 @@ class Keys {
   std::map<std::string, std::pair<YAML::Node, YAML::Node>> values_;  // key -> (key node, value node)
 };
 
+/// Warns that `what` asks for ZeRO stage 3 and returns 2, the stage that runs instead.
+int stage_3_as_2(const YAML::Node& n, const std::string& what, const std::string& path, std::ostream& warnings) {
+  warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << what
+           << " shards the parameters too (ZeRO stage 3), which accelerate-cpp does not do yet; running ZeRO "
+              "stage 2 (optimizer state and gradients sharded).\n";
+  return 2;
+}
+
+/// How a section reads the ZeRO stage that one of its used keys asks for.
+using StageReader = int (*)(const std::string& key, const YAML::Node& n, const std::string& path,
+                            std::ostream& warnings);
+
+/// Section `name`'s stage (-1: not set there), by `read` from the keys in `used`; its other keys get one warning.
+int section_stage(const Keys& root, const char* name, std::initializer_list<std::string> used, StageReader read,
+                  const std::string& path, std::ostream& warnings) {
+  int stage = -1;
+  auto n = root[name];
+  if (!n || is_off(n)) return stage;
+  ACCELERATE_CHECK(n.IsMap(), ConfigError, where(path, n), ": '", name, "' must be a mapping.");
+  std::string ignored;
+  for (const auto& item : n) {
+    const auto key = item.first.as<std::string>();
+    if (std::find(used.begin(), used.end(), key) != used.end()) {
+      stage = std::max(stage, read(key, item.second, path, warnings));
+    } else if (key != "gradient_accumulation_steps" && !is_off(item.second)) {
+      ignored += (ignored.empty() ? "" : ", ") + bounded(key);
+    }
+  }
+  if (!ignored.empty()) {
+    warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << name << " keys " << ignored
+             << " are not supported by accelerate-cpp and are ignored (only the ZeRO stage is used).\n";
+  }
+  return stage;
+}
+
+/// deepspeed_config.zero_stage: 0, 1, 2, or 3 (run as 2).
+int deepspeed_stage(const std::string&, const YAML::Node& n, const std::string& path, std::ostream& warnings) {
+  const int stage = as<int>(n, "deepspeed_config.zero_stage", path, "0, 1, 2 or 3");
+  ACCELERATE_CHECK(stage >= 0 && stage <= 3, ConfigError, where(path, n), ": deepspeed_config.zero_stage must be ",
+                   "0, 1, 2 or 3, got ", stage, ".");
+  return stage == 3 ? stage_3_as_2(n, "deepspeed_config.zero_stage 3", path, warnings) : stage;
+}
+
+/// fsdp_config's fsdp_sharding_strategy (HF's names or numbers) or FSDP2's fsdp_reshard_after_forward.
+int fsdp_stage(const std::string& key, const YAML::Node& n, const std::string& path, std::ostream& warnings) {
+  if (key == "fsdp_reshard_after_forward") {  // FSDP2: false keeps parameters whole, as SHARD_GRAD_OP
+    return as<bool>(n, "fsdp_config.fsdp_reshard_after_forward", path, "true or false")
+               ? stage_3_as_2(n, "fsdp_reshard_after_forward true", path, warnings)
+               : 2;
+  }
+  // HF accepts the names and their 1-based numbers (FSDP's ShardingStrategy enum).
+  static const std::vector<std::string> names = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
+                                                 "HYBRID_SHARD_ZERO2"};
+  auto text = as<std::string>(n, "fsdp_config.fsdp_sharding_strategy", path, "a sharding strategy");
+  if (text.size() == 1 && text[0] >= '1' && text[0] <= '5') text = names[text[0] - '1'];
+  const auto it = std::find(names.begin(), names.end(), text);
+  ACCELERATE_CHECK(it != names.end(), ConfigError, where(path, n), ": fsdp_sharding_strategy '", bounded(text),
+                   "' is not one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, HYBRID_SHARD_ZERO2 ",
+                   "(or HF's numbers 1-5).");
+  if (text == "NO_SHARD") return 0;
+  if (text == "SHARD_GRAD_OP" || text == "HYBRID_SHARD_ZERO2") return 2;
+  return stage_3_as_2(n, "fsdp_sharding_strategy " + text, path, warnings);
+}
+
 /// The ZeRO stage of deepspeed_config.zero_stage or fsdp_config's sharding (fsdp_sharding_strategy, HF's names or
 /// numbers, or FSDP2's fsdp_reshard_after_forward); the sections' other keys are named in one warning each.
 void read_sharding(const Keys& root, const std::string& path, HfConfig& c, std::ostream& warnings) {
-  auto stage_3 = [&](const YAML::Node& n, const std::string& what) {
-    warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << what
-             << " shards the parameters too (ZeRO stage 3), which accelerate-cpp does not do yet; running ZeRO "
-                "stage 2 (optimizer state and gradients sharded).\n";
-    return 2;
-  };
-  // Each section's stage (-1: not set there), read by `read(key, value)` for the keys in `used`.
-  auto section = [&](const char* name, std::initializer_list<std::string> used, const auto& read) {
-    int stage = -1;
-    auto n = root[name];
-    if (!n || is_off(n)) return stage;
-    ACCELERATE_CHECK(n.IsMap(), ConfigError, where(path, n), ": '", name, "' must be a mapping.");
-    std::string ignored;
-    for (const auto& item : n) {
-      const auto key = item.first.as<std::string>();
-      if (std::find(used.begin(), used.end(), key) != used.end()) {
-        stage = std::max(stage, read(key, item.second));
-      } else if (key != "gradient_accumulation_steps" && !is_off(item.second)) {
-        ignored += (ignored.empty() ? "" : ", ") + bounded(key);
-      }
-    }
-    if (!ignored.empty()) {
-      warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << name << " keys " << ignored
-               << " are not supported by accelerate-cpp and are ignored (only the ZeRO stage is used).\n";
-    }
-    return stage;
-  };
-  const int deepspeed = section("deepspeed_config", {"zero_stage"}, [&](const std::string&, const YAML::Node& n) {
-    const int stage = as<int>(n, "deepspeed_config.zero_stage", path, "0, 1, 2 or 3");
-    ACCELERATE_CHECK(stage >= 0 && stage <= 3, ConfigError, where(path, n), ": deepspeed_config.zero_stage must be ",
-                     "0, 1, 2 or 3, got ", stage, ".");
-    return stage == 3 ? stage_3(n, "deepspeed_config.zero_stage 3") : stage;
-  });
-  const int fsdp = section(
-      "fsdp_config", {"fsdp_sharding_strategy", "fsdp_reshard_after_forward"},
-      [&](const std::string& key, const YAML::Node& n) {
-        if (key == "fsdp_reshard_after_forward") {  // FSDP2: false keeps parameters whole, as SHARD_GRAD_OP
-          return as<bool>(n, "fsdp_config.fsdp_reshard_after_forward", path, "true or false")
-                     ? stage_3(n, "fsdp_reshard_after_forward true")
-                     : 2;
-        }
-        // HF accepts the names and their 1-based numbers (FSDP's ShardingStrategy enum).
-        static const std::vector<std::string> names = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
-                                                       "HYBRID_SHARD_ZERO2"};
-        auto text = as<std::string>(n, "fsdp_config.fsdp_sharding_strategy", path, "a sharding strategy");
-        if (text.size() == 1 && text[0] >= '1' && text[0] <= '5') text = names[text[0] - '1'];
-        const auto it = std::find(names.begin(), names.end(), text);
-        ACCELERATE_CHECK(it != names.end(), ConfigError, where(path, n), ": fsdp_sharding_strategy '", bounded(text),
-                         "' is not one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, HYBRID_SHARD_ZERO2 ",
-                         "(or HF's numbers 1-5).");
-        if (text == "NO_SHARD") return 0;
-        if (text == "SHARD_GRAD_OP" || text == "HYBRID_SHARD_ZERO2") return 2;
-        return stage_3(n, "fsdp_sharding_strategy " + text);
-      });
+  const int deepspeed = section_stage(root, "deepspeed_config", {"zero_stage"}, deepspeed_stage, path, warnings);
+  const int fsdp = section_stage(root, "fsdp_config", {"fsdp_sharding_strategy", "fsdp_reshard_after_forward"},
+                                 fsdp_stage, path, warnings);
   if (deepspeed >= 0 && fsdp >= 0 && deepspeed != fsdp) {
     warnings << "accelerate-cpp: warning: config file " << path << ": deepspeed_config asks for ZeRO stage "
              << deepspeed << " and fsdp_config for stage " << fsdp << "; running stage " << std::max(deepspeed, fsdp)
              << ". Keep one of the two sections.\n";
   }
   c.zero_stage = std::max({0, deepspeed, fsdp});
+}
+
+/// The YAML document of `path`, after checks that name the fix for a missing, odd or unreadable file.
+YAML::Node load_document(const std::string& path) {
+  std::error_code ec;
+  ACCELERATE_CHECK(
+      fs::exists(path, ec), ConfigError, "config file ", path,
+      " does not exist. Create one with `accelerate-cpp config` (or `config default`), or fix --config_file.");
+  ACCELERATE_CHECK(fs::is_regular_file(path, ec), ConfigError, "config file ", path, " is not a regular file",
+                   fs::is_directory(path, ec) ? " but a folder" : "", ". Point --config_file at the YAML file itself",
+                   fs::is_directory(path, ec) ? ", e.g. " + (fs::path(path) / "default_config.yaml").string() : "",
+                   ".");
+  ACCELERATE_CHECK(std::ifstream(path).good(), ConfigError, "config file ", path,
+                   " cannot be read (permissions?). Fix its permissions or choose another with --config_file.");
+  try {
+    return YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(concat("config file ", path, " is not valid YAML (line ", e.mark.line + 1, ", column ",
+                             e.mark.column + 1, "): ", bounded(e.msg), "."));
+  }
+}
+
+/// Warns of each set HF key that accelerate-cpp ignores, then fails on the keys HF does not know (named).
+void check_keys(const Keys& root, const std::string& path, std::ostream& warnings) {
+  std::string unknown;
+  for (const auto& [key, item] : root.all()) {
+    if (!hf_keys().count(key)) {
+      if (unknown.size() < 400)
+        unknown += concat(unknown.empty() ? "" : ", ", bounded(key), " (line ", item.first.Mark().line + 1, ")");
+    } else if (unsupported_keys().count(key) && !is_off(item.second)) {
+      warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << key
+               << "' is not supported by accelerate-cpp and is ignored (plain data parallelism is used).\n";
+    }
+  }
+  ACCELERATE_CHECK(unknown.empty(), ConfigError, "config file ", path, " has unknown keys: ", unknown,
+                   ". Remove them, or regenerate the file with `accelerate-cpp config`.");
+}
+
+/// num_processes, num_machines, machine_rank and gradient_accumulation_steps, each checked against its minimum.
+void read_counts(const Keys& root, const std::string& path, HfConfig& c) {
+  auto positive = [&](const char* key, int& target, int minimum) {
+    if (auto n = root[key]; n && !n.IsNull()) {
+      const int v = as<int>(n, key, path, "an integer");
+      ACCELERATE_CHECK(v >= minimum, ConfigError, where(path, n), ": '", key, "' must be >= ", minimum, ", got ", v,
+                       ".");
+      target = v;
+    }
+  };
+  positive("num_processes", c.num_processes, 1);
+  positive("num_machines", c.num_machines, 1);
+  positive("machine_rank", c.machine_rank, 0);
+  positive("gradient_accumulation_steps", c.gradient_accumulation_steps, 1);
+}
+
+/// main_process_ip and main_process_port (0..65535), where machine 0 hosts the rendezvous.
+void read_main_process(const Keys& root, const std::string& path, HfConfig& c) {
+  if (auto n = root["main_process_ip"]; n && !n.IsNull())
+    c.main_process_ip = as<std::string>(n, "main_process_ip", path, "an address");
+  if (auto n = root["main_process_port"]; n && !n.IsNull()) {
+    const int port = as<int>(n, "main_process_port", path, "a port number");
+    ACCELERATE_CHECK(port >= 0 && port <= 65535, ConfigError, where(path, n), ": main_process_port ", port,
+                     " is not a port (0..65535).");
+    c.main_process_port = port;
+  }
+}
+
+/// mixed_precision (after the legacy fp16, which it overrides), use_cpu and debug.
+void read_precision_and_flags(const Keys& root, const std::string& path, HfConfig& c) {
+  if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false")) c.mixed_precision = "fp16";  // legacy
+  if (auto n = root["mixed_precision"]; n && !n.IsNull()) {
+    c.mixed_precision = as<std::string>(n, "mixed_precision", path, "one of no, fp16, bf16");
+    parse_mixed_precision(c.mixed_precision, where(path, n));
+  }
+  if (auto n = root["use_cpu"]; n && !n.IsNull()) c.use_cpu = as<bool>(n, "use_cpu", path, "true or false");
+  if (auto n = root["debug"]; n && !n.IsNull()) c.debug = as<bool>(n, "debug", path, "true or false");
+}
+
+/// compute_environment, distributed_type and enable_cpu_affinity, with a note or warning on what runs instead.
+void read_environment(const Keys& root, const std::string& path, HfConfig& c, std::ostream& warnings) {
+  if (auto n = root["compute_environment"]; n && !n.IsNull()) {
+    c.compute_environment = as<std::string>(n, "compute_environment", path, "a name");
+    ACCELERATE_CHECK(c.compute_environment == "LOCAL_MACHINE", ConfigError, where(path, n), ": compute_environment ",
+                     bounded(c.compute_environment), " is not supported by accelerate-cpp; use LOCAL_MACHINE.");
+  }
+  if (auto n = root["distributed_type"]; n && !n.IsNull()) {
+    c.distributed_type = as<std::string>(n, "distributed_type", path, "a name");
+    static const std::set<std::string> data_parallel = {"NO", "MULTI_CPU", "MULTI_GPU"};
+    if (c.distributed_type == "DEEPSPEED" || c.distributed_type == "FSDP") {
+      warnings << "accelerate-cpp: note: " << where(path, n) << ": distributed_type " << c.distributed_type
+               << " runs as accelerate-cpp's data parallelism with ZeRO stage " << c.zero_stage << ".\n";
+    } else if (!data_parallel.count(c.distributed_type)) {
+      warnings << "accelerate-cpp: warning: " << where(path, n) << ": distributed_type " << bounded(c.distributed_type)
+               << " is not supported by accelerate-cpp; running plain data parallelism instead.\n";
+    }
+  }
+  if (auto n = root["enable_cpu_affinity"]; n && !is_off(n)) {
+    warnings << "accelerate-cpp: warning: " << where(path, n)
+             << ": 'enable_cpu_affinity' is not supported and is ignored.\n";
+  }
+}
+
+/// gpu_ids: HF writes a string ("all", "0,1"); a YAML list ([0, 1]) is accepted too.
+void read_gpu_ids(const Keys& root, const std::string& path, HfConfig& c) {
+  if (auto n = root["gpu_ids"]; n && !is_off(n)) {
+    std::string ids;
+    if (n.IsSequence()) {
+      for (const auto& item : n)
+        ids += (ids.empty() ? "" : ",") + as<std::string>(item, "gpu_ids", path, "GPU indexes");
+    } else {
+      ids = as<std::string>(n, "gpu_ids", path, "\"all\" or GPU indexes such as 0,1");
+    }
+    ids.erase(std::remove(ids.begin(), ids.end(), ' '), ids.end());
+    ACCELERATE_CHECK(ids == "all" || launcher::valid_gpu_ids(ids), ConfigError, where(path, n),
+                     ": 'gpu_ids' must be \"all\" or GPUs separated by commas (e.g. 0,1, or [0, 1]), got '",
+                     bounded(ids), "'.");
+    c.gpu_ids = ids;
+  }
 }
 
 }  // namespace
@@ -231,23 +361,7 @@ std::optional<std::string> existing_default_config(std::ostream& notes) {
 }
 
 HfConfig read_config(const std::string& path, std::ostream& warnings) {
-  std::error_code ec;
-  ACCELERATE_CHECK(
-      fs::exists(path, ec), ConfigError, "config file ", path,
-      " does not exist. Create one with `accelerate-cpp config` (or `config default`), or fix --config_file.");
-  ACCELERATE_CHECK(fs::is_regular_file(path, ec), ConfigError, "config file ", path, " is not a regular file",
-                   fs::is_directory(path, ec) ? " but a folder" : "", ". Point --config_file at the YAML file itself",
-                   fs::is_directory(path, ec) ? ", e.g. " + (fs::path(path) / "default_config.yaml").string() : "",
-                   ".");
-  ACCELERATE_CHECK(std::ifstream(path).good(), ConfigError, "config file ", path,
-                   " cannot be read (permissions?). Fix its permissions or choose another with --config_file.");
-  YAML::Node document;
-  try {
-    document = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(concat("config file ", path, " is not valid YAML (line ", e.mark.line + 1, ", column ",
-                             e.mark.column + 1, "): ", bounded(e.msg), "."));
-  }
+  const YAML::Node document = load_document(path);
   HfConfig c;
   if (document.IsNull()) {
     warnings << "accelerate-cpp: warning: config file " << path
@@ -256,84 +370,15 @@ HfConfig read_config(const std::string& path, std::ostream& warnings) {
   }
   ACCELERATE_CHECK(document.IsMap(), ConfigError, "config file ", path, " must hold a mapping of keys to values.");
   const Keys root(document, path, warnings);
-  std::string unknown;
-  for (const auto& [key, item] : root.all()) {
-    if (!hf_keys().count(key)) {
-      if (unknown.size() < 400)
-        unknown += concat(unknown.empty() ? "" : ", ", bounded(key), " (line ", item.first.Mark().line + 1, ")");
-    } else if (unsupported_keys().count(key) && !is_off(item.second)) {
-      warnings << "accelerate-cpp: warning: " << where(path, item.first) << ": '" << key
-               << "' is not supported by accelerate-cpp and is ignored (plain data parallelism is used).\n";
-    }
-  }
-  ACCELERATE_CHECK(unknown.empty(), ConfigError, "config file ", path, " has unknown keys: ", unknown,
-                   ". Remove them, or regenerate the file with `accelerate-cpp config`.");
-
-  auto positive = [&](const char* key, int& target, int minimum) {
-    if (auto n = root[key]; n && !n.IsNull()) {
-      const int v = as<int>(n, key, path, "an integer");
-      ACCELERATE_CHECK(v >= minimum, ConfigError, where(path, n), ": '", key, "' must be >= ", minimum, ", got ", v,
-                       ".");
-      target = v;
-    }
-  };
-  positive("num_processes", c.num_processes, 1);
-  positive("num_machines", c.num_machines, 1);
-  positive("machine_rank", c.machine_rank, 0);
-  positive("gradient_accumulation_steps", c.gradient_accumulation_steps, 1);
+  check_keys(root, path, warnings);
+  read_counts(root, path, c);
   read_sharding(root, path, c, warnings);
   ACCELERATE_CHECK(c.machine_rank < c.num_machines, ConfigError, where(path, root["machine_rank"]), ": machine_rank ",
                    c.machine_rank, " is not below num_machines ", c.num_machines, ".");
-  if (auto n = root["main_process_ip"]; n && !n.IsNull())
-    c.main_process_ip = as<std::string>(n, "main_process_ip", path, "an address");
-  if (auto n = root["main_process_port"]; n && !n.IsNull()) {
-    const int port = as<int>(n, "main_process_port", path, "a port number");
-    ACCELERATE_CHECK(port >= 0 && port <= 65535, ConfigError, where(path, n), ": main_process_port ", port,
-                     " is not a port (0..65535).");
-    c.main_process_port = port;
-  }
-  if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false")) c.mixed_precision = "fp16";  // legacy
-  if (auto n = root["mixed_precision"]; n && !n.IsNull()) {
-    c.mixed_precision = as<std::string>(n, "mixed_precision", path, "one of no, fp16, bf16");
-    parse_mixed_precision(c.mixed_precision, where(path, n));
-  }
-  if (auto n = root["use_cpu"]; n && !n.IsNull()) c.use_cpu = as<bool>(n, "use_cpu", path, "true or false");
-  if (auto n = root["debug"]; n && !n.IsNull()) c.debug = as<bool>(n, "debug", path, "true or false");
-  if (auto n = root["compute_environment"]; n && !n.IsNull()) {
-    c.compute_environment = as<std::string>(n, "compute_environment", path, "a name");
-    ACCELERATE_CHECK(c.compute_environment == "LOCAL_MACHINE", ConfigError, where(path, n), ": compute_environment ",
-                     bounded(c.compute_environment), " is not supported by accelerate-cpp; use LOCAL_MACHINE.");
-  }
-  if (auto n = root["distributed_type"]; n && !n.IsNull()) {
-    c.distributed_type = as<std::string>(n, "distributed_type", path, "a name");
-    static const std::set<std::string> data_parallel = {"NO", "MULTI_CPU", "MULTI_GPU"};
-    if (c.distributed_type == "DEEPSPEED" || c.distributed_type == "FSDP") {
-      warnings << "accelerate-cpp: note: " << where(path, n) << ": distributed_type " << c.distributed_type
-               << " runs as accelerate-cpp's data parallelism with ZeRO stage " << c.zero_stage << ".\n";
-    } else if (!data_parallel.count(c.distributed_type)) {
-      warnings << "accelerate-cpp: warning: " << where(path, n) << ": distributed_type " << bounded(c.distributed_type)
-               << " is not supported by accelerate-cpp; running plain data parallelism instead.\n";
-    }
-  }
-  if (auto n = root["enable_cpu_affinity"]; n && !is_off(n)) {
-    warnings << "accelerate-cpp: warning: " << where(path, n)
-             << ": 'enable_cpu_affinity' is not supported and is ignored.\n";
-  }
-  // HF writes a string ("all", "0,1"); a YAML list ([0, 1]) is accepted too.
-  if (auto n = root["gpu_ids"]; n && !is_off(n)) {
-    std::string ids;
-    if (n.IsSequence()) {
-      for (const auto& item : n)
-        ids += (ids.empty() ? "" : ",") + as<std::string>(item, "gpu_ids", path, "GPU indexes");
-    } else {
-      ids = as<std::string>(n, "gpu_ids", path, "\"all\" or GPU indexes such as 0,1");
-    }
-    ids.erase(std::remove(ids.begin(), ids.end(), ' '), ids.end());
-    ACCELERATE_CHECK(ids == "all" || launcher::valid_gpu_ids(ids), ConfigError, where(path, n),
-                     ": 'gpu_ids' must be \"all\" or GPUs separated by commas (e.g. 0,1, or [0, 1]), got '",
-                     bounded(ids), "'.");
-    c.gpu_ids = ids;
-  }
+  read_main_process(root, path, c);
+  read_precision_and_flags(root, path, c);
+  read_environment(root, path, c, warnings);  // after read_sharding: its note names the ZeRO stage
+  read_gpu_ids(root, path, c);
   return c;
 }
 

@@ -182,24 +182,25 @@ double validation_loss(accelerate::Accelerator& acc, gpt::Gpt model, accelerate:
   return sum / static_cast<double>(std::max<int64_t>(count, 1));
 }
 
-}  // namespace
-
-int main(int argc, char** argv) try {
-  Args args;
+/// Reads the flags into `args`; an exit code when that ends the program (--help: 0; a bad flag: 2), else -1.
+int parse(int argc, char** argv, Args& args) {
   CLI::App app{"GPT-2-style byte-level language model on Shakespeare (accelerate-cpp example)"};
   add_flags(app, args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints the help or the error; CLI11's own codes (105, ...) mean nothing to a shell
-    return code == 0 ? 0 : 2;
+    return code == 0 ? 0 : accelerate::kExitUsage;
   }
   if (args.data_dir.empty()) args.data_dir = default_data_dir();
   ACCELERATE_CHECK(args.checkpointing_steps == 0 || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
   ACCELERATE_CHECK(args.resume_from_checkpoint != "latest" || !args.output_dir.empty(), ConfigError,
                    "--resume_from_checkpoint latest needs --output_dir (whose checkpoints/ it looks in).");
+  return -1;
+}
 
+accelerate::AcceleratorOptions options_for(const Args& args) {
   accelerate::AcceleratorOptions options;
   options.mixed_precision = args.mixed_precision;
   options.gradient_accumulation_steps = args.gradient_accumulation_steps;
@@ -209,147 +210,199 @@ int main(int argc, char** argv) try {
                      .resume_from_checkpoint = args.resume_from_checkpoint};
   if (args.with_tracking) options.log_with = {args.report_to};
   options.seed = args.seed;
-  accelerate::Accelerator acc(options);
+  return options;
+}
 
-  auto train_data = open_tokens(args, "train.bin");
-  auto val_data = open_tokens(args, "val.bin");
-  accelerate::DataLoader train(train_data, {.batch_size = args.batch_size,
-                                            .shuffle = true,
-                                            .seed = static_cast<int64_t>(args.seed),
-                                            .num_workers = args.num_workers,
-                                            .pin_memory = args.pin_memory});
-  accelerate::DataLoader val(val_data, {.batch_size = args.batch_size, .num_workers = args.num_workers});
+/// The prepared objects of the run and its progress.
+struct Run {
+  accelerate::Accelerator& acc;
+  const Args& args;
+  gpt::Gpt net;
+  accelerate::AcceleratedOptimizer& opt;
+  accelerate::DataLoader& train_loader;
+  accelerate::DataLoader& val_loader;
+  accelerate::AcceleratedScheduler& scheduler;
+  Progress& progress;
+  torch::Tensor loss_sum;  // summed on the device: reading a loss every step would make a GPU wait for the CPU
+  int64_t loss_count = 0;
+  int64_t grad_bytes = 0;  // gradient bytes held after the last sync backward
+};
 
+/// resume_from_checkpoint, then the run's hyper-parameters to the trackers and the model's size.
+void start(Run& r) {
+  auto& acc = r.acc;
+  if (const auto from = acc.resume_from_checkpoint()) {
+    // The schedule counts optimizer steps x processes; a resume on another number of processes keeps its place
+    // in optimizer steps (the checkpoint's count is in the old processes' units, as HF saves it).
+    if (r.progress.processes != acc.num_processes()) {
+      auto& s = r.scheduler.scheduler();
+      s.set_last_epoch(s.last_epoch() / r.progress.processes * acc.num_processes());
+    }
+    acc.print("resumed from", *from, "at step", r.progress.steps);
+    if (r.progress.steps >= r.args.max_steps) {
+      acc.print("gpt: the checkpoint is at step", r.progress.steps, ">= --max_steps", r.args.max_steps,
+                ": nothing left to train; raise --max_steps to continue.");
+    }
+  }
+  const auto& m = r.args.model;
+  if (r.args.with_tracking) {
+    acc.init_trackers("gpt", {{"n_layer", m.n_layer},
+                              {"n_embd", m.n_embd},
+                              {"block_size", m.block_size},
+                              {"batch_size", r.args.batch_size},
+                              {"lr", r.args.lr},
+                              {"num_processes", acc.num_processes()}});
+  }
+  int64_t parameters = 0;
+  for (const auto& p : r.net->parameters()) parameters += p.numel();
+  acc.print("model:", r.net->parameters().size(), "tensors,", parameters, "parameters; tokens per optimizer step:",
+            r.args.batch_size * m.block_size * acc.num_processes() * acc.gradient_accumulation_steps());
+}
+
+/// One micro-step: forward under autocast, backward, clipping on sync steps, the optimizer and the schedule.
+void micro_step(Run& r, const accelerate::Batch& batch) {
+  auto& acc = r.acc;
+  torch::Tensor loss;
+  {
+    auto autocast = acc.autocast();
+    loss = r.net->loss(batch.at("input_ids"), batch.at("labels"));
+  }
+  acc.backward(loss);
+  // Every step holds the same gradients: read them once, at the last optimizer step.
+  if (acc.sync_gradients() && r.progress.steps + 1 == r.args.max_steps) {
+    r.grad_bytes = accelerate::gradient_bytes(r.net->parameters(), r.opt.optimizer());
+  }
+  if (acc.sync_gradients() && r.args.grad_clip > 0) acc.clip_grad_norm_(r.net->parameters(), r.args.grad_clip);
+  r.opt.step();
+  r.scheduler.step();
+  r.opt.zero_grad();
+  r.loss_sum += loss.detach().to(torch::kFloat);
+  ++r.loss_count;
+}
+
+/// After an optimizer step: the loss line every --log_interval steps, a validation loss every --eval_interval.
+void log_progress(Run& r, bool last) {
+  auto& acc = r.acc;
+  const auto step = std::to_string(r.progress.steps);
+  if (r.progress.steps % r.args.log_interval == 0 || last) {
+    const double mean = acc.reduce(r.loss_sum / static_cast<double>(r.loss_count), "mean").item<double>();
+    const double lr = r.scheduler.get_last_lr()[0];
+    acc.print("step=" + step, "loss=" + std::to_string(mean), "lr=" + std::to_string(lr));
+    if (r.args.with_tracking) acc.log({{"train_loss", mean}, {"lr", lr}}, r.progress.steps);
+    r.loss_sum.zero_(), r.loss_count = 0;
+  }
+  if (r.progress.steps % r.args.eval_interval == 0 && !last) {
+    const double v = validation_loss(acc, r.net, r.val_loader, r.args.eval_batches);
+    acc.print("step=" + step, "val_loss(" + std::to_string(r.args.eval_batches), "batches)=" + std::to_string(v));
+    if (r.args.with_tracking) acc.log({{"val_loss", v}}, r.progress.steps);
+  }
+}
+
+/// A checkpoint every --checkpointing_steps; on a preemption notice every process saves at this same step (once)
+/// and the run ends as resumable. Returns whether it was preempted.
+bool save_if_due(Run& r, bool last) {
+  auto& acc = r.acc;
+  const bool scheduled = r.args.checkpointing_steps > 0 && r.progress.steps % r.args.checkpointing_steps == 0;
+  const bool preempted = !r.args.output_dir.empty() && !last && acc.check_preemption();
+  const auto dir = scheduled || preempted ? acc.save_state() : std::string();
+  if (preempted) {
+    acc.print("preempted: saved", dir, "at step", std::to_string(r.progress.steps) + "; exiting with code",
+              accelerate::kExitPreempted, "(resume with --resume_from_checkpoint latest)");
+  }
+  return preempted;
+}
+
+/// Trains to --max_steps optimizer steps; whether it was preempted.
+bool train(Run& r) {
+  while (r.progress.steps < r.args.max_steps) {
+    for (auto& batch : r.train_loader) {
+      auto step = r.acc.accumulate(r.net);
+      micro_step(r, batch);
+      if (!r.acc.sync_gradients()) continue;
+      ++r.progress.steps;
+      const bool last = r.progress.steps == r.args.max_steps;
+      log_progress(r, last);
+      if (save_if_due(r, last)) return true;
+      if (last) break;
+    }
+  }
+  return false;
+}
+
+/// The final validation loss, the model as a transformers folder, a sample of text, and what each rank holds (for
+/// comparing ZeRO stages and --gradient_checkpointing: peak RSS on the CPU, the caching allocator's peak on a GPU).
+void finish(Run& r, double seconds) {
+  auto& acc = r.acc;
+  const double val_loss = validation_loss(acc, r.net, r.val_loader, 0);
+  acc.print("val_loss=" + std::to_string(val_loss));
+  acc.print("train_seconds=" + std::to_string(seconds));
+  if (r.args.with_tracking) acc.log({{"final_val_loss", val_loss}}, r.progress.steps);
+  if (acc.is_main_process()) {
+    if (!r.args.output_dir.empty()) gpt::save_hf_gpt2(*r.net, r.args.output_dir + "/model");
+    if (r.args.sample_tokens > 0) {
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(r.args.seed);
+      const std::string prompt = "ROMEO:";
+      auto ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong).to(acc.device());
+      r.net->eval();
+      auto out = r.net->generate(ids, r.args.sample_tokens, 0.8, generator).cpu();
+      std::string text;
+      for (int64_t i = 0; i < out.size(0); ++i) text += static_cast<char>(out[i].item<int64_t>());
+      std::cout << "sample:\n" << text << std::endl;
+    }
+  }
+  std::cout << "memory: rank=" << acc.process_index()
+            << " optimizer_state_bytes=" << accelerate::optimizer_state_bytes(r.opt.optimizer())
+            << " gradient_bytes=" << r.grad_bytes << " peak_bytes=" << accelerate::peak_memory_bytes(acc.device())
+            << std::endl;
+}
+
+int run(const Args& args) {
+  accelerate::Accelerator acc(options_for(args));
+  accelerate::DataLoader train_data(open_tokens(args, "train.bin"), {.batch_size = args.batch_size,
+                                                                     .shuffle = true,
+                                                                     .seed = static_cast<int64_t>(args.seed),
+                                                                     .num_workers = args.num_workers,
+                                                                     .pin_memory = args.pin_memory});
+  accelerate::DataLoader val_data(open_tokens(args, "val.bin"),
+                                  {.batch_size = args.batch_size, .num_workers = args.num_workers});
   gpt::Gpt model(args.model);
   torch::optim::AdamW optimizer(model->param_groups(args.lr, args.weight_decay), torch::optim::AdamWOptions(args.lr));
   // As HF's no_trainer scripts: the prepared scheduler steps once per process and optimizer step.
   auto schedule = accelerate::get_scheduler("cosine", optimizer,
                                             {.num_warmup_steps = args.warmup_steps * acc.num_processes(),
                                              .num_training_steps = args.max_steps * acc.num_processes()});
-  auto [net, opt, train_loader, val_loader, scheduler] = acc.prepare(model, optimizer, train, val, schedule);
+  auto [net, opt, train_loader, val_loader, scheduler] = acc.prepare(model, optimizer, train_data, val_data, schedule);
   Progress progress;
   progress.processes = acc.num_processes();
   acc.register_for_checkpointing(progress);
-  if (const auto from = acc.resume_from_checkpoint()) {
-    // The schedule counts optimizer steps x processes; a resume on another number of processes keeps its place
-    // in optimizer steps (the checkpoint's count is in the old processes' units, as HF saves it).
-    if (progress.processes != acc.num_processes()) {
-      auto& s = scheduler.scheduler();
-      s.set_last_epoch(s.last_epoch() / progress.processes * acc.num_processes());
-    }
-    acc.print("resumed from", *from, "at step", progress.steps);
-    if (progress.steps >= args.max_steps) {
-      acc.print("gpt: the checkpoint is at step", progress.steps, ">= --max_steps", args.max_steps,
-                ": nothing left to train; raise --max_steps to continue.");
-    }
+  Run r{acc,       args,         net,
+        opt,       train_loader, val_loader,
+        scheduler, progress,     torch::zeros({}, torch::TensorOptions(torch::kFloat).device(acc.device()))};
+  start(r);
+  const auto began = std::chrono::steady_clock::now();
+  if (train(r)) {
+    acc.end_training();
+    return accelerate::kExitPreempted;
   }
-  if (args.with_tracking) {
-    acc.init_trackers("gpt", {{"n_layer", args.model.n_layer},
-                              {"n_embd", args.model.n_embd},
-                              {"block_size", args.model.block_size},
-                              {"batch_size", args.batch_size},
-                              {"lr", args.lr},
-                              {"num_processes", acc.num_processes()}});
-  }
-  acc.print(
-      "model:", net->parameters().size(), "tensors,",
-      [&] {
-        int64_t n = 0;
-        for (const auto& p : net->parameters()) n += p.numel();
-        return n;
-      }(),
-      "parameters; tokens per optimizer step:",
-      args.batch_size * args.model.block_size * acc.num_processes() * acc.gradient_accumulation_steps());
-
-  const auto start = std::chrono::steady_clock::now();
-  // Summed on the device: reading a loss every step would make a GPU wait for the CPU.
-  auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kFloat).device(acc.device()));
-  int64_t loss_count = 0, grad_bytes = 0;  // gradient bytes held after the last sync backward
-  while (progress.steps < args.max_steps) {
-    for (auto& batch : train_loader) {
-      auto step = acc.accumulate(net);
-      torch::Tensor loss;
-      {
-        auto autocast = acc.autocast();
-        loss = net->loss(batch.at("input_ids"), batch.at("labels"));
-      }
-      acc.backward(loss);
-      // Every step holds the same gradients: read them once, at the last optimizer step.
-      if (acc.sync_gradients() && progress.steps + 1 == args.max_steps) {
-        grad_bytes = accelerate::gradient_bytes(net->parameters(), opt.optimizer());
-      }
-      if (acc.sync_gradients() && args.grad_clip > 0) acc.clip_grad_norm_(net->parameters(), args.grad_clip);
-      opt.step();
-      scheduler.step();
-      opt.zero_grad();
-      loss_sum += loss.detach().to(torch::kFloat);
-      ++loss_count;
-      if (!acc.sync_gradients()) continue;
-      ++progress.steps;
-      const bool last = progress.steps == args.max_steps;
-      if (progress.steps % args.log_interval == 0 || last) {
-        const double mean = acc.reduce(loss_sum / static_cast<double>(loss_count), "mean").item<double>();
-        acc.print("step=" + std::to_string(progress.steps), "loss=" + std::to_string(mean),
-                  "lr=" + std::to_string(scheduler.get_last_lr()[0]));
-        if (args.with_tracking) acc.log({{"train_loss", mean}, {"lr", scheduler.get_last_lr()[0]}}, progress.steps);
-        loss_sum.zero_(), loss_count = 0;
-      }
-      if (progress.steps % args.eval_interval == 0 && !last) {
-        const double v = validation_loss(acc, model, val_loader, args.eval_batches);
-        acc.print("step=" + std::to_string(progress.steps), "val_loss(" + std::to_string(args.eval_batches),
-                  "batches)=" + std::to_string(v));
-        if (args.with_tracking) acc.log({{"val_loss", v}}, progress.steps);
-      }
-      const bool scheduled = args.checkpointing_steps > 0 && progress.steps % args.checkpointing_steps == 0;
-      // A preemption notice: every process saves at this same step (once), then the run ends as resumable.
-      const bool preempted = !args.output_dir.empty() && !last && acc.check_preemption();
-      const auto dir = scheduled || preempted ? acc.save_state() : std::string();
-      if (preempted) {
-        acc.print("preempted: saved", dir, "at step", std::to_string(progress.steps) + "; exiting with code",
-                  accelerate::kExitPreempted, "(resume with --resume_from_checkpoint latest)");
-        acc.end_training();
-        return accelerate::kExitPreempted;
-      }
-      if (last) break;
-    }
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double val_loss = validation_loss(acc, model, val_loader, 0);
-  acc.print("val_loss=" + std::to_string(val_loss));
-  acc.print("train_seconds=" + std::to_string(seconds));
-  if (args.with_tracking) acc.log({{"final_val_loss", val_loss}}, progress.steps);
-  if (acc.is_main_process()) {
-    if (!args.output_dir.empty()) gpt::save_hf_gpt2(*net, args.output_dir + "/model");
-    if (args.sample_tokens > 0) {
-      auto generator = at::make_generator<at::CPUGeneratorImpl>(args.seed);
-      const std::string prompt = "ROMEO:";
-      auto ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong).to(acc.device());
-      net->eval();
-      auto out = net->generate(ids, args.sample_tokens, 0.8, generator).cpu();
-      std::string text;
-      for (int64_t i = 0; i < out.size(0); ++i) text += static_cast<char>(out[i].item<int64_t>());
-      std::cout << "sample:\n" << text << std::endl;
-    }
-  }
-  // Every rank: what it holds, for comparing ZeRO stages and --gradient_checkpointing (peak RSS on the CPU, the
-  // caching allocator's peak on a GPU).
-  std::cout << "memory: rank=" << acc.process_index()
-            << " optimizer_state_bytes=" << accelerate::optimizer_state_bytes(opt.optimizer())
-            << " gradient_bytes=" << grad_bytes << " peak_bytes=" << accelerate::peak_memory_bytes(acc.device())
-            << std::endl;
+  finish(r, std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
   acc.wait_for_everyone();
   acc.end_training();
   return 0;
-} catch (const c10::IndexError& e) {
-  // An id past the embedding: a token file of another tokenizer that open_tokens()'s probe did not catch.
-  std::cerr << "gpt: a token id is outside the " << gpt::Config{}.vocab_size << "-byte vocabulary ("
-            << e.what_without_backtrace() << "): --data_dir needs one byte per token (" << kDataHint << ")."
-            << std::endl;
-  return 2;
-} catch (const accelerate::ConfigError& e) {
-  std::cerr << "gpt: " << e.what() << std::endl;
-  return 2;
-} catch (const std::exception& e) {
-  std::cerr << "gpt: " << e.what() << std::endl;
-  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return accelerate::run_main("gpt: ", [&] {
+    Args args;
+    if (const int code = parse(argc, argv, args); code >= 0) return code;
+    try {
+      return run(args);
+    } catch (const c10::IndexError& e) {
+      // An id past the embedding: a token file of another tokenizer that open_tokens()'s probe did not catch.
+      throw accelerate::ConfigError(accelerate::detail::concat(
+          "a token id is outside the ", gpt::Config{}.vocab_size, "-byte vocabulary (", e.what_without_backtrace(),
+          "): --data_dir needs one byte per token (", kDataHint, ")."));
+    }
+  });
 }

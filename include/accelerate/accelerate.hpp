@@ -10,6 +10,7 @@
 #include <accelerate/model_io.hpp>
 #include <accelerate/safetensors.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/exit_code.hpp>
 #include <accelerate/find_batch_size.hpp>
 #include <accelerate/logging.hpp>
 #include <accelerate/memory.hpp>

@@ -3,10 +3,10 @@
 // schedulers so that the same loop runs on one process, N CPU processes or GPUs.
 //
 //   accelerate::Accelerator acc;
-//   auto [model, opt, loader] = acc.prepare(model, optimizer, loader);
-//   for (auto& batch : loader) {
-//     auto step = acc.accumulate();
-//     auto loss = torch::cross_entropy(model->forward(batch.data), batch.target);
+//   auto [net, opt, dl] = acc.prepare(model, optimizer, loader);  // as README.md's loop, which a test compiles
+//   for (auto& batch : dl) {
+//     auto step = acc.accumulate(net);
+//     auto loss = torch::cross_entropy_loss(net->forward(batch.data), batch.target);
 //     acc.backward(loss);
 //     opt.step();
 //     opt.zero_grad();
@@ -46,10 +46,16 @@ namespace detail {
 class BatchSizeSearch;
 class DataParallel;
 class ZeroOptimizer;
-struct CheckpointContents;
+class Checkpointer;
+struct CheckpointPart;
+struct LoadContext;
 }  // namespace detail
 
 class Accelerator;
+
+/// A torch::nn::ModuleHolder, or a type derived from one (what TORCH_MODULE(Net) declares).
+template <class T>
+concept ModuleHolderType = std::is_base_of_v<torch::nn::ModuleHolder<typename T::ContainedType>, T>;
 
 /// RAII of accumulate(): decides whether this micro-step syncs; non-sync micro-steps neither all-reduce
 /// gradients nor step the optimizer or scheduler.
@@ -122,9 +128,9 @@ class Accelerator {
   /// (`where`, here and below: the caller's line, for the deadlock message; see collectives.hpp.)
   std::shared_ptr<torch::nn::Module> prepare_model(std::shared_ptr<torch::nn::Module> model,
                                                    std::source_location where = std::source_location::current());
-  template <class M>
-  torch::nn::ModuleHolder<M> prepare(torch::nn::ModuleHolder<M> model,
-                                     std::source_location where = std::source_location::current()) {
+  /// A module holder comes back as its own type: `Net` (a TORCH_MODULE) for a `Net`.
+  template <ModuleHolderType Holder>
+  Holder prepare(Holder model, std::source_location where = std::source_location::current()) {
     prepare_model(model.ptr(), where);
     return model;
   }
@@ -257,7 +263,9 @@ class Accelerator {
   /// <project_dir>/checkpoints as the main process sees it (every rank gets the same answer), or nullopt when
   /// there is none yet (a first run; `--resume_from_checkpoint latest` then starts from scratch).
   std::optional<std::string> latest_checkpoint(std::source_location where = std::source_location::current()) const;
-  ProjectConfiguration& project_configuration() { return options_.project; }
+  /// The run's project configuration: the options' one with project_dir resolved (the platform's output folder
+  /// when none was given); `iteration` is the next automatic checkpoint's number, advanced by save_state.
+  ProjectConfiguration& project_configuration();
   /// Saves `object` with every save_state as custom_checkpoint_<i>.safetensors, restores it in load_state. An
   /// object destroyed afterwards is left out of later checkpoints (i counts the objects that still exist).
   void register_for_checkpointing(Checkpointable& object);
@@ -315,13 +323,9 @@ class Accelerator {
   friend class detail::BatchSizeSearch;  // turns out_of_memory_checks_ on and off
   void do_sync();
   void init();
-  void continue_numbering();
-  void rotate(const std::filesystem::path& written, bool shared);
-  /// The newest complete automatic checkpoint (std::nullopt when there is none); later saves number after it.
-  std::optional<std::filesystem::path> newest_checkpoint();
-  /// load_state's work; `automatic` (the folder was chosen by us) allows falling back to an older checkpoint.
-  std::string load_state_from(const std::filesystem::path& dir, bool automatic, std::source_location where);
-  detail::CheckpointContents checkpoint_contents();
+  /// What a checkpoint holds now: the registry of parts, from what is prepared and registered.
+  std::vector<detail::CheckpointPart> checkpoint_parts();
+  detail::LoadContext load_context() const;
   /// Says once that mixed precision is configured but this backward's forward ran outside autocast.
   void check_autocast_ran(std::source_location where);
   /// Says once that gather_for_metrics runs outside a prepared loader's loop with several processes.
@@ -336,8 +340,8 @@ class Accelerator {
   std::vector<std::unique_ptr<Tracker>> trackers_;
   int64_t log_calls_ = 0;
   int64_t step_ = 0;
-  bool numbering_checked_ = false;
-  bool trigger_ = false;  // automatic checkpoint numbering was checked against the folder's contents
+  std::unique_ptr<detail::Checkpointer> checkpointer_;
+  bool trigger_ = false;  // this process's set_trigger() since the last check_trigger()
   int zero_stage_ = 0;
   bool out_of_memory_checks_ = false;  // a find_executable_batch_size search is running
   std::vector<std::unique_ptr<detail::DataParallel>> models_;

@@ -7,7 +7,7 @@ namespace accelerate {
 
 void Accelerator::init_trackers(const std::string& project_name, const LogValues& config) {
   if (!is_main_process()) return;
-  const auto& p = options_.project;
+  const auto& p = project_configuration();
   const auto root = p.logging_dir.empty() ? p.project_dir : p.logging_dir;
   const auto run_dir = (std::filesystem::path(root) / project_name).string();
   for (auto& t : make_trackers(options_.log_with, run_dir)) trackers_.push_back(std::move(t));

@@ -144,7 +144,9 @@ TEST_P(Resume, MidEpochIsBitwiseIdentical) {
     EXPECT_TRUE(torch::equal(params[i], uninterrupted[i])) << "parameter " << i << " differs after resume, max diff "
                                                            << (params[i] - uninterrupted[i]).abs().max().item<double>();
   }
-  if (setup.precision == "fp16") EXPECT_EQ(resumed.acc.scaler()->get_scale(), final_scale);
+  if (setup.precision == "fp16") {
+    EXPECT_EQ(resumed.acc.scaler()->get_scale(), final_scale);
+  }
   wait_for_everyone(*g_state);
   if (g_state->is_main_process()) fs::remove_all(dir);
 }

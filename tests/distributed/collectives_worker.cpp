@@ -229,10 +229,14 @@ TEST(Collectives, PadAcrossProcesses) {
   auto padded = pad_across_processes(S(), t, 0, -1.0);
   ASSERT_EQ(padded.size(0), world());
   EXPECT_TRUE(at::equal(padded.narrow(0, 0, rank() + 1), t));
-  if (rank() + 1 < world()) EXPECT_EQ(padded[world() - 1][0].item<float>(), -1.0f);
+  if (rank() + 1 < world()) {
+    EXPECT_EQ(padded[world() - 1][0].item<float>(), -1.0f);
+  }
   auto first = pad_across_processes(S(), t, 0, 5.0, /*pad_first=*/true);
   EXPECT_TRUE(at::equal(first.narrow(0, world() - rank() - 1, rank() + 1), t));
-  if (rank() + 1 < world()) EXPECT_EQ(first[0][0].item<float>(), 5.0f);
+  if (rank() + 1 < world()) {
+    EXPECT_EQ(first[0][0].item<float>(), 5.0f);
+  }
   auto cols = pad_across_processes(S(), at::zeros({2, rank() + 1}, at::kLong), 1, 9);
   EXPECT_EQ(cols.size(1), world());
   auto same = pad_across_processes(S(), t, 5);  // dim out of range: unchanged, no communication
@@ -247,7 +251,9 @@ TEST(Collectives, SplitBetweenProcesses) {
   EXPECT_EQ(all, items);  // no item lost or repeated, in order
   auto padded = split_between_processes(S(), items, /*apply_padding=*/true);
   EXPECT_EQ(padded.size(), world() == 1 ? items.size() : 3u);
-  if (world() > 1 && mine.size() < 3) EXPECT_EQ(padded.back(), items.back());
+  if (world() > 1 && mine.size() < 3) {
+    EXPECT_EQ(padded.back(), items.back());
+  }
 
   auto tensor = at::arange(2 * world() + 1, at::kLong).reshape({-1, 1});
   auto part = split_between_processes(S(), tensor);

@@ -79,7 +79,9 @@ TEST(DataLoader, PreparedLoaderYieldsHfBatchesAndLength) {
         if (gs.end_of_dataloader()) flagged_at = static_cast<int64_t>(seen.size()) - 1;
       }
       EXPECT_EQ(seen, c.expected[rank]) << name(c);
-      if (!seen.empty()) EXPECT_EQ(flagged_at, static_cast<int64_t>(seen.size()) - 1) << name(c);
+      if (!seen.empty()) {
+        EXPECT_EQ(flagged_at, static_cast<int64_t>(seen.size()) - 1) << name(c);
+      }
       EXPECT_FALSE(gs.in_dataloader());
       ++checked;
     }

@@ -16,11 +16,6 @@ const std::vector<ScheduleCase> kSchedules = {
 #include "../parity/scheduler_cases.inc"
 };
 
-AcceleratorOptions cpu_options() {
-  AcceleratorOptions o;
-  o.cpu = true;
-  return o;
-}
 }  // namespace
 
 TEST(Schedules, MatchTransformers) {
