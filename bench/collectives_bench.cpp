@@ -30,7 +30,7 @@ int main() {
   accelerate::ProcessStateOptions options;
   options.cpu = true;
   accelerate::ProcessState state(options);
-  auto& comm = *state.communicator();
+  auto& comm = *accelerate::detail::communicator_of(state);
   auto& group = comm.group();
   const int world = state.num_processes();
   if (state.is_main_process()) {

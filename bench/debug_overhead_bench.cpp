@@ -25,7 +25,7 @@ using bench::median;
 
 int main() {
   accelerate::ProcessState state(accelerate::ProcessStateOptions{.cpu = true});
-  auto* comm = state.communicator();
+  auto* comm = accelerate::detail::communicator_of(state);
   if (!comm) {
     std::fprintf(stderr, "run it under the launcher with 2 or more processes\n");
     return 1;

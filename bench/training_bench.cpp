@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 8; ++i) {
     batches.emplace_back(torch::randn({kBatch, 1, 28, 28}), torch::randint(0, 10, {kBatch}, torch::kLong));
   }
-  auto* comm = acc.state().communicator();
+  auto* comm = accelerate::detail::communicator_of(acc.state());
 
   auto raw_step = [&](int i) {
     const auto& [x, y] = batches[i % batches.size()];

@@ -17,9 +17,11 @@
 #include <torch/nn/utils/clip_grad.h>
 
 #include "detail/communicator.hpp"
+#include "detail/accelerator_parallel.hpp"
 #include "detail/checkpointer.hpp"
 #include "detail/data_loader_access.hpp"
 #include "detail/data_parallel.hpp"
+#include "detail/triggers.hpp"
 #include "detail/optimizer_state.hpp"
 #include "detail/out_of_memory.hpp"
 #include "detail/zero_optimizer.hpp"
@@ -92,8 +94,8 @@ void Accelerator::init() {
                              ? parse_mixed_precision(*options_.mixed_precision, "AcceleratorOptions")
                              : settings.mixed_precision.value_or(MixedPrecision::No);
   precision_ = requested_precision_;
-  gradient_state_.num_steps = resolve_accumulation(options_.gradient_accumulation_steps, settings);
-  gradient_state_.sync_with_dataloader = options_.sync_with_dataloader;
+  gradient_state_.set_num_steps(resolve_accumulation(options_.gradient_accumulation_steps, settings));
+  gradient_state_.set_sync_with_dataloader(options_.sync_with_dataloader);
   zero_stage_ = options_.zero_stage ? check_zero_stage(*options_.zero_stage, "AcceleratorOptions::zero_stage")
                                     : settings.zero_stage.value_or(0);
   if (zero_stage_ > 0 && !state_->use_distributed()) {
@@ -141,6 +143,8 @@ void Accelerator::init() {
   // binary keeps its checkpoints and logs where they survive on each platform.
   if (project.project_dir.empty()) project.project_dir = settings.platform.output_dir;
   checkpointer_ = std::make_unique<detail::Checkpointer>(*state_, std::move(project));
+  triggers_ = std::make_unique<detail::Triggers>();
+  parallel_ = std::make_unique<Parallel>();
 }
 
 Accelerator::~Accelerator() = default;
@@ -154,8 +158,8 @@ std::string Accelerator::state_report() const {
       "\nMixed precision type: ", to_string(precision_),
       precision_ != requested_precision_ ? " (" + to_string(requested_precision_) + " was asked for: not on the CPU)"
                                          : "",
-      "\nGradient accumulation steps: ", gradient_state_.num_steps, "\nZeRO stage: ", zero_stage_,
-      "\nDebug mode: ", state_->communicator() && state_->communicator()->debug() ? "on" : "off",
+      "\nGradient accumulation steps: ", gradient_state_.num_steps(), "\nZeRO stage: ", zero_stage_,
+      "\nDebug mode: ", detail::communicator_of(*state_) && detail::communicator_of(*state_)->debug() ? "on" : "off",
       "\nLauncher: ", to_string(state_->launcher()), "\nPlatform: ", to_string(state_->settings().platform.platform),
       "\n");
   if (const auto problem = runtime_info().cuda_problem; !problem.empty()) out += "WARNING: " + problem + "\n";
@@ -176,15 +180,15 @@ bool Accelerator::optimizer_step_was_skipped() const {
 std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<torch::nn::Module> model,
                                                               std::source_location where) {
   ACCELERATE_CHECK(model, ConfigError, "prepare(model): the model is null.");
-  detail::CallScope call(state_->communicator(), "prepare", where);
+  detail::CallScope call(detail::communicator_of(*state_), "prepare", where);
   refuse_if_prepared(std::any_of(prepared_models_.begin(), prepared_models_.end(),
                                  [&](const auto& m) { return m.get() == model.get(); }),
                      "model");
   model->to(state_->device());
   prepared_models_.push_back(model);
   if (state_->use_distributed()) {
-    models_.push_back(
-        std::make_unique<detail::DataParallel>(*state_->communicator(), *model, options_.ddp, zero_stage_));
+    parallel_->models.push_back(
+        std::make_unique<detail::DataParallel>(*detail::communicator_of(*state_), *model, options_.ddp, zero_stage_));
   }
   return model;
 }
@@ -193,14 +197,15 @@ AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer, s
   refuse_if_prepared(
       std::any_of(optimizers_.begin(), optimizers_.end(), [&](auto& o) { return &o.optimizer() == &optimizer; }),
       "optimizer");
-  detail::CallScope call(state_->communicator(), "prepare", where);
+  detail::CallScope call(detail::communicator_of(*state_), "prepare", where);
   detail::move_optimizer_state(optimizer);
   detail::ZeroOptimizer* sharded = nullptr;
   if (zero_stage_ > 0) {
     std::vector<detail::ZeroPartition*> partitions;
-    for (auto& m : models_) partitions.push_back(m->partition());
-    sharded =
-        sharded_optimizers_.emplace_back(std::make_unique<detail::ZeroOptimizer>(optimizer, partitions, *state_)).get();
+    for (auto& m : parallel_->models) partitions.push_back(m->partition());
+    sharded = parallel_->sharded_optimizers
+                  .emplace_back(std::make_unique<detail::ZeroOptimizer>(optimizer, partitions, *state_))
+                  .get();
   }
   return optimizers_.emplace_back(optimizer, gradient_state_, scaler_.get(), sharded);
 }
@@ -241,31 +246,32 @@ void Accelerator::register_for_checkpointing(Checkpointable& object) {
 
 void Accelerator::set_gradient_accumulation_steps(int steps) {
   ACCELERATE_CHECK(steps >= 1, ConfigError, "gradient_accumulation_steps must be >= 1, got ", steps, ".");
-  gradient_state_.num_steps = steps;
+  gradient_state_.set_num_steps(steps);
 }
 
 void Accelerator::do_sync() {
-  if (gradient_state_.sync_with_dataloader && gradient_state_.end_of_dataloader()) {
+  if (gradient_state_.sync_with_dataloader() && gradient_state_.end_of_dataloader()) {
     step_ = 0;
-    gradient_state_.sync_gradients = true;  // the last batch of an epoch always steps
+    gradient_state_.set_sync_gradients(true);  // the last batch of an epoch always steps
   } else {
     ++step_;
-    gradient_state_.sync_gradients = step_ % gradient_state_.num_steps == 0;
+    gradient_state_.set_sync_gradients(step_ % gradient_state_.num_steps() == 0);
   }
 }
 
 AccumulateGuard::AccumulateGuard(Accelerator& accelerator) { accelerator.do_sync(); }
 
-NoSyncGuard::NoSyncGuard(detail::DataParallel* ddp) : ddp_(ddp), previous_(ddp ? ddp->require_sync : true) {
-  if (ddp_) ddp_->require_sync = false;
+NoSyncGuard::NoSyncGuard(bool* require_sync)
+    : require_sync_(require_sync), previous_(require_sync ? *require_sync : true) {
+  if (require_sync_) *require_sync_ = false;
 }
 NoSyncGuard::~NoSyncGuard() {
-  if (ddp_) ddp_->require_sync = previous_;
+  if (require_sync_) *require_sync_ = previous_;
 }
 
 NoSyncGuard Accelerator::no_sync(const std::shared_ptr<torch::nn::Module>& model) {
-  for (auto& m : models_) {
-    if (&m->module() == model.get()) return NoSyncGuard(m.get());
+  for (auto& m : parallel_->models) {
+    if (&m->module() == model.get()) return NoSyncGuard(&m->require_sync);
   }
   return NoSyncGuard(nullptr);
 }
@@ -276,40 +282,41 @@ void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
                    loss.defined() ? loss.sizes() : at::IntArrayRef{}, ". Reduce it first (e.g. loss.mean()).");
   ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
-  detail::CallScope call(state_->communicator(), "backward", where);
+  detail::CallScope call(detail::communicator_of(*state_), "backward", where);
   check_autocast_ran(where);
   // During find_executable_batch_size, a process that ran out of memory meets the others here.
-  if (out_of_memory_checks_ && gradient_state_.sync_gradients && detail::out_of_memory_count(*state_, false) > 0) {
+  if (out_of_memory_checks_ && gradient_state_.sync_gradients() && detail::out_of_memory_count(*state_, false) > 0) {
     throw detail::PeerOutOfMemory("backward: another process ran out of memory; this batch size is abandoned.");
   }
   // Dividing by 1 would add an autograd node to every step for nothing.
-  at::Tensor scaled = gradient_state_.num_steps == 1 ? loss : loss / gradient_state_.num_steps;
+  at::Tensor scaled = gradient_state_.num_steps() == 1 ? loss : loss / gradient_state_.num_steps();
   // DDP all-reduces the gradients during a sync step's backward, and once rebuilds its buckets (a broadcast) as the
   // second iteration starts: name both for the other ranks' hang reports, so a peer stuck in another collective
   // sees a deadlock instead of waiting for the timeout.
-  const bool syncing = gradient_state_.sync_gradients && !models_.empty();
-  const bool rebuilding = std::any_of(models_.begin(), models_.end(), [](const auto& m) { return m->rebuilds(); });
-  std::optional<detail::CollectiveScope> scope;
+  const bool syncing = gradient_state_.sync_gradients() && !parallel_->models.empty();
+  const bool rebuilding =
+      std::any_of(parallel_->models.begin(), parallel_->models.end(), [](const auto& m) { return m->rebuilds(); });
   const char* op = !syncing           ? "backward (gradient bucket rebuild)"
                    : zero_stage_ >= 2 ? "backward (ZeRO-2 gradient reduce-scatter)"
                                       : "backward (gradient all-reduce)";
-  if ((syncing || rebuilding) && state_->communicator()) scope.emplace(*state_->communicator(), op);
-  for (auto& m : models_) {
-    m->prepare_iteration();
-    if (gradient_state_.sync_gradients && m->require_sync) m->prepare_for_backward(scaled);
-  }
-  if (scaler_) scaled = scaler_->scale(scaled);
-  try {
+  auto run_backward = [&] {
+    for (auto& m : parallel_->models) {
+      m->prepare_iteration();  // the bucket rebuild's broadcast, once
+      if (gradient_state_.sync_gradients() && m->require_sync) m->prepare_for_backward(scaled);
+    }
+    if (scaler_) scaled = scaler_->scale(scaled);
     scaled.backward();
-    for (auto& m : models_) m->finish_backward();  // ZeRO-2: waits for the reduce-scatters
-  } catch (const std::exception& e) {
-    // The Reducer's all-reduce fails inside autograd with gloo's or c10d's own exception types, which a program
-    // catching accelerate::Error would not catch: the same translation as every other collective.
-    if (scope && detail::is_communication_error(e)) state_->communicator()->fail(op, e);
-    throw;
+    for (auto& m : parallel_->models) m->finish_backward();  // ZeRO-2: waits for the reduce-scatters
+  };
+  // The Reducer's all-reduce fails inside autograd with gloo's or c10d's own exception types, which a program
+  // catching accelerate::Error would not catch: the same preamble as every other collective, translating only
+  // those (autograd raises a user's errors too).
+  if ((syncing || rebuilding) && detail::communicator_of(*state_)) {
+    detail::communicator_of(*state_)->run(op, run_backward, detail::Communicator::Translate::CommunicationErrors);
+  } else {
+    run_backward();
   }
-  scope.reset();
-  for (auto& m : models_) m->sync_buffers();
+  for (auto& m : parallel_->models) m->sync_buffers();
 }
 
 void Accelerator::check_autocast_ran(std::source_location where) {
@@ -345,12 +352,11 @@ void Accelerator::unscale_gradients() {
 
 namespace {
 /// Under ZeRO: this rank's gradient pieces of `parameters`, from every sharded optimizer.
-std::vector<at::Tensor> shard_gradients(std::deque<AcceleratedOptimizer>& optimizers,
+std::vector<at::Tensor> shard_gradients(const std::vector<std::unique_ptr<detail::ZeroOptimizer>>& sharded,
                                         const std::vector<at::Tensor>& parameters) {
   std::vector<at::Tensor> grads;
-  for (auto& o : optimizers) {
-    if (!o.sharded()) continue;
-    auto mine = o.sharded()->piece_gradients(parameters);
+  for (const auto& o : sharded) {
+    auto mine = o->piece_gradients(parameters);
     grads.insert(grads.end(), mine.begin(), mine.end());
   }
   return grads;
@@ -360,7 +366,8 @@ std::vector<at::Tensor> shard_gradients(std::deque<AcceleratedOptimizer>& optimi
 double Accelerator::clip_grad_norm_(const std::vector<at::Tensor>& parameters, double max_norm, double norm_type) {
   unscale_gradients();
   if (zero_stage_ > 0) {
-    return detail::clip_sharded_grad_norm(*state_, shard_gradients(optimizers_, parameters), max_norm, norm_type);
+    return detail::clip_sharded_grad_norm(*state_, shard_gradients(parallel_->sharded_optimizers, parameters), max_norm,
+                                          norm_type);
   }
   return torch::nn::utils::clip_grad_norm_(parameters, max_norm, norm_type);
 }
@@ -369,7 +376,7 @@ void Accelerator::clip_grad_value_(const std::vector<at::Tensor>& parameters, do
   unscale_gradients();
   if (zero_stage_ > 0) {
     at::NoGradGuard no_grad;
-    for (auto g : shard_gradients(optimizers_, parameters)) g.clamp_(-clip_value, clip_value);
+    for (auto g : shard_gradients(parallel_->sharded_optimizers, parameters)) g.clamp_(-clip_value, clip_value);
     return;
   }
   torch::nn::utils::clip_grad_value_(parameters, clip_value);
@@ -397,13 +404,13 @@ void Accelerator::check_metrics_source(std::source_location where) const {
 }
 
 at::Tensor Accelerator::gather_for_metrics(const at::Tensor& tensor, std::source_location where) const {
-  detail::CallScope call(state_->communicator(), "gather_for_metrics", where);
+  detail::CallScope call(detail::communicator_of(*state_), "gather_for_metrics", where);
   check_metrics_source(where);
   return drop_padding(gradient_state_, gather(tensor));
 }
 
 Batch Accelerator::gather_for_metrics(const Batch& batch, std::source_location where) const {
-  detail::CallScope call(state_->communicator(), "gather_for_metrics", where);
+  detail::CallScope call(detail::communicator_of(*state_), "gather_for_metrics", where);
   check_metrics_source(where);
   return apply(gather(batch), [&](const at::Tensor& all) { return drop_padding(gradient_state_, all); });
 }
@@ -422,8 +429,8 @@ void Accelerator::free_memory() {
   // Users of an object go before it: schedulers hold optimizers, optimizers their sharding, which holds partitions.
   schedulers_.clear();
   optimizers_.clear();
-  sharded_optimizers_.clear();
-  models_.clear();
+  parallel_->sharded_optimizers.clear();
+  parallel_->models.clear();
   prepared_models_.clear();
   loaders_.clear();
   step_ = 0;
@@ -431,7 +438,7 @@ void Accelerator::free_memory() {
 }
 
 void Accelerator::end_training(std::source_location where) {
-  detail::CallScope call(state_->communicator(), "end_training", where);
+  detail::CallScope call(detail::communicator_of(*state_), "end_training", where);
   for (auto& t : trackers_) t->finish();
   trackers_.clear();
   state_->destroy_process_group();

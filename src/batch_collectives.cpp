@@ -9,7 +9,7 @@ namespace {
 /// In debug mode, every rank holds the same field names (else each rank would call a different number of
 /// collectives and the others would wait until the timeout).
 void check_same_fields(const ProcessState& state, const Batch& batch, const char* op) {
-  const auto* comm = state.communicator();
+  const auto* comm = detail::communicator_of(state);
   if (!comm || !comm->debug()) return;
   std::string mine;
   for (const auto& name : batch.names()) mine.append(mine.empty() ? "" : ", ").append(name);
@@ -23,7 +23,7 @@ void check_same_fields(const ProcessState& state, const Batch& batch, const char
 
 Batch per_field(const ProcessState& state, const Batch& batch, const char* op, const std::source_location& where,
                 const std::function<at::Tensor(const at::Tensor&)>& f) {
-  detail::CallScope call(state.communicator(), op, where);
+  detail::CallScope call(detail::communicator_of(state), op, where);
   check_same_fields(state, batch, op);
   return apply(batch, f);
 }

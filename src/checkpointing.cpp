@@ -5,6 +5,7 @@
 #include <accelerate/error.hpp>
 #include <accelerate/model_io.hpp>
 
+#include "detail/accelerator_parallel.hpp"
 #include "detail/checkpoint_parts.hpp"
 #include "detail/checkpointer.hpp"
 #include "detail/communicator.hpp"
@@ -17,8 +18,8 @@ detail::CheckpointParts Accelerator::checkpoint_parts() {
   std::vector<torch::optim::Optimizer*> optimizers;
   std::vector<detail::ZeroOptimizer*> sharded;
   for (auto& optimizer : optimizers_) {
+    sharded.push_back(parallel_->sharding_of(optimizers.size()));
     optimizers.push_back(&optimizer.optimizer());
-    sharded.push_back(optimizer.sharded());
   }
   // Only what still exists: a loader or object the user destroyed is never read, and the counts in metadata.json
   // say what was saved.
@@ -53,14 +54,14 @@ void Accelerator::save_model(const std::shared_ptr<torch::nn::Module>& model, co
     if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
     return;
   }
-  detail::CallScope call(state_->communicator(), "save_model", where);
+  detail::CallScope call(detail::communicator_of(*state_), "save_model", where);
   detail::run_agreed(*state_, [&] {
     if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
   });
 }
 
 std::string Accelerator::save_state(const std::string& output_dir, std::source_location where) {
-  detail::CallScope call(state_->communicator(), "save_state", where);
+  detail::CallScope call(detail::communicator_of(*state_), "save_state", where);
   const detail::CheckpointWriter writer{.process_index = process_index(),
                                         .num_processes = num_processes(),
                                         .device = device(),
@@ -70,7 +71,7 @@ std::string Accelerator::save_state(const std::string& output_dir, std::source_l
 }
 
 std::string Accelerator::load_state(const std::string& input_dir, std::source_location where) {
-  detail::CallScope call(state_->communicator(), "load_state", where);
+  detail::CallScope call(detail::communicator_of(*state_), "load_state", where);
   const auto loaded = checkpointer_->load(input_dir, checkpoint_parts(), load_context());
   step_ = loaded.step;
   return loaded.folder.string();
@@ -80,7 +81,7 @@ std::optional<std::string> Accelerator::resume_from_checkpoint(std::source_locat
   const std::string& from = checkpointer_->project().resume_from_checkpoint;
   if (from.empty()) return std::nullopt;
   if (from != "latest") return load_state(from, where);
-  detail::CallScope call(state_->communicator(), "resume_from_checkpoint", where);
+  detail::CallScope call(detail::communicator_of(*state_), "resume_from_checkpoint", where);
   const auto loaded = checkpointer_->load_latest(checkpoint_parts(), load_context());
   if (!loaded) return std::nullopt;
   step_ = loaded->step;
@@ -88,7 +89,7 @@ std::optional<std::string> Accelerator::resume_from_checkpoint(std::source_locat
 }
 
 std::optional<std::string> Accelerator::latest_checkpoint(std::source_location where) const {
-  detail::CallScope call(state_->communicator(), "latest_checkpoint", where);
+  detail::CallScope call(detail::communicator_of(*state_), "latest_checkpoint", where);
   const auto found = checkpointer_->latest();
   if (!found) return std::nullopt;
   return found->string();

@@ -18,7 +18,7 @@ using detail::concat;
 
 /// The communicator of a multi-process state; nullptr for a world of one.
 detail::Communicator* comm_of(const ProcessState& state, const char* op) {
-  auto* comm = state.communicator();
+  auto* comm = detail::communicator_of(state);
   if (comm) comm->check_usable(op);
   return comm;
 }

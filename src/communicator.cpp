@@ -53,19 +53,28 @@ bool is_gloo_mismatch(const std::string& message) {
   return contains(message, "collective mismatch") || contains(message, "doesn't match expected size");
 }
 
+/// Gloo's I/O error (gloo::IoException, not in the wheel's headers: known by its mangled name) for a peer whose
+/// connection closed or reset: the peer exited, often after an error of its own that is the real cause.
+bool is_gloo_lost_peer(const std::exception& error) {
+  const std::string type = typeid(error).name();
+  return contains(type, "gloo") && contains(type, "IoException");
+}
+
 std::terminate_handler g_previous_terminate = nullptr;
 
-/// Gloo raises a mismatch in its own I/O thread, where nothing catches it: std::terminate would abort the process
-/// (SIGABRT, no error the program can catch, and the launcher would blame this rank). Parked here instead, that
-/// thread delivers nothing more, and the thread waiting for the collective finds the mismatch through the hang
-/// report within seconds (or reaches the timeout) and raises it as every other mismatch is raised. A process-wide
-/// hook by nature: it is installed once, and passes every other termination to the handler it replaced.
+/// Gloo raises a mismatch, or a lost peer, in its own threads, where nothing catches it (a collective inside
+/// autograd, DDP's bucket rebuild): std::terminate would abort the process (SIGABRT, no error the program can catch,
+/// and the launcher would blame this rank instead of the peer that failed first). Parked here instead, that thread
+/// delivers nothing more, and the thread waiting for the collective finds the mismatch through the hang report
+/// within seconds (or is stopped by the launcher with the peers of the first failure, or reaches the timeout). A
+/// process-wide hook by nature: it is installed once, and passes every other termination to the handler it
+/// replaced.
 [[noreturn]] void on_terminate() {
   if (const auto pending = std::current_exception()) {
     try {
       std::rethrow_exception(pending);
     } catch (const std::exception& e) {
-      if (is_gloo_mismatch(e.what())) {
+      if (is_gloo_mismatch(e.what()) || is_gloo_lost_peer(e)) {
         for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
       }
     } catch (...) {
@@ -260,16 +269,6 @@ void Communicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* 
     fail(op, e);
   }
   if (deadlock) fail_deadlock(op, *deadlock, work);
-}
-
-std::string message_of(const std::exception& error) {
-  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
-  std::string what = c10_error ? c10_error->what_without_backtrace() : error.what();
-  if (what.size() > 2000) {
-    what.resize(2000);
-    what.append(" ...");
-  }
-  return what;
 }
 
 bool is_communication_error(const std::exception& error) {

@@ -7,7 +7,7 @@
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/process_state.hpp>
 
-#include "detail/communicator.hpp"  // message_of
+#include "detail/error_text.hpp"
 #include "detail/device_copier.hpp"
 #include "detail/internal_collectives.hpp"
 #include "detail/loader_workers.hpp"

@@ -81,11 +81,8 @@ DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const 
   // Every rank starts from rank 0's parameters and buffers, as DDP's constructor does.
   {
     at::NoGradGuard no_grad;
-    try {
-      c10d::broadcast_coalesced(comm.group_ptr(), state, 250u << 20, 0);
-    } catch (const std::exception& e) {
-      comm.fail("prepare(model) (broadcast of rank 0's parameters)", e);
-    }
+    comm.translating("prepare(model) (broadcast of rank 0's parameters)",
+                     [&] { c10d::broadcast_coalesced(comm.group_ptr(), state, 250u << 20, 0); });
   }
   const int64_t cap = static_cast<int64_t>(options.bucket_cap_mb * 1024 * 1024);
   ACCELERATE_CHECK(cap > 0, ConfigError, "DdpOptions::bucket_cap_mb must be > 0, got ", options.bucket_cap_mb, ".");
@@ -104,12 +101,8 @@ DataParallel::~DataParallel() = default;
 void DataParallel::sync_buffers() {
   if (!broadcast_buffers_ || buffers_.empty() || !module_.is_training()) return;
   at::NoGradGuard no_grad;
-  CollectiveScope scope(comm_, "broadcast_buffers");
-  try {
-    c10d::broadcast_coalesced(comm_.group_ptr(), buffers_, 250u << 20, 0);
-  } catch (const std::exception& e) {
-    comm_.fail("broadcast_buffers (rank 0's buffers after backward)", e);
-  }
+  comm_.run("broadcast_buffers (rank 0's buffers after backward)",
+            [&] { c10d::broadcast_coalesced(comm_.group_ptr(), buffers_, 250u << 20, 0); });
 }
 
 }  // namespace accelerate::detail

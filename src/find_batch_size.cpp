@@ -44,8 +44,36 @@ int64_t out_of_memory_count(const ProcessState& state, bool here) {
   return reduce(state, at::full({1}, here ? 1 : 0, at::kLong), Reduction::Sum).item<int64_t>();
 }
 
-BatchSizeSearch::BatchSizeSearch(Accelerator& accelerator, const FindBatchSizeOptions& options)
-    : accelerator_(accelerator), options_(options), batch_size_(options.starting_batch_size) {
+namespace {
+
+/// The state of one search; every process holds one and they agree at each step (see find_executable_batch_size).
+class BatchSizeSearch {
+ public:
+  BatchSizeSearch(Accelerator& accelerator, const FindBatchSizeOptions& options, bool& out_of_memory_checks);
+  ~BatchSizeSearch() { out_of_memory_checks_ = false; }
+  BatchSizeSearch(const BatchSizeSearch&) = delete;
+  BatchSizeSearch& operator=(const BatchSizeSearch&) = delete;
+  int64_t batch_size() const { return batch_size_; }
+  /// The function returned here: true when it returned on every process, else the next attempt is set up.
+  bool finished();
+  /// Called in the handler of the function's exception: rethrows what is not an out-of-memory error, else agrees
+  /// with the other processes and sets up the next attempt (OutOfMemoryError below the floor).
+  void failed();
+
+ private:
+  void next_attempt();
+  Accelerator& accelerator_;
+  FindBatchSizeOptions options_;
+  bool& out_of_memory_checks_;  // the Accelerator's: backward() checks the other processes while it is set
+  int64_t batch_size_, global_batch_;
+};
+
+BatchSizeSearch::BatchSizeSearch(Accelerator& accelerator, const FindBatchSizeOptions& options,
+                                 bool& out_of_memory_checks)
+    : accelerator_(accelerator),
+      options_(options),
+      out_of_memory_checks_(out_of_memory_checks),
+      batch_size_(options.starting_batch_size) {
   ACCELERATE_CHECK(options_.starting_batch_size >= 1, ConfigError,
                    "find_executable_batch_size: starting_batch_size must be >= 1, got ", options_.starting_batch_size,
                    ".");
@@ -55,10 +83,8 @@ BatchSizeSearch::BatchSizeSearch(Accelerator& accelerator, const FindBatchSizeOp
   ACCELERATE_CHECK(options_.factor > 0 && options_.factor < 1, ConfigError,
                    "find_executable_batch_size: factor must be in (0, 1), got ", options_.factor, ".");
   global_batch_ = options_.starting_batch_size * accelerator_.gradient_accumulation_steps();
-  accelerator_.out_of_memory_checks_ = true;
+  out_of_memory_checks_ = true;
 }
-
-BatchSizeSearch::~BatchSizeSearch() { accelerator_.out_of_memory_checks_ = false; }
 
 bool BatchSizeSearch::finished() {
   if (out_of_memory_count(accelerator_.state(), false) == 0) return true;
@@ -97,6 +123,21 @@ void BatchSizeSearch::next_attempt() {
                       ? detail::concat(" with ", global_batch_ / next, " gradient accumulation steps")
                       : std::string())
               << "." << std::endl;
+  }
+}
+
+}  // namespace
+
+void run_batch_size_search(Accelerator& accelerator, const std::function<void(int64_t)>& attempt,
+                           const FindBatchSizeOptions& options) {
+  BatchSizeSearch search(accelerator, options, accelerator.out_of_memory_checks_);
+  while (true) {
+    try {
+      attempt(search.batch_size());
+      if (search.finished()) return;
+    } catch (const std::exception&) {
+      search.failed();
+    }
   }
 }
 

@@ -99,7 +99,7 @@ double GradScaler::get_scale() const { return scale_.defined() ? scale_.item<dou
 int64_t GradScaler::growth_tracker() const { return growth_tracker_.defined() ? growth_tracker_.item<int64_t>() : 0; }
 
 AcceleratedOptimizer::AcceleratedOptimizer(torch::optim::Optimizer& optimizer, GradientState& gradient_state,
-                                           GradScaler* scaler, detail::ZeroOptimizer* sharded)
+                                           GradScaler* scaler, OptimizerSharding* sharded)
     : optimizer_(optimizer), gradient_state_(gradient_state), scaler_(scaler), sharded_(sharded) {
   if (sharded_ && scaler_) {
     scaler_->set_found_inf_reduction(optimizer_, [sharded](at::Tensor& found) { sharded->reduce_found_inf(found); });
@@ -107,7 +107,7 @@ AcceleratedOptimizer::AcceleratedOptimizer(torch::optim::Optimizer& optimizer, G
 }
 
 void AcceleratedOptimizer::step() {
-  if (!gradient_state_.sync_gradients) return;
+  if (!gradient_state_.sync_gradients()) return;
   if (sharded_) sharded_->bind_gradients();
   if (scaler_) {
     skipped_ = !scaler_->step(optimizer_);
@@ -127,7 +127,7 @@ void AcceleratedOptimizer::unscale_gradients() {
 }
 
 void AcceleratedOptimizer::zero_grad(bool set_to_none) {
-  if (!gradient_state_.sync_gradients) return;
+  if (!gradient_state_.sync_gradients()) return;
   if (sharded_) {
     sharded_->zero_grad(set_to_none);
   } else {

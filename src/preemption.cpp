@@ -10,6 +10,7 @@
 
 #include "detail/communicator.hpp"
 #include "detail/internal_collectives.hpp"
+#include "detail/triggers.hpp"
 
 namespace accelerate {
 namespace {
@@ -64,20 +65,22 @@ void install_preemption_handlers() {
 }  // namespace
 
 bool Accelerator::check_trigger(std::source_location where) {
-  detail::CallScope call(state_->communicator(), "check_trigger", where);
-  const bool any = detail::any_process(*state_, trigger_, "check_trigger");
-  if (any) trigger_ = false;  // as HF: the flag is lowered once it fired
+  detail::CallScope call(detail::communicator_of(*state_), "check_trigger", where);
+  const bool any = detail::any_process(*state_, triggers_->raised, "check_trigger");
+  if (any) triggers_->raised = false;  // as HF: the flag is lowered once it fired
   return any;
 }
 
+void Accelerator::set_trigger() { triggers_->raised = true; }
+
 bool Accelerator::check_preemption(std::source_location where) {
   install_preemption_handlers();
-  auto* comm = state_->communicator();
+  auto* comm = detail::communicator_of(*state_);
   if (!comm) return g_preemption_signal != 0;
   // A collective at every step costs a step's worth of synchronisation (5-19% of a small CPU model's step here:
   // bench/preemption_check_bench.sh). So the processes exchange their flags on the same calls only, about every
   // kCheckPeriod of wall time, as rank 0 proposes with each exchange: every process still stops at the same step.
-  auto& cadence = comm->preemption_cadence();
+  auto& cadence = *triggers_;
   if (--cadence.countdown > 0) return false;
   const auto now = std::chrono::steady_clock::now();
   int proposed = 1;

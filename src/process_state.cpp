@@ -15,6 +15,18 @@
 #include "detail/communicator.hpp"
 
 namespace accelerate {
+
+struct ProcessState::Group : detail::Communicator {
+  using Communicator::Communicator;
+};
+
+namespace detail {
+struct ProcessStateAccess {
+  static Communicator* communicator(const ProcessState& state) { return state.group_.get(); }
+};
+Communicator* communicator_of(const ProcessState& state) { return ProcessStateAccess::communicator(state); }
+}  // namespace detail
+
 namespace {
 
 std::chrono::milliseconds resolve_timeout(const EnvironmentSettings& settings, const ProcessStateOptions& options) {
@@ -118,7 +130,7 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
   // otherwise (0: never).
   const auto stall_warning =
       settings_.stall_warning.value_or(std::min<std::chrono::milliseconds>(std::chrono::seconds(60), timeout_ / 2));
-  comm_ = std::make_unique<detail::Communicator>(
+  group_ = std::make_unique<Group>(
       launch, *strategy,
       detail::CommunicatorOptions{.timeout = timeout_,
                                   .stall_warning = stall_warning,
@@ -130,15 +142,15 @@ ProcessState::~ProcessState() = default;
 ProcessState::ProcessState(ProcessState&&) noexcept = default;
 ProcessState& ProcessState::operator=(ProcessState&&) noexcept = default;
 
-bool ProcessState::process_group_destroyed() const { return comm_ && !comm_->group_ptr(); }
+bool ProcessState::process_group_destroyed() const { return group_ && !group_->group_ptr(); }
 
 void ProcessState::destroy_process_group() {
-  if (!comm_) return;
-  comm_->check_usable("destroy_process_group");
+  if (!group_) return;
+  group_->check_usable("destroy_process_group");
   c10d::BarrierOptions options;
   options.timeout = timeout_;
-  comm_->wait(comm_->cpu_backend().barrier(options), "destroy_process_group (barrier)");
-  comm_->shutdown();
+  group_->wait(group_->cpu_backend().barrier(options), "destroy_process_group (barrier)");
+  group_->shutdown();
 }
 
 }  // namespace accelerate

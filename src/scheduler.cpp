@@ -110,7 +110,7 @@ void AcceleratedScheduler::step() {
     scheduler_.step();
     return;
   }
-  if (!gradient_state_.sync_gradients) return;
+  if (!gradient_state_.sync_gradients()) return;
   for (auto* o : optimizers_) {
     if (o->step_was_skipped()) return;  // fp16 overflow: the optimizer did not step, neither does the LR
   }

@@ -104,11 +104,9 @@ class ShardedGradientSync final : public GradientSync {
       grad.reset();  // its copy is in the send buffer: the full gradient is released now (stage 2's saving)
     }
     flight.output = at::empty({bucket.shard_numel}, flight.input.options());
-    try {
-      flight.work = comm_.group()._reduce_scatter_base(flight.output, flight.input);
-    } catch (const std::exception& e) {
-      comm_.fail(kOp, e);
-    }
+    // Inside backward's scope (the hang report's entry for the whole backward): the translation only.
+    flight.work =
+        comm_.translating(kOp, [&] { return comm_.group()._reduce_scatter_base(flight.output, flight.input); });
   }
 
   Communicator& comm_;

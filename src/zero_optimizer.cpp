@@ -80,7 +80,7 @@ void ZeroOptimizer::bind_gradients() {
 }
 
 void ZeroOptimizer::gather_parameters() {
-  for (auto* partition : partitions_) partition->gather_parameters(*state_.communicator());
+  for (auto* partition : partitions_) partition->gather_parameters(*detail::communicator_of(state_));
 }
 
 void ZeroOptimizer::zero_grad(bool set_to_none) {
@@ -195,7 +195,7 @@ OptimizerState ZeroOptimizer::consolidated_state() {
           if (it != local.tensors.end()) shard.narrow(0, slot.info->shard_offset, slot.info->length).copy_(it->second);
         }
         auto all = at::empty({bucket.shard_numel * partition->world_size()}, options);
-        auto& comm = *state_.communicator();
+        auto& comm = *detail::communicator_of(state_);
         comm.wait(comm.group()._allgather_base(all, shard), "save_state (ZeRO optimizer state all-gather)");
         if (!state_.is_main_process()) continue;
         for (const auto& entry : bucket.entries) {

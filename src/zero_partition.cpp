@@ -101,13 +101,7 @@ void ZeroPartition::gather_parameters(Communicator& comm) {
       const int64_t len = std::min(chunk, bucket.shard_numel - off);
       auto all = at::empty({len * world_}, options);
       auto part = mine.narrow(0, off, len);
-      try {
-        comm.wait(comm.group()._allgather_base(all, part), kOp);
-      } catch (const Error&) {
-        throw;
-      } catch (const std::exception& e) {
-        comm.fail(kOp, e);
-      }
+      comm.translating(kOp, [&] { comm.wait(comm.group()._allgather_base(all, part), kOp); });
       for (int r = 0; r < world_; ++r) write_flat(bucket, r * bucket.shard_numel + off, all.narrow(0, r * len, len));
     }
   }

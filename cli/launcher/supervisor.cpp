@@ -266,7 +266,7 @@ class Supervisor {
           if (first_failure_ < 0) {
             first_failure_ = static_cast<int>(i);
             for (auto& other : workers_) other.frozen = other.running && is_stopped(other.pid);  // before our stop
-            begin_stop(SIGTERM, stop_grace());
+            settle_until_ = Clock::now() + kSettle;
           }
         }
         // A preempted worker saved at the step every process agreed on: the others are saving too; they get the
@@ -334,6 +334,9 @@ class Supervisor {
       if (stopping_ && any_running() && Clock::now() >= kill_deadline_ + seconds(kUnkillableWaitS)) {
         leave_unkillable_behind();
         break;
+      }
+      if (!stopping_ && settle_until_ != Clock::time_point{} && Clock::now() >= settle_until_) {
+        begin_stop(SIGTERM, stop_grace());  // the first failure's peers that are still running
       }
       if (!stopping_ && preempted_deadline_ != Clock::time_point{} && Clock::now() >= preempted_deadline_) {
         begin_stop(SIGTERM, stop_grace());  // a preempted worker's peers that did not follow it
@@ -485,7 +488,12 @@ class Supervisor {
   int failures_ = 0;
   Clock::time_point kill_deadline_{};
   Clock::time_point preempted_deadline_{};  // set when the first worker exits as preempted
-  Clock::time_point signalled_at_{};        // when the launcher got its (first) signal
+  // After the first failure, the others are stopped only this much later: a rank that returned from main makes its
+  // peers fail (the connection resets) while it is still exiting, and its own exit, seen in this window, is the
+  // root cause the blame must name instead of "killed by the launcher".
+  static constexpr std::chrono::milliseconds kSettle{1000};
+  Clock::time_point settle_until_{};
+  Clock::time_point signalled_at_{};  // when the launcher got its (first) signal
 };
 
 }  // namespace

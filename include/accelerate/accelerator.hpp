@@ -17,6 +17,7 @@
 
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <source_location>
@@ -31,6 +32,7 @@
 #include <accelerate/checkpointable.hpp>
 #include <accelerate/collectives.hpp>
 #include <accelerate/data_loader.hpp>
+#include <accelerate/find_batch_size.hpp>
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/lifetime.hpp>
 #include <accelerate/optimizer.hpp>
@@ -43,10 +45,8 @@
 namespace accelerate {
 
 namespace detail {
-class BatchSizeSearch;
-class DataParallel;
-class ZeroOptimizer;
 class Checkpointer;
+struct Triggers;
 struct CheckpointPart;
 struct LoadContext;
 }  // namespace detail
@@ -72,8 +72,9 @@ class [[nodiscard]] NoSyncGuard : Guard {
 
  private:
   friend class Accelerator;  // made by Accelerator::no_sync only
-  explicit NoSyncGuard(detail::DataParallel* ddp);
-  detail::DataParallel* ddp_;
+  /// `require_sync`: the prepared model's flag (null for a model without gradient synchronisation).
+  explicit NoSyncGuard(bool* require_sync);
+  bool* require_sync_;
   bool previous_;
 };
 
@@ -104,13 +105,13 @@ class Accelerator {
   bool use_distributed() const { return state_->use_distributed(); }
   DistributedType distributed_type() const { return state_->distributed_type(); }
   MixedPrecision mixed_precision() const { return precision_; }
-  int gradient_accumulation_steps() const { return gradient_state_.num_steps; }
+  int gradient_accumulation_steps() const { return gradient_state_.num_steps(); }
   /// HF's `accelerator.gradient_accumulation_steps = n` (find_executable_batch_size's keep_global_batch sets it).
   /// ConfigError below 1.
   void set_gradient_accumulation_steps(int steps);
   /// The ZeRO stage in effect: 0 with one process, whatever was asked for (AcceleratorOptions::zero_stage).
   int zero_stage() const { return zero_stage_; }
-  bool sync_gradients() const { return gradient_state_.sync_gradients; }
+  bool sync_gradients() const { return gradient_state_.sync_gradients(); }
   bool split_batches() const { return options_.split_batches; }
   bool even_batches() const { return options_.even_batches; }
   /// Any prepared optimizer skipped its last step (fp16 overflow).
@@ -292,7 +293,7 @@ class Accelerator {
 
   // ---- triggers and preemption (docs/preemption.md) ----
   /// HF's set_trigger: raises this process's flag; the next check_trigger() is true on every process.
-  void set_trigger() { trigger_ = true; }
+  void set_trigger();
   /// HF's check_trigger: true on every process, at the same call, when any process called set_trigger() since
   /// the last check; the flags are then lowered. One all-reduce of one element (on the CPU).
   bool check_trigger(std::source_location where = std::source_location::current());
@@ -320,7 +321,9 @@ class Accelerator {
 
  private:
   friend class AccumulateGuard;
-  friend class detail::BatchSizeSearch;  // turns out_of_memory_checks_ on and off
+  // Turns out_of_memory_checks_ on and off.
+  friend void detail::run_batch_size_search(Accelerator&, const std::function<void(int64_t)>&,
+                                            const FindBatchSizeOptions&);
   void do_sync();
   void init();
   /// What a checkpoint holds now: the registry of parts, from what is prepared and registered.
@@ -341,11 +344,11 @@ class Accelerator {
   int64_t log_calls_ = 0;
   int64_t step_ = 0;
   std::unique_ptr<detail::Checkpointer> checkpointer_;
-  bool trigger_ = false;  // this process's set_trigger() since the last check_trigger()
+  std::unique_ptr<detail::Triggers> triggers_;  // set_trigger's flag, check_preemption's cadence
   int zero_stage_ = 0;
-  bool out_of_memory_checks_ = false;  // a find_executable_batch_size search is running
-  std::vector<std::unique_ptr<detail::DataParallel>> models_;
-  std::vector<std::unique_ptr<detail::ZeroOptimizer>> sharded_optimizers_;  // before optimizers_, which use them
+  bool out_of_memory_checks_ = false;   // a find_executable_batch_size search is running
+  struct Parallel;                      // DDP / ZeRO per model and optimizer (src/detail/accelerator_parallel.hpp)
+  std::unique_ptr<Parallel> parallel_;  // before optimizers_, which use its shardings
   std::vector<std::shared_ptr<torch::nn::Module>> prepared_models_;
   // Loaders, schedulers and registered objects belong to the user, who may destroy them (an evaluation loader
   // prepared per epoch): the Accelerator never reads one that is gone, and a new one at a freed address prepares.

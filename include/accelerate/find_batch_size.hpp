@@ -11,7 +11,10 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
+#include <optional>
 #include <type_traits>
+#include <utility>
 
 #include <accelerate/error.hpp>
 
@@ -46,28 +49,9 @@ class OutOfMemoryError : public Error {
 bool is_out_of_memory(const std::exception& error);
 
 namespace detail {
-
-/// The state of one search; every process holds one and they agree at each step (see find_executable_batch_size).
-class BatchSizeSearch {
- public:
-  BatchSizeSearch(Accelerator& accelerator, const FindBatchSizeOptions& options);
-  ~BatchSizeSearch();
-  BatchSizeSearch(const BatchSizeSearch&) = delete;
-  BatchSizeSearch& operator=(const BatchSizeSearch&) = delete;
-  int64_t batch_size() const { return batch_size_; }
-  /// The function returned here: true when it returned on every process, else the next attempt is set up.
-  bool finished();
-  /// Called in the handler of the function's exception: rethrows what is not an out-of-memory error, else agrees
-  /// with the other processes and sets up the next attempt (OutOfMemoryError below the floor).
-  void failed();
-
- private:
-  void next_attempt();
-  Accelerator& accelerator_;
-  FindBatchSizeOptions options_;
-  int64_t batch_size_, global_batch_;
-};
-
+/// The search itself (src/find_batch_size.cpp): calls `attempt(batch_size)` until one returns on every process.
+void run_batch_size_search(Accelerator& accelerator, const std::function<void(int64_t)>& attempt,
+                           const FindBatchSizeOptions& options);
 }  // namespace detail
 
 /// Runs `function(batch_size)` from options.starting_batch_size down, as HF's find_executable_batch_size: on an
@@ -87,19 +71,14 @@ class BatchSizeSearch {
 template <class F>
 auto find_executable_batch_size(Accelerator& accelerator, F&& function, const FindBatchSizeOptions& options = {}) {
   using Result = std::invoke_result_t<F&, int64_t>;
-  detail::BatchSizeSearch search(accelerator, options);
-  while (true) {
-    try {
-      if constexpr (std::is_void_v<Result>) {
-        function(search.batch_size());
-        if (search.finished()) return;
-      } else {
-        Result result = function(search.batch_size());
-        if (search.finished()) return result;
-      }
-    } catch (const std::exception&) {
-      search.failed();
-    }
+  if constexpr (std::is_void_v<Result>) {
+    detail::run_batch_size_search(
+        accelerator, [&](int64_t batch_size) { function(batch_size); }, options);
+  } else {
+    std::optional<Result> result;  // the last attempt's: the one that returned on every process
+    detail::run_batch_size_search(
+        accelerator, [&](int64_t batch_size) { result.emplace(function(batch_size)); }, options);
+    return std::move(*result);
   }
 }
 

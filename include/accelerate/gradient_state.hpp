@@ -10,11 +10,16 @@ namespace accelerate {
 class GradientState {
  public:
   /// Micro-steps per optimizer step (gradient accumulation).
-  int num_steps = 1;
+  int num_steps() const { return num_steps_; }
   /// The last batch of a prepared data loader always syncs and steps (HF's sync_with_dataloader).
-  bool sync_with_dataloader = true;
+  bool sync_with_dataloader() const { return sync_with_dataloader_; }
   /// Whether this micro-step all-reduces gradients and steps the optimizer. True outside accumulate().
-  bool sync_gradients = true;
+  bool sync_gradients() const { return sync_gradients_; }
+
+  // Set by the Accelerator that owns this state (its options, accumulate(), set_gradient_accumulation_steps).
+  void set_num_steps(int steps) { num_steps_ = steps; }
+  void set_sync_with_dataloader(bool sync) { sync_with_dataloader_ = sync; }
+  void set_sync_gradients(bool sync) { sync_gradients_ = sync; }
 
   /// The innermost active prepared loader is on its last batch (set before that batch is yielded).
   bool end_of_dataloader() const { return !active_.empty() && active_.back().end; }
@@ -43,6 +48,9 @@ class GradientState {
     bool end;
   };
   std::vector<Active> active_;
+  int num_steps_ = 1;
+  bool sync_with_dataloader_ = true;
+  bool sync_gradients_ = true;
 };
 
 }  // namespace accelerate

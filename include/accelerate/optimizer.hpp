@@ -13,9 +13,21 @@
 #include <accelerate/gradient_state.hpp>
 
 namespace accelerate {
-namespace detail {
-class ZeroOptimizer;
-}
+
+/// A ZeRO stage's part in an optimizer step: the optimizer's parameter groups hold this process's pieces of the
+/// parameters, and the step around them binds the gradient pieces, reduces fp16's overflow flag over every process
+/// and all-gathers the updated parameters. Made by Accelerator::prepare (the stages are internal).
+class OptimizerSharding {
+ public:
+  virtual ~OptimizerSharding() = default;
+  /// Points each piece's gradient at its part of the gradient. Before unscaling, clipping or stepping.
+  virtual void bind_gradients() = 0;
+  /// All-gathers the updated parameters after a step.
+  virtual void gather_parameters() = 0;
+  virtual void zero_grad(bool set_to_none) = 0;
+  /// GradScaler's found_inf over every process (max), so an inf on any shard skips the step everywhere.
+  virtual void reduce_found_inf(at::Tensor& found_inf) = 0;
+};
 
 /// HF's GradScalerKwargs (torch's defaults).
 struct GradScalerOptions {
@@ -68,7 +80,7 @@ class AcceleratedOptimizer {
  public:
   /// `sharded`: the ZeRO sharding of `optimizer`, or nullptr (made by Accelerator::prepare).
   AcceleratedOptimizer(torch::optim::Optimizer& optimizer, GradientState& gradient_state, GradScaler* scaler,
-                       detail::ZeroOptimizer* sharded = nullptr);
+                       OptimizerSharding* sharded = nullptr);
   void step();
   void zero_grad(bool set_to_none = true);
   /// The last step() was skipped because the fp16 gradients overflowed.
@@ -78,13 +90,12 @@ class AcceleratedOptimizer {
   GradScaler* scaler() { return scaler_; }
   /// Divides the gradients by the fp16 scale (once per step; nothing without fp16).
   void unscale_gradients();
-  detail::ZeroOptimizer* sharded() { return sharded_; }
 
  private:
   torch::optim::Optimizer& optimizer_;
   GradientState& gradient_state_;
   GradScaler* scaler_;
-  detail::ZeroOptimizer* sharded_;
+  OptimizerSharding* sharded_;
   bool skipped_ = false;
 };
 

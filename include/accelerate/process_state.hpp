@@ -38,7 +38,7 @@ struct ProcessStateOptions {
 };
 
 namespace detail {
-class Communicator;
+struct ProcessStateAccess;  // the library's own code reaches the process group through it
 }
 
 class ProcessState {
@@ -82,17 +82,16 @@ class ProcessState {
   /// destroy_process_group() (end_training) has run: there are no collectives any more.
   bool process_group_destroyed() const;
 
-  /// Internal: the communicator behind the collectives (null for a single process or after teardown).
-  detail::Communicator* communicator() const { return comm_.get(); }
-
  private:
   EnvironmentSettings settings_;
   DistributedType type_ = DistributedType::No;
   std::string backend_;
   c10::Device device_{c10::kCPU};
   std::chrono::milliseconds timeout_{kDefaultTimeout};
-  std::unique_ptr<detail::Communicator> comm_;
+  struct Group;  // the process group and its bookkeeping (src/process_state.cpp); null for a single process
+  std::unique_ptr<Group> group_;
   bool forced_group_ = false;
+  friend struct detail::ProcessStateAccess;
 };
 
 }  // namespace accelerate

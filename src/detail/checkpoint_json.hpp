@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "detail/communicator.hpp"  // message_of
+#include "detail/error_text.hpp"
 
 namespace accelerate::detail::checkpoint {
 

@@ -12,8 +12,14 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <accelerate/environment.hpp>
+#include <accelerate/error.hpp>
 
+#include "detail/error_text.hpp"
 #include "detail/stall_inspector.hpp"
+
+namespace accelerate {
+class ProcessState;
+}
 
 namespace accelerate::detail {
 
@@ -75,13 +81,20 @@ class Communicator {
   int64_t gather_capacity() const;
   void record_gather_bytes(int64_t largest);
 
-  /// check_preemption's cadence on this group: every rank exchanges its flag on the same calls only (every
-  /// `interval`-th), the interval being chosen by rank 0 from the time between calls and sent with each exchange.
-  struct Cadence {
-    int countdown = 1, interval = 1;
-    std::chrono::steady_clock::time_point last{};
+  /// Which exceptions of an internal collective become ours.
+  enum class Translate {
+    AnyError,             ///< every exception that is not already ours (the call is a collective and nothing else)
+    CommunicationErrors,  ///< only c10d's and gloo's (inside backward, autograd raises a user's errors too)
   };
-  Cadence& preemption_cadence() { return cadence_; }
+  /// The preamble of internal collectives (DDP's buffer broadcast, ZeRO's all-gather), as the public ones have in
+  /// collectives.cpp: `op` is named in the hang report while `f` runs, and an exception from c10d or gloo becomes
+  /// ours through fail(). Returns what `f` returns.
+  template <class F>
+  decltype(auto) run(const char* op, F&& f, Translate translate = Translate::AnyError);
+  /// The same for a collective that runs inside another one's scope (a reduce-scatter launched within backward),
+  /// or that the hang report does not count (prepare's broadcast): the translation without a scope of its own.
+  template <class F>
+  decltype(auto) translating(const char* op, F&& f, Translate translate = Translate::AnyError);
 
   /// Throws StateError if the group was shut down or broken by an earlier failure.
   void check_usable(const char* op) const;
@@ -116,12 +129,11 @@ class Communicator {
   std::string backend_name_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
-  std::string broken_;
-  std::deque<int64_t> recent_gather_bytes_;  // why the group is unusable, empty while it is fine
+  std::string broken_;  // why the group is unusable, empty while it is fine
+  std::deque<int64_t> recent_gather_bytes_;
   std::unique_ptr<StallInspector> inspector_;
   CallSite call_;
   int call_depth_ = 0;
-  Cadence cadence_;
   std::string error_file_;
   bool debug_ = false;
   bool hang_report_ = true;
@@ -157,6 +169,9 @@ class CallScope {
   Communicator* comm_;
 };
 
+/// The communicator behind `state`'s collectives: null for a single process (no group).
+Communicator* communicator_of(const ProcessState& state);
+
 /// Strategy for one communication backend (Gloo on CPU, NCCL on CUDA): chosen once, never an if-chain.
 class CommunicationBackend {
  public:
@@ -171,13 +186,27 @@ class CommunicationBackend {
 /// fine, else the problem).
 std::string debug_device_problem(c10::DeviceType tensor, c10::DeviceType first, c10::DeviceType job);
 
-/// An exception's message without c10's 15-frame C++ stack trace (useless to a user, and it buries the hint),
-/// cut at 2000 characters.
-std::string message_of(const std::exception& error);
-
 /// An exception raised by a communication library (gloo's types, c10d's DistError family), as opposed to a
 /// user's or autograd's error.
 bool is_communication_error(const std::exception& error);
+
+template <class F>
+decltype(auto) Communicator::translating(const char* op, F&& f, Translate translate) {
+  try {
+    return std::forward<F>(f)();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (translate == Translate::AnyError || is_communication_error(e)) fail(op, e);
+    throw;
+  }
+}
+
+template <class F>
+decltype(auto) Communicator::run(const char* op, F&& f, Translate translate) {
+  CollectiveScope scope(*this, op);
+  return translating(op, std::forward<F>(f), translate);
+}
 
 std::unique_ptr<CommunicationBackend> make_gloo_backend();
 /// nullptr when the library was built without CUDA.

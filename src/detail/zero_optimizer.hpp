@@ -11,6 +11,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <accelerate/optimizer.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include "detail/optimizer_state.hpp"
@@ -26,7 +28,7 @@ class ProcessState;
 
 namespace accelerate::detail {
 
-class ZeroOptimizer {
+class ZeroOptimizer final : public OptimizerSharding {
  public:
   /// `partitions`: those of the models prepared so far; every trainable parameter of the optimizer must be in one
   /// (ConfigError naming the fix otherwise). Frozen parameters (requires_grad false) are left out. State the
@@ -38,15 +40,15 @@ class ZeroOptimizer {
 
   /// Points each piece's gradient at its part of the gradient: the full parameter's (stage 1) or the partition's
   /// gradient shard (stage 2). Before unscaling, clipping or stepping.
-  void bind_gradients();
+  void bind_gradients() override;
   /// After a step that ran: every rank gets every updated parameter.
-  void gather_parameters();
+  void gather_parameters() override;
   /// The full parameters' gradients and the pieces' (the stage-2 shards are zeroed).
-  void zero_grad(bool set_to_none);
+  void zero_grad(bool set_to_none) override;
   /// The gradients of this rank's pieces of `params` (full parameters or pieces), bound first.
   std::vector<at::Tensor> piece_gradients(const std::vector<at::Tensor>& params);
   /// All-reduces GradScaler's found_inf (max), so an inf on any shard skips the step on every rank.
-  void reduce_found_inf(at::Tensor& found_inf);
+  void reduce_found_inf(at::Tensor& found_inf) override;
 
   /// The whole optimizer's state in the unsharded format, on the main process (elsewhere only what the format
   /// needs to agree on). Collective: every rank calls it.

@@ -36,7 +36,7 @@ TEST(Collectives, WorldIsConsistent) {
   if (S().backend() == "gloo") {
     // Issue 11, item 1: Gloo serves CUDA tensors too (torch's "cpu:gloo,cuda:gloo"), so backend gloo on a GPU
     // machine does not fail at prepare(model) with "No backend type associated with device type cuda".
-    auto& group = S().communicator()->group();
+    auto& group = accelerate::detail::communicator_of(S())->group();
     EXPECT_EQ(group.getBackend(c10::DeviceType::CUDA).get(), group.getBackend(c10::DeviceType::CPU).get());
   }
 }

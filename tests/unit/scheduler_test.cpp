@@ -44,10 +44,10 @@ TEST(AcceleratedScheduler, StepsOnSyncOnlyAndOncePerProcess) {
   AcceleratedOptimizer wrapped(opt, gs, nullptr);
   // 2 processes, no split: each optimizer step consumes two batches of the unprepared loader.
   AcceleratedScheduler two(sched, {&wrapped}, gs, true, false, 2);
-  gs.sync_gradients = false;
+  gs.set_sync_gradients(false);
   two.step();
   EXPECT_EQ(sched.last_epoch(), 0);  // accumulation micro-step: no LR step
-  gs.sync_gradients = true;
+  gs.set_sync_gradients(true);
   two.step();
   EXPECT_EQ(sched.last_epoch(), 2);
   EXPECT_NEAR(sched.get_last_lr()[0], 0.98, 1e-12);
@@ -55,7 +55,7 @@ TEST(AcceleratedScheduler, StepsOnSyncOnlyAndOncePerProcess) {
   split.step();
   EXPECT_EQ(sched.last_epoch(), 3);
   AcceleratedScheduler free_running(sched, {&wrapped}, gs, /*step_with_optimizer=*/false, false, 2);
-  gs.sync_gradients = false;
+  gs.set_sync_gradients(false);
   free_running.step();
   EXPECT_EQ(sched.last_epoch(), 4);
 }

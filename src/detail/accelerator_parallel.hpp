@@ -1,0 +1,27 @@
+// The Accelerator's data-parallel state: one DDP or ZeRO wrapper per prepared model (none in a world of one) and,
+// under ZeRO, one sharding per prepared optimizer, in prepare() order.
+#pragma once
+
+#include <accelerate/accelerator.hpp>
+
+#include <memory>
+#include <vector>
+
+#include "detail/data_parallel.hpp"
+#include "detail/zero_optimizer.hpp"
+
+namespace accelerate {
+
+struct Accelerator::Parallel {
+  std::vector<std::unique_ptr<detail::DataParallel>> models;
+  /// Empty at stage 0; else optimizer i's sharding is sharded_optimizers[i]. Destroyed after the optimizers that
+  /// use them (free_memory clears those first).
+  std::vector<std::unique_ptr<detail::ZeroOptimizer>> sharded_optimizers;
+
+  /// Optimizer i's ZeRO sharding, or nullptr.
+  detail::ZeroOptimizer* sharding_of(size_t i) const {
+    return i < sharded_optimizers.size() ? sharded_optimizers[i].get() : nullptr;
+  }
+};
+
+}  // namespace accelerate
