@@ -207,9 +207,10 @@ void Checkpointer::continue_numbering() {
   broadcast_object_list(state_, shared, 0);  // every rank numbers its files alike
   highest = shared[0].toInt();
   if (highest < project_.iteration) return;
-  print(state_, concat("accelerate: ", folder().string(), " already holds checkpoints up to checkpoint_", highest,
-                       " (from an earlier run); this run's automatic checkpoints continue at checkpoint_", highest + 1,
-                       ". Call load_state() first to resume that run."));
+  print(state_,
+        concat("accelerate: ", folder().string(), " already holds checkpoints up to checkpoint_", highest,
+               loaded_ ? "" : " (from an earlier run)", "; this run's automatic checkpoints continue at checkpoint_",
+               highest + 1, loaded_ ? "." : ". Call load_state() first to resume that run."));
   project_.iteration = highest + 1;
 }
 
@@ -320,6 +321,7 @@ Checkpointer::Loaded Checkpointer::load_from(const fs::path& dir, bool automatic
   }
   Loaded loaded{dir, 0};
   run_agreed(state_, [&] { loaded.step = load_checkpoint_files(dir, parts, saved, context); });
+  loaded_ = true;
   return loaded;
 }
 

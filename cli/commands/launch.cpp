@@ -111,7 +111,9 @@ int run_with_restarts(launcher::LaunchPlan& plan, const launcher::LaunchOptions&
     const auto result = launcher::supervise(plan.workers, supervision);
     const bool again = result.exit_code != 0 && !result.interrupted && o.max_restarts > 0;
     if (result.exit_code == kExitPreempted && (!again || preempted >= kPreemptedRestarts)) {
-      std::fprintf(stderr, "accelerate-cpp launch: %s; run again with --resume_from_checkpoint latest.\n",
+      std::fprintf(stderr,
+                   "accelerate-cpp launch: %s; run the same command again to resume (with --resume_from_checkpoint "
+                   "latest where the program takes it).\n",
                    again ? "preempted too often in a row: not restarting again" : "exiting with 75");
     }
     if (!again) return result.exit_code;

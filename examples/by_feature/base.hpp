@@ -22,6 +22,13 @@ struct BaseArgs {
   int64_t limit = 0;                                           // training samples (0: all 60,000)
 };
 
+/// The base flags' ranges, after parsing; ConfigError (exit code 2) naming the flag otherwise.
+inline void check_base_args(const BaseArgs& a) {
+  ACCELERATE_CHECK(a.epochs >= 1, ConfigError, "--epochs needs a whole number >= 1, not ", a.epochs);
+  ACCELERATE_CHECK(a.lr > 0, ConfigError, "--lr needs a number > 0, not ", a.lr);
+  ACCELERATE_CHECK(a.limit >= 0, ConfigError, "--limit needs a whole number >= 0 (0: all), not ", a.limit);
+}
+
 /// --epochs --batch_size --lr --seed --data_dir --limit.
 inline example::Flags& add_base_flags(example::Flags& flags, BaseArgs& a) {
   return flags.add("--epochs", a.epochs)
@@ -34,6 +41,7 @@ inline example::Flags& add_base_flags(example::Flags& flags, BaseArgs& a) {
 
 /// Both splits; the main process unpacks the files once, the others then read them.
 inline fashion_mnist::Splits load_data(accelerate::Accelerator& acc, const BaseArgs& a) {
+  check_base_args(a);
   auto first = acc.main_process_first();
   return fashion_mnist::load(a.data_dir, "", a.limit);
 }

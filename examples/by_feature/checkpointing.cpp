@@ -20,6 +20,12 @@ int main(int argc, char** argv) {
         .add("--resume_from_checkpoint", resume_from_checkpoint)
         .add("--total_limit", total_limit)
         .parse(argc, argv);
+    ACCELERATE_CHECK(checkpointing_steps >= 0, ConfigError,
+                     "--checkpointing_steps needs a whole number >= 0 (0: at "
+                     "each epoch's end only), not ",
+                     checkpointing_steps);
+    ACCELERATE_CHECK(!total_limit || *total_limit >= 1, ConfigError, "--total_limit needs a whole number >= 1, not ",
+                     *total_limit);
 
     accelerate::Accelerator acc({.project = {.project_dir = output_dir,
                                              .automatic_checkpoint_naming = true,

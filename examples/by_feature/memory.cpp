@@ -1,4 +1,4 @@
-// base.cpp plus the memory tools: find_executable_batch_size halves (x0.9) the batch size after an out-of-memory
+// base.cpp plus the memory tools: find_executable_batch_size shrinks the batch size (x0.9) after an out-of-memory
 // error until a run of the training function fits, agreeing on every process; --zero_stage 1 or 2 shards the
 // optimizer state (and gradients) over the processes. Prints what each process holds.
 //   accelerate-cpp launch --num_processes 2 --cpu build/bin/by_feature_memory --limit 6000 --zero_stage 2

@@ -1,8 +1,8 @@
 // base.cpp plus preemption: a notice (SIGTERM or SIGUSR1 from Kubernetes, SLURM's --signal or the launcher) makes
 // every process save a checkpoint at the same optimizer step and exit with kExitPreempted (75), which
 // `accelerate-cpp launch --max_restarts` and SLURM's requeue treat as "resume me"; the next run continues from it.
-//   build/bin/by_feature_preemption --limit 6000 --epochs 3 & sleep 5; kill -TERM $!; wait   # exits 75
-//   build/bin/by_feature_preemption --limit 6000 --epochs 3                                  # resumes
+//   build/bin/by_feature_preemption --limit 6000 --epochs 3 & sleep 5; kill -TERM $!; wait $!; echo $?  # 75
+//   build/bin/by_feature_preemption --limit 6000 --epochs 3                     # resumes (always "latest")
 #include "base.hpp"
 
 int main(int argc, char** argv) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -56,10 +57,18 @@ Splits load(const std::string& data_dir, std::string cache_dir, int64_t limit) {
     cache_dir = xdg && *xdg ? std::string(xdg) + "/accelerate-cpp/fashion-mnist"
                             : std::string(home ? home : ".") + "/.cache/accelerate-cpp/fashion-mnist";
   }
+  // One cache folder per data folder: another --data_dir (another copy, or MNIST in the same format) never reads
+  // the files unpacked from this one.
+  const auto source = fs::weakly_canonical(data_dir).string();
+  cache_dir = (fs::path(cache_dir) / std::to_string(std::hash<std::string>{}(source))).string();
   fs::create_directories(cache_dir);
   for (const char* name : kFiles) {
+    const fs::path packed = fs::path(data_dir) / (std::string(name) + ".gz");
+    ACCELERATE_CHECK(fs::exists(packed), ConfigError, "--data_dir ", data_dir, ": there is no ",
+                     packed.filename().string(),
+                     " (Debian's dataset-fashion-mnist installs the four files in /usr/share/datasets/fashion-mnist).");
     const fs::path target = fs::path(cache_dir) / name;
-    if (!fs::exists(target)) gunzip(fs::path(data_dir) / (std::string(name) + ".gz"), target);
+    if (!fs::exists(target)) gunzip(packed, target);
   }
   return {split(cache_dir, torch::data::datasets::MNIST::Mode::kTrain, limit),
           split(cache_dir, torch::data::datasets::MNIST::Mode::kTest, 0)};

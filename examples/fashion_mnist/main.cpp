@@ -76,6 +76,11 @@ Args parse(int argc, char** argv) {
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
   ACCELERATE_CHECK(a.resume_from_checkpoint != "latest" || !a.output_dir.empty(), ConfigError,
                    "--resume_from_checkpoint latest needs --output_dir (whose checkpoints/ it looks in).");
+  ACCELERATE_CHECK(a.epochs >= 1, ConfigError, "--epochs needs a whole number >= 1, not ", a.epochs);
+  ACCELERATE_CHECK(a.lr > 0, ConfigError, "--lr needs a number > 0, not ", a.lr);
+  ACCELERATE_CHECK(a.limit >= 0, ConfigError, "--limit needs a whole number >= 0 (0: all), not ", a.limit);
+  ACCELERATE_CHECK(!a.total_limit || *a.total_limit >= 1, ConfigError, "--total_limit needs a whole number >= 1, not ",
+                   a.total_limit.value_or(0));
   return a;
 }
 

@@ -89,6 +89,7 @@ class Checkpointer {
   const ProcessState& state_;
   ProjectConfiguration project_;
   bool numbering_checked_ = false;  // automatic numbering was checked against the folder's contents
+  bool loaded_ = false;             // a checkpoint was loaded: this run resumes one
 };
 
 }  // namespace accelerate::detail

@@ -31,4 +31,12 @@ expect 2 "a_file/out' cannot be written" -- "$bin/fashion_mnist" --output_dir "$
 expect 2 "needs a whole number >= 0, not '-3'" -- "$bin/gpt" --checkpointing_steps -3 --output_dir "$tmp/g"
 expect 2 "a_file/out' cannot be written" -- "$bin/gpt" --output_dir "$tmp/a_file/out" --max_steps 1
 expect 0 "--checkpointing_steps" -- "$bin/gpt" --help
+# From a new user's trial: values that trained silently or ended in torch's own trace.
+expect 2 "--epochs needs a whole number >= 1, not 0" -- "$bin/fashion_mnist" --epochs 0
+expect 2 "--lr needs a number > 0, not -1" -- "$bin/by_feature_base" --lr -1
+expect 2 "--limit needs a whole number >= 0" -- "$bin/by_feature_base" --limit -3
+expect 2 "--total_limit needs a whole number >= 1, not 0" -- "$bin/by_feature_checkpointing" --total_limit 0 \
+  --output_dir "$tmp/c"
+# Another --data_dir is read, never the files unpacked from the default one.
+expect 2 "--data_dir $tmp/none: there is no train-images-idx3-ubyte.gz" -- "$bin/by_feature_base" --data_dir "$tmp/none"
 [[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }
