@@ -49,6 +49,24 @@ void check_writable(const std::string& folder, int rank) {
                    "examples' --output_dir).");
 }
 
+/// The project folder: the one given, in either spelling (HF has both: `project_dir` and
+/// `ProjectConfiguration.project_dir`; given twice, they must agree), checked writable on each machine; else the
+/// platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same binary
+/// keeps its checkpoints and logs where they survive on each platform.
+std::string resolve_project_dir(const AcceleratorOptions& options, const std::string& platform_dir,
+                                const ProcessState& state) {
+  std::optional<std::string> given;
+  for (const std::string& dir : {options.project_dir, options.project.project_dir}) {
+    if (dir.empty()) continue;
+    ACCELERATE_CHECK(!given || *given == dir, ConfigError, "AcceleratorOptions: project_dir '", options.project_dir,
+                     "' and project.project_dir '", options.project.project_dir, "' differ; give one of them.");
+    given = dir;
+  }
+  if (!given) return platform_dir;
+  if (state.is_local_main_process()) check_writable(*given, state.process_index());
+  return *given;
+}
+
 /// An explicit option wins over the environment (as ProcessState read it), which wins over 1.
 int resolve_accumulation(const std::optional<int>& option, const EnvironmentSettings& settings) {
   const int steps = option.value_or(settings.gradient_accumulation_steps.value_or(1));
@@ -131,17 +149,7 @@ void Accelerator::init() {
   }
   if (options_.seed) set_seed(*options_.seed);
   ProjectConfiguration project = options_.project;
-  ACCELERATE_CHECK(
-      options_.project_dir.empty() || project.project_dir.empty() || options_.project_dir == project.project_dir,
-      ConfigError, "AcceleratorOptions: project_dir '", options_.project_dir, "' and project.project_dir '",
-      project.project_dir, "' differ; give one of them.");
-  if (project.project_dir.empty()) project.project_dir = options_.project_dir;
-  if (!project.project_dir.empty() && state_->is_local_main_process()) {
-    check_writable(project.project_dir, state_->process_index());
-  }
-  // The platform's writable folder (/kaggle/working, a mounted Drive, else the working directory), so the same
-  // binary keeps its checkpoints and logs where they survive on each platform.
-  if (project.project_dir.empty()) project.project_dir = settings.platform.output_dir;
+  project.project_dir = resolve_project_dir(options_, settings.platform.output_dir, *state_);
   checkpointer_ = std::make_unique<detail::Checkpointer>(*state_, std::move(project));
   triggers_ = std::make_unique<detail::Triggers>();
   parallel_ = std::make_unique<Parallel>();

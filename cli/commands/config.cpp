@@ -23,7 +23,8 @@ struct ConfigFlags {
   std::optional<std::string> config_file;
   std::optional<int> num_processes, num_machines, machine_rank, main_process_port, gradient_accumulation_steps,
       zero_stage;
-  std::optional<std::string> main_process_ip, mixed_precision;
+  std::optional<std::string> main_process_ip;
+  std::optional<MixedPrecision> mixed_precision;
   bool cpu = false, debug = false;
   bool any_answer() const {
     return num_processes || num_machines || machine_rank || main_process_port || gradient_accumulation_steps ||
@@ -135,8 +136,8 @@ HfConfig ask_all(Questionnaire& q) {
     c.zero_stage = q.choice("Shard memory over the processes (ZeRO)?",
                             {"no (stage 0)", "optimizer state (stage 1)", "optimizer state and gradients (stage 2)"});
   }
-  const int precision = q.choice("Do you wish to use mixed precision?", {"no", "fp16", "bf16"});
-  c.mixed_precision = precision == 0 ? "no" : precision == 1 ? "fp16" : "bf16";
+  constexpr MixedPrecision kAnswers[] = {MixedPrecision::No, MixedPrecision::Fp16, MixedPrecision::Bf16};
+  c.mixed_precision = kAnswers[q.choice("Do you wish to use mixed precision?", {"no", "fp16", "bf16"})];
   return c;
 }
 
@@ -148,7 +149,7 @@ HfConfig from_flags(const ConfigFlags& f) {
   c.machine_rank = f.machine_rank.value_or(0);
   c.main_process_ip = f.main_process_ip;
   c.main_process_port = f.main_process_port;
-  c.mixed_precision = f.mixed_precision.value_or("no");
+  c.mixed_precision = f.mixed_precision.value_or(MixedPrecision::No);
   c.gradient_accumulation_steps = f.gradient_accumulation_steps.value_or(1);
   c.zero_stage = check_zero_stage(f.zero_stage.value_or(0), "config --zero_stage");
   c.debug = f.debug;
@@ -162,7 +163,6 @@ HfConfig from_flags(const ConfigFlags& f) {
                    "config: several machines need --main_process_ip (the address of machine 0).");
   ACCELERATE_CHECK(c.gradient_accumulation_steps >= 1, ConfigError,
                    "config: --gradient_accumulation_steps must be >= 1.");
-  parse_mixed_precision(c.mixed_precision, "config --mixed_precision");
   return c;
 }
 

@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <accelerate/error.hpp>
+#include <accelerate/mixed_precision.hpp>
+
 #include <CLI/CLI.hpp>
 
 namespace accelerate::cli {
@@ -21,6 +24,22 @@ template <class T>
 void optional_option(CLI::App* cmd, const std::string& flag, std::optional<T>& target, const std::string& help) {
   cmd->add_option_function<T>(
       names(flag), [&target](const T& v) { target = v; }, help);
+}
+
+/// --mixed_precision, parsed where it is given (no, fp16 or bf16, any case): from here on the value travels typed, so
+/// nothing between the flag and the worker's environment parses it again. A bad value is a usage error (rc 2).
+inline void optional_option(CLI::App* cmd, const std::string& flag, std::optional<MixedPrecision>& target,
+                            const std::string& help) {
+  cmd->add_option_function<std::string>(
+      names(flag),
+      [&target, flag](const std::string& v) {
+        try {
+          target = parse_mixed_precision(v, "--" + flag);
+        } catch (const ConfigError& e) {
+          throw CLI::ValidationError(e.what());  // CLI11's error path: the usage line, rc 2
+        }
+      },
+      help);
 }
 
 /// The flag of `cmd` nearest to `word` ("--num_procesess" -> "--num_processes"), or "" when none is close.

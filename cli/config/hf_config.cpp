@@ -282,10 +282,10 @@ void read_main_process(const Keys& root, const std::string& path, HfConfig& c) {
 
 /// mixed_precision (after the legacy fp16, which it overrides), use_cpu and debug.
 void read_precision_and_flags(const Keys& root, const std::string& path, HfConfig& c) {
-  if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false")) c.mixed_precision = "fp16";  // legacy
+  if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false")) c.mixed_precision = MixedPrecision::Fp16;  // legacy
   if (auto n = root["mixed_precision"]; n && !n.IsNull()) {
-    c.mixed_precision = as<std::string>(n, "mixed_precision", path, "one of no, fp16, bf16");
-    parse_mixed_precision(c.mixed_precision, where(path, n));
+    c.mixed_precision =
+        parse_mixed_precision(as<std::string>(n, "mixed_precision", path, "one of no, fp16, bf16"), where(path, n));
   }
   if (auto n = root["use_cpu"]; n && !n.IsNull()) c.use_cpu = as<bool>(n, "use_cpu", path, "true or false");
   if (auto n = root["debug"]; n && !n.IsNull()) c.debug = as<bool>(n, "debug", path, "true or false");
@@ -397,7 +397,7 @@ void write_config(const HfConfig& c, const std::string& path) {
   if (c.main_process_ip) keys["main_process_ip"] = *c.main_process_ip;
   if (c.main_process_port) keys["main_process_port"] = *c.main_process_port;
   keys["main_training_function"] = std::string("main");
-  keys["mixed_precision"] = c.mixed_precision;
+  keys["mixed_precision"] = to_string(c.mixed_precision);
   keys["num_machines"] = c.num_machines;
   keys["num_processes"] = c.num_processes;
   keys["rdzv_backend"] = std::string("static");
@@ -439,7 +439,7 @@ void write_config(const HfConfig& c, const std::string& path) {
 
 std::string describe(const HfConfig& c) {
   return concat("compute_environment: ", c.compute_environment, "\ndistributed_type: ", c.distributed_type,
-                "\nmixed_precision: ", c.mixed_precision, "\nuse_cpu: ", c.use_cpu ? "true" : "false",
+                "\nmixed_precision: ", to_string(c.mixed_precision), "\nuse_cpu: ", c.use_cpu ? "true" : "false",
                 "\ndebug: ", c.debug ? "true" : "false", "\nnum_processes: ", c.num_processes,
                 "\nnum_machines: ", c.num_machines, "\nmachine_rank: ", c.machine_rank,
                 "\nmain_process_ip: ", c.main_process_ip.value_or("(unset)"),

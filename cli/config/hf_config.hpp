@@ -2,6 +2,8 @@
 // C++ launch does not support, written with HF's keys so Python's `accelerate` loads it too.
 #pragma once
 
+#include <accelerate/mixed_precision.hpp>
+
 #include <optional>
 #include <ostream>
 #include <string>
@@ -11,7 +13,7 @@ namespace accelerate::cli {
 struct HfConfig {
   std::string compute_environment = "LOCAL_MACHINE";
   std::string distributed_type = "NO";  ///< NO, MULTI_CPU, MULTI_GPU
-  std::string mixed_precision = "no";
+  MixedPrecision mixed_precision = MixedPrecision::No;
   bool use_cpu = false;
   bool debug = false;
   int num_processes = 1;  ///< total over all machines

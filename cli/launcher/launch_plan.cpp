@@ -66,7 +66,6 @@ void set_rendezvous(const LaunchOptions& o, int (*free_port)(), LaunchPlan& plan
 
 /// Checks the options that are passed on to the workers (precision, ZeRO, GPUs, timeouts, threads, restarts).
 void check_worker_options(const LaunchOptions& o, int num_nodes) {
-  if (o.mixed_precision) parse_mixed_precision(*o.mixed_precision, "--mixed_precision");
   if (o.gradient_accumulation_steps) {
     ACCELERATE_CHECK(*o.gradient_accumulation_steps >= 1, ConfigError,
                      "--gradient_accumulation_steps must be >= 1, got ", *o.gradient_accumulation_steps, ".");
@@ -135,7 +134,7 @@ void set_accelerate_env(const LaunchOptions& o, const std::string& threads,
                         const std::map<std::string, std::string>& parent_env, std::map<std::string, std::string>& e) {
   e[env_var::kLaunched] = "1";
   e[env_var::kUseCpu] = o.cpu ? "True" : "False";
-  e[env_var::kMixedPrecision] = o.mixed_precision.value_or("no");
+  e[env_var::kMixedPrecision] = to_string(o.mixed_precision.value_or(MixedPrecision::No));
   if (o.gradient_accumulation_steps) {
     e[env_var::kGradientAccumulationSteps] = std::to_string(*o.gradient_accumulation_steps);
   }

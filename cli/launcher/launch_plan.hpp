@@ -2,6 +2,8 @@
 // per local process with the torchrun-compatible environment. Pure: no processes, no sockets.
 #pragma once
 
+#include <accelerate/mixed_precision.hpp>
+
 #include <map>
 #include <optional>
 #include <string>
@@ -16,7 +18,7 @@ struct LaunchOptions {
   std::optional<int> machine_rank;
   std::optional<std::string> main_process_ip;
   std::optional<int> main_process_port;  ///< unset: a free port (single machine) or 29500 (multi-node)
-  std::optional<std::string> mixed_precision;
+  std::optional<MixedPrecision> mixed_precision;
   std::optional<int> gradient_accumulation_steps;
   std::optional<int> zero_stage;  ///< ACCELERATE_CPP_ZERO_STAGE for the workers
   std::optional<int> num_cpu_threads_per_process;

@@ -171,6 +171,14 @@ TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
   r = run({kCli, "launch", "--config_file", dir / "fp8.yaml", "/bin/true"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("line 2: mixed_precision fp8 is not supported"), std::string::npos) << r.output;
+  // The flag is parsed where it is given (issue 24, item 6): a usage error before anything starts.
+  r = run({kCli, "launch", "--mixed_precision", "fp9", "/bin/true"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--mixed_precision: mixed_precision 'fp9' is not one of no, fp16, bf16."), std::string::npos)
+      << r.output;
+  r = run({kCli, "launch", "--mixed_precision", "BF16", "/bin/sh", "-c", "echo mp=$ACCELERATE_MIXED_PRECISION"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("mp=bf16"), std::string::npos) << r.output;
 }
 
 TEST(EnvCommand, MarkdownReport) {

@@ -104,7 +104,7 @@ TEST(HfConfig, ARepeatedKeyTakesTheLastValue) {
   std::ostringstream warnings;
   const auto c = read_config(path, warnings);
   EXPECT_EQ(c.num_processes, 3);
-  EXPECT_EQ(c.mixed_precision, "bf16");
+  EXPECT_EQ(c.mixed_precision, MixedPrecision::Bf16);
   EXPECT_NE(warnings.str().find("line 3: 'num_processes' is given 2 times (first on line 1)"), std::string::npos)
       << warnings.str();
   fs::remove(path);
@@ -119,7 +119,7 @@ TEST(HfConfig, AKeyRepeatedManyTimesIsOneWarning) {
   std::ostringstream warnings;
   const auto c = read_config(path, warnings);
   EXPECT_EQ(c.num_processes, 99999 % 7 + 1);
-  EXPECT_EQ(c.mixed_precision, "fp16");
+  EXPECT_EQ(c.mixed_precision, MixedPrecision::Fp16);
   const auto w = warnings.str();
   EXPECT_EQ(std::count(w.begin(), w.end(), '\n'), 2) << w.substr(0, 500);
   EXPECT_NE(w.find("line 100000: 'num_processes' is given 100000 times (first on line 1)"), std::string::npos) << w;
@@ -186,7 +186,7 @@ TEST(HfConfig, WriteThenReadRoundTrips) {
   c.machine_rank = 1;
   c.main_process_ip = "10.0.0.1";
   c.main_process_port = 29500;
-  c.mixed_precision = "bf16";
+  c.mixed_precision = MixedPrecision::Bf16;
   c.gradient_accumulation_steps = 3;
   c.zero_stage = 2;
   c.debug = true;
@@ -204,7 +204,7 @@ TEST(HfConfig, WriteThenReadRoundTrips) {
   EXPECT_EQ(back.machine_rank, 1);
   EXPECT_EQ(back.main_process_ip, "10.0.0.1");
   EXPECT_EQ(back.main_process_port, 29500);
-  EXPECT_EQ(back.mixed_precision, "bf16");
+  EXPECT_EQ(back.mixed_precision, MixedPrecision::Bf16);
   EXPECT_EQ(back.gradient_accumulation_steps, 3);
   EXPECT_EQ(back.zero_stage, 2);
   fs::remove_all(fs::path(path).parent_path());

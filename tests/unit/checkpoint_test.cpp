@@ -363,3 +363,18 @@ TEST(Checkpoints, AProjectDirThatCannotBeWrittenFailsBeforeTraining) {
   EXPECT_TRUE(fs::is_directory(tmp.path / "new" / "runs"));
   EXPECT_TRUE(fs::is_empty(tmp.path / "new" / "runs")) << "the probe file was left behind";
 }
+
+// HF spells the folder two ways (project_dir and ProjectConfiguration.project_dir): either is the folder, the same
+// folder twice is fine, two folders are refused before anything is written to either.
+TEST(Checkpoints, TheProjectDirIsGivenInEitherSpellingAndTwoFoldersAreRefused) {
+  TempDir tmp{"accelerate_ckpt"};
+  AcceleratorOptions top;
+  top.project_dir = (tmp.path / "top").string();
+  EXPECT_EQ(Accelerator(top).project_configuration().project_dir, top.project_dir);
+  auto both = project_options(tmp.path / "nested");
+  both.project_dir = both.project.project_dir;
+  EXPECT_EQ(Accelerator(both).project_configuration().project_dir, both.project_dir);
+  both.project_dir = (tmp.path / "other").string();
+  EXPECT_NE(error_of([&] { Accelerator refused(both); }).find("differ; give one of them"), std::string::npos);
+  EXPECT_FALSE(fs::exists(tmp.path / "other"));
+}
