@@ -282,7 +282,8 @@ void read_main_process(const Keys& root, const std::string& path, HfConfig& c) {
 
 /// mixed_precision (after the legacy fp16, which it overrides), use_cpu and debug.
 void read_precision_and_flags(const Keys& root, const std::string& path, HfConfig& c) {
-  if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false")) c.mixed_precision = MixedPrecision::Fp16;  // legacy
+  if (auto n = root["fp16"]; n && as<bool>(n, "fp16", path, "true or false"))
+    c.mixed_precision = MixedPrecision::Fp16;  // legacy
   if (auto n = root["mixed_precision"]; n && !n.IsNull()) {
     c.mixed_precision =
         parse_mixed_precision(as<std::string>(n, "mixed_precision", path, "one of no, fp16, bf16"), where(path, n));

@@ -6,14 +6,17 @@
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "detail/checkpoint_json.hpp"
 #include "detail/checkpoint_parts.hpp"
 #include "detail/checkpointer.hpp"
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 
 using namespace accelerate;
+using accelerate::testing::error_of;
 using accelerate::testing::TempDir;
 namespace fs = std::filesystem;
 namespace ad = accelerate::detail;
@@ -43,15 +46,6 @@ ProjectConfiguration automatic(const fs::path& dir) {
   return p;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST(CheckpointParts, ANewPartIsSavedVerifiedLoadedAndCounted) {
@@ -73,8 +67,8 @@ TEST(CheckpointParts, ANewPartIsSavedVerifiedLoadedAndCounted) {
 
   // The registry, not a list in the loader, says what is expected: a kind the run does not have is not asked
   // for, and a count that differs is refused.
-  EXPECT_EQ(error_of([&] { checkpointer.load(dir.string(), {}, {}); }), "");
-  const auto two = error_of([&] {
+  EXPECT_EQ(error_of<CheckpointError>([&] { checkpointer.load(dir.string(), {}, {}); }), "");
+  const auto two = error_of<CheckpointError>([&] {
     auto more = parts;
     more[0].count = 2;
     checkpointer.load(dir.string(), more, {});
@@ -84,7 +78,7 @@ TEST(CheckpointParts, ANewPartIsSavedVerifiedLoadedAndCounted) {
   // A changed byte in the part's file fails its checksum before anything is loaded.
   std::ofstream(dir / "notes.json") << R"({"value": 7})";
   value = 0;
-  const auto damaged = error_of([&] { checkpointer.load(dir.string(), parts, {}); });
+  const auto damaged = error_of<CheckpointError>([&] { checkpointer.load(dir.string(), parts, {}); });
   EXPECT_NE(damaged.find("notes.json fails its checksum"), std::string::npos) << damaged;
   EXPECT_EQ(value, 0) << "nothing was loaded from a damaged checkpoint";
 }

@@ -9,9 +9,11 @@
 #include <fstream>
 #include <gtest/gtest.h>
 
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 
 using namespace accelerate;
+using accelerate::testing::error_of;
 namespace fs = std::filesystem;
 
 using accelerate::testing::TempDir;
@@ -26,15 +28,6 @@ AcceleratorOptions project_options(const fs::path& dir, int64_t iteration = 0) {
   o.project.total_limit = 3;
   o.project.iteration = iteration;
   return o;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "no CheckpointError";
 }
 
 void edit_json(const fs::path& file, const std::string& key, const std::string& raw_value) {
@@ -82,17 +75,17 @@ TEST(Checkpoints, DamagedMetadataIsACheckpointError) {
   const fs::path dir = acc.save_state((tmp.path / "ckpt").string());
   const auto meta = dir / "metadata.json";
   edit_json(meta, "world_size", "\"two\"");
-  auto e = error_of([&] { acc.load_state(dir.string()); });
+  auto e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("metadata.json"), std::string::npos) << e;
   EXPECT_NE(e.find("'world_size' is not a valid value (\"two\")"), std::string::npos) << e;
   edit_json(meta, "world_size", "1");
   for (const char* bad : {"[1]", "-1", "2.5"}) {
     edit_json(meta, "models", bad);
-    e = error_of([&] { acc.load_state(dir.string()); });
+    e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
     EXPECT_NE(e.find("'models' is not a valid value"), std::string::npos) << bad << ": " << e;
   }
   std::ofstream(meta, std::ios::trunc) << "[1, 2]";
-  e = error_of([&] { acc.load_state(dir.string()); });
+  e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("must hold a JSON object"), std::string::npos) << e;
 }
 
@@ -108,7 +101,7 @@ TEST(Checkpoints, AMissingRegisteredObjectIsCalledRegistered) {
   saver.register_for_checkpointing(counter);
   const auto dir = saver.save_state((tmp.path / "ckpt").string());
   Accelerator loader(project_options(tmp.path));
-  const auto e = error_of([&] { loader.load_state(dir); });
+  const auto e = error_of<CheckpointError>([&] { loader.load_state(dir); });
   EXPECT_NE(e.find("holds 1 custom_objects but 0 are registered"), std::string::npos) << e;
   EXPECT_EQ(e.find("prepared"), std::string::npos) << e;
 }
@@ -148,7 +141,7 @@ TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
   DataLoader other(std::make_shared<TensorDataset>(data.narrow(0, 0, 50), data.narrow(0, 0, 50)), {.batch_size = 4});
   Accelerator acc2(project_options(tmp.path));
   acc2.prepare(other);
-  const auto e = error_of([&] { acc2.load_state(dir); });
+  const auto e = error_of<CheckpointError>([&] { acc2.load_state(dir); });
   EXPECT_NE(e.find("dataset of 60 samples; the data loader now has 50"), std::string::npos) << e;
 }
 
@@ -166,7 +159,7 @@ TEST(Checkpoints, DamagedStatesNameTheirFile) {
   // (as for a checkpoint written before checksums.json existed).
   as_written_before_checksums(dir);
   safetensors::save_file({{"cpu", at::zeros_like(good_rng)}}, rng.string(), {{"step", "0"}});
-  auto e = error_of([&] { acc.load_state(dir.string()); });
+  auto e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("random_states_0.safetensors could not be loaded"), std::string::npos) << e;
   EXPECT_EQ(e.find("frame #"), std::string::npos) << e;
   safetensors::save_file({{"cpu", good_rng}}, rng.string(), {{"step", "0"}});
@@ -175,12 +168,12 @@ TEST(Checkpoints, DamagedStatesNameTheirFile) {
   const auto generator = safetensors::File(sampler.string()).get("generator").clone();
   meta["batches"] = "100000";
   safetensors::save_file({{"generator", generator}}, sampler.string(), meta);
-  e = error_of([&] { acc.load_state(dir.string()); });
+  e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("more than an epoch of 20 samples holds"), std::string::npos) << e;
   meta["batches"] = "0";
   meta["batch_size"] = "0";
   safetensors::save_file({{"generator", generator}}, sampler.string(), meta);
-  e = error_of([&] { acc.load_state(dir.string()); });
+  e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("'batch_size' is 0, not a positive count"), std::string::npos) << e;
 }
 
@@ -202,7 +195,7 @@ TEST(Checkpoints, AMissingOptimizerTensorIsNamed) {
   ASSERT_EQ(tensors.erase("state.1.exp_avg_sq"), 1u);
   safetensors::save_file(tensors, file, {{"format", "pt"}});
   as_written_before_checksums(dir);  // rewritten well-formed: what the loader checks behind the checksums
-  const auto e = error_of([&] { acc.load_state(dir.string()); });
+  const auto e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("optimizer.{json,safetensors}: tensor state.1.exp_avg_sq is missing"), std::string::npos) << e;
 }
 
@@ -229,7 +222,7 @@ TEST(Checkpoints, AFlippedByteIsDetectedAndTheAutomaticLoadFallsBack) {
     f.write(&c, 1);
   }
   EXPECT_EQ(fs::path(acc.latest_checkpoint().value_or("")).filename(), "checkpoint_1");
-  auto e = error_of([&] { acc.load_state(newest.string()); });
+  auto e = error_of<CheckpointError>([&] { acc.load_state(newest.string()); });
   EXPECT_NE(e.find("model.safetensors fails its checksum"), std::string::npos) << e;
   model->weight.fill_(3.0);
   ::testing::internal::CaptureStdout();
@@ -254,13 +247,13 @@ TEST(Checkpoints, ACurrentCheckpointWithoutItsChecksumsIsRefused) {
   model->weight.fill_(2.0);
   const fs::path newest = acc.save_state();  // checkpoint_1
   fs::remove(newest / "checksums.json");
-  auto e = error_of([&] { acc.load_state(newest.string()); });
+  auto e = error_of<CheckpointError>([&] { acc.load_state(newest.string()); });
   EXPECT_NE(e.find("checksums.json is missing"), std::string::npos) << e;
   std::ofstream(newest / "checksums.json") << R"({"files": {}})";
-  e = error_of([&] { acc.load_state(newest.string()); });
+  e = error_of<CheckpointError>([&] { acc.load_state(newest.string()); });
   EXPECT_NE(e.find("checksums.json lists no files"), std::string::npos) << e;
   std::ofstream(newest / "checksums.json", std::ios::trunc) << "";
-  e = error_of([&] { acc.load_state(newest.string()); });
+  e = error_of<CheckpointError>([&] { acc.load_state(newest.string()); });
   EXPECT_NE(e.find("checksums.json"), std::string::npos) << e;
   ::testing::internal::CaptureStdout();
   const auto loaded = acc.load_state();
@@ -309,7 +302,7 @@ TEST(Checkpoints, ADamagedFileLeavesTheModelUntouched) {
     for (auto& p : model->parameters()) p.fill_(7);
   }
   fs::resize_file(dir / "optimizer.safetensors", fs::file_size(dir / "optimizer.safetensors") / 2);
-  const auto e = error_of([&] { acc.load_state(dir.string()); });
+  const auto e = error_of<CheckpointError>([&] { acc.load_state(dir.string()); });
   EXPECT_NE(e.find("optimizer.safetensors"), std::string::npos) << e;
   for (const auto& p : model->parameters()) EXPECT_TRUE(torch::all(p == 7).item<bool>()) << "the model was loaded";
 }
@@ -346,7 +339,8 @@ TEST(Checkpoints, ResumeFromLatestStartsFreshThenLoadsTheNewest) {
   EXPECT_TRUE(torch::equal(model->weight, saved));
   options.project.resume_from_checkpoint = (tmp.path / "missing").string();
   Accelerator third(options);
-  EXPECT_NE(error_of([&] { third.resume_from_checkpoint(); }).find("does not exist"), std::string::npos);
+  EXPECT_NE(error_of<CheckpointError>([&] { third.resume_from_checkpoint(); }).find("does not exist"),
+            std::string::npos);
 }
 
 // An unwritable project folder would only fail at the first save, after the training it was meant to keep.
@@ -375,6 +369,7 @@ TEST(Checkpoints, TheProjectDirIsGivenInEitherSpellingAndTwoFoldersAreRefused) {
   both.project_dir = both.project.project_dir;
   EXPECT_EQ(Accelerator(both).project_configuration().project_dir, both.project_dir);
   both.project_dir = (tmp.path / "other").string();
-  EXPECT_NE(error_of([&] { Accelerator refused(both); }).find("differ; give one of them"), std::string::npos);
+  EXPECT_NE(error_of<ConfigError>([&] { Accelerator refused(both); }).find("differ; give one of them"),
+            std::string::npos);
   EXPECT_FALSE(fs::exists(tmp.path / "other"));
 }

@@ -7,36 +7,34 @@
 #include <map>
 #include <set>
 
-using namespace accelerate;
+#include "error_of.hpp"
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using namespace accelerate;
+using accelerate::testing::error_of;
 
 TEST(Settings, ParsersByKind) {
   EXPECT_EQ(parse_int_variable("X", "-3"), -3);
-  EXPECT_NE(error_of([] { parse_int_variable("X", "3x", "Fix it."); }).find("X='3x' is not an integer. Fix it."),
-            std::string::npos);
+  EXPECT_NE(
+      error_of<ConfigError>([] { parse_int_variable("X", "3x", "Fix it."); }).find("X='3x' is not an integer. Fix it."),
+      std::string::npos);
   EXPECT_EQ(parse_seconds_variable("T", "1.5", true), std::chrono::milliseconds(1500));
   EXPECT_EQ(parse_seconds_variable("T", "0", false), std::chrono::milliseconds(0));
-  EXPECT_NE(error_of([] { parse_seconds_variable("T", "0", true); }).find("T='0' is not a positive number of seconds"),
+  EXPECT_NE(error_of<ConfigError>([] {
+              parse_seconds_variable("T", "0", true);
+            }).find("T='0' is not a positive number of seconds"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_seconds_variable("T", "1e30", false); }).find("up to 31536000"), std::string::npos);
+  EXPECT_NE(error_of<ConfigError>([] { parse_seconds_variable("T", "1e30", false); }).find("up to 31536000"),
+            std::string::npos);
   EXPECT_EQ(parse_choice_variable("C", "B", {"a", "b"}), 1u);
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(error_of<ConfigError>([] {
               parse_choice_variable("C", "z", {"a", "b"});
             }).find("C='z' is not one of a, b."),
             std::string::npos);
   EXPECT_EQ(parse_log_level("WARN"), LogLevel::Warning);
   EXPECT_EQ(parse_mixed_precision("bf16"), MixedPrecision::Bf16);
-  EXPECT_NE(error_of([] { parse_mixed_precision("fp8", "here"); }).find("here: mixed_precision fp8 is not supported"),
+  EXPECT_NE(error_of<ConfigError>([] {
+              parse_mixed_precision("fp8", "here");
+            }).find("here: mixed_precision fp8 is not supported"),
             std::string::npos);
 }
 
@@ -67,7 +65,7 @@ TEST(Settings, ReadOnceFromAnInjectedEnvironment) {
                                                                       {"ACCELERATE_LOG_LEVEL", "loud"},
                                                                       {"ACCELERATE_CPP_STALL_WARNING", "-1"},
                                                                       {"ACCELERATE_MIXED_PRECISION", "fp32"}}) {
-    const auto what = error_of([&] { read_environment_settings({{name, value}}); });
+    const auto what = error_of<ConfigError>([&] { read_environment_settings({{name, value}}); });
     EXPECT_NE(what.find(name), std::string::npos) << name << ": " << what;
   }
 }
