@@ -12,7 +12,7 @@
 #include "detail/internal_collectives.hpp"
 #include "detail/loader_workers.hpp"
 #include "detail/out_of_memory.hpp"
-#include "detail/stream_reader.hpp"
+#include "detail/batch_source.hpp"
 #include "detail/sharding.hpp"
 
 #include <ATen/ATen.h>
@@ -264,7 +264,15 @@ void DataLoader::restore(const Position& p) {
 DataLoader::Iterator DataLoader::begin() {
   if (in_epoch_) finish_epoch();  // the previous loop ended early
   skipped_this_epoch_ = skip_;
-  stream_ ? begin_stream() : begin_indexed();
+  // The order first: it advances the shuffle generator, from which the epoch's seed is then drawn.
+  auto batches = stream_ ? Batches{} : epoch_indices(/*synchronise=*/true);
+  epoch_seed_ = epoch_base_seed();
+  position_ = 0;
+  copier_ =
+      std::make_unique<detail::DeviceCopier>(device_, options_.pin_memory && device_.is_cuda(), options_.pin_memory);
+  source_ = stream_ ? stream_epoch() : indexed_epoch(std::move(batches));
+  in_epoch_ = true;
+  if (gradient_state_) gradient_state_->begin_loader(this, source_->remainder());
   Iterator it(this);
   if (!advance(it.current_)) {
     finish_epoch();
@@ -273,28 +281,59 @@ DataLoader::Iterator DataLoader::begin() {
   return it;
 }
 
-void DataLoader::begin_indexed() {
-  auto batches = epoch_indices(/*synchronise=*/true);
-  epoch_seed_ = epoch_base_seed();
-  count_ = static_cast<int64_t>(batches.size());
-  position_ = 0, pulled_ = 0;
-  start_copier();
-  in_epoch_ = true;
-  if (gradient_state_) {
-    gradient_state_->begin_loader(this, options_.drop_last ? -1 : dataset_->size() % total_batch_size());
+std::unique_ptr<detail::BatchSource> DataLoader::indexed_epoch(Batches batches) {
+  if (options_.num_workers > 0 && !workers_) {
+    workers_ = std::make_unique<detail::LoaderWorkers>(options_.num_workers, options_.prefetch_factor);
   }
-  if (options_.num_workers == 0) {
-    sync_batches_ = std::move(batches);
-  } else {
-    if (!workers_) workers_ = std::make_unique<detail::LoaderWorkers>(options_.num_workers, options_.prefetch_factor);
-    workers_->start(
-        std::move(batches),
-        [this, epoch = epoch_, first = skipped_this_epoch_, seed = epoch_seed_](int64_t ordinal,
-                                                                                const std::vector<int64_t>& indices) {
-          return load_batch(indices, epoch, first + ordinal, seed);
-        },
-        epoch_seed_);
-  }
+  const int64_t remainder = options_.drop_last ? -1 : dataset_->size() % total_batch_size();
+  return detail::indexed_source(
+      std::move(batches), workers_.get(),
+      [this, epoch = epoch_, first = skipped_this_epoch_, seed = epoch_seed_](int64_t ordinal,
+                                                                              const std::vector<int64_t>& indices) {
+        return load_batch(indices, epoch, first + ordinal, seed);
+      },
+      epoch_seed_, remainder);
+}
+
+std::unique_ptr<detail::BatchSource> DataLoader::stream_epoch() {
+  stream_->start(epoch_);
+  auto shard = std::make_shared<detail::IterableShard<Batch>>(options_.batch_size, options_.drop_last, shard_);
+  auto remainder = std::make_shared<std::atomic<int64_t>>(-1);
+  auto read = std::make_shared<int64_t>(0);  // samples read from the stream, and batches made
+  auto made = std::make_shared<int64_t>(0);
+  auto done = std::make_shared<bool>(false);
+  // Runs on the reading thread; captures what it needs by value so that nothing of the loader's epoch state is
+  // shared with it.
+  auto produce = [this, shard, read, made, done, remainder, epoch = epoch_,
+                  seed = epoch_seed_]() -> std::optional<Batch> {
+    detail::BatchSeedScope seeded(seed, *made);
+    while (!*done) {
+      std::optional<Batch> sample;
+      try {
+        sample = stream_->next();
+      } catch (const std::exception& e) {
+        const std::string message =
+            detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": reading sample ", *read,
+                           " of the stream (epoch ", epoch, ") failed: ", detail::message_of(e));
+        rethrow_with_message(e, message);
+      }
+      std::vector<Batch> slice;
+      if (sample) {
+        ++*read;
+        slice = shard->push(std::move(*sample));
+      } else {
+        *done = true;
+        int64_t real = 0;
+        slice = shard->finish(&real);
+        remainder->store(options_.drop_last ? -1 : real);
+      }
+      if (slice.empty()) continue;
+      ++*made;
+      return ready_for_copy(collate(slice));
+    }
+    return std::nullopt;
+  };
+  return detail::stream_source(produce, options_.num_workers > 0, options_.prefetch_factor, skip_, remainder);
 }
 
 namespace {
@@ -330,10 +369,7 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
     } else {
       batch = dataset_->get_batch(indices);
     }
-    if (options_.pin_memory && device_.is_cuda()) {  // not for a CPU run on a machine that has a GPU
-      batch = apply(batch, [](const at::Tensor& t) { return t.is_pinned() ? t : t.pin_memory(); });
-    }
-    return batch;
+    return ready_for_copy(std::move(batch));
   } catch (const std::exception& e) {
     // Name the sample: a batch-level get_batch or collate hides which one failed, so retry them one by one (not
     // after running out of memory: loading them again would only do that again).
@@ -355,111 +391,47 @@ Batch DataLoader::load_batch(const std::vector<int64_t>& indices, int64_t epoch,
   }
 }
 
-Batch DataLoader::pull_batch() {
-  const int64_t k = pulled_++;
-  if (options_.num_workers > 0) return workers_->next();
-  return load_batch(sync_batches_[static_cast<size_t>(k)], epoch_, skipped_this_epoch_ + k, epoch_seed_);
+Batch DataLoader::collate(std::vector<Batch>& samples) const {
+  return options_.collate ? options_.collate(samples) : default_collate(samples);
+}
+
+Batch DataLoader::ready_for_copy(Batch batch) const {
+  // Pinned host memory is what lets the copy overlap (and not for a CPU run on a machine that has a GPU).
+  if (!options_.pin_memory || !device_.is_cuda()) return batch;
+  return apply(batch, [](const at::Tensor& t) { return t.is_pinned() ? t : t.pin_memory(); });
 }
 
 bool DataLoader::advance(Batch& out) {
-  if (stream_) return advance_stream(out);
-  if (position_ >= count_) return false;
-  if (!copier_->pending()) copier_->start(pull_batch());
+  if (!copier_->pending()) {
+    if (!source_->has_next()) return false;
+    copier_->start(source_->next());
+  }
+  const bool more = source_->has_next();  // a stream reads its next batch here, to flag the last one
   out = copier_->take();
   ++position_;
-  if (copier_->overlaps() && pulled_ < count_) {  // copied while this one computes
+  if (more && copier_->overlaps()) {  // copied while this one computes
     try {
-      copier_->start(pull_batch());
+      copier_->start(source_->next());
     } catch (...) {  // the next advance() reports it: this batch is still handed out, as without overlap
       copier_->fail(std::current_exception());
     }
   }
-  // HF looks one batch ahead; we know the count, so the flag is set before the last batch is handed out.
-  if (position_ == count_ && gradient_state_) gradient_state_->set_end_of_dataloader(this);
+  // HF looks one batch ahead; so do we, and the flag is set before the last batch is handed out.
+  if (!more && gradient_state_) {
+    gradient_state_->set_remainder(this, source_->remainder());
+    gradient_state_->set_end_of_dataloader(this);
+  }
   return true;
-}
-
-void DataLoader::start_copier() {
-  copier_ =
-      std::make_unique<detail::DeviceCopier>(device_, options_.pin_memory && device_.is_cuda(), options_.pin_memory);
 }
 
 void DataLoader::finish_epoch() {
   in_epoch_ = false;
   copier_.reset();
-  reader_.reset();
-  lookahead_.reset();
-  sync_batches_.clear();
+  source_.reset();  // before the workers it may use
   if (!options_.persistent_workers) workers_.reset();
   if (gradient_state_) gradient_state_->end_loader(this);
   ++epoch_;
   skip_ = 0;
-}
-
-void DataLoader::begin_stream() {
-  in_epoch_ = true;
-  position_ = 0;
-  count_ = -1;
-  start_copier();
-  epoch_seed_ = epoch_base_seed();
-  if (gradient_state_) gradient_state_->begin_loader(this, -1);
-  stream_->start(epoch_);
-  auto shard = std::make_shared<detail::IterableShard<Batch>>(options_.batch_size, options_.drop_last, shard_);
-  stream_remainder_ = std::make_shared<std::atomic<int64_t>>(-1);
-  auto read = std::make_shared<int64_t>(0);  // samples read from the stream, and batches made
-  auto made = std::make_shared<int64_t>(0);
-  auto done = std::make_shared<bool>(false);
-  // Runs on the reading thread; captures what it needs by value so that nothing of the loader's epoch state is
-  // shared with it.
-  auto produce = [this, shard, read, made, done, remainder = stream_remainder_, epoch = epoch_,
-                  seed = epoch_seed_]() -> std::optional<Batch> {
-    detail::BatchSeedScope seeded(seed, *made);
-    while (!*done) {
-      std::optional<Batch> sample;
-      try {
-        sample = stream_->next();
-      } catch (const std::exception& e) {
-        const std::string message =
-            detail::concat("data loader: rank ", state_ ? state_->process_index() : 0, ": reading sample ", *read,
-                           " of the stream (epoch ", epoch, ") failed: ", detail::message_of(e));
-        rethrow_with_message(e, message);
-      }
-      std::vector<Batch> slice;
-      if (sample) {
-        ++*read;
-        slice = shard->push(std::move(*sample));
-      } else {
-        *done = true;
-        int64_t real = 0;
-        slice = shard->finish(&real);
-        remainder->store(options_.drop_last ? -1 : real);
-      }
-      if (slice.empty()) continue;
-      ++*made;
-      return options_.collate ? options_.collate(slice) : default_collate(slice);
-    }
-    return std::nullopt;
-  };
-  reader_ = std::make_unique<detail::StreamReader>(produce, options_.num_workers > 0, options_.prefetch_factor);
-  for (int64_t i = 0; i < skip_; ++i) {  // a resume: read past what was handed out
-    if (!reader_->next()) break;
-  }
-  lookahead_ = reader_->next();
-}
-
-bool DataLoader::advance_stream(Batch& out) {
-  if (!lookahead_) return false;
-  if (!copier_->pending()) copier_->start(std::move(*lookahead_));
-  lookahead_ = reader_->next();
-  out = copier_->take();
-  ++position_;
-  // With overlap the next batch's copy starts now; lookahead_ stays engaged (moved from) to say it exists.
-  if (lookahead_ && copier_->overlaps()) copier_->start(std::move(*lookahead_));
-  if (!lookahead_ && gradient_state_) {
-    gradient_state_->set_remainder(this, stream_remainder_->load());
-    gradient_state_->set_end_of_dataloader(this);
-  }
-  return true;
 }
 
 DataLoader::Iterator& DataLoader::Iterator::operator=(Iterator&& other) noexcept {

@@ -265,7 +265,9 @@ class Accelerator {
   /// there is none yet (a first run; `--resume_from_checkpoint latest` then starts from scratch).
   std::optional<std::string> latest_checkpoint(std::source_location where = std::source_location::current()) const;
   /// The run's project configuration: the options' one with project_dir resolved (the platform's output folder
-  /// when none was given); `iteration` is the next automatic checkpoint's number, advanced by save_state.
+  /// when none was given); `iteration` is the next automatic checkpoint's number, advanced by save_state. A
+  /// mutable reference, as HF's `accelerator.project_configuration` is writable: setting `iteration` renumbers the
+  /// next automatic checkpoint.
   ProjectConfiguration& project_configuration();
   /// Saves `object` with every save_state as custom_checkpoint_<i>.safetensors, restores it in load_state. An
   /// object destroyed afterwards is left out of later checkpoints (i counts the objects that still exist).

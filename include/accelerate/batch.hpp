@@ -38,7 +38,7 @@ class Batch {
   /// The defined fields in name order, for `for (auto& [name, tensor] : batch.items())`.
   std::vector<std::pair<std::string, at::Tensor>> items() const;
 
-  /// torch::data::Example's fields, kept as members so `batch.data` reads as before.
+  /// torch::data::Example's fields, kept as members so that code written for it (`batch.data`) ports unchanged.
   at::Tensor data, target;
 
  private:

@@ -3,7 +3,6 @@
 // Loading and collation run on num_workers threads, a few batches ahead of the training loop, in order.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,7 +25,7 @@ class GradientState;
 namespace detail {
 struct DataLoaderAccess;
 class LoaderWorkers;
-class StreamReader;
+class BatchSource;
 class DeviceCopier;
 }  // namespace detail
 
@@ -145,6 +144,12 @@ class DataLoader {
   Batch load_batch(const std::vector<int64_t>& indices, int64_t epoch, int64_t in_epoch, uint64_t seed) const;
   /// The base seed of this epoch's data_generator() draws (WorkerInfo::seed): new each epoch, different per rank.
   uint64_t epoch_base_seed() const;
+  /// Samples -> batch: the options' collate, else default_collate. Runs on a worker or the stream's thread.
+  Batch collate(std::vector<Batch>& samples) const;
+  /// A loaded batch made ready for the device copy (pinned when the copy may overlap); on the loading thread.
+  Batch ready_for_copy(Batch batch) const;
+  std::unique_ptr<detail::BatchSource> indexed_epoch(std::vector<std::vector<int64_t>> batches);
+  std::unique_ptr<detail::BatchSource> stream_epoch();
 
   Lifetime lifetime_;
   std::shared_ptr<Dataset> dataset_;
@@ -156,27 +161,17 @@ class DataLoader {
   at::Generator generator_;
   int64_t epoch_ = 0;
   int64_t skip_ = 0;
-  int64_t position_ = 0, count_ = 0;
+  int64_t position_ = 0;  // batches handed out this epoch (after the skipped ones)
   int64_t skipped_this_epoch_ = 0;
   at::Tensor epoch_start_generator_;
   uint64_t epoch_seed_ = 0;  // base seed of this epoch's workers (WorkerInfo::seed, data_generator)
   bool in_epoch_ = false;
-  std::vector<std::vector<int64_t>> sync_batches_;  // num_workers == 0: this epoch's batches, loaded on demand
-  std::unique_ptr<detail::LoaderWorkers> workers_;
-  // A stream's reading: its loading thread (or none), the next batch already read (to flag the last one before it
-  // is yielded) and the real samples of its last global batch.
+  std::unique_ptr<detail::LoaderWorkers> workers_;  // kept between epochs with persistent_workers
   std::shared_ptr<IterableDataset> stream_;
-  std::unique_ptr<detail::StreamReader> reader_;
-  std::optional<Batch> lookahead_;
-  std::shared_ptr<std::atomic<int64_t>> stream_remainder_;
-  // The device copy of handed-out batches; with overlap it holds the next batch, pulled ahead (pulled_).
+  // The epoch's batches in order (a map-style dataset's or the stream's), then their device copy: with overlap
+  // the copier holds the next batch, taken from the source ahead.
+  std::unique_ptr<detail::BatchSource> source_;
   std::unique_ptr<detail::DeviceCopier> copier_;
-  int64_t pulled_ = 0;
-  void start_copier();
-  Batch pull_batch();    // the next batch from the workers (or loaded here with num_workers = 0)
-  void begin_indexed();  // begin() of a map-style dataset: this epoch's batches to the workers
-  void begin_stream();
-  bool advance_stream(Batch& out);
 };
 
 }  // namespace accelerate
