@@ -90,9 +90,12 @@ bool prepare_checkpoint_folder(const ProcessState& state, const fs::path& dir, b
       delete_checkpoint(dir);
     }
     ACCELERATE_CHECK(!fs::exists(dir) || fs::is_empty(dir), CheckpointError, "save_state: ", dir.string(),
-                     " already exists and is not empty; choose another folder, or delete that one if it is an "
-                     "interrupted save (it has no ",
-                     kComplete, " marker). Nothing was written.");
+                     " already exists and is not empty (",
+                     fs::exists(dir / kComplete) ? concat("a complete checkpoint: it has the ", kComplete, " marker")
+                                                 : concat("no ", kComplete,
+                                                          " marker: an interrupted save, or "
+                                                          "another program's folder"),
+                     "); choose another folder, or delete that one. Nothing was written.");
     fs::remove_all(tmp);  // a leftover of an interrupted save of this very folder
     fs::create_directories(tmp);
   };

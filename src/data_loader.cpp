@@ -266,6 +266,7 @@ DataLoader::Iterator DataLoader::begin() {
   skipped_this_epoch_ = skip_;
   // The order first: it advances the shuffle generator, from which the epoch's seed is then drawn.
   auto batches = stream_ ? Batches{} : epoch_indices(/*synchronise=*/true);
+  if (stream_) epoch_start_generator_ = generator_.get_state();  // no order to draw, but a checkpoint records it
   epoch_seed_ = epoch_base_seed();
   position_ = 0;
   copier_ =

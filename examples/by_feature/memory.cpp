@@ -7,8 +7,8 @@
 int main(int argc, char** argv) {
   return accelerate::run_main("by_feature_memory: ", [&] {
     by_feature::BaseArgs args;
-    args.batch_size = 256;  // the first attempt
-    int zero_stage = 0;
+    args.batch_size = 256;          // the first attempt
+    std::optional<int> zero_stage;  // unset: the launcher's (--zero_stage, a config file's), else 0
     example::Flags flags(
         "by_feature_memory: the base flags (--batch_size is the first attempt) and --zero_stage 0|1|2");
     by_feature::add_base_flags(flags, args).add("--zero_stage", zero_stage).parse(argc, argv);

@@ -39,4 +39,17 @@ expect 2 "--total_limit needs a whole number >= 1, not 0" -- "$bin/by_feature_ch
   --output_dir "$tmp/c"
 # Another --data_dir is read, never the files unpacked from the default one.
 expect 2 "--data_dir $tmp/none: there is no train-images-idx3-ubyte.gz" -- "$bin/by_feature_base" --data_dir "$tmp/none"
+# Damaged data (a new user's trial of 2026-12-04): a truncated .gz trained at chance, a junk file printed torch's
+# trace, and a file replaced in the same --data_dir was read from the old unpacked copy.
+fmnist=/usr/share/datasets/fashion-mnist
+mkdir -p "$tmp/cut" "$tmp/junk"
+cp "$fmnist"/*.gz "$tmp/cut/" && cp "$fmnist"/*.gz "$tmp/junk/"
+head -c 5000 "$fmnist/train-images-idx3-ubyte.gz" >"$tmp/cut/train-images-idx3-ubyte.gz"
+expect 2 "a truncated or corrupt file" -- "$bin/fashion_mnist" --data_dir "$tmp/cut" --cache_dir "$tmp/cache" --limit 100
+head -c 4000 /dev/urandom | gzip >"$tmp/junk/train-labels-idx1-ubyte.gz"
+expect 2 "are not MNIST idx files" -- "$bin/fashion_mnist" --data_dir "$tmp/junk" --cache_dir "$tmp/cache" --limit 100
+cp "$fmnist/train-labels-idx1-ubyte.gz" "$tmp/junk/"
+expect 0 "epoch 0 train_loss" -- "$bin/fashion_mnist" --data_dir "$tmp/junk" --cache_dir "$tmp/cache" --limit 100 --epochs 1
+head -c 4000 /dev/urandom | gzip >"$tmp/junk/train-labels-idx1-ubyte.gz"
+expect 2 "are not MNIST idx files" -- "$bin/fashion_mnist" --data_dir "$tmp/junk" --cache_dir "$tmp/cache" --limit 100
 [[ $failures -eq 0 ]] || { echo "$failures check(s) failed"; exit 1; }

@@ -31,6 +31,8 @@ check gradient_accumulation 0 "global batch: 256 samples" -- \
 check tracking 0 "train_loss" -- "$bin/by_feature_tracking" "${small[@]}" --report_to jsonl --project_dir "$tmp/t"
 ls "$tmp/t/by_feature_tracking" >/dev/null 2>&1 || { echo "FAIL: tracking wrote nothing"; failures=$((failures + 1)); }
 check memory 0 "zero_stage=1" -- "${launch2[@]}" "$bin/by_feature_memory" "${small[@]}" --zero_stage 1
+check memory_launch_stage 0 "zero_stage=2" -- "$bin/accelerate-cpp" launch --num_processes 2 --cpu --timeout 60 \
+  --zero_stage 2 "$bin/by_feature_memory" "${small[@]}"
 check checkpointing 0 "checkpoint_1" -- \
   "$bin/by_feature_checkpointing" "${small[@]}" --output_dir "$tmp/c" --checkpointing_steps 10
 check checkpointing_resume 0 "resumed from" -- \

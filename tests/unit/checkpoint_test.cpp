@@ -10,12 +10,15 @@
 #include <gtest/gtest.h>
 
 #include "error_of.hpp"
+#include "loader_fixtures.hpp"
 #include "temp_dir.hpp"
 
 using namespace accelerate;
 using accelerate::testing::error_of;
 namespace fs = std::filesystem;
 
+using accelerate::testing::CountingStream;
+using accelerate::testing::stream_batches;
 using accelerate::testing::TempDir;
 
 namespace {
@@ -143,6 +146,39 @@ TEST(Checkpoints, ALoaderWithAnotherBatchSizeResumesAtTheSameSample) {
   acc2.prepare(other);
   const auto e = error_of<CheckpointError>([&] { acc2.load_state(dir); });
   EXPECT_NE(e.find("dataset of 60 samples; the data loader now has 50"), std::string::npos) << e;
+}
+
+// A prepared stream loader saved inside its loop (trial of 2026-12-04: "tensor 'generator' is undefined"): the
+// resumed loader reads past what was handed out and continues with the next batch.
+TEST(Checkpoints, AStreamLoaderSavedMidEpochResumesAtTheNextBatch) {
+  TempDir tmp{"accelerate_ckpt"};
+  const auto dir = (tmp.path / "ckpt").string();
+  for (int workers : {0, 1}) {
+    std::vector<std::vector<int64_t>> handed_out;
+    {
+      Accelerator acc(project_options(tmp.path));
+      DataLoader loader(std::make_shared<CountingStream>(10), {.batch_size = 3, .num_workers = workers});
+      auto& dl = acc.prepare(loader);
+      for (auto& b : dl) {
+        const auto x = b.at("x");
+        handed_out.emplace_back(x.data_ptr<int64_t>(), x.data_ptr<int64_t>() + x.numel());
+        if (handed_out.size() == 2) {
+          fs::remove_all(dir);
+          acc.save_state(dir);
+        }
+      }
+    }
+    ASSERT_EQ(handed_out.size(), 4u);
+    Accelerator acc(project_options(tmp.path));
+    DataLoader loader(std::make_shared<CountingStream>(10), {.batch_size = 3, .num_workers = workers});
+    auto& dl = acc.prepare(loader);
+    acc.load_state(dir);
+    EXPECT_EQ(stream_batches(dl), std::vector<std::vector<int64_t>>(handed_out.begin() + 2, handed_out.end()))
+        << workers << " workers";
+    // Saving into that folder again is refused, saying what is there (not "an interrupted save").
+    const auto again = error_of<CheckpointError>([&] { acc.save_state(dir); });
+    EXPECT_NE(again.find("(a complete checkpoint: it has the COMPLETE marker)"), std::string::npos) << again;
+  }
 }
 
 // Damaged generator states and impossible loader positions: a CheckpointError naming the file, no stack trace.
