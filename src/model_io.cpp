@@ -6,13 +6,13 @@
 #include <ATen/ATen.h>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <torch/nn/module.h>
 
 #include <nlohmann/json.hpp>
 
 #include "detail/durable_file.hpp"
+#include "detail/model_files.hpp"
 #include "detail/model_state.hpp"
 
 namespace accelerate {
@@ -20,8 +20,6 @@ namespace fs = std::filesystem;
 using detail::concat;
 
 namespace {
-
-constexpr const char* kIndex = "model.safetensors.index.json";
 
 std::string shard_name(size_t k, size_t n) {
   char buffer[64];
@@ -73,66 +71,14 @@ void save_model(torch::nn::Module& model, const std::string& dir, int64_t max_sh
       written.insert(name);
       for (const auto& [tensor, _] : shards[k]) index["weight_map"][tensor] = name;
     }
-    detail::write_text_file(fs::path(dir) / kIndex, index.dump(2), detail::Replace::Atomically);
-    written.insert(kIndex);
+    detail::write_text_file(fs::path(dir) / detail::kModelIndex, index.dump(2), detail::Replace::Atomically);
+    written.insert(detail::kModelIndex);
   }
   // Shards of an earlier save that this one did not rewrite would confuse a reader: remove them (as HF does).
   for (const auto& entry : fs::directory_iterator(dir)) {
     const auto name = entry.path().filename().string();
-    const bool ours = name.rfind("model", 0) == 0 && (name.ends_with(".safetensors") || name == kIndex);
+    const bool ours = name.rfind("model", 0) == 0 && (name.ends_with(".safetensors") || name == detail::kModelIndex);
     if (ours && !written.count(name)) fs::remove(entry.path());
-  }
-}
-
-void load_checkpoint_in_model(torch::nn::Module& model, const std::string& path) {
-  // Which file holds each tensor.
-  std::map<std::string, fs::path> location;
-  std::map<fs::path, std::unique_ptr<safetensors::File>> open;
-  const fs::path p = path;
-  if (fs::is_directory(p) && fs::exists(p / kIndex)) {
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(std::ifstream(p / kIndex));
-    } catch (const nlohmann::json::exception& e) {
-      throw CheckpointError(concat((p / kIndex).string(), " is not valid JSON: ", e.what()));
-    }
-    ACCELERATE_CHECK(index.contains("weight_map") && index["weight_map"].is_object(), CheckpointError,
-                     (p / kIndex).string(), " has no weight_map object.");
-    for (const auto& [tensor, file] : index["weight_map"].items()) {
-      ACCELERATE_CHECK(file.is_string(), CheckpointError, (p / kIndex).string(), ": the file of '", tensor,
-                       "' is not a string.");
-      const auto name = file.get<std::string>();
-      // Names only: an index must never point outside its folder.
-      ACCELERATE_CHECK(!name.empty() && name.find('/') == std::string::npos && name != ".." && name != ".",
-                       CheckpointError, (p / kIndex).string(), ": the file of '", tensor, "' is '", name,
-                       "', which is not a file name inside the checkpoint folder.");
-      location[tensor] = p / name;
-    }
-  } else {
-    const fs::path file = fs::is_directory(p) ? p / "model.safetensors" : p;
-    ACCELERATE_CHECK(fs::exists(file), CheckpointError, "load_checkpoint_in_model: ", file.string(),
-                     " does not exist (and there is no ", kIndex, ").");
-    auto& single = open[file];
-    single = std::make_unique<safetensors::File>(file.string());
-    for (const auto& name : single->keys()) location[name] = file;
-  }
-  auto targets = detail::model_state(model);
-  for (const auto& [name, _] : location) {
-    ACCELERATE_CHECK(targets.count(name), CheckpointError, location[name].string(), " has tensor '", name,
-                     "', which the model does not have: is it the weights of another model?");
-  }
-  at::NoGradGuard no_grad;
-  for (auto& [name, target] : targets) {
-    auto it = location.find(name);
-    ACCELERATE_CHECK(it != location.end(), CheckpointError, "load_checkpoint_in_model: ", path, " has no tensor '",
-                     name, "' that the model needs.");
-    auto& file = open[it->second];
-    if (!file) file = std::make_unique<safetensors::File>(it->second.string());
-    auto t = file->get(name);
-    ACCELERATE_CHECK(t.sizes() == target.sizes() && t.scalar_type() == target.scalar_type(), CheckpointError,
-                     it->second.string(), ": tensor '", name, "' is ", t.scalar_type(), t.sizes(),
-                     " but the model's is ", target.scalar_type(), target.sizes(), ".");
-    target.copy_(t);
   }
 }
 

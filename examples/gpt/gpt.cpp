@@ -2,15 +2,10 @@
 
 #include <accelerate/activation_checkpointing.hpp>
 #include <accelerate/error.hpp>
-#include <accelerate/safetensors.hpp>
 
 #include <torch/torch.h>
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-
-#include <nlohmann/json.hpp>
 
 namespace gpt {
 
@@ -37,8 +32,10 @@ MlpImpl::MlpImpl(const Config& c)
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return c_proj(torch::gelu(c_fc(x), "tanh")); }
 
 BlockImpl::BlockImpl(const Config& c)
-    : ln_1(register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd}).eps(1e-5)))),
-      ln_2(register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd}).eps(1e-5)))),
+    : ln_1(register_module("ln_1",
+                           torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))),
+      ln_2(register_module("ln_2",
+                           torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))),
       attn(register_module("attn", CausalSelfAttention(c))),
       mlp(register_module("mlp", Mlp(c))) {}
 
@@ -50,9 +47,12 @@ torch::Tensor BlockImpl::forward(torch::Tensor x) {
 GptImpl::GptImpl(const Config& c)
     : config(c),
       wte(register_module("wte", torch::nn::Embedding(c.vocab_size, c.n_embd))),
-      wpe(register_module("wpe", torch::nn::Embedding(c.block_size, c.n_embd))),
+      wpe(register_module("wpe", torch::nn::Embedding(c.n_positions > 0 ? c.n_positions : c.block_size, c.n_embd))),
       h(register_module("h", torch::nn::ModuleList())),
-      ln_f(register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd}).eps(1e-5)))) {
+      ln_f(register_module("ln_f",
+                           torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))) {
+  ACCELERATE_CHECK(c.n_positions == 0 || c.block_size <= c.n_positions, ConfigError, "--block_size (", c.block_size,
+                   ") must be at most the model's n_positions (", c.n_positions, ").");
   for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(Block(c));
   // GPT-2's initialisation: N(0, 0.02), the residual projections scaled by 1/sqrt(2 n_layer), zero biases.
   torch::NoGradGuard no_grad;
@@ -117,40 +117,6 @@ std::vector<torch::optim::OptimizerParamGroup> GptImpl::param_groups(double lr, 
   groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
                                     torch::optim::AdamWOptions(lr).weight_decay(0.0).betas({0.9, 0.95})));
   return groups;
-}
-
-void save_hf_gpt2(GptImpl& model, const std::string& folder) {
-  std::filesystem::create_directories(folder);
-  accelerate::safetensors::TensorMap tensors;
-  for (const auto& p : model.named_parameters()) {
-    auto t = p.value().detach().to(torch::kCPU, torch::kFloat);
-    const auto& name = p.key();
-    // GPT-2's Conv1D stores (in, out); a Linear stores (out, in).
-    const bool conv1d = name.ends_with(".weight") &&
-                        (name.find(".attn.") != std::string::npos || name.find(".mlp.") != std::string::npos);
-    tensors["transformer." + name] = conv1d ? t.t().contiguous() : t.contiguous();
-  }
-  accelerate::safetensors::save_file(tensors, folder + "/model.safetensors", {{"format", "pt"}});
-  const auto& c = model.config;
-  const nlohmann::json config = {{"architectures", {"GPT2LMHeadModel"}},
-                                 {"model_type", "gpt2"},
-                                 {"vocab_size", c.vocab_size},
-                                 {"n_positions", c.block_size},
-                                 {"n_embd", c.n_embd},
-                                 {"n_layer", c.n_layer},
-                                 {"n_head", c.n_head},
-                                 {"activation_function", "gelu_new"},
-                                 {"resid_pdrop", 0.0},
-                                 {"embd_pdrop", 0.0},
-                                 {"attn_pdrop", 0.0},
-                                 {"layer_norm_epsilon", 1e-5},
-                                 {"initializer_range", 0.02},
-                                 {"tie_word_embeddings", true},
-                                 // Bytes have no special tokens; 0 (NUL) never occurs in the text. Without these,
-                                 // transformers assumes GPT-2's 50256, outside this vocabulary.
-                                 {"bos_token_id", 0},
-                                 {"eos_token_id", 0}};
-  std::ofstream(folder + "/config.json") << config.dump(2) << "\n";
 }
 
 }  // namespace gpt

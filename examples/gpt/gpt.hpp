@@ -23,6 +23,10 @@ struct Config {
   int64_t n_layer = 4;
   int64_t n_head = 4;
   int64_t n_embd = 128;
+  /// Rows of the position table (transformers' n_positions); 0: block_size. A pretrained model may have more
+  /// positions than the context it is fine-tuned with.
+  int64_t n_positions = 0;
+  double layer_norm_epsilon = 1e-5;
   /// Recompute each block's activations in backward instead of keeping them (accelerate::checkpoint; HF's
   /// gradient_checkpointing_enable()). Not saved in config.json: it changes memory, not the model.
   bool gradient_checkpointing = false;
@@ -77,5 +81,22 @@ TORCH_MODULE(Gpt);
 /// ("transformer.h.0.attn.c_attn.weight", ...) and Conv1D layouts (in, out), fp32. Python loads it with
 /// `GPT2LMHeadModel.from_pretrained(folder)`.
 void save_hf_gpt2(GptImpl& model, const std::string& folder);
+
+/// A transformers GPT-2 folder's architecture (its config.json, as GPT2LMHeadModel.save_pretrained writes it;
+/// transformers' defaults for absent fields), with notes on what this model leaves out (dropout). ConfigError
+/// naming the field for what it cannot represent: another model_type, an activation other than GPT-2's tanh GELU,
+/// untied output embeddings, n_inner other than 4 n_embd, cross-attention, unscaled or layer-scaled attention.
+struct HfGpt2Config {
+  Config config;  // block_size = n_positions
+  std::vector<std::string> notes;
+};
+HfGpt2Config read_hf_gpt2_config(const std::string& folder);
+
+/// Loads a transformers GPT-2 folder's weights (model.safetensors or a sharded index, any floating-point dtype,
+/// cast to fp32) into `model` built from read_hf_gpt2_config: the "transformer." prefix dropped (files without it,
+/// as the Hub's gpt2, load too), Conv1D weights transposed, the tied lm_head.weight and old files' attention-mask
+/// buffers (attn.bias, attn.masked_bias) skipped. CheckpointError naming every missing, unexpected or misshapen
+/// tensor; nothing is loaded then.
+void load_hf_gpt2(GptImpl& model, const std::string& folder);
 
 }  // namespace gpt

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <cstdlib>
 #include <iostream>
+#include <tuple>
 #include <type_traits>
 
 #include <nlohmann/json.hpp>
@@ -40,6 +41,8 @@ struct Args {
   bool with_tracking = false;
   std::string report_to = "all";
   int64_t sample_tokens = 200;
+  std::string init_from;                // a transformers GPT-2 folder: the architecture and the starting weights
+  std::vector<std::string> init_notes;  // what of its config.json the model leaves out
 };
 
 /// The optimizer steps done so far, saved with each checkpoint (register_for_checkpointing).
@@ -127,6 +130,9 @@ void add_flags(CLI::App& app, Args& a) {
   app.add_option("--checkpointing_steps", a.checkpointing_steps, "save_state every N optimizer steps (0: never)")
       ->check(kNonNegative);
   app.add_option("--resume_from_checkpoint", a.resume_from_checkpoint, "a checkpoint folder, or latest");
+  app.add_option("--init_from", a.init_from,
+                 "fine-tune a transformers GPT-2 folder (config.json + safetensors, as save_pretrained writes): its "
+                 "architecture and weights; --block_size may shorten the context");
   app.add_flag("--with_tracking", a.with_tracking, "log to the trackers of --report_to");
   app.add_option("--report_to", a.report_to, "tensorboard, jsonl, csv or all")->capture_default_str();
   app.add_option("--sample_tokens", a.sample_tokens, "bytes of text the main process generates at the end")
@@ -182,6 +188,23 @@ double validation_loss(accelerate::Accelerator& acc, gpt::Gpt model, accelerate:
   return sum / static_cast<double>(std::max<int64_t>(count, 1));
 }
 
+/// --init_from: the architecture comes from the folder's config.json; an architecture flag given beside it must
+/// agree with it, --block_size may only shorten the context (default: the model's n_positions).
+void apply_init_from(const CLI::App& app, Args& args) {
+  auto hf = gpt::read_hf_gpt2_config(args.init_from);
+  const std::tuple<const char*, int64_t, int64_t> given[] = {{"--n_layer", args.model.n_layer, hf.config.n_layer},
+                                                             {"--n_head", args.model.n_head, hf.config.n_head},
+                                                             {"--n_embd", args.model.n_embd, hf.config.n_embd}};
+  for (const auto& [flag, value, from_config] : given) {
+    ACCELERATE_CHECK(app.count(flag) == 0 || value == from_config, ConfigError, flag, " ", value, " differs from ",
+                     args.init_from, "/config.json's ", from_config, ": leave it out with --init_from.");
+  }
+  if (app.count("--block_size") > 0) hf.config.block_size = args.model.block_size;
+  hf.config.gradient_checkpointing = args.model.gradient_checkpointing;
+  args.model = hf.config;
+  args.init_notes = std::move(hf.notes);
+}
+
 /// Reads the flags into `args`; an exit code when that ends the program (--help: 0; a bad flag: 2), else -1.
 int parse(int argc, char** argv, Args& args) {
   CLI::App app{"GPT-2-style byte-level language model on Shakespeare (accelerate-cpp example)"};
@@ -193,6 +216,7 @@ int parse(int argc, char** argv, Args& args) {
     return code == 0 ? 0 : accelerate::kExitUsage;
   }
   if (args.data_dir.empty()) args.data_dir = default_data_dir();
+  if (!args.init_from.empty()) apply_init_from(app, args);
   ACCELERATE_CHECK(args.checkpointing_steps == 0 || !args.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
   ACCELERATE_CHECK(args.resume_from_checkpoint != "latest" || !args.output_dir.empty(), ConfigError,
@@ -366,6 +390,11 @@ int run(const Args& args) {
   accelerate::DataLoader val_data(open_tokens(args, "val.bin"),
                                   {.batch_size = args.batch_size, .num_workers = args.num_workers});
   gpt::Gpt model(args.model);
+  if (!args.init_from.empty()) {
+    gpt::load_hf_gpt2(*model, args.init_from);  // on every process: each maps the file and copies what it holds
+    acc.print("initialised from", args.init_from);
+    for (const auto& note : args.init_notes) acc.print("gpt: note:", note);
+  }
   torch::optim::AdamW optimizer(model->param_groups(args.lr, args.weight_decay), torch::optim::AdamWOptions(args.lr));
   // As HF's no_trainer scripts: the prepared scheduler steps once per process and optimizer step.
   auto schedule = accelerate::get_scheduler("cosine", optimizer,
@@ -401,7 +430,7 @@ int main(int argc, char** argv) {
     } catch (const c10::IndexError& e) {
       // An id past the embedding: a token file of another tokenizer that open_tokens()'s probe did not catch.
       throw accelerate::ConfigError(accelerate::detail::concat(
-          "a token id is outside the ", gpt::Config{}.vocab_size, "-byte vocabulary (", e.what_without_backtrace(),
+          "a token id is outside the ", args.model.vocab_size, "-token vocabulary (", e.what_without_backtrace(),
           "): --data_dir needs one byte per token (", kDataHint, ")."));
     }
   });
