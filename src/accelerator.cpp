@@ -153,6 +153,7 @@ void Accelerator::init() {
   checkpointer_ = std::make_unique<detail::Checkpointer>(*state_, std::move(project));
   triggers_ = std::make_unique<detail::Triggers>();
   parallel_ = std::make_unique<Parallel>();
+  parallel_->strategy = detail::make_sharding_strategy(zero_stage_);
 }
 
 Accelerator::~Accelerator() = default;
@@ -195,8 +196,8 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
   model->to(state_->device());
   prepared_models_.push_back(model);
   if (state_->use_distributed()) {
-    parallel_->models.push_back(
-        std::make_unique<detail::DataParallel>(*detail::communicator_of(*state_), *model, options_.ddp, zero_stage_));
+    parallel_->models.push_back(std::make_unique<detail::DataParallel>(*detail::communicator_of(*state_), *model,
+                                                                       options_.ddp, *parallel_->strategy));
   }
   return model;
 }
@@ -207,13 +208,11 @@ AcceleratedOptimizer& Accelerator::prepare(torch::optim::Optimizer& optimizer, s
       "optimizer");
   detail::CallScope call(detail::communicator_of(*state_), "prepare", where);
   detail::move_optimizer_state(optimizer);
+  std::vector<detail::ZeroPartition*> partitions;
+  for (auto& m : parallel_->models) partitions.push_back(m->partition());
   detail::ZeroOptimizer* sharded = nullptr;
-  if (zero_stage_ > 0) {
-    std::vector<detail::ZeroPartition*> partitions;
-    for (auto& m : parallel_->models) partitions.push_back(m->partition());
-    sharded = parallel_->sharded_optimizers
-                  .emplace_back(std::make_unique<detail::ZeroOptimizer>(optimizer, partitions, *state_))
-                  .get();
+  if (auto sharding = parallel_->strategy->shard_optimizer(optimizer, partitions, *state_)) {
+    sharded = parallel_->sharded_optimizers.emplace_back(std::move(sharding)).get();
   }
   return optimizers_.emplace_back(optimizer, gradient_state_, scaler_.get(), sharded);
 }
@@ -304,9 +303,7 @@ void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
   const bool syncing = gradient_state_.sync_gradients() && !parallel_->models.empty();
   const bool rebuilding =
       std::any_of(parallel_->models.begin(), parallel_->models.end(), [](const auto& m) { return m->rebuilds(); });
-  const char* op = !syncing           ? "backward (gradient bucket rebuild)"
-                   : zero_stage_ >= 2 ? "backward (ZeRO-2 gradient reduce-scatter)"
-                                      : "backward (gradient all-reduce)";
+  const char* op = !syncing ? "backward (gradient bucket rebuild)" : parallel_->strategy->sync_backward_operation();
   auto run_backward = [&] {
     for (auto& m : parallel_->models) {
       m->prepare_iteration();  // the bucket rebuild's broadcast, once
@@ -373,7 +370,7 @@ std::vector<at::Tensor> shard_gradients(const std::vector<std::unique_ptr<detail
 
 double Accelerator::clip_grad_norm_(const std::vector<at::Tensor>& parameters, double max_norm, double norm_type) {
   unscale_gradients();
-  if (zero_stage_ > 0) {
+  if (!parallel_->sharded_optimizers.empty()) {  // each rank holds the gradients of its shard
     return detail::clip_sharded_grad_norm(*state_, shard_gradients(parallel_->sharded_optimizers, parameters), max_norm,
                                           norm_type);
   }
@@ -382,7 +379,7 @@ double Accelerator::clip_grad_norm_(const std::vector<at::Tensor>& parameters, d
 
 void Accelerator::clip_grad_value_(const std::vector<at::Tensor>& parameters, double clip_value) {
   unscale_gradients();
-  if (zero_stage_ > 0) {
+  if (!parallel_->sharded_optimizers.empty()) {
     at::NoGradGuard no_grad;
     for (auto g : shard_gradients(parallel_->sharded_optimizers, parameters)) g.clamp_(-clip_value, clip_value);
     return;

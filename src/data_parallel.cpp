@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "detail/communicator.hpp"
+#include "detail/sharding_strategy.hpp"
 
 namespace accelerate::detail {
 
@@ -59,7 +60,14 @@ class ReducerSync final : public GradientSync {
 
 }  // namespace
 
-DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options, int zero_stage)
+std::unique_ptr<GradientSync> make_reducer_sync(Communicator& comm, const std::vector<at::Tensor>& params,
+                                                const std::unordered_map<size_t, std::string>& names,
+                                                const DdpOptions& options) {
+  return std::make_unique<ReducerSync>(comm, params, names, options);
+}
+
+DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options,
+                           const ShardingStrategy& strategy)
     : module_(module), comm_(comm), broadcast_buffers_(options.broadcast_buffers) {
   std::vector<at::Tensor> params, state;
   std::unordered_map<size_t, std::string> names;
@@ -86,14 +94,8 @@ DataParallel::DataParallel(Communicator& comm, torch::nn::Module& module, const 
   }
   const int64_t cap = static_cast<int64_t>(options.bucket_cap_mb * 1024 * 1024);
   ACCELERATE_CHECK(cap > 0, ConfigError, "DdpOptions::bucket_cap_mb must be > 0, got ", options.bucket_cap_mb, ".");
-  if (zero_stage >= 1) {
-    partition_ = std::make_unique<ZeroPartition>(params, comm.world_size(), comm.rank(), cap, zero_stage);
-  }
-  if (zero_stage >= 2) {
-    sync_ = make_sharded_gradient_sync(comm, *partition_);
-  } else {
-    sync_ = std::make_unique<ReducerSync>(comm, params, names, options);
-  }
+  partition_ = strategy.partition(params, comm.world_size(), comm.rank(), cap);
+  sync_ = strategy.gradient_sync(comm, params, names, options, partition_.get());
 }
 
 DataParallel::~DataParallel() = default;

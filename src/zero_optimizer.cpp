@@ -41,8 +41,7 @@ ZeroOptimizer::ZeroOptimizer(torch::optim::Optimizer& optimizer, const std::vect
         if (partition->contains(p)) owner = partition;
       }
       if (!owner) {
-        ACCELERATE_CHECK(!p.requires_grad(), ConfigError, "prepare(optimizer): with zero_stage ",
-                         partitions.empty() ? 1 : partitions.front()->stage(), ", parameter ", index,
+        ACCELERATE_CHECK(!p.requires_grad(), ConfigError, "prepare(optimizer): under ZeRO, parameter ", index,
                          " of the optimizer (shape ", p.sizes(),
                          ") is not a parameter of a model prepared before it. Prepare the model first "
                          "(acc.prepare(model, optimizer, ...)).");
@@ -52,7 +51,7 @@ ZeroOptimizer::ZeroOptimizer(torch::optim::Optimizer& optimizer, const std::vect
       const auto* info = owner->piece(p);
       if (!info) continue;  // another rank owns all of it
       auto piece = p.detach().view(-1).narrow(0, info->begin, info->length);
-      if (owner->stage() >= 2) {
+      if (owner->shards_gradients()) {
         piece.mutable_grad() = owner->buckets()[info->bucket].grad_shard.narrow(0, info->shard_offset, info->length);
       }
       slot_of_[p.unsafeGetTensorImpl()] = slots_.size();
@@ -69,7 +68,7 @@ ZeroOptimizer::ZeroOptimizer(torch::optim::Optimizer& optimizer, const std::vect
 
 void ZeroOptimizer::bind_gradients() {
   for (auto& slot : slots_) {
-    if (slot.partition->stage() >= 2) continue;  // bound to the gradient shard once and for all
+    if (slot.partition->shards_gradients()) continue;  // bound to the gradient shard once and for all
     const auto& grad = slot.info->param.grad();
     if (!grad.defined()) {
       slot.piece.mutable_grad().reset();
@@ -96,7 +95,7 @@ void ZeroOptimizer::zero_grad(bool set_to_none) {
     }
   }
   for (auto& slot : slots_) {
-    if (slot.partition->stage() >= 2) {
+    if (slot.partition->shards_gradients()) {
       slot.piece.mutable_grad().zero_();  // the shard is the gradient's storage: kept, emptied
     } else {
       slot.piece.mutable_grad().reset();

@@ -11,8 +11,8 @@
 namespace accelerate::detail {
 
 ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
-                             int stage)
-    : world_(world_size), rank_(rank), stage_(stage), bucket_cap_bytes_(bucket_cap_bytes) {
+                             bool shard_gradients)
+    : world_(world_size), rank_(rank), shard_gradients_(shard_gradients), bucket_cap_bytes_(bucket_cap_bytes) {
   // Gradients arrive roughly in reverse registration order; stage 2 reduces a bucket as soon as it is complete.
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     const auto& p = *it;
@@ -32,7 +32,7 @@ ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_si
   for (size_t b = 0; b < buckets_.size(); ++b) {
     auto& bucket = buckets_[b];
     bucket.shard_numel = (bucket.numel + world_ - 1) / world_;
-    if (stage_ >= 2) bucket.grad_shard = at::zeros({bucket.shard_numel}, bucket.entries.front().param.options());
+    if (shard_gradients_) bucket.grad_shard = at::zeros({bucket.shard_numel}, bucket.entries.front().param.options());
     for (size_t e = 0; e < bucket.entries.size(); ++e) {
       auto piece = piece_of_rank(b, e, rank_);
       if (piece.length > 0) pieces_.emplace(piece.param.unsafeGetTensorImpl(), std::move(piece));

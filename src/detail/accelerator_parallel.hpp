@@ -8,11 +8,14 @@
 #include <vector>
 
 #include "detail/data_parallel.hpp"
+#include "detail/sharding_strategy.hpp"
 #include "detail/zero_optimizer.hpp"
 
 namespace accelerate {
 
 struct Accelerator::Parallel {
+  /// The ZeRO stage's strategy, made once from the resolved stage (AcceleratorOptions, launch --zero_stage).
+  std::unique_ptr<detail::ShardingStrategy> strategy;
   std::vector<std::unique_ptr<detail::DataParallel>> models;
   /// Empty at stage 0; else optimizer i's sharding is sharded_optimizers[i]. Destroyed after the optimizers that
   /// use them (free_memory clears those first).

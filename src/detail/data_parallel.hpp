@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -42,10 +43,19 @@ class GradientSync {
 /// complete, and the full gradients are released.
 std::unique_ptr<GradientSync> make_sharded_gradient_sync(Communicator& comm, ZeroPartition& partition);
 
+/// Stages 0 and 1: c10d's Reducer over `params` (`names` by index, for its error messages), as torch DDP builds it.
+std::unique_ptr<GradientSync> make_reducer_sync(Communicator& comm, const std::vector<at::Tensor>& params,
+                                                const std::unordered_map<size_t, std::string>& names,
+                                                const DdpOptions& options);
+
+class ShardingStrategy;
+
 class DataParallel {
  public:
-  /// Broadcasts parameters and buffers from rank 0 and sets up gradient synchronisation for `zero_stage`.
-  DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options, int zero_stage);
+  /// Broadcasts parameters and buffers from rank 0 and sets up the gradient synchronisation (and the partition)
+  /// of `strategy`.
+  DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options,
+               const ShardingStrategy& strategy);
   ~DataParallel();
   /// Arms the hooks for the coming backward: gradients of this backward are reduced.
   void prepare_for_backward(const at::Tensor& loss) { sync_->prepare_for_backward(loss); }

@@ -44,9 +44,11 @@ class ZeroPartition {
  public:
   /// `params`: the model's trainable parameters, each once, in registration order; contiguous (ConfigError
   /// otherwise). Stage 2 allocates the gradient shards.
-  ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes, int stage);
+  ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
+                bool shard_gradients);
 
-  int stage() const { return stage_; }
+  /// Whether each bucket keeps this rank's gradient shard (stage 2), into which its gradients are reduce-scattered.
+  bool shards_gradients() const { return shard_gradients_; }
   int world_size() const { return world_; }
   int rank() const { return rank_; }
   std::vector<ZeroBucket>& buckets() { return buckets_; }
@@ -63,7 +65,8 @@ class ZeroPartition {
   void gather_parameters(Communicator& comm);
 
  private:
-  int world_, rank_, stage_;
+  int world_, rank_;
+  bool shard_gradients_;
   int64_t bucket_cap_bytes_;
   std::vector<ZeroBucket> buckets_;
   std::unordered_map<const void*, ZeroPiece> pieces_;  // this rank's, by TensorImpl
