@@ -19,15 +19,23 @@ inline int exit_code_for(const std::exception& e) {
   return dynamic_cast<const ConfigError*>(&e) ? kExitUsage : kExitError;
 }
 
-/// Runs `body` (returning the exit code); an exception it throws is printed as "<prefix><message>" on stderr and
-/// becomes exit_code_for(it): a message and an exit code, never an abort. `int main(int argc, char** argv) {
-/// return accelerate::run_main("train: ", [&] { ...; return 0; }); }`.
+/// `what` without the C++ stack trace that LibTorch's c10::Error appends ("Exception raised from ... (most recent
+/// call first):" and its frames): a user reads the message, and the frames bury it. Found by its text, so that this
+/// header stays free of LibTorch.
+inline std::string_view without_stack_trace(std::string_view what) {
+  const auto at = what.find("\nException raised from ");
+  return at == std::string_view::npos ? what : what.substr(0, at);
+}
+
+/// Runs `body` (returning the exit code); an exception it throws is printed as "<prefix><message>" on stderr
+/// (without_stack_trace) and becomes exit_code_for(it): a message and an exit code, never an abort.
+/// `int main(int argc, char** argv) { return accelerate::run_main("train: ", [&] { ...; return 0; }); }`.
 template <class F>
 int run_main(std::string_view prefix, F&& body) {
   try {
     return body();
   } catch (const std::exception& e) {
-    std::cerr << prefix << e.what() << std::endl;
+    std::cerr << prefix << without_stack_trace(e.what()) << std::endl;
     return exit_code_for(e);
   }
 }

@@ -11,10 +11,13 @@ MixedPrecision parse_mixed_precision(const std::string& given, const std::string
   // Any case, as HF's Accelerator lowercases its argument ("BF16" is bf16).
   std::string value = given;
   std::transform(value.begin(), value.end(), value.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (value == "no" || value.empty()) return MixedPrecision::No;
+  if (value == "no") return MixedPrecision::No;
   if (value == "fp16") return MixedPrecision::Fp16;
   if (value == "bf16") return MixedPrecision::Bf16;
   const std::string prefix = where.empty() ? "" : where + ": ";
+  // An empty value is a flag or key left without one (HF's choices refuse it too), not a request for "no".
+  ACCELERATE_CHECK(!value.empty(), ConfigError, prefix, "mixed_precision is empty; give one of ",
+                   kMixedPrecisionChoices, " (no: full precision).");
   ACCELERATE_CHECK(value != "fp8", ConfigError, prefix,
                    "mixed_precision fp8 is not supported by accelerate-cpp yet. Use no, fp16 or bf16.");
   // Long values (a corrupt config file) are cut: the message must stay readable.

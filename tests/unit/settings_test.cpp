@@ -36,6 +36,11 @@ TEST(Settings, ParsersByKind) {
               parse_mixed_precision("fp8", "here");
             }).find("here: mixed_precision fp8 is not supported"),
             std::string::npos);
+  // A flag or config key left empty (a trial of 2026-12-04: `--mixed_precision ""` trained in fp32).
+  EXPECT_NE(error_of<ConfigError>([] {
+              parse_mixed_precision("", "--mixed_precision");
+            }).find("--mixed_precision: mixed_precision is empty; give one of no, fp16, bf16"),
+            std::string::npos);
 }
 
 TEST(Settings, ReadOnceFromAnInjectedEnvironment) {
