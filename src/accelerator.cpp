@@ -21,6 +21,7 @@
 #include "detail/checkpointer.hpp"
 #include "detail/data_loader_access.hpp"
 #include "detail/data_parallel.hpp"
+#include "detail/tracker_set.hpp"
 #include "detail/triggers.hpp"
 #include "detail/optimizer_state.hpp"
 #include "detail/out_of_memory.hpp"
@@ -152,6 +153,7 @@ void Accelerator::init() {
   project.project_dir = resolve_project_dir(options_, settings.platform.output_dir, *state_);
   checkpointer_ = std::make_unique<detail::Checkpointer>(*state_, std::move(project));
   triggers_ = std::make_unique<detail::Triggers>();
+  trackers_ = std::make_unique<detail::TrackerSet>();
   parallel_ = std::make_unique<Parallel>();
   parallel_->strategy = detail::make_sharding_strategy(zero_stage_);
 }
@@ -444,8 +446,7 @@ void Accelerator::free_memory() {
 
 void Accelerator::end_training(std::source_location where) {
   detail::CallScope call(detail::communicator_of(*state_), "end_training", where);
-  for (auto& t : trackers_) t->finish();
-  trackers_.clear();
+  trackers_->finish();
   state_->destroy_process_group();
 }
 

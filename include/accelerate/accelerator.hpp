@@ -47,6 +47,7 @@ namespace accelerate {
 namespace detail {
 class Checkpointer;
 struct Triggers;
+class TrackerSet;
 struct CheckpointPart;
 struct LoadContext;
 }  // namespace detail
@@ -342,8 +343,7 @@ class Accelerator {
   MixedPrecision precision_ = MixedPrecision::No;
   MixedPrecision requested_precision_ = MixedPrecision::No;  // what the options/environment asked for
   std::unique_ptr<GradScaler> scaler_;
-  std::vector<std::unique_ptr<Tracker>> trackers_;
-  int64_t log_calls_ = 0;
+  std::unique_ptr<detail::TrackerSet> trackers_;  // the trackers and the count of log calls
   int64_t step_ = 0;
   std::unique_ptr<detail::Checkpointer> checkpointer_;
   std::unique_ptr<detail::Triggers> triggers_;  // set_trigger's flag, check_preemption's cadence
