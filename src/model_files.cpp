@@ -46,8 +46,14 @@ std::map<std::string, fs::path> checkpoint_tensor_files(const fs::path& path, Op
     return from_index(path);
   }
   const fs::path file = fs::is_directory(path) ? path / "model.safetensors" : path;
+  const bool pickled = fs::is_directory(path) &&
+                       (fs::exists(path / "pytorch_model.bin") || fs::exists(path / "pytorch_model.bin.index.json"));
   ACCELERATE_CHECK(fs::exists(file), CheckpointError, "load_checkpoint_in_model: ", file.string(),
-                   " does not exist (and there is no ", kModelIndex, ").");
+                   " does not exist (and there is no ", kModelIndex, ")",
+                   pickled ? "; the folder holds pytorch_model.bin, a pickle, which is not read: save the model with "
+                             "safetensors (transformers' save_pretrained does by default) or convert it"
+                           : "",
+                   ".");
   std::map<std::string, fs::path> out;
   for (const auto& name : files.at(file).keys()) out[name] = file;
   return out;

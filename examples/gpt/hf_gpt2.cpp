@@ -42,9 +42,15 @@ void require(const nlohmann::json& c, const std::string& file, const char* key, 
 
 nlohmann::json parse_config(const std::string& folder) {
   const auto file = folder + "/config.json";
+  ACCELERATE_CHECK(std::filesystem::is_directory(folder), ConfigError, "--init_from ", folder,
+                   " is not a folder (a transformers GPT-2 folder: config.json and model.safetensors).");
+  // A run's --output_dir holds the model one level down.
+  const bool run_folder = std::filesystem::exists(folder + "/model/config.json");
   ACCELERATE_CHECK(std::filesystem::exists(file), ConfigError, "--init_from ", folder,
                    ": there is no config.json (a transformers GPT-2 folder holds config.json and model.safetensors, "
-                   "as save_pretrained writes them).");
+                   "as save_pretrained writes them)",
+                   run_folder ? concat("; this looks like a run's --output_dir: did you mean ", folder, "/model?")
+                              : std::string("."));
   try {
     return nlohmann::json::parse(std::ifstream(file));
   } catch (const nlohmann::json::exception& e) {

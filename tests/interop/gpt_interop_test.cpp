@@ -140,6 +140,20 @@ TEST(GptInterop, APretrainedTransformersModelFineTunesFromItsWeights) {
       accelerate::testing::run({ACCELERATE_TEST_GPT, "--init_from", relu.string()}, {}, std::chrono::seconds(60));
   EXPECT_EQ(bad_config.exit_code, 2) << bad_config.output;
   EXPECT_NE(bad_config.output.find("activation_function is \"relu\""), std::string::npos) << bad_config.output;
+  // A run's --output_dir instead of its model folder, and a pickled checkpoint (a trial of 2026-12-04).
+  fs::create_directories(dir / "run" / "model");
+  fs::copy(dir / "model" / "config.json", dir / "run" / "model" / "config.json");
+  auto run_folder = accelerate::testing::run({ACCELERATE_TEST_GPT, "--init_from", (dir / "run").string()}, {},
+                                             std::chrono::seconds(60));
+  EXPECT_EQ(run_folder.exit_code, 2) << run_folder.output;
+  EXPECT_NE(run_folder.output.find("did you mean " + (dir / "run").string() + "/model?"), std::string::npos)
+      << run_folder.output;
+  std::ofstream(dir / "run" / "model" / "pytorch_model.bin") << "pickle";
+  auto pickled = accelerate::testing::run(
+      {ACCELERATE_TEST_GPT, "--init_from", (dir / "run" / "model").string(), "--data_dir", (dir / "one").string()}, {},
+      std::chrono::seconds(60));
+  EXPECT_EQ(pickled.exit_code, 1) << pickled.output;
+  EXPECT_NE(pickled.output.find("pytorch_model.bin, a pickle, which is not read"), std::string::npos) << pickled.output;
   auto contradicted = accelerate::testing::run(
       {ACCELERATE_TEST_GPT, "--init_from", (dir / "model").string(), "--n_layer", "2"}, {}, std::chrono::seconds(60));
   EXPECT_EQ(contradicted.exit_code, 2) << contradicted.output;
