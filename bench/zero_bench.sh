@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPT job on 2 CPU processes at ZeRO stages 0, 1 and 2, each with and without --gradient_checkpointing,
+# The GPT job on 2 CPU processes at ZeRO stages 0, 1, 2 and 3, each with and without --gradient_checkpointing (and
+# stage 3 also without prefetching, --no_prefetch),
 # alternating configurations within each round: per-rank optimizer-state and gradient bytes and peak RSS (the
 # example's memory line, rank 0), and the step time (train_seconds / steps) with its ratio to stage 0 without
 # checkpointing of the same round. Each configuration runs twice: as launched (launch keeps glibc's heap between
@@ -18,9 +19,10 @@ trap 'rm -rf "$data"' EXIT
 ln -s "$shakespeare/train.bin" "$data/train.bin"
 head -c 32768 "$shakespeare/val.bin" > "$data/val.bin"
 model=(--n_layer 6 --n_head 6 --n_embd 384 --block_size 128 --batch_size 8)
-configs=("0|" "1|" "2|" "0|--gradient_checkpointing" "1|--gradient_checkpointing" "2|--gradient_checkpointing")
-printf "%-6s %-5s %-14s %14s %14s %12s %14s %10s %8s\n" round stage checkpointing optimizer_MB gradients_MB peak_MB \
-  peak_MB_trim "s/step" ratio
+configs=("0|" "1|" "2|" "3|" "3|--no_prefetch" "0|--gradient_checkpointing" "1|--gradient_checkpointing"
+         "2|--gradient_checkpointing" "3|--gradient_checkpointing")
+printf "%-6s %-5s %-24s %13s %14s %14s %12s %14s %10s %8s\n" round stage flags parameters_MB optimizer_MB gradients_MB \
+  peak_MB peak_MB_trim "s/step" ratio
 for r in $(seq "$rounds"); do
   base=""
   for spec in "${configs[@]}"; do
@@ -37,8 +39,8 @@ for r in $(seq "$rounds"); do
     mb() { echo "$(grep -o "$1=[0-9]*" <<<"${2:-$line}" | cut -d= -f2) / 1048576" | bc -l; }
     per_step=$(echo "$(grep -o "train_seconds=[0-9.]*" <<<"$out" | tail -1 | cut -d= -f2) / $steps" | bc -l)
     [ -z "$base" ] && base=$per_step
-    printf "%-6s %-5s %-14s %14.1f %14.1f %12.0f %14.0f %10.3f %8.2f\n" "$r" "$stage" "${extra:+yes}" \
-      "$(mb optimizer_state_bytes)" "$(mb gradient_bytes)" "$(mb peak_bytes)" "$(mb peak_bytes "$trimmed")" "$per_step" \
+    printf "%-6s %-5s %-24s %13.1f %14.1f %14.1f %12.0f %14.0f %10.3f %8.2f\n" "$r" "$stage" "${extra:--}" \
+      "$(mb parameter_bytes)" "$(mb optimizer_state_bytes)" "$(mb gradient_bytes)" "$(mb peak_bytes)" "$(mb peak_bytes "$trimmed")" "$per_step" \
       "$(echo "$per_step / $base" | bc -l)"
   done
 done

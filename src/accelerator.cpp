@@ -25,7 +25,9 @@
 #include "detail/triggers.hpp"
 #include "detail/optimizer_state.hpp"
 #include "detail/out_of_memory.hpp"
+#include "detail/sharded_units.hpp"
 #include "detail/zero_optimizer.hpp"
+#include "detail/model_state.hpp"
 
 namespace accelerate {
 namespace {
@@ -79,6 +81,17 @@ ProcessStateOptions process_options(const AcceleratorOptions& options) {
   auto process = options.process;
   process.cpu = process.cpu || options.cpu;
   return process;
+}
+
+/// Module::to(device) for the tensors that hold weights: one built through init_empty_weights has nothing
+/// to copy, and stage 3 gives it its place.
+void move_to(torch::nn::Module& model, c10::Device device) {
+  at::NoGradGuard no_grad;
+  auto move = [&](at::Tensor t) {
+    if (!detail::has_no_weights(t) && t.device() != device) t.set_data(t.detach().to(device));
+  };
+  for (const auto& p : model.parameters()) move(p);
+  for (const auto& b : model.buffers()) move(b);
 }
 
 void refuse_if_prepared(bool prepared, const char* what) {
@@ -155,7 +168,7 @@ void Accelerator::init() {
   triggers_ = std::make_unique<detail::Triggers>();
   trackers_ = std::make_unique<detail::TrackerSet>();
   parallel_ = std::make_unique<Parallel>();
-  parallel_->strategy = detail::make_sharding_strategy(zero_stage_);
+  parallel_->strategy = detail::make_sharding_strategy(zero_stage_, options_.fsdp);
 }
 
 Accelerator::~Accelerator() = default;
@@ -195,11 +208,18 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
   refuse_if_prepared(std::any_of(prepared_models_.begin(), prepared_models_.end(),
                                  [&](const auto& m) { return m.get() == model.get(); }),
                      "model");
-  model->to(state_->device());
+  move_to(*model, state_->device());
   prepared_models_.push_back(model);
   if (state_->use_distributed()) {
-    parallel_->models.push_back(std::make_unique<detail::DataParallel>(*detail::communicator_of(*state_), *model,
-                                                                       options_.ddp, *parallel_->strategy));
+    parallel_->models.push_back(std::make_unique<detail::DataParallel>(
+        *detail::communicator_of(*state_), *model, options_.ddp, *parallel_->strategy, state_->device()));
+  } else {
+    for (const auto& p : model->named_parameters()) {
+      ACCELERATE_CHECK(!detail::has_no_weights(p.value()), ConfigError, "prepare(model): '", p.key(),
+                       "' has no weights (built through init_empty_weights). With one "
+                       "process nothing shards the model: build it with its weights, or load them "
+                       "(load_checkpoint_in_model) before prepare.");
+    }
   }
   return model;
 }
@@ -432,7 +452,20 @@ void Accelerator::set_seed(uint64_t seed, bool device_specific) const {
   accelerate::set_seed(*state_, seed, device_specific);
 }
 
+FullParametersGuard::FullParametersGuard(std::unique_ptr<detail::Summoned> summoned) : summoned_(std::move(summoned)) {}
+FullParametersGuard::~FullParametersGuard() = default;
+
+FullParametersGuard Accelerator::summon_full_params(const std::shared_ptr<torch::nn::Module>& model, bool writeback) {
+  auto summoned = std::make_unique<detail::Summoned>(parallel_->units_of(model.get()));
+  if (writeback) summoned->keep_changes();
+  return FullParametersGuard(std::move(summoned));
+}
+
 void Accelerator::free_memory() {
+  // Stage 3: the models become ordinary ones again, their parameters gathered whole (prepared anew after this).
+  for (auto& m : parallel_->models) {
+    if (m->units()) m->units()->release();
+  }
   // Users of an object go before it: schedulers hold optimizers, optimizers their sharding, which holds partitions.
   schedulers_.clear();
   optimizers_.clear();

@@ -16,6 +16,7 @@
 #include "detail/loader_position.hpp"
 #include "detail/model_state.hpp"
 #include "detail/optimizer_state.hpp"
+#include "detail/sharded_units.hpp"
 #include "detail/zero_optimizer.hpp"
 
 namespace accelerate::detail {
@@ -57,13 +58,25 @@ int64_t last_epoch_of(const fs::path& file) {
 
 }  // namespace
 
-CheckpointPart models_part(std::vector<torch::nn::Module*> models) {
+CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<ShardedUnits*> units,
+                           bool main_process) {
+  units.resize(models.size(), nullptr);
+  // Stage 3: the main process's copy of each sharded model, gathered one unit at a time on every rank by `gather`.
+  auto gathered = std::make_shared<std::vector<std::map<std::string, at::Tensor>>>();
   return {.kind = "models",
           .count = models.size(),
-          .save =
-              [models](const fs::path& dir) {
+          .gather =
+              [models, units, gathered, main_process] {
+                gathered->assign(models.size(), {});
                 for (size_t i = 0; i < models.size(); ++i) {
-                  save_tensors(dir / model_file(i), model_state(*models[i]), {{"format", "pt"}});
+                  if (units[i]) (*gathered)[i] = gathered_model_state(*models[i], main_process);
+                }
+              },
+          .save =
+              [models, units, gathered](const fs::path& dir) {
+                for (size_t i = 0; i < models.size(); ++i) {
+                  save_tensors(dir / model_file(i), units[i] ? (*gathered)[i] : model_state(*models[i]),
+                               {{"format", "pt"}});
                 }
               },
           .verify =
@@ -72,6 +85,7 @@ CheckpointPart models_part(std::vector<torch::nn::Module*> models) {
               },
           .load =
               [models](const fs::path& dir, const LoadContext&) {
+                // At stage 3 every rank copies only its shard of each unit from the mapped file.
                 for (size_t i = 0; i < models.size(); ++i) {
                   load_checkpoint_in_model(*models[i], (dir / model_file(i)).string());
                 }

@@ -9,12 +9,17 @@
 #include "detail/checkpoint_parts.hpp"
 #include "detail/checkpointer.hpp"
 #include "detail/communicator.hpp"
+#include "detail/sharded_units.hpp"
 
 namespace accelerate {
 
 detail::CheckpointParts Accelerator::checkpoint_parts() {
   std::vector<torch::nn::Module*> models;
-  for (const auto& model : prepared_models_) models.push_back(model.get());
+  std::vector<detail::ShardedUnits*> units;
+  for (const auto& model : prepared_models_) {
+    models.push_back(model.get());
+    units.push_back(parallel_->units_of(model.get()));
+  }
   std::vector<torch::optim::Optimizer*> optimizers;
   std::vector<detail::ZeroOptimizer*> sharded;
   for (auto& optimizer : optimizers_) {
@@ -33,7 +38,7 @@ detail::CheckpointParts Accelerator::checkpoint_parts() {
   std::erase_if(custom_objects_, [](const auto& o) { return !o.alive(); });
   std::vector<Checkpointable*> objects;
   for (const auto& object : custom_objects_) objects.push_back(&object.get());
-  return {detail::models_part(std::move(models)),
+  return {detail::models_part(std::move(models), std::move(units), is_main_process()),
           detail::optimizers_part(std::move(optimizers), std::move(sharded)),
           detail::schedulers_part(std::move(schedulers)),
           detail::scaler_part(scaler_.get()),
@@ -49,12 +54,16 @@ detail::LoadContext Accelerator::load_context() const {
 
 void Accelerator::save_model(const std::shared_ptr<torch::nn::Module>& model, const std::string& dir,
                              int64_t max_shard_size, std::source_location where) {
+  auto* units = parallel_->units_of(model.get());
   // HF's order, save_model after end_training, has no collectives left to agree with: the main process writes.
   if (state_->process_group_destroyed()) {
+    ACCELERATE_CHECK(!units, StateError, "save_model at ZeRO stage 3 gathers the model's shards from every process, ",
+                     "but end_training() already left the process group: call save_model before end_training.");
     if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
     return;
   }
   detail::CallScope call(detail::communicator_of(*state_), "save_model", where);
+  detail::Summoned full(units);
   detail::run_agreed(*state_, [&] {
     if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
   });

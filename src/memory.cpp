@@ -24,21 +24,37 @@ int64_t optimizer_state_bytes(torch::optim::Optimizer& optimizer) {
   return bytes;
 }
 
-int64_t gradient_bytes(const std::vector<at::Tensor>& parameters) {
+namespace {
+/// Bytes of the distinct storages of `tensors` (of their gradients with `of_grad`).
+int64_t storage_bytes(const std::vector<at::Tensor>& tensors, bool of_grad) {
   std::unordered_set<const void*> seen;
   int64_t bytes = 0;
-  for (const auto& p : parameters) {
-    if (!p.defined() || !p.grad().defined()) continue;
-    const auto& storage = p.grad().storage();
+  for (const auto& p : tensors) {
+    if (!p.defined()) continue;
+    const auto& t = of_grad ? p.grad() : p;
+    if (!t.defined()) continue;
+    const auto& storage = t.storage();
     if (seen.insert(storage.unsafeGetStorageImpl()).second) bytes += static_cast<int64_t>(storage.nbytes());
   }
   return bytes;
 }
 
-int64_t gradient_bytes(const std::vector<at::Tensor>& parameters, torch::optim::Optimizer& optimizer) {
-  auto all = parameters;
+std::vector<at::Tensor> with_optimizer_params(std::vector<at::Tensor> all, torch::optim::Optimizer& optimizer) {
   for (auto& group : optimizer.param_groups()) all.insert(all.end(), group.params().begin(), group.params().end());
-  return gradient_bytes(all);
+  return all;
+}
+}  // namespace
+
+int64_t gradient_bytes(const std::vector<at::Tensor>& parameters) { return storage_bytes(parameters, true); }
+
+int64_t gradient_bytes(const std::vector<at::Tensor>& parameters, torch::optim::Optimizer& optimizer) {
+  return gradient_bytes(with_optimizer_params(parameters, optimizer));
+}
+
+int64_t parameter_bytes(const std::vector<at::Tensor>& parameters) { return storage_bytes(parameters, false); }
+
+int64_t parameter_bytes(const std::vector<at::Tensor>& parameters, torch::optim::Optimizer& optimizer) {
+  return parameter_bytes(with_optimizer_params(parameters, optimizer));
 }
 
 int64_t peak_memory_bytes(c10::Device device) {

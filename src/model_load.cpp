@@ -12,6 +12,7 @@
 
 #include "detail/model_files.hpp"
 #include "detail/model_state.hpp"
+#include "detail/sharded_units.hpp"
 
 namespace accelerate {
 namespace fs = std::filesystem;
@@ -132,30 +133,79 @@ void refuse_unless_it_fits(const Plan& plan, const std::string& path, const Load
   throw CheckpointError(message);
 }
 
+/// What LoadOptions::dtype and device make of `t`'s dtype and device.
+at::TensorOptions converted(const at::Tensor& t, const LoadOptions& options) {
+  auto wanted = t.options();
+  if (options.dtype && at::isFloatingType(t.scalar_type())) wanted = wanted.dtype(*options.dtype);
+  if (options.device) wanted = wanted.device(*options.device);
+  return wanted;
+}
+
+bool changes(const at::Tensor& t, const LoadOptions& options) {
+  const auto wanted = converted(t, options);
+  return wanted.dtype() != t.dtype() || wanted.device() != t.device();
+}
+
 /// The model's floating-point tensors to `dtype` and everything to `device`, in place: set_data keeps each
 /// parameter the object an optimizer may already hold.
 void convert_model(torch::nn::Module& model, const LoadOptions& options) {
   if (!options.dtype && !options.device) return;
   auto convert = [&](at::Tensor t) {
-    auto wanted = t.options();
-    if (options.dtype && at::isFloatingType(t.scalar_type())) wanted = wanted.dtype(*options.dtype);
-    if (options.device) wanted = wanted.device(*options.device);
-    if (wanted.dtype() != t.dtype() || wanted.device() != t.device()) t.set_data(t.detach().to(wanted));
+    if (changes(t, options)) t.set_data(t.detach().to(converted(t, options)));
   };
   for (const auto& p : model.named_parameters()) convert(p.value());
   for (const auto& b : model.named_buffers()) convert(b.value());
 }
 
+/// The ZeRO-3 units of a prepared model (none otherwise).
+std::vector<detail::ShardedUnit*> units_of(torch::nn::Module& model) {
+  std::vector<detail::ShardedUnit*> units;
+  for (const auto& [name, module] : detail::find_units(model)) {
+    if (auto* unit = detail::unit_of(*module)) units.push_back(unit);
+  }
+  return units;
+}
+
 }  // namespace
 
+void init_empty_weights(torch::nn::Module& module) {
+  // The meta device would be the natural place, but set_data cannot move a CPU tensor there: each parameter keeps
+  // its device and gets a storage without bytes, whose every access throws.
+  for (auto p : module.parameters()) {
+    if (detail::has_no_weights(p)) continue;
+    auto empty = at::empty(p.sizes(), p.options());  // never written: its pages are never resident
+    auto* storage = empty.storage().unsafeGetStorageImpl();
+    storage->reset();
+    storage->release_data_and_set_meta_custom_data_ptr_error_msg_(
+        "this parameter has no weights yet: its module was built through accelerate::init_empty_weights. ZeRO "
+        "stage 3 gives each process its shard (rank 0's weights, or load_checkpoint_in_model after prepare).");
+    p.set_data(empty);
+  }
+}
+
 LoadResult load_checkpoint_in_model(torch::nn::Module& model, const std::string& path, const LoadOptions& options) {
+  const auto units = units_of(model);
+  if (!units.empty()) {
+    const auto params = model.parameters();
+    ACCELERATE_CHECK(
+        std::none_of(params.begin(), params.end(), [&](const at::Tensor& p) { return changes(p, options); }),
+        ConfigError,
+        "load_checkpoint_in_model: LoadOptions::dtype or device would convert the model, but it is "
+        "prepared at ZeRO stage 3 (its units' parameters are shards): convert it before prepare.");
+  }
   detail::OpenFiles files;
   Plan plan = plan_load(model, path, options, files);
   refuse_unless_it_fits(plan, path, options);
   at::NoGradGuard no_grad;
   convert_model(model, options);
   auto targets = detail::model_state(model);
-  for (const auto& copy : plan.copies) targets.at(copy.model_key).copy_(copy.source);
+  for (const auto& copy : plan.copies) {
+    const auto& target = targets.at(copy.model_key);
+    // Stage 3: a unit's parameter takes this process's slice into its shard (only that slice is read).
+    const bool sliced =
+        std::any_of(units.begin(), units.end(), [&](auto* u) { return u->load_slice(target, copy.source); });
+    if (!sliced) target.copy_(copy.source);
+  }
   return std::move(plan.result);
 }
 

@@ -1,7 +1,12 @@
-// The ZeRO stages 0-2 as strategy objects (detail/sharding_strategy.hpp).
+// The ZeRO stages 0-3 as strategy objects (detail/sharding_strategy.hpp).
 #include "detail/sharding_strategy.hpp"
 
+#include <accelerate/accelerator_options.hpp>
 #include <accelerate/error.hpp>
+
+#include <torch/nn/module.h>
+
+#include <unordered_set>
 
 namespace accelerate::detail {
 
@@ -11,7 +16,8 @@ namespace {
 class Replicated : public ShardingStrategy {
  public:
   int stage() const override { return 0; }
-  std::unique_ptr<ZeroPartition> partition(const std::vector<at::Tensor>&, int, int, int64_t) const override {
+  std::unique_ptr<ZeroPartition> partition(torch::nn::Module&, const std::vector<at::Tensor>&, int, int, int64_t,
+                                           c10::Device) const override {
     return nullptr;
   }
   std::unique_ptr<GradientSync> gradient_sync(Communicator& comm, const std::vector<at::Tensor>& params,
@@ -30,9 +36,9 @@ class Replicated : public ShardingStrategy {
 class ShardedOptimizerState : public Replicated {
  public:
   int stage() const override { return 1; }
-  std::unique_ptr<ZeroPartition> partition(const std::vector<at::Tensor>& params, int world, int rank,
-                                           int64_t bucket_cap) const override {
-    return std::make_unique<ZeroPartition>(params, world, rank, bucket_cap, /*shard_gradients=*/false);
+  std::unique_ptr<ZeroPartition> partition(torch::nn::Module&, const std::vector<at::Tensor>& params, int world,
+                                           int rank, int64_t bucket_cap, c10::Device device) const override {
+    return std::make_unique<ZeroPartition>(params, world, rank, bucket_cap, device, /*shard_gradients=*/false);
   }
   std::unique_ptr<ZeroOptimizer> shard_optimizer(torch::optim::Optimizer& optimizer,
                                                  const std::vector<ZeroPartition*>& partitions,
@@ -42,12 +48,12 @@ class ShardedOptimizerState : public Replicated {
 };
 
 /// Stage 2: the gradients are reduce-scattered into each rank's shard as their bucket completes.
-class ShardedGradients final : public ShardedOptimizerState {
+class ShardedGradients : public ShardedOptimizerState {
  public:
   int stage() const override { return 2; }
-  std::unique_ptr<ZeroPartition> partition(const std::vector<at::Tensor>& params, int world, int rank,
-                                           int64_t bucket_cap) const override {
-    return std::make_unique<ZeroPartition>(params, world, rank, bucket_cap, /*shard_gradients=*/true);
+  std::unique_ptr<ZeroPartition> partition(torch::nn::Module&, const std::vector<at::Tensor>& params, int world,
+                                           int rank, int64_t bucket_cap, c10::Device device) const override {
+    return std::make_unique<ZeroPartition>(params, world, rank, bucket_cap, device, /*shard_gradients=*/true);
   }
   std::unique_ptr<GradientSync> gradient_sync(Communicator& comm, const std::vector<at::Tensor>&,
                                               const std::unordered_map<size_t, std::string>&, const DdpOptions&,
@@ -57,15 +63,52 @@ class ShardedGradients final : public ShardedOptimizerState {
   const char* sync_backward_operation() const override { return "backward (ZeRO-2 gradient reduce-scatter)"; }
 };
 
+/// Stage 3: as stage 2, and each ShardingUnit's parameters are one bucket whose values only its shard keeps
+/// between uses (sharded_units.hpp); the rest of the model's parameters are bucketed as at stage 2.
+class ShardedParameters final : public ShardedGradients {
+ public:
+  explicit ShardedParameters(const FsdpOptions& fsdp) : fsdp_(fsdp) {}
+  int stage() const override { return 3; }
+  std::unique_ptr<ZeroPartition> partition(torch::nn::Module& module, const std::vector<at::Tensor>& params, int world,
+                                           int rank, int64_t bucket_cap, c10::Device device) const override {
+    std::unordered_set<const void*> trainable;
+    for (const auto& p : params) trainable.insert(p.unsafeGetTensorImpl());
+    std::vector<std::vector<at::Tensor>> units;
+    for (const auto& [name, unit] : find_units(module)) {
+      auto& mine = units.emplace_back();
+      for (const auto& p : dynamic_cast<torch::nn::Module&>(*unit).parameters()) {
+        if (trainable.count(p.unsafeGetTensorImpl())) mine.push_back(p);
+      }
+    }
+    return std::make_unique<ZeroPartition>(params, world, rank, bucket_cap, device, /*shard_gradients=*/true, units);
+  }
+  std::unique_ptr<ShardedUnits> shard_parameters(Communicator& comm, torch::nn::Module& module,
+                                                 ZeroPartition* partition, c10::Device device) const override {
+    std::vector<ShardingUnit*> modules;
+    std::vector<std::string> names;
+    for (const auto& [name, unit] : find_units(module)) {
+      modules.push_back(unit);
+      names.push_back(name);
+    }
+    return std::make_unique<ShardedUnits>(comm, *partition, modules, names, device, fsdp_.forward_prefetch,
+                                          fsdp_.backward_prefetch);
+  }
+  const char* sync_backward_operation() const override { return "backward (ZeRO-3 gradient reduce-scatter)"; }
+
+ private:
+  const FsdpOptions fsdp_;
+};
+
 }  // namespace
 
-std::unique_ptr<ShardingStrategy> make_sharding_strategy(int stage) {
+std::unique_ptr<ShardingStrategy> make_sharding_strategy(int stage, const FsdpOptions& fsdp) {
   switch (stage) {
     case 0: return std::make_unique<Replicated>();
     case 1: return std::make_unique<ShardedOptimizerState>();
     case 2: return std::make_unique<ShardedGradients>();
+    case 3: return std::make_unique<ShardedParameters>(fsdp);
   }
-  throw ConfigError(concat("ZeRO stage ", stage, " is not one of 0, 1, 2."));
+  throw ConfigError(concat("ZeRO stage ", stage, " is not one of 0, 1, 2, 3."));
 }
 
 }  // namespace accelerate::detail

@@ -50,7 +50,7 @@ ZeroOptimizer::ZeroOptimizer(torch::optim::Optimizer& optimizer, const std::vect
       if (std::find(partitions_.begin(), partitions_.end(), owner) == partitions_.end()) partitions_.push_back(owner);
       const auto* info = owner->piece(p);
       if (!info) continue;  // another rank owns all of it
-      auto piece = p.detach().view(-1).narrow(0, info->begin, info->length);
+      auto piece = owner->piece_values(*info);
       if (owner->shards_gradients()) {
         piece.mutable_grad() = owner->buckets()[info->bucket].grad_shard.narrow(0, info->shard_offset, info->length);
       }
@@ -186,7 +186,7 @@ OptimizerState ZeroOptimizer::consolidated_state() {
   for (const auto& field : fields) {
     for (auto* partition : partitions_) {
       for (auto& bucket : partition->buckets()) {
-        const auto options = bucket.entries.front().param.options();
+        const auto options = partition->shard_options(bucket);
         auto shard = at::zeros({bucket.shard_numel}, options);
         for (const auto& slot : slots_) {
           if (slot.partition != partition || &partition->buckets()[slot.info->bucket] != &bucket) continue;

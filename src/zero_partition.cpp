@@ -11,18 +11,46 @@
 namespace accelerate::detail {
 
 ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
-                             bool shard_gradients)
-    : world_(world_size), rank_(rank), shard_gradients_(shard_gradients), bucket_cap_bytes_(bucket_cap_bytes) {
+                             c10::Device device, bool shard_gradients,
+                             const std::vector<std::vector<at::Tensor>>& units)
+    : world_(world_size),
+      rank_(rank),
+      device_(device),
+      shard_gradients_(shard_gradients),
+      bucket_cap_bytes_(bucket_cap_bytes) {
+  std::unordered_map<const void*, int> unit_of;
+  for (size_t u = 0; u < units.size(); ++u) {
+    for (const auto& p : units[u]) unit_of.emplace(p.unsafeGetTensorImpl(), static_cast<int>(u));
+  }
+  std::vector<bool> unit_started(units.size(), false);
   // Gradients arrive roughly in reverse registration order; stage 2 reduces a bucket as soon as it is complete.
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     const auto& p = *it;
     ACCELERATE_CHECK(p.is_contiguous(), ConfigError, "ZeRO: a parameter of shape ", p.sizes(),
                      " is not contiguous; ZeRO shards flat views of the parameters. Make it contiguous before "
                      "prepare (param.data() = param.contiguous()).");
-    const bool fits = !buckets_.empty() && buckets_.back().entries.front().param.scalar_type() == p.scalar_type() &&
-                      buckets_.back().entries.front().param.device() == p.device() &&
-                      (buckets_.back().numel + p.numel()) * p.element_size() <= bucket_cap_bytes;
-    if (!fits) buckets_.emplace_back();
+    const auto found = unit_of.find(p.unsafeGetTensorImpl());
+    const int unit = found == unit_of.end() ? -1 : found->second;
+    const bool same_kind = !buckets_.empty() &&
+                           buckets_.back().entries.front().param.scalar_type() == p.scalar_type() &&
+                           buckets_.back().entries.front().param.device() == p.device();
+    const bool fits =
+        !buckets_.empty() && buckets_.back().unit == unit &&
+        (unit >= 0 || (same_kind && (buckets_.back().numel + p.numel()) * p.element_size() <= bucket_cap_bytes));
+    if (!fits) {
+      if (unit >= 0) {
+        ACCELERATE_CHECK(!unit_started[unit], ConfigError, "ZeRO stage 3: unit ", unit,
+                         "'s parameters are not consecutive among the model's parameters (is one of them shared "
+                         "with a module outside the unit?). Keep a unit's parameters to itself.");
+        unit_started[unit] = true;
+      }
+      buckets_.emplace_back();
+      buckets_.back().unit = unit;
+    } else if (unit >= 0) {
+      ACCELERATE_CHECK(same_kind, ConfigError, "ZeRO stage 3: unit ", unit, " mixes parameter dtypes or devices (",
+                       buckets_.back().entries.front().param.scalar_type(), " and ", p.scalar_type(),
+                       "); one flat buffer holds a unit's parameters. Convert the model to one dtype before prepare.");
+    }
     auto& bucket = buckets_.back();
     bucket.entries.push_back({p, bucket.numel});
     bucket.numel += p.numel();
@@ -32,7 +60,7 @@ ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_si
   for (size_t b = 0; b < buckets_.size(); ++b) {
     auto& bucket = buckets_[b];
     bucket.shard_numel = (bucket.numel + world_ - 1) / world_;
-    if (shard_gradients_) bucket.grad_shard = at::zeros({bucket.shard_numel}, bucket.entries.front().param.options());
+    if (shard_gradients_) bucket.grad_shard = at::zeros({bucket.shard_numel}, shard_options(bucket));
     for (size_t e = 0; e < bucket.entries.size(); ++e) {
       auto piece = piece_of_rank(b, e, rank_);
       if (piece.length > 0) pieces_.emplace(piece.param.unsafeGetTensorImpl(), std::move(piece));
@@ -47,6 +75,16 @@ bool ZeroPartition::contains(const at::Tensor& param) const {
 const ZeroPiece* ZeroPartition::piece(const at::Tensor& param) const {
   auto it = pieces_.find(param.unsafeGetTensorImpl());
   return it == pieces_.end() ? nullptr : &it->second;
+}
+
+at::TensorOptions ZeroPartition::shard_options(const ZeroBucket& bucket) const {
+  return at::TensorOptions().dtype(bucket.entries.front().param.scalar_type()).device(device_);
+}
+
+at::Tensor ZeroPartition::piece_values(const ZeroPiece& piece) {
+  const auto& bucket = buckets_.at(piece.bucket);
+  if (bucket.unit >= 0) return bucket.param_shard.narrow(0, piece.shard_offset, piece.length);
+  return piece.param.detach().view(-1).narrow(0, piece.begin, piece.length);
 }
 
 ZeroPiece ZeroPartition::piece_of_rank(size_t b, size_t e, int r) const {
@@ -87,6 +125,7 @@ void ZeroPartition::gather_parameters(Communicator& comm) {
   at::NoGradGuard no_grad;
   CollectiveScope scope(comm, kOp);
   for (auto& bucket : buckets_) {
+    if (bucket.unit >= 0) continue;  // gathered when its unit runs
     const auto options = bucket.entries.front().param.options();
     auto mine = at::zeros({bucket.shard_numel}, options);
     for (const auto& entry : bucket.entries) {

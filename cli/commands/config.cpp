@@ -134,7 +134,8 @@ HfConfig ask_all(Questionnaire& q) {
   c.gradient_accumulation_steps = q.integer("How many gradient accumulation steps?", 1, 1);
   if (c.num_processes > 1) {
     c.zero_stage = q.choice("Shard memory over the processes (ZeRO)?",
-                            {"no (stage 0)", "optimizer state (stage 1)", "optimizer state and gradients (stage 2)"});
+                            {"no (stage 0)", "optimizer state (stage 1)", "optimizer state and gradients (stage 2)",
+                             "parameters too (stage 3; the model marks its blocks, docs/training.md)"});
   }
   constexpr MixedPrecision kAnswers[] = {MixedPrecision::No, MixedPrecision::Fp16, MixedPrecision::Bf16};
   c.mixed_precision = kAnswers[q.choice("Do you wish to use mixed precision?", {"no", "fp16", "bf16"})];
@@ -187,7 +188,7 @@ Action register_config(CLI::App& app) {
                   "Rendezvous port on machine 0 (default: unset: a free port, 29500 multi-node)");
   optional_option(cmd, "mixed_precision", f.mixed_precision, "no, fp16 or bf16 (default no)");
   optional_option(cmd, "gradient_accumulation_steps", f.gradient_accumulation_steps, "(default 1)");
-  optional_option(cmd, "zero_stage", f.zero_stage, "0, 1 or 2: what ZeRO shards over the processes (default 0)");
+  optional_option(cmd, "zero_stage", f.zero_stage, "0, 1, 2 or 3: what ZeRO shards over the processes (default 0)");
   cmd->add_flag(names("cpu") + ",--use_cpu,--use-cpu", f.cpu, "CPU only, even when a GPU is there (default false)");
   cmd->add_flag(names("debug"), f.debug, "Check collectives across ranks while running (default false)");
 

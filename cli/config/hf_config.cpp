@@ -138,12 +138,13 @@ class Keys {
   std::map<std::string, std::pair<YAML::Node, YAML::Node>> values_;  // key -> (key node, value node)
 };
 
-/// Warns that `what` asks for ZeRO stage 3 and returns 2, the stage that runs instead.
-int stage_3_as_2(const YAML::Node& n, const std::string& what, const std::string& path, std::ostream& warnings) {
+/// Warns that `what` (HYBRID_SHARD) shards within a node and replicates across nodes, which accelerate-cpp does
+/// not do, and returns 3: the parameters are sharded over all processes instead.
+int hybrid_as_3(const YAML::Node& n, const std::string& what, const std::string& path, std::ostream& warnings) {
   warnings << "accelerate-cpp: warning: " << where(path, n) << ": " << what
-           << " shards the parameters too (ZeRO stage 3), which accelerate-cpp does not do yet; running ZeRO "
-              "stage 2 (optimizer state and gradients sharded).\n";
-  return 2;
+           << " shards within each machine and replicates across machines, which accelerate-cpp does not do; "
+              "running ZeRO stage 3 over all processes (FULL_SHARD).\n";
+  return 3;
 }
 
 /// How a section reads the ZeRO stage that one of its used keys asks for.
@@ -173,20 +174,18 @@ int section_stage(const Keys& root, const char* name, std::initializer_list<std:
   return stage;
 }
 
-/// deepspeed_config.zero_stage: 0, 1, 2, or 3 (run as 2).
+/// deepspeed_config.zero_stage: 0, 1, 2, or 3.
 int deepspeed_stage(const std::string&, const YAML::Node& n, const std::string& path, std::ostream& warnings) {
   const int stage = as<int>(n, "deepspeed_config.zero_stage", path, "0, 1, 2 or 3");
   ACCELERATE_CHECK(stage >= 0 && stage <= 3, ConfigError, where(path, n), ": deepspeed_config.zero_stage must be ",
                    "0, 1, 2 or 3, got ", stage, ".");
-  return stage == 3 ? stage_3_as_2(n, "deepspeed_config.zero_stage 3", path, warnings) : stage;
+  return stage;
 }
 
 /// fsdp_config's fsdp_sharding_strategy (HF's names or numbers) or FSDP2's fsdp_reshard_after_forward.
 int fsdp_stage(const std::string& key, const YAML::Node& n, const std::string& path, std::ostream& warnings) {
   if (key == "fsdp_reshard_after_forward") {  // FSDP2: false keeps parameters whole, as SHARD_GRAD_OP
-    return as<bool>(n, "fsdp_config.fsdp_reshard_after_forward", path, "true or false")
-               ? stage_3_as_2(n, "fsdp_reshard_after_forward true", path, warnings)
-               : 2;
+    return as<bool>(n, "fsdp_config.fsdp_reshard_after_forward", path, "true or false") ? 3 : 2;
   }
   // HF accepts the names and their 1-based numbers (FSDP's ShardingStrategy enum).
   static const std::vector<std::string> names = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
@@ -199,7 +198,7 @@ int fsdp_stage(const std::string& key, const YAML::Node& n, const std::string& p
                    "(or HF's numbers 1-5).");
   if (text == "NO_SHARD") return 0;
   if (text == "SHARD_GRAD_OP" || text == "HYBRID_SHARD_ZERO2") return 2;
-  return stage_3_as_2(n, "fsdp_sharding_strategy " + text, path, warnings);
+  return text == "FULL_SHARD" ? 3 : hybrid_as_3(n, "fsdp_sharding_strategy " + text, path, warnings);
 }
 
 /// The ZeRO stage of deepspeed_config.zero_stage or fsdp_config's sharding (fsdp_sharding_strategy, HF's names or

@@ -25,9 +25,9 @@ struct HfConfig {
   std::optional<std::string> gpu_ids;
   /// Not an HF key (HF keeps it inside deepspeed_config); written only when it is not 1.
   int gradient_accumulation_steps = 1;
-  /// ZeRO stage 0..2: read from deepspeed_config.zero_stage or fsdp_config.fsdp_sharding_strategy (SHARD_GRAD_OP
-  /// is 2; FULL_SHARD and HYBRID_SHARD, stage 3, run as 2 with a warning); written as deepspeed_config.zero_stage
-  /// when it is not 0 (Python's accelerate loads that and ignores it outside DeepSpeed).
+  /// ZeRO stage 0..3: read from deepspeed_config.zero_stage or fsdp_config.fsdp_sharding_strategy (SHARD_GRAD_OP
+  /// is 2, FULL_SHARD 3; HYBRID_SHARD runs as 3 over all processes, with a warning); written as
+  /// deepspeed_config.zero_stage when it is not 0 (Python's accelerate loads that and ignores it outside DeepSpeed).
   int zero_stage = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include <accelerate/activation_checkpointing.hpp>
 #include <accelerate/error.hpp>
+#include <accelerate/model_io.hpp>
 
 #include <torch/torch.h>
 
@@ -53,11 +54,13 @@ GptImpl::GptImpl(const Config& c)
                            torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))) {
   ACCELERATE_CHECK(c.n_positions == 0 || c.block_size <= c.n_positions, ConfigError, "--block_size (", c.block_size,
                    ") must be at most the model's n_positions (", c.n_positions, ").");
-  for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(Block(c));
+  for (int64_t i = 0; i < c.n_layer; ++i)
+    h->push_back(c.empty_blocks ? accelerate::init_empty_weights(Block(c)) : Block(c));
   // GPT-2's initialisation: N(0, 0.02), the residual projections scaled by 1/sqrt(2 n_layer), zero biases.
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
     const auto& name = p.key();
+    if (c.empty_blocks && name.starts_with("h.")) continue;  // no weights to initialise: they are loaded
     if (name.ends_with(".bias")) {
       p.value().zero_();
     } else if (name.find("ln_") != std::string::npos) {
@@ -76,7 +79,7 @@ torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
   auto x = wte(idx) + wpe(torch::arange(T, idx.options()));
   for (const auto& module : *h) {
     auto block = module->as<Block>();
-    x = config.gradient_checkpointing && is_training() ? accelerate::checkpoint(block, x) : block->forward(x);
+    x = accelerate::unit_forward(block, x, {.checkpoint = config.gradient_checkpointing && is_training()});
   }
   return torch::matmul(ln_f(x), wte->weight.t());  // tied output projection
 }

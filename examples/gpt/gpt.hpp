@@ -15,6 +15,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/optim/adamw.h>
 
+#include <accelerate/sharding_unit.hpp>
+
 namespace gpt {
 
 struct Config {
@@ -30,6 +32,9 @@ struct Config {
   /// Recompute each block's activations in backward instead of keeping them (accelerate::checkpoint; HF's
   /// gradient_checkpointing_enable()). Not saved in config.json: it changes memory, not the model.
   bool gradient_checkpointing = false;
+  /// Build each block through accelerate::init_empty_weights (no weights until ZeRO stage 3 loads each process's
+  /// shard of them), so that no process holds the whole model at once.
+  bool empty_blocks = false;
 };
 
 struct CausalSelfAttentionImpl : torch::nn::Module {
@@ -47,7 +52,8 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-struct BlockImpl : torch::nn::Module {
+/// A ZeRO-3 unit (accelerate::ShardingUnit): at --zero_stage 3 its parameters are gathered only while it runs.
+struct BlockImpl : torch::nn::Module, accelerate::ShardingUnit {
   explicit BlockImpl(const Config& c);
   torch::Tensor forward(torch::Tensor x);
   torch::nn::LayerNorm ln_1, ln_2;

@@ -31,6 +31,7 @@ struct Args {
   std::optional<int> gradient_accumulation_steps;
   std::optional<std::string> mixed_precision;
   std::optional<int> zero_stage;
+  bool no_prefetch = false;  // ZeRO-3: each block's all-gather waits where it is needed
   int num_workers = 1;
   bool pin_memory = false;
   uint64_t seed = 1337;
@@ -94,9 +95,12 @@ void add_flags(CLI::App& app, Args& a) {
       ->capture_default_str()
       ->check(kPositive);
   app.add_option("--zero_stage", a.zero_stage,
-                 "ZeRO stage: 0 replicated, 1 optimizer state sharded, 2 gradients too (default: launch's, else 0)")
-      ->check(
-          accepts<int64_t>([](int64_t x) { return x >= 0 && x <= 2; }, "0, 1 or 2 (stage 3 is not available)", "0..2"));
+                 "ZeRO stage: 0 replicated, 1 optimizer state sharded, 2 gradients too, 3 parameters too (default: "
+                 "launch's, else 0)")
+      ->check(accepts<int64_t>([](int64_t x) { return x >= 0 && x <= 3; }, "0, 1, 2 or 3", "0..3"));
+  app.add_flag("--no_prefetch", a.no_prefetch,
+               "ZeRO stage 3: do not start the next block's all-gather while a block runs (HF's forward_prefetch "
+               "and backward_prefetch off)");
   app.add_flag("--gradient_checkpointing", a.model.gradient_checkpointing,
                "recompute each block's activations in backward (less memory, about a third more compute)");
   app.add_option("--batch_size", a.batch_size, "sequences per process and micro-step")
@@ -229,6 +233,7 @@ accelerate::AcceleratorOptions options_for(const Args& args) {
   options.mixed_precision = args.mixed_precision;
   options.gradient_accumulation_steps = args.gradient_accumulation_steps;
   options.zero_stage = args.zero_stage;
+  options.fsdp = {.forward_prefetch = !args.no_prefetch, .backward_prefetch = !args.no_prefetch};
   options.project = {.project_dir = args.output_dir,
                      .automatic_checkpoint_naming = true,
                      .resume_from_checkpoint = args.resume_from_checkpoint};
@@ -361,6 +366,10 @@ void finish(Run& r, double seconds) {
   acc.print("val_loss=" + std::to_string(val_loss));
   acc.print("train_seconds=" + std::to_string(seconds));
   if (r.args.with_tracking) acc.log({{"final_val_loss", val_loss}}, r.progress.steps);
+  // The memory line's parameter bytes are those held during training: taken before the model is gathered whole.
+  const int64_t param_bytes = accelerate::parameter_bytes(r.net->parameters(), r.opt.optimizer());
+  // ZeRO stage 3: the main process saves and samples alone, so every process gathers the whole model first.
+  auto whole = acc.summon_full_params(r.net, /*writeback=*/false);
   if (acc.is_main_process()) {
     if (!r.args.output_dir.empty()) gpt::save_hf_gpt2(*r.net, r.args.output_dir + "/model");
     if (r.args.sample_tokens > 0) {
@@ -374,10 +383,17 @@ void finish(Run& r, double seconds) {
       std::cout << "sample:\n" << text << std::endl;
     }
   }
-  std::cout << "memory: rank=" << acc.process_index()
+  std::cout << "memory: rank=" << acc.process_index() << " parameter_bytes=" << param_bytes
             << " optimizer_state_bytes=" << accelerate::optimizer_state_bytes(r.opt.optimizer())
             << " gradient_bytes=" << r.grad_bytes << " peak_bytes=" << accelerate::peak_memory_bytes(acc.device())
             << std::endl;
+}
+
+/// --init_from's weights, on every process: each maps the files and copies what it holds (at stage 3: its shards).
+void init_from(accelerate::Accelerator& acc, const Args& args, gpt::GptImpl& model) {
+  gpt::load_hf_gpt2(model, args.init_from);
+  acc.print("initialised from", args.init_from);
+  for (const auto& note : args.init_notes) acc.print("gpt: note:", note);
 }
 
 int run(const Args& args) {
@@ -389,18 +405,19 @@ int run(const Args& args) {
                                                                      .pin_memory = args.pin_memory});
   accelerate::DataLoader val_data(open_tokens(args, "val.bin"),
                                   {.batch_size = args.batch_size, .num_workers = args.num_workers});
-  gpt::Gpt model(args.model);
-  if (!args.init_from.empty()) {
-    gpt::load_hf_gpt2(*model, args.init_from);  // on every process: each maps the file and copies what it holds
-    acc.print("initialised from", args.init_from);
-    for (const auto& note : args.init_notes) acc.print("gpt: note:", note);
-  }
+  // At ZeRO stage 3 a pretrained model's blocks are built without weights and each process loads only its shard
+  // of them after prepare: no process holds the whole model.
+  auto config = args.model;
+  config.empty_blocks = !args.init_from.empty() && acc.zero_stage() == 3;
+  gpt::Gpt model(config);
+  if (!args.init_from.empty() && !config.empty_blocks) init_from(acc, args, *model);
   torch::optim::AdamW optimizer(model->param_groups(args.lr, args.weight_decay), torch::optim::AdamWOptions(args.lr));
   // As HF's no_trainer scripts: the prepared scheduler steps once per process and optimizer step.
   auto schedule = accelerate::get_scheduler("cosine", optimizer,
                                             {.num_warmup_steps = args.warmup_steps * acc.num_processes(),
                                              .num_training_steps = args.max_steps * acc.num_processes()});
   auto [net, opt, train_loader, val_loader, scheduler] = acc.prepare(model, optimizer, train_data, val_data, schedule);
+  if (config.empty_blocks) init_from(acc, args, *net);
   Progress progress;
   progress.processes = acc.num_processes();
   acc.register_for_checkpointing(progress);

@@ -21,6 +21,7 @@
 #include <accelerate/random.hpp>
 #include <accelerate/scheduler.hpp>
 #include <accelerate/settings.hpp>
+#include <accelerate/sharding_unit.hpp>
 #include <accelerate/system_info.hpp>
 #include <accelerate/tracking.hpp>
 #include <accelerate/version.hpp>

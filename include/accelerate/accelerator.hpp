@@ -50,6 +50,7 @@ struct Triggers;
 class TrackerSet;
 struct CheckpointPart;
 struct LoadContext;
+class Summoned;
 }  // namespace detail
 
 class Accelerator;
@@ -77,6 +78,17 @@ class [[nodiscard]] NoSyncGuard : Guard {
   explicit NoSyncGuard(bool* require_sync);
   bool* require_sync_;
   bool previous_;
+};
+
+/// RAII of summon_full_params(model): the model's ZeRO-3 units stay gathered while it lives.
+class [[nodiscard]] FullParametersGuard : Guard {
+ public:
+  ~FullParametersGuard();
+
+ private:
+  friend class Accelerator;  // made by Accelerator::summon_full_params only
+  explicit FullParametersGuard(std::unique_ptr<detail::Summoned> summoned);
+  std::unique_ptr<detail::Summoned> summoned_;
 };
 
 class Accelerator {
@@ -169,6 +181,16 @@ class Accelerator {
   template <class M>
   NoSyncGuard no_sync(const torch::nn::ModuleHolder<M>& model) {
     return no_sync(std::static_pointer_cast<torch::nn::Module>(model.ptr()));
+  }
+  /// ZeRO stage 3: every unit of prepared `model` gathered on every process while the guard lives (FSDP's
+  /// summon_full_params, DeepSpeed's GatheredParameters), e.g. to save, evaluate or generate on the main process
+  /// only: without it a unit_forward there would wait for the others' all-gather. Collective: every process calls
+  /// it. `writeback` (FSDP's default): each process keeps its part of what was written to the parameters
+  /// meanwhile. Each process holds the whole model meanwhile. At stages 0-2 it does nothing.
+  FullParametersGuard summon_full_params(const std::shared_ptr<torch::nn::Module>& model, bool writeback = true);
+  template <class M>
+  FullParametersGuard summon_full_params(const torch::nn::ModuleHolder<M>& model, bool writeback = true) {
+    return summon_full_params(std::static_pointer_cast<torch::nn::Module>(model.ptr()), writeback);
   }
   /// Autocast to the mixed-precision dtype on this device (a no-op guard for "no").
   AutocastGuard autocast();
@@ -286,7 +308,8 @@ class Accelerator {
   }
 
   /// HF's free_memory: forgets every prepared model, optimizer, scheduler and data loader (their gradient
-  /// synchronisation and ZeRO sharding go with them), resets step(), and frees the device's cached memory.
+  /// synchronisation and ZeRO sharding go with them; a stage-3 model's parameters are gathered whole again,
+  /// collectively), resets step(), and frees the device's cached memory.
   /// Objects registered for checkpointing stay. Call it before preparing new objects in place of old ones (each
   /// attempt of find_executable_batch_size starts with it).
   void free_memory();

@@ -25,6 +25,14 @@ struct DdpOptions {
 
 /// HF's log_with: one tracker name as HF takes a string (`.log_with = "tensorboard"`), several
 /// (`.log_with = {"tensorboard", "jsonl"}`), or "all". A list of names, as make_trackers reads it.
+/// ZeRO stage 3's prefetching (HF's FullyShardedDataParallelPlugin forward_prefetch and backward_prefetch
+/// BACKWARD_PRE): while a unit runs, the all-gather of the unit after it (forward) or before it (backward) is
+/// already under way. Both on by default, as FSDP2's implicit prefetch; off, each gather waits where it is needed.
+struct FsdpOptions {
+  bool forward_prefetch = true;
+  bool backward_prefetch = true;
+};
+
 struct LogWith : std::vector<std::string> {
   using std::vector<std::string>::vector;
   LogWith() = default;
@@ -91,9 +99,11 @@ struct AcceleratorOptions {
   /// ZeRO (Rajbhandari et al. 2020) on c10d's collectives: 1 shards the optimizer state over the processes (each
   /// steps its shard; the updated parameters are all-gathered), 2 shards the averaged gradients too
   /// (reduce-scattered in buckets during backward). What HF reaches through DeepSpeedPlugin(zero_stage=...) or
-  /// FSDP's SHARD_GRAD_OP. Unset: ACCELERATE_CPP_ZERO_STAGE (launch --zero_stage), else 0. With one process it
-  /// runs as stage 0 (with a note). See docs/training.md "ZeRO".
+  /// FSDP's SHARD_GRAD_OP. 3 shards the parameters of each ShardingUnit too (sharding_unit.hpp; FSDP's
+  /// FULL_SHARD, DeepSpeed's stage 3). Unset: ACCELERATE_CPP_ZERO_STAGE (launch --zero_stage), else 0. With one
+  /// process it runs as stage 0 (with a note). See docs/training.md "ZeRO".
   std::optional<int> zero_stage;
+  FsdpOptions fsdp;
   /// set_seed(seed) at construction.
   std::optional<uint64_t> seed;
   /// Timeout and backend of the process group.

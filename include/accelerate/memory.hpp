@@ -26,6 +26,15 @@ int64_t gradient_bytes(const std::vector<at::Tensor>& parameters);
 /// stage 1 the pieces' gradients are views into the parameters' and count once.
 int64_t gradient_bytes(const std::vector<at::Tensor>& parameters, torch::optim::Optimizer& optimizer);
 
+/// Bytes of storage that `parameters` hold now, each storage once. At ZeRO stage 3 a unit's parameters hold
+/// none between its uses (their storage is freed; see sharding_unit.hpp).
+int64_t parameter_bytes(const std::vector<at::Tensor>& parameters);
+
+/// The same over `parameters` and the parameters of `optimizer`: at stage 3 the optimizer steps this process's
+/// shards of the units' parameters, which count here; at stages 1 and 2 its pieces are views into the parameters
+/// and count once.
+int64_t parameter_bytes(const std::vector<at::Tensor>& parameters, torch::optim::Optimizer& optimizer);
+
 /// This process's peak memory: on the CPU the peak resident set size (getrusage, so everything the process ever
 /// touched, LibTorch included); on CUDA the caching allocator's peak of allocated bytes on `device`.
 int64_t peak_memory_bytes(c10::Device device);

@@ -56,13 +56,30 @@ struct LoadResult {
   std::vector<std::string> unexpected_keys;  // checkpoint keys (after renaming) the model does not have
 };
 
+/// HF's init_empty_weights, for one module after it is built: its parameters keep their shapes, dtypes and devices
+/// but lose their memory (buffers are kept); reading one throws, saying so. LibTorch's modules allocate and initialise
+/// their weights in their constructors and have no meta-device construction, so a model built block by block through
+/// this, `h->push_back(accelerate::init_empty_weights(Block(config)))`, never holds more than one block's weights.
+/// Only ZeRO stage 3 prepares such a model (each process then holds its shard of each block: rank 0's values when
+/// rank 0 built the block with weights, else loaded with load_checkpoint_in_model after prepare); at other stages
+/// prepare refuses it with ConfigError. Returns `module`.
+void init_empty_weights(torch::nn::Module& module);
+template <class M>
+requires requires(const M& m) { m.get(); }  // a module holder or a shared_ptr to a module
+M init_empty_weights(M module) {
+  init_empty_weights(static_cast<torch::nn::Module&>(*module));
+  return module;
+}
+
 /// Loads weights written by save_model (or by HF / Python safetensors / transformers' save_pretrained) into
 /// `model`: `path` is a .safetensors file, a model.safetensors.index.json file, or a folder with
-/// model.safetensors.index.json or model.safetensors. Files are memory-mapped: only the tensors that are copied
-/// are read from disk. Every tensor is checked before any is copied, so a checkpoint that does not fit loads
-/// nothing and CheckpointError lists every problem by name (missing and unexpected keys under strict, shapes and
-/// dtypes always, two checkpoint keys renamed onto one model key, an index entry its shard lacks), naming the
-/// file. Throws CheckpointError also for an unreadable or invalid file or index.
+/// model.safetensors.index.json or model.safetensors. On a model prepared at ZeRO stage 3 each process copies only
+/// its shard of each unit's parameters (the slices it keeps, read from the mapped files); call it on every process
+/// with the same checkpoint (LoadOptions::dtype and device are refused there: convert before prepare). Files are
+/// memory-mapped: only the tensors that are copied are read from disk. Every tensor is checked before any is copied, so
+/// a checkpoint that does not fit loads nothing and CheckpointError lists every problem by name (missing and unexpected
+/// keys under strict, shapes and dtypes always, two checkpoint keys renamed onto one model key, an index entry its
+/// shard lacks), naming the file. Throws CheckpointError also for an unreadable or invalid file or index.
 LoadResult load_checkpoint_in_model(torch::nn::Module& model, const std::string& path, const LoadOptions& options = {});
 
 }  // namespace accelerate

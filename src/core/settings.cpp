@@ -121,10 +121,8 @@ size_t parse_choice_variable(const std::string& name, const std::string& value,
 }
 
 int check_zero_stage(int stage, const std::string& where) {
-  ACCELERATE_CHECK(stage != 3, ConfigError, where, ": ZeRO stage 3 (parameters sharded too, FSDP's FULL_SHARD) is not ",
-                   "available yet; stage 2 shards optimizer state and gradients.");
-  ACCELERATE_CHECK(stage >= 0 && stage <= 2, ConfigError, where, ": ZeRO stage must be 0 (replicated), 1 (optimizer ",
-                   "state sharded) or 2 (optimizer state and gradients sharded), got ", stage, ".");
+  ACCELERATE_CHECK(stage >= 0 && stage <= 3, ConfigError, where, ": ZeRO stage must be 0 (replicated), 1 (optimizer ",
+                   "state sharded), 2 (optimizer state and gradients sharded) or 3 (parameters too), got ", stage, ".");
   return stage;
 }
 
@@ -160,7 +158,7 @@ EnvironmentSettings read_environment_settings(const EnvironmentVariables& env) {
   }
   if (auto value = lookup(env, env_var::kZeroStage)) {
     const auto where = detail::concat(env_var::kZeroStage, "='", *value, "' (launch: --zero_stage)");
-    s.zero_stage = check_zero_stage(parse_int_variable(env_var::kZeroStage, *value, "Use 0, 1 or 2."), where);
+    s.zero_stage = check_zero_stage(parse_int_variable(env_var::kZeroStage, *value, "Use 0, 1, 2 or 3."), where);
   }
   s.debug_mode = flag(env_var::kDebugMode);
   if (auto value = lookup(env, env_var::kLogLevel)) s.log_level = parse_log_level(*value);

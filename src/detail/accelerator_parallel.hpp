@@ -21,6 +21,14 @@ struct Accelerator::Parallel {
   /// use them (free_memory clears those first).
   std::vector<std::unique_ptr<detail::ZeroOptimizer>> sharded_optimizers;
 
+  /// Stage 3: the units of prepared model `model`, or nullptr (another stage, one process, not prepared).
+  detail::ShardedUnits* units_of(const torch::nn::Module* model) const {
+    for (const auto& m : models) {
+      if (&m->module() == model) return m->units();
+    }
+    return nullptr;
+  }
+
   /// Optimizer i's ZeRO sharding, or nullptr.
   detail::ZeroOptimizer* sharding_of(size_t i) const {
     return i < sharded_optimizers.size() ? sharded_optimizers[i].get() : nullptr;

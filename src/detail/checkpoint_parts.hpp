@@ -31,6 +31,8 @@ class GradScaler;
 class LRScheduler;
 
 namespace detail {
+
+class ShardedUnits;
 class ZeroOptimizer;
 
 /// What a part's load may need besides its files.
@@ -68,7 +70,9 @@ struct CheckpointPart {
 using CheckpointParts = std::vector<CheckpointPart>;
 
 // The parts of a save_state checkpoint, in HF's order (prepare()/register order within each kind).
-CheckpointPart models_part(std::vector<torch::nn::Module*> models);
+/// `units[i]`: model i's ZeRO-3 units (nullptr where its parameters are whole): gathered one at a time to save,
+/// the copy kept by the `main_process`; loaded shard by shard.
+CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<ShardedUnits*> units, bool main_process);
 /// `sharded[i]`: optimizer i's ZeRO sharding, or nullptr: its state is consolidated to the unsharded format on
 /// save (a collective) and cut to this rank's pieces on load.
 CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers, std::vector<ZeroOptimizer*> sharded);

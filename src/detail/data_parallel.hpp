@@ -10,7 +10,9 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
+#include "detail/sharded_units.hpp"
 #include "detail/zero_partition.hpp"
 
 namespace torch::nn {
@@ -54,8 +56,9 @@ class DataParallel {
  public:
   /// Broadcasts parameters and buffers from rank 0 and sets up the gradient synchronisation (and the partition)
   /// of `strategy`.
+  /// `device`: the process's (the model is there, but for tensors without weights yet).
   DataParallel(Communicator& comm, torch::nn::Module& module, const DdpOptions& options,
-               const ShardingStrategy& strategy);
+               const ShardingStrategy& strategy, c10::Device device);
   ~DataParallel();
   /// Arms the hooks for the coming backward: gradients of this backward are reduced.
   void prepare_for_backward(const at::Tensor& loss) { sync_->prepare_for_backward(loss); }
@@ -63,14 +66,19 @@ class DataParallel {
   void prepare_iteration() { sync_->prepare_iteration(); }
   /// Whether prepare_iteration may run a collective this time (DDP's one bucket rebuild).
   bool rebuilds() const { return sync_->rebuilds(); }
-  /// After an armed backward.
-  void finish_backward() { sync_->finish_backward(); }
+  /// After every backward: waits for what an armed one left in flight; stage 3 frees the units still gathered.
+  void finish_backward() {
+    sync_->finish_backward();
+    if (units_) units_->reshard_all();
+  }
   /// After each backward: rank 0's buffers to every rank, in training mode when broadcast_buffers is on.
   void sync_buffers();
   bool require_sync = true;  ///< false inside no_sync()
   torch::nn::Module& module() { return module_; }
   /// ZeRO's partition of the parameters; nullptr at stage 0.
   ZeroPartition* partition() { return partition_.get(); }
+  /// Stage 3's units; nullptr at stages 0-2.
+  ShardedUnits* units() { return units_.get(); }
 
  private:
   torch::nn::Module& module_;
@@ -79,6 +87,7 @@ class DataParallel {
   std::vector<at::Tensor> buffers_;
   std::unique_ptr<ZeroPartition> partition_;
   std::unique_ptr<GradientSync> sync_;
+  std::unique_ptr<ShardedUnits> units_;  // after partition_, whose buckets it uses
 };
 
 }  // namespace accelerate::detail

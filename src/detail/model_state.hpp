@@ -5,6 +5,7 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/StorageImpl.h>
 
 namespace torch::nn {
 class Module;
@@ -12,4 +13,9 @@ class Module;
 
 namespace accelerate::detail {
 std::map<std::string, at::Tensor> model_state(torch::nn::Module& model);
+
+/// A tensor with elements but no bytes behind them: built through init_empty_weights (or on the meta device).
+inline bool has_no_weights(const at::Tensor& t) {
+  return t.is_meta() || (t.numel() > 0 && t.storage().unsafeGetStorageImpl()->nbytes() == 0);
 }
+}  // namespace accelerate::detail

@@ -74,7 +74,7 @@ TEST(ConfigCommand, InteractiveInATerminal) {
   const auto screen =
       run_in_terminal({kCli, "config", "--config_file", file}, {"1", "", "3", "maybe", "yes", "4", "7", "2", "2"});
   EXPECT_NE(screen.find("Please answer yes or no."), std::string::npos) << screen;
-  EXPECT_NE(screen.find("Please enter a number between 0 and 2."), std::string::npos) << screen;
+  EXPECT_NE(screen.find("Please enter a number between 0 and 3."), std::string::npos) << screen;  // ZeRO: 0-3
   EXPECT_NE(screen.find("configuration saved at " + file), std::string::npos) << screen;
   const auto yaml = read(file);
   for (const char* line : {"distributed_type: 'MULTI_CPU'", "num_processes: 3", "use_cpu: true", "debug: true",
@@ -145,8 +145,8 @@ TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
            "echo world=$WORLD_SIZE"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("world=2"), std::string::npos) << r.output;
-  // A DeepSpeed section gives its ZeRO stage; its other keys are named in a warning. FSDP's FULL_SHARD (stage 3)
-  // runs as stage 2, with a warning; fp8 is an error with its line.
+  // A DeepSpeed section gives its ZeRO stage; its other keys are named in a warning. FSDP's FULL_SHARD is stage 3,
+  // HYBRID_SHARD runs as stage 3 with a warning; fp8 is an error with its line.
   std::ofstream(dir / "ds.yaml") << "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 1\n"
                                     "  offload_optimizer_device: cpu\nnum_processes: 1\n";
   r = run({kCli, "launch", "--config_file", dir / "ds.yaml", "/bin/sh", "-c", "echo zero=$ACCELERATE_CPP_ZERO_STAGE"});
@@ -159,14 +159,18 @@ TEST(ConfigCommand, PythonWrittenConfigLoadsAndLaunches) {
   r = run(
       {kCli, "launch", "--config_file", dir / "fsdp.yaml", "/bin/sh", "-c", "echo zero=$ACCELERATE_CPP_ZERO_STAGE"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("zero=2"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("line 3: fsdp_sharding_strategy FULL_SHARD shards the parameters too"), std::string::npos)
+  EXPECT_NE(r.output.find("zero=3"), std::string::npos) << r.output;
+  std::ofstream(dir / "hybrid.yaml")
+      << "distributed_type: FSDP\nfsdp_config:\n  fsdp_sharding_strategy: HYBRID_SHARD\n";
+  r = run(
+      {kCli, "launch", "--config_file", dir / "hybrid.yaml", "/bin/sh", "-c", "echo zero=$ACCELERATE_CPP_ZERO_STAGE"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("zero=3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("line 3: fsdp_sharding_strategy HYBRID_SHARD shards within each machine"), std::string::npos)
       << r.output;
-  r = run({kCli, "launch", "--zero_stage", "3", "/bin/true"});
+  r = run({kCli, "launch", "--zero_stage", "4", "/bin/true"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("ZeRO stage 3 (parameters sharded too, FSDP's FULL_SHARD) is not available yet"),
-            std::string::npos)
-      << r.output;
+  EXPECT_NE(r.output.find("or 3 (parameters too), got 4"), std::string::npos) << r.output;
   std::ofstream(dir / "fp8.yaml") << "num_processes: 1\nmixed_precision: fp8\n";
   r = run({kCli, "launch", "--config_file", dir / "fp8.yaml", "/bin/true"});
   EXPECT_EQ(r.exit_code, 2) << r.output;

@@ -167,10 +167,12 @@ TEST(HfConfig, ShardingStrategiesMapToZeroStages) {
   EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: SHARD_GRAD_OP\n"), 2);
   EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: 2\n"), 2);  // HF's number for SHARD_GRAD_OP
   EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: NO_SHARD\n"), 0);
-  EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: FULL_SHARD\n"), 2);  // stage 3 runs as 2, warned
+  EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: FULL_SHARD\n"), 3);
+  EXPECT_EQ(stage("fsdp_config:\n  fsdp_sharding_strategy: 4\n"), 3);  // HYBRID_SHARD: all processes, warned
+  EXPECT_EQ(stage("deepspeed_config:\n  zero_stage: 3\n"), 3);
   EXPECT_EQ(stage("deepspeed_config:\n  zero_stage: 1\n"), 1);
   EXPECT_EQ(stage("fsdp_config:\n  fsdp_version: 2\n  fsdp_reshard_after_forward: false\n"), 2);  // FSDP2
-  EXPECT_EQ(stage("fsdp_config:\n  fsdp_reshard_after_forward: true\n"), 2);  // stage 3 runs as 2, warned
+  EXPECT_EQ(stage("fsdp_config:\n  fsdp_reshard_after_forward: true\n"), 3);
   EXPECT_EQ(stage("deepspeed_config:\n  zero_stage: 1\nfsdp_config:\n  fsdp_sharding_strategy: SHARD_GRAD_OP\n"),
             2);  // both: the larger, with a warning
   EXPECT_THROW(stage("deepspeed_config:\n  zero_stage: 7\n"), ConfigError);

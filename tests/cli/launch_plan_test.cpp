@@ -138,8 +138,10 @@ TEST(LaunchPlan, BadFlags) {
   o.timeout_s = 1e30;  // c10d's millisecond count would overflow into a negative timeout
   expect_error(o, "--timeout must be a number of seconds between 0.001 and 31536000");
   o = {};
-  o.zero_stage = 3;
-  expect_error(o, "ZeRO stage 3 (parameters sharded too, FSDP's FULL_SHARD) is not available yet");
+  o.zero_stage = 4;
+  expect_error(o,
+               "ZeRO stage must be 0 (replicated), 1 (optimizer state sharded), 2 (optimizer state and gradients "
+               "sharded) or 3 (parameters too), got 4");
   o = {};
   o.max_restarts = -1;
   expect_error(o, "--max_restarts must be >= 0");

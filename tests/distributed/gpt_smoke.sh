@@ -17,7 +17,7 @@ fail() { echo "gpt_smoke: FAILED: $*"; echo "$out"; exit 1; }
 out=$(run --output_dir "$tmp/a" --checkpointing_steps 30) || fail "the run failed"
 grep -q "step=60 loss=" <<<"$out" || fail "no step=60 line"
 for r in 0 1; do
-  grep -qE "memory: rank=$r optimizer_state_bytes=[1-9][0-9]* gradient_bytes=[1-9][0-9]* peak_bytes=[1-9]" <<<"$out" ||
+  grep -qE "memory: rank=$r parameter_bytes=[1-9][0-9]* optimizer_state_bytes=[1-9][0-9]* gradient_bytes=[1-9][0-9]* peak_bytes=[1-9]" <<<"$out" ||
     fail "no memory line of rank $r"
 done
 val=$(grep -o "val_loss=[0-9.]*" <<<"$out" | tail -1 | cut -d= -f2)

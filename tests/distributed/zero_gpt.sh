@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ZeRO on the GPT example, 2 CPU processes: the memory lines show about half the optimizer state per rank at
-# stage 1 and half the gradients at stage 2, with the same validation loss as stage 0; a stage-2 checkpoint of 2
-# processes resumes on 1 process at stage 0 (same global batch) and a stage-0 checkpoint of 1 process resumes on 2
-# at stage 2, each ending where the uninterrupted run ends (to rounding: sums in another order).
+# stage 1, half the gradients at stage 2, and at stage 3 fewer parameter bytes too (the block is sharded), with the
+# same validation loss as stage 0; a stage-2 checkpoint of 2 processes resumes on 1 process at stage 0 (same global
+# batch), a stage-3 one of 2 processes on 3 at stage 3 and on 1 at stage 0, and a stage-0 checkpoint of 1 process
+# on 2 at stage 3, each ending where the uninterrupted run ends (to rounding: sums in another order).
 # Usage: zero_gpt.sh ACCELERATE_CPP GPT PYTHON
 set -euo pipefail
 cli="$1" gpt="$2" python="$3"
@@ -18,22 +19,29 @@ val_loss() { grep -o "val_loss=[0-9.]*" <<<"$out" | tail -1 | cut -d= -f2; }
 # close A B TOLERANCE: |A - B| <= TOLERANCE * |B|
 close() { "$python" -c "import sys; a, b, t = map(float, sys.argv[1:]); sys.exit(0 if abs(a - b) <= t * abs(b) else 1)" "$@"; }
 
-declare -A opt grad val
-for stage in 0 1 2; do
+declare -A opt grad val param
+for stage in 0 1 2 3; do
   out=$(run 2 --batch_size 4 --zero_stage "$stage") || fail "stage $stage failed"
   val[$stage]=$(val_loss)
   for r in 0 1; do
     opt[$stage,$r]=$(field "$r" optimizer_state_bytes)
     grad[$stage,$r]=$(field "$r" gradient_bytes)
-    [ -n "${opt[$stage,$r]}" ] && [ -n "${grad[$stage,$r]}" ] || fail "no memory line of rank $r at stage $stage"
+    param[$stage,$r]=$(field "$r" parameter_bytes)
+    [ -n "${opt[$stage,$r]}" ] && [ -n "${grad[$stage,$r]}" ] && [ -n "${param[$stage,$r]}" ] ||
+      fail "no memory line of rank $r at stage $stage"
   done
 done
 for r in 0 1; do
   close $((2 * ${opt[1,$r]})) "${opt[0,$r]}" 0.1 || fail "rank $r: stage-1 optimizer state ${opt[1,$r]} is not about half of ${opt[0,$r]}"
   close $((2 * ${grad[2,$r]})) "${grad[0,$r]}" 0.1 || fail "rank $r: stage-2 gradients ${grad[2,$r]} are not about half of ${grad[0,$r]}"
   close "${grad[1,$r]}" "${grad[0,$r]}" 0 || fail "rank $r: stage 1 keeps the full gradients (${grad[1,$r]} vs ${grad[0,$r]})"
+  close $((2 * ${opt[3,$r]})) "${opt[0,$r]}" 0.1 || fail "rank $r: stage-3 optimizer state ${opt[3,$r]} is not about half of ${opt[0,$r]}"
+  close $((2 * ${grad[3,$r]})) "${grad[0,$r]}" 0.1 || fail "rank $r: stage-3 gradients ${grad[3,$r]} are not about half of ${grad[0,$r]}"
+  close "${param[2,$r]}" "${param[0,$r]}" 0 || fail "rank $r: stage 2 keeps the whole parameters (${param[2,$r]} vs ${param[0,$r]})"
+  # The block (12,704 of the model's 21,984 parameters) is halved; the embeddings and ln_f stay whole.
+  [ "${param[3,$r]}" -lt $((${param[0,$r]} * 3 / 4)) ] || fail "rank $r: stage-3 parameters ${param[3,$r]} vs ${param[0,$r]} at stage 0"
 done
-for stage in 1 2; do close "${val[$stage]}" "${val[0]}" 1e-5 || fail "stage $stage val_loss ${val[$stage]} vs ${val[0]}"; done
+for stage in 1 2 3; do close "${val[$stage]}" "${val[0]}" 1e-5 || fail "stage $stage val_loss ${val[$stage]} vs ${val[0]}"; done
 
 # round_trip SAVE_N SAVE_BATCH SAVE_STAGE RESUME_N RESUME_BATCH RESUME_STAGE
 round_trip() {
@@ -48,5 +56,7 @@ round_trip() {
   close "$(val_loss)" "$whole" 1e-4 || fail "resumed val_loss $(val_loss) differs from the uninterrupted $whole"
 }
 round_trip 2 4 2 1 8 0
-round_trip 1 8 0 2 4 2
-echo "zero_gpt: passed (val_loss ${val[0]} at stages 0/1/2; optimizer state per rank ${opt[0,0]} -> ${opt[1,0]} bytes at stage 1, gradients ${grad[0,0]} -> ${grad[2,0]} bytes at stage 2; resumed across stages and world sizes)"
+round_trip 2 6 3 3 4 3
+round_trip 2 4 3 1 8 0
+round_trip 1 8 0 2 4 3
+echo "zero_gpt: passed (val_loss ${val[0]} at stages 0/1/2/3; optimizer state per rank ${opt[0,0]} -> ${opt[1,0]} bytes at stage 1, gradients ${grad[0,0]} -> ${grad[2,0]} bytes at stage 2, parameters ${param[0,0]} -> ${param[3,0]} bytes at stage 3; resumed across stages and world sizes)"

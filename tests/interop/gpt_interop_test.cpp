@@ -113,6 +113,37 @@ TEST(GptInterop, APretrainedTransformersModelFineTunesFromItsWeights) {
   EXPECT_NE(first.output.find("initialised from"), std::string::npos) << first.output;
   EXPECT_NEAR(number_after(first.output, "step=1 loss="), python_loss, 2e-5) << first.output << py.output;
   EXPECT_LT(python_loss, 4.0) << "the Python model did not learn: the comparison would not tell it from a fresh one";
+  // At ZeRO stage 3 on 2 processes the blocks are built without weights (init_empty_weights) and each process
+  // loads only its shards of them after prepare: the same first loss, and the same refusal of a folder that does
+  // not fit.
+  const auto cli = (fs::path(ACCELERATE_TEST_GPT).parent_path() / "accelerate-cpp").string();
+  auto sharded = accelerate::testing::run({cli,
+                                           "launch",
+                                           "--cpu",
+                                           "--num_processes",
+                                           "2",
+                                           "--timeout",
+                                           "60",
+                                           ACCELERATE_TEST_GPT,
+                                           "--zero_stage",
+                                           "3",
+                                           "--init_from",
+                                           (dir / "model").string(),
+                                           "--data_dir",
+                                           (dir / "one").string(),
+                                           "--batch_size",
+                                           "1",
+                                           "--max_steps",
+                                           "1",
+                                           "--log_interval",
+                                           "1",
+                                           "--sample_tokens",
+                                           "0",
+                                           "--num_workers",
+                                           "0"},
+                                          {}, std::chrono::seconds(120));
+  ASSERT_EQ(sharded.exit_code, 0) << sharded.output;
+  EXPECT_NEAR(number_after(sharded.output, "step=1 loss="), python_loss, 2e-5) << sharded.output;
 
   // Missing, unexpected and misshapen tensors, each named; nothing trains.
   const auto broken = edited_copy(

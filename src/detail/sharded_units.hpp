@@ -1,0 +1,148 @@
+// Internal: ZeRO stage 3's units (include/accelerate/sharding_unit.hpp). Each unit's bucket (zero_partition.hpp)
+// is one flat buffer of world_size * shard_numel elements whose storage the unit's parameters view (FSDP2's
+// unsharded flat parameter). Between uses the storage is freed (resized to 0 bytes, as FSDP2's
+// storage.resize_(0)) and the parameters point at a storage whose every access throws a StateError-like message:
+// they keep their shapes and autograd identity (set_data keeps the version counter and the grad accumulator),
+// and what autograd saved of them sees the values again once the storage is refilled by an all-gather of every
+// rank's param_shard.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/util/intrusive_ptr.h>
+
+#include <accelerate/sharding_unit.hpp>
+
+#include "detail/zero_partition.hpp"
+
+namespace c10d {
+class Work;
+}
+namespace torch::nn {
+class Module;
+}
+
+namespace accelerate::detail {
+
+class Communicator;
+
+class ShardedUnit {
+ public:
+  /// Takes over `bucket`'s parameters: makes them views of the flat buffer (on `device`), keeps this rank's
+  /// shard in bucket.param_shard and frees the buffer. `from_rank0`: the shards are rank 0's values (a scatter;
+  /// rank 0's parameters hold weights); else the unit has no weights until load_slice fills every parameter
+  /// (built through init_empty_weights on rank 0).
+  ShardedUnit(Communicator& comm, ZeroBucket& bucket, std::string name, c10::Device device, bool from_rank0);
+  ShardedUnit(const ShardedUnit&) = delete;
+  ShardedUnit& operator=(const ShardedUnit&) = delete;
+
+  /// The parameters hold every rank's values when it returns (an all-gather, or the wait for a prefetch).
+  void unshard();
+  /// Starts the all-gather without waiting (a no-op when gathered or gathering).
+  void prefetch();
+  /// Frees the flat buffer (after waiting for a gather in flight), unless pinned by summon.
+  void reshard();
+  /// While pinned the unit stays gathered and reshard() does nothing (summon_full_params).
+  void pin() { ++pins_; }
+  void unpin() { --pins_; }
+  /// Copies this rank's part of the gathered values back into param_shard (the parameters were written).
+  void write_back();
+  /// If `param` is one of this unit's: copies this rank's slice of `values` (the parameter's shape) into the
+  /// shard, reading only that slice of a mapped file (and into the parameter too while gathered); true then.
+  bool load_slice(const at::Tensor& param, const at::Tensor& values);
+  /// Rank 0's weights or a load filled every parameter; StateError naming the unit otherwise.
+  void check_materialised() const;
+  bool gathered() const { return state_ == State::Gathered; }
+  const std::string& name() const { return name_; }
+  /// The units before and after this one in registration order (backward and forward prefetch).
+  ShardedUnit* previous = nullptr;
+  ShardedUnit* next = nullptr;
+  bool forward_prefetch = true, backward_prefetch = true;
+
+ private:
+  enum class State { Free, Gathering, Gathered };
+  void allocate();
+  /// Every parameter of the unit set to its tensor in `at` (views_ or freed_).
+  void point_parameters(const std::vector<at::Tensor>& at);
+  Communicator& comm_;
+  ZeroBucket& bucket_;
+  std::string name_;
+  at::Tensor full_;  // world_size * shard_numel elements; the parameters are views of its storage
+  // Per entry: the parameter's view into full_ (while gathered), and one into a storage without data whose every
+  // access throws, saying what went wrong (while freed; LibTorch would read or write a null pointer otherwise).
+  std::vector<at::Tensor> views_, freed_;
+  c10::intrusive_ptr<c10d::Work> work_;
+  State state_ = State::Free;
+  int pins_ = 0;
+  std::vector<bool> loaded_;  // per entry: holds weights (all true when they came from rank 0)
+};
+
+/// Reaches the unit a ShardingUnit mixin points at (set here only).
+struct UnitAccess {
+  static ShardedUnit*& unit(ShardingUnit& module) { return module.unit_; }
+};
+
+/// The units of one prepared model: made at prepare (stage 3), attached to their modules until released.
+class ShardedUnits {
+ public:
+  /// `modules[u]` is unit u of `partition` (ShardedParameters::partition found them in this order).
+  /// Collective: rank 0 says which units it holds weights for, and those are scattered from it.
+  ShardedUnits(Communicator& comm, ZeroPartition& partition, const std::vector<ShardingUnit*>& modules,
+               const std::vector<std::string>& names, c10::Device device, bool forward_prefetch,
+               bool backward_prefetch);
+  /// Detaches the units from their modules (the parameters stay freed: release() first to keep them).
+  ~ShardedUnits();
+  ShardedUnits(const ShardedUnits&) = delete;
+  ShardedUnits& operator=(const ShardedUnits&) = delete;
+
+  /// Every unit gathered and pinned (collective, in unit order); unpinned and freed by end_summon.
+  void begin_summon();
+  /// `write_back`: the parameters were changed (a load): each rank keeps its part of them as its shard.
+  void end_summon(bool write_back);
+  /// After a backward: frees every unit still gathered (one whose input needed no gradient, or prefetched).
+  void reshard_all();
+  /// Collective: gathers every unit for good and detaches it, so the model is an ordinary one again
+  /// (free_memory, before a model is prepared anew).
+  void release();
+
+ private:
+  std::vector<std::unique_ptr<ShardedUnit>> units_;
+  std::vector<ShardingUnit*> modules_;
+};
+
+/// Every unit of `units` (nullptr: nothing to do) gathered while alive (collective at construction);
+/// keep_changes() makes each rank keep its part of the parameters as written meanwhile (a load).
+class [[nodiscard]] Summoned {
+ public:
+  explicit Summoned(ShardedUnits* units) : units_(units) {
+    if (units_) units_->begin_summon();
+  }
+  ~Summoned() {
+    if (units_) units_->end_summon(write_back_);
+  }
+  Summoned(const Summoned&) = delete;
+  Summoned& operator=(const Summoned&) = delete;
+  void keep_changes() { write_back_ = true; }
+
+ private:
+  ShardedUnits* units_;
+  bool write_back_ = false;
+};
+
+/// The unit a prepared stage-3 ShardingUnit module is attached to, or nullptr.
+inline ShardedUnit* unit_of(ShardingUnit& module) { return UnitAccess::unit(module); }
+
+/// `model`'s parameters and buffers by state-dict name, its units gathered one at a time (collective: every rank
+/// calls it); CPU copies where `keep` (the process that writes them), else nothing. At most one unit is gathered
+/// at once.
+std::map<std::string, at::Tensor> gathered_model_state(torch::nn::Module& model, bool keep);
+
+/// The ShardingUnit submodules of `module` (a unit inside a unit is refused with ConfigError) and their names.
+std::vector<std::pair<std::string, ShardingUnit*>> find_units(torch::nn::Module& module);
+
+}  // namespace accelerate::detail

@@ -1,0 +1,166 @@
+// ZeRO stage 3 in every rank (2 or 4 processes, CPU, fp32): the GPT test model, whose blocks are ShardingUnits,
+// trains 20 optimizer steps at stage 3 to the same parameters and loss as at stage 0, with accumulation, with
+// activation checkpointing, and without prefetching; each rank then holds about 1/N of the parameter, gradient and
+// optimizer bytes (plus the parameters outside the units); an fp16 overflow on one shard skips the step
+// everywhere; a stage-3 checkpoint loads at stage 0 and back; free_memory gives the model back whole; nested
+// units are refused; a block called around unit_forward, or its parameter read, is a clear error.
+#include <accelerate/accelerate.hpp>
+
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include "gpt.hpp"
+
+#include "distributed_gtest.hpp"
+#include "worker_helpers.hpp"
+#include "zero_training.hpp"
+
+using namespace accelerate;
+using namespace accelerate::testing;
+
+namespace accelerate::testing {
+std::shared_ptr<ProcessState> g_state;
+}
+
+namespace {
+
+void expect_equal_training(const Trained& sharded, const Trained& replicated) {
+  EXPECT_LE(relative_difference(sharded.params, replicated.params), kTolerance);
+  EXPECT_NEAR(sharded.loss, replicated.loss, kTolerance * replicated.loss);
+  expect_same_on_every_rank(sharded.params);
+  // Training moved the parameters: the comparison is not between two untouched models.
+  gpt::Gpt fresh(kConfig);
+  EXPECT_GT(relative_difference(replicated.params, fresh->parameters()), 1e-2);
+}
+
+}  // namespace
+
+TEST(Zero3, EqualsStage0WithAccumulation) {
+  // 10 KB buckets for the parameters outside the blocks (the embeddings, ln_f); each block is one unit.
+  expect_equal_training(train_gpt(3, 0.01), train_gpt(0, 0.01));
+}
+
+TEST(Zero3, EqualsStage0WithGradientCheckpointing) {
+  const TrainOptions checkpointed{.gradient_checkpointing = true};
+  expect_equal_training(train_gpt(3, 0.01, checkpointed), train_gpt(0, 0.01, checkpointed));
+}
+
+TEST(Zero3, EqualsStage0WithoutPrefetchOrAccumulation) {
+  const TrainOptions plain{.accumulation = 1, .fsdp = {.forward_prefetch = false, .backward_prefetch = false}};
+  expect_equal_training(train_gpt(3, 25, plain), train_gpt(0, 25, {.accumulation = 1}));
+}
+
+TEST(Zero3, EachRankHoldsAboutOneNthPlusOneBlock) {
+  const auto s0 = train_gpt(0, 0.01), s3 = train_gpt(3, 0.01);
+  const int64_t n = g_state->num_processes();
+  const auto held = [](const Trained& t) { return t.parameter_bytes + t.gradient_bytes + t.optimizer_state_bytes; };
+  gpt::Block block(kConfig);
+  int64_t block_bytes = 0;
+  for (const auto& p : block->parameters()) block_bytes += p.numel() * static_cast<int64_t>(p.element_size());
+  EXPECT_LE(held(s3), held(s0) / n + block_bytes) << held(s3) << " vs " << held(s0);
+  // The blocks' parameters are sharded: only the embeddings and ln_f stay whole.
+  int64_t outside = 0;
+  for (const auto& item : gpt::Gpt(kConfig)->named_parameters()) {
+    if (item.key().rfind("h.", 0) != 0) outside += item.value().numel() * 4;
+  }
+  const int64_t units = s0.parameter_bytes - outside;
+  EXPECT_NEAR(static_cast<double>(s3.parameter_bytes), static_cast<double>(outside + units / n), 64.0 * n);
+}
+
+TEST(Zero3, OverflowOnOneShardSkipsTheStepOnEveryRank) {
+  auto options = options_for(3, 0.01, 1);
+  options.mixed_precision = "fp16";
+  options.fp16_on_cpu = true;
+  Accelerator acc(g_state, options);
+  gpt::Gpt model(kConfig);
+  torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-2));
+  auto [net, opt] = acc.prepare(model, adamw);
+  auto params = [&] {
+    auto whole = acc.summon_full_params(net);
+    std::vector<torch::Tensor> out;
+    for (const auto& p : net->parameters()) out.push_back(p.detach().clone());
+    return out;
+  };
+  const auto before = params();
+  auto ids = torch::randint(0, 256, {2, 16}, torch::kLong).to(acc.device());
+  torch::Tensor loss;
+  {
+    auto autocast = acc.autocast();
+    loss = net->loss(ids, ids);
+  }
+  acc.backward(loss);
+  if (acc.is_main_process()) {
+    torch::NoGradGuard no_grad;
+    opt.param_groups()[0].params()[0].grad().view(-1)[0] = std::numeric_limits<float>::infinity();
+  }
+  opt.step();
+  const auto skipped = reduce(*g_state, torch::tensor({opt.step_was_skipped() ? 1 : 0}), Reduction::Sum);
+  EXPECT_EQ(skipped.item<int64_t>(), g_state->num_processes());
+  const auto after = params();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(after[i], before[i])) << "parameter " << i;
+}
+
+TEST(Zero3, CheckpointResumesAtStage0AndBack) { expect_checkpoint_round_trip(3, 3); }
+
+TEST(Zero3, FreeMemoryGivesTheModelBackWhole) {
+  Job job(3);
+  torch::manual_seed(3 + g_state->process_index());
+  job.train(2);
+  const auto trained = job.params();
+  job.acc.free_memory();
+  // An ordinary model again: its parameters are readable without summon_full_params, equal everywhere.
+  std::vector<torch::Tensor> now;
+  for (const auto& p : job.model->parameters()) now.push_back(p.detach().clone());
+  for (size_t i = 0; i < now.size(); ++i) EXPECT_TRUE(torch::equal(now[i], trained[i])) << "parameter " << i;
+  expect_same_on_every_rank(now);
+  // And it prepares again (find_executable_batch_size's next attempt).
+  job.acc.prepare(job.model);
+  job.opt = &job.acc.prepare(job.adamw);
+  job.train(1);
+  expect_same_on_every_rank(job.params());
+}
+
+namespace {
+struct NestedImpl : torch::nn::Module, ShardingUnit {
+  explicit NestedImpl(const gpt::Config& c) : block(register_module("block", gpt::Block(c))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return block->forward(x); }
+  gpt::Block block;
+};
+TORCH_MODULE(Nested);
+}  // namespace
+
+TEST(Zero3, NestedUnitsAreAClearError) {
+  Accelerator acc(g_state, options_for(3, 25, 1));
+  Nested model(kConfig);
+  try {
+    acc.prepare(model);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a ShardingUnit inside the unit"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Zero3, ABlockCalledWithoutUnitForwardIsAClearError) {
+  Accelerator acc(g_state, options_for(3, 25, 1));
+  gpt::Gpt model(kConfig);
+  acc.prepare(model);
+  const auto x = torch::randn({1, 4, kConfig.n_embd}).to(acc.device());
+  ::testing::internal::CaptureStderr();
+  const int code = run_main("prog: ", [&]() -> int {
+    model->h[0]->as<gpt::Block>()->forward(x);  // not through accelerate::unit_forward: its parameters are freed
+    return 0;
+  });
+  const auto printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(printed.find("prog: ZeRO stage 3: this is a parameter of the unit 'h.0', which exists whole only inside "
+                         "accelerate::unit_forward"),
+            std::string::npos)
+      << printed;
+  // Written to, too (a load into the model by hand), instead of a write through a null pointer.
+  EXPECT_THROW(model->h[0]->as<gpt::Block>()->ln_1->weight.detach().fill_(1), c10::Error);
+}
+
+int main(int argc, char** argv) {
+  return accelerate::testing::run_distributed_tests(argc, argv, g_state, "zero3_worker");
+}
