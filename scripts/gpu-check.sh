@@ -46,7 +46,7 @@ BUILD=/tmp/accelerate-gpu-build
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DACCELERATE_PYTHON="$(command -v python3)" -DCMAKE_PREFIX_PATH="$DEPS/usr" \
   -DACCELERATE_GLOO_INCLUDE_DIR="$DEPS/usr/include" -DACCELERATE_BOOST_INCLUDE_DIR="$DEPS/usr/include" -DCMAKE_CXX_FLAGS="-isystem $DEPS/usr/include" || exit 1
-step build cmake --build "$BUILD" -j 16 --target accelerate_cli accelerate_check collectives_worker checkpoint_worker zero_worker core_unit_tests fashion_mnist gpt
+step build cmake --build "$BUILD" -j 16 --target accelerate_cli accelerate_check collectives_worker checkpoint_worker zero_worker zero3_worker core_unit_tests fashion_mnist gpt
 BIN=$BUILD/bin
 L="$BIN/accelerate-cpp launch"
 DATA="$DEPS/usr/share/datasets/fashion-mnist"
@@ -70,6 +70,10 @@ step gloo_two_ranks_one_gpu_checkpoints env ACCELERATE_TEST_DEVICE=cuda ACCELERA
 # shard sizes, an fp16 overflow on one shard, checkpoints across stages.
 step zero_two_ranks_one_gpu env ACCELERATE_TEST_DEVICE=cuda ACCELERATE_TEST_BACKEND=gloo \
   $L --num_processes 2 "$BIN/zero_worker"
+# Issue 25: ZeRO stage 3 with CUDA tensors (two ranks on one GPU over Gloo): equivalence with stage 0 (with
+# accumulation, checkpointing, without prefetch), bytes per rank, fp16 overflow, checkpoints, free_memory.
+step zero3_two_ranks_one_gpu env ACCELERATE_TEST_DEVICE=cuda ACCELERATE_TEST_BACKEND=gloo \
+  $L --num_processes 2 "$BIN/zero3_worker"
 # Two NCCL ranks on one GPU: a clear refusal, not a raw NCCL error.
 step nccl_two_ranks_one_gpu_refused expect_refused "NCCL cannot run two ranks on one" \
   $L --num_processes 2 "$BIN/fashion_mnist" --epochs 1 --limit 600 "${FM[@]}"
@@ -120,7 +124,7 @@ for round in 1 2; do
   done
 done
 # Issue 14: activation checkpointing on GPT-2 124M in bf16: peak CUDA memory (the memory line) and tokens/s; the
-# GPT job at ZeRO stages 0 and 2 where there are two GPUs (NCCL needs one GPU per rank).
+# GPT job at ZeRO stages 0, 2 and 3 where there are two GPUs (NCCL needs one GPU per rank).
 for ckpt in "" --gradient_checkpointing; do
   step "gpt2_124m_bf16${ckpt:+_checkpointed}" "$BIN/gpt" "${GPT2[@]}" $ckpt --mixed_precision bf16 \
     --eval_interval 1000000 --eval_batches 1 --sample_tokens 0
@@ -128,10 +132,11 @@ for ckpt in "" --gradient_checkpointing; do
   grep -o "memory: .*" "$LOGS/gpt2_124m_bf16${ckpt:+_checkpointed}.log" || true
 done
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
-  for stage in 0 2; do
+  for stage in 0 2 3; do
     step "gpt2_124m_bf16_2gpu_zero$stage" $L --num_processes 2 "$BIN/gpt" "${GPT2[@]}" --mixed_precision bf16 \
       --zero_stage "$stage" --eval_interval 1000000 --eval_batches 1 --sample_tokens 0
     grep -o "memory: .*" "$LOGS/gpt2_124m_bf16_2gpu_zero$stage.log" || true
+    gpt_rate "$LOGS/gpt2_124m_bf16_2gpu_zero$stage.log"
   done
 fi
 step gpt_fp16_scaler "$BIN/gpt" --max_steps 200 --mixed_precision fp16 --data_dir "$SHAKESPEARE" --sample_tokens 50 \

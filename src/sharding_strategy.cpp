@@ -6,7 +6,10 @@
 
 #include <torch/nn/module.h>
 
+#include <iostream>
 #include <unordered_set>
+
+#include "detail/communicator.hpp"
 
 namespace accelerate::detail {
 
@@ -89,6 +92,13 @@ class ShardedParameters final : public ShardedGradients {
     for (const auto& [name, unit] : find_units(module)) {
       modules.push_back(unit);
       names.push_back(name);
+    }
+    if (modules.empty() && comm.rank() == 0) {
+      std::cerr << "accelerate: note: ZeRO stage 3, but the model has no ShardingUnit submodule, so its parameters "
+                   "stay whole on every process (gradients and optimizer state are sharded, as at stage 2). Mark its "
+                   "repeated blocks: `struct BlockImpl : torch::nn::Module, accelerate::ShardingUnit` and "
+                   "accelerate::unit_forward(block, x) (docs/training.md, ZeRO stage 3)."
+                << std::endl;
     }
     return std::make_unique<ShardedUnits>(comm, *partition, modules, names, device, fsdp_.forward_prefetch,
                                           fsdp_.backward_prefetch);

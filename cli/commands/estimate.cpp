@@ -64,7 +64,8 @@ int run_estimate(const EstimateOptions& o) {
               << human_bytes(r.gradients) << " | " << human_bytes(r.optimizer) << " | " << human_bytes(r.total())
               << " |\n";
   }
-  std::cout << "\nMixed precision (--mixed_precision bf16/fp16) autocasts float32 parameters: use the float32 rows.\n";
+  std::cout << "\nMixed precision (--mixed_precision bf16/fp16) autocasts float32 parameters: use the float32 rows.\n"
+               "Stage 3 adds the parameters outside ShardingUnits (whole on every process) and two gathered units.\n";
   return 0;
 }
 

@@ -97,8 +97,9 @@ std::vector<MemoryRow> estimate_training_memory(int64_t parameters, const std::v
     ACCELERATE_CHECK(it != kBytes.end(), ConfigError, "estimate-memory: unknown dtype '", dtype,
                      "'; use float32, bfloat16 or float16.");
     const double b = it->second, all = static_cast<double>(parameters);
-    for (int stage = 0; stage <= 2; ++stage) {
-      rows.push_back({dtype, stage, all * b, (stage >= 2 ? shard : all) * b, 2 * (stage >= 1 ? shard : all) * b});
+    for (int stage = 0; stage <= 3; ++stage) {
+      rows.push_back({dtype, stage, (stage >= 3 ? shard : all) * b, (stage >= 2 ? shard : all) * b,
+                      2 * (stage >= 1 ? shard : all) * b});
     }
   }
   return rows;

@@ -22,13 +22,15 @@ ModelSize count_parameters(const std::string& path);
 struct MemoryRow {
   std::string dtype;  ///< parameter dtype: float32, bfloat16, float16
   int zero_stage = 0;
-  /// Bytes per process: the weights (replicated), the gradients (sharded from stage 2) and AdamW's two moments
-  /// (sharded from stage 1), all in the parameter dtype, as torch::optim::AdamW keeps them.
+  /// Bytes per process: the weights (sharded at stage 3), the gradients (sharded from stage 2) and AdamW's two
+  /// moments (sharded from stage 1), all in the parameter dtype, as torch::optim::AdamW keeps them. Stage 3 adds
+  /// what the estimate cannot know: the parameters outside ShardingUnits (whole on every process) and the units
+  /// gathered at once (the running one and the prefetched one).
   double weights = 0, gradients = 0, optimizer = 0;
   double total() const { return weights + gradients + optimizer; }
 };
 
-/// One row per dtype and stage (0, 1, 2) for `num_processes` processes; a shard is the parameters divided by the
+/// One row per dtype and stage (0, 1, 2, 3) for `num_processes` processes; a shard is the parameters divided by the
 /// processes, rounded up (ZeRO partitions whole tensors, so a real shard can be somewhat larger). ConfigError for
 /// an unknown dtype or a count below 1.
 std::vector<MemoryRow> estimate_training_memory(int64_t parameters, const std::vector<std::string>& dtypes,

@@ -358,6 +358,20 @@ bool train(Run& r) {
   return false;
 }
 
+/// The model as a transformers folder (--output_dir) and a sample of text (--sample_tokens), by the main process.
+void save_and_sample(Run& r) {
+  if (!r.args.output_dir.empty()) gpt::save_hf_gpt2(*r.net, r.args.output_dir + "/model");
+  if (r.args.sample_tokens <= 0) return;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(r.args.seed);
+  const std::string prompt = "ROMEO:";
+  auto ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong).to(r.acc.device());
+  r.net->eval();
+  auto out = r.net->generate(ids, r.args.sample_tokens, 0.8, generator).cpu();
+  std::string text;
+  for (int64_t i = 0; i < out.size(0); ++i) text += static_cast<char>(out[i].item<int64_t>());
+  std::cout << "sample:\n" << text << std::endl;
+}
+
 /// The final validation loss, the model as a transformers folder, a sample of text, and what each rank holds (for
 /// comparing ZeRO stages and --gradient_checkpointing: peak RSS on the CPU, the caching allocator's peak on a GPU).
 void finish(Run& r, double seconds) {
@@ -368,20 +382,10 @@ void finish(Run& r, double seconds) {
   if (r.args.with_tracking) acc.log({{"final_val_loss", val_loss}}, r.progress.steps);
   // The memory line's parameter bytes are those held during training: taken before the model is gathered whole.
   const int64_t param_bytes = accelerate::parameter_bytes(r.net->parameters(), r.opt.optimizer());
-  // ZeRO stage 3: the main process saves and samples alone, so every process gathers the whole model first.
-  auto whole = acc.summon_full_params(r.net, /*writeback=*/false);
-  if (acc.is_main_process()) {
-    if (!r.args.output_dir.empty()) gpt::save_hf_gpt2(*r.net, r.args.output_dir + "/model");
-    if (r.args.sample_tokens > 0) {
-      auto generator = at::make_generator<at::CPUGeneratorImpl>(r.args.seed);
-      const std::string prompt = "ROMEO:";
-      auto ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong).to(acc.device());
-      r.net->eval();
-      auto out = r.net->generate(ids, r.args.sample_tokens, 0.8, generator).cpu();
-      std::string text;
-      for (int64_t i = 0; i < out.size(0); ++i) text += static_cast<char>(out[i].item<int64_t>());
-      std::cout << "sample:\n" << text << std::endl;
-    }
+  if (!r.args.output_dir.empty() || r.args.sample_tokens > 0) {
+    // ZeRO stage 3: the main process saves and samples alone, so every process gathers the whole model first.
+    auto whole = acc.summon_full_params(r.net, /*writeback=*/false);
+    if (acc.is_main_process()) save_and_sample(r);
   }
   std::cout << "memory: rank=" << acc.process_index() << " parameter_bytes=" << param_bytes
             << " optimizer_state_bytes=" << accelerate::optimizer_state_bytes(r.opt.optimizer())

@@ -57,7 +57,7 @@ TEST(EstimateMemory, CountsFilesIndexesAndFolders) {
 
 TEST(EstimateMemory, BytesPerStage) {
   const auto rows = estimate_training_memory(10, {"float32", "bfloat16"}, 2);
-  ASSERT_EQ(rows.size(), 6u);
+  ASSERT_EQ(rows.size(), 8u);
   EXPECT_EQ(rows[0].weights, 40);  // float32, stage 0: everything replicated
   EXPECT_EQ(rows[0].gradients, 40);
   EXPECT_EQ(rows[0].optimizer, 80);  // AdamW's two moments
@@ -65,7 +65,9 @@ TEST(EstimateMemory, BytesPerStage) {
   EXPECT_EQ(rows[1].gradients, 40);
   EXPECT_EQ(rows[2].gradients, 20);  // stage 2: the gradients too
   EXPECT_EQ(rows[2].weights, 40);
-  EXPECT_EQ(rows[3].total(), 80);  // bfloat16, stage 0: 2 + 2 + 4 bytes per parameter
+  EXPECT_EQ(rows[3].weights, 20);  // stage 3: the weights too
+  EXPECT_EQ(rows[3].total(), 80);
+  EXPECT_EQ(rows[4].total(), 80);  // bfloat16, stage 0: 2 + 2 + 4 bytes per parameter
   EXPECT_EQ(human_bytes(3.5 * 1024 * 1024), "3.50 MiB");
 }
 
