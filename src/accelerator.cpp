@@ -217,8 +217,8 @@ std::shared_ptr<torch::nn::Module> Accelerator::prepare_model(std::shared_ptr<to
     for (const auto& p : model->named_parameters()) {
       ACCELERATE_CHECK(!detail::has_no_weights(p.value()), ConfigError, "prepare(model): '", p.key(),
                        "' has no weights (built through init_empty_weights). With one "
-                       "process nothing shards the model: build it with its weights, or load them "
-                       "(load_checkpoint_in_model) before prepare.");
+                       "process nothing shards the model (ZeRO runs as stage 0): build it with its weights, or give "
+                       "them with load_checkpoint_in_model before prepare.");
     }
   }
   return model;
@@ -313,6 +313,12 @@ void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
   detail::CallScope call(detail::communicator_of(*state_), "backward", where);
   check_autocast_ran(where);
+  for (auto& m : parallel_->models) {
+    ACCELERATE_CHECK(!m->units() || !m->units()->summoned(), StateError,
+                     "backward inside a summon_full_params guard: at ZeRO stage 3 the step would update the shards "
+                     "while the guard holds the gathered parameters, which it would then write back over the step "
+                     "(FSDP forbids this too). End the guard before training; use it to read, save or sample.");
+  }
   // During find_executable_batch_size, a process that ran out of memory meets the others here.
   if (out_of_memory_checks_ && gradient_state_.sync_gradients() && detail::out_of_memory_count(*state_, false) > 0) {
     throw detail::PeerOutOfMemory("backward: another process ran out of memory; this batch size is abandoned.");

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unordered_set>
 
+#include "detail/model_state.hpp"
 #include "detail/optimizer_state.hpp"
 
 namespace accelerate {
@@ -33,6 +34,7 @@ int64_t storage_bytes(const std::vector<at::Tensor>& tensors, bool of_grad) {
     if (!p.defined()) continue;
     const auto& t = of_grad ? p.grad() : p;
     if (!t.defined()) continue;
+    if (detail::storage_is_empty(t)) continue;  // a freed ZeRO-3 parameter: its size, but no memory
     const auto& storage = t.storage();
     if (seen.insert(storage.unsafeGetStorageImpl()).second) bytes += static_cast<int64_t>(storage.nbytes());
   }

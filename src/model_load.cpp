@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <set>
 #include <sstream>
 #include <torch/nn/module.h>
 
@@ -168,6 +169,24 @@ std::vector<detail::ShardedUnit*> units_of(torch::nn::Module& model) {
 
 }  // namespace
 
+namespace {
+
+/// The parameters that the plan fills and that have no weights (init_empty_weights) outside a ZeRO-3 unit get
+/// their memory now: loading is how such a model gets its weights before prepare.
+void give_weights(torch::nn::Module& model, const Plan& plan, const std::vector<detail::ShardedUnit*>& units) {
+  std::set<std::string> filled;
+  for (const auto& copy : plan.copies) filled.insert(copy.model_key);
+  for (auto& p : model.named_parameters()) {
+    auto param = p.value();
+    if (!filled.count(p.key()) || !detail::has_no_weights(param)) continue;
+    const auto alias = param.detach();
+    const bool sharded = std::any_of(units.begin(), units.end(), [&](auto* u) { return u->holds(alias); });
+    if (!sharded) param.set_data(at::empty(param.sizes(), param.options()));
+  }
+}
+
+}  // namespace
+
 void init_empty_weights(torch::nn::Module& module) {
   // The meta device would be the natural place, but set_data cannot move a CPU tensor there: each parameter keeps
   // its device and gets a storage without bytes, whose every access throws.
@@ -198,6 +217,7 @@ LoadResult load_checkpoint_in_model(torch::nn::Module& model, const std::string&
   refuse_unless_it_fits(plan, path, options);
   at::NoGradGuard no_grad;
   convert_model(model, options);
+  give_weights(model, plan, units);
   auto targets = detail::model_state(model);
   for (const auto& copy : plan.copies) {
     const auto& target = targets.at(copy.model_key);

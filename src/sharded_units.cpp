@@ -53,8 +53,12 @@ ShardedUnit::ShardedUnit(Communicator& comm, ZeroBucket& bucket, std::string nam
     views_.push_back(full_.narrow(0, entry.offset, entry.param.numel()).view(entry.param.sizes()));
     freed_.push_back(freed.narrow(0, entry.offset, entry.param.numel()).view(entry.param.sizes()));
   }
+  // Its byte count stays, so that views of a freed parameter (a forward's weight.t()) reach the data access, which
+  // throws this message, instead of failing a bounds check with LibTorch's own.
   auto* nothing = freed.storage().unsafeGetStorageImpl();
+  const size_t bytes = nothing->nbytes();
   nothing->reset();
+  nothing->set_nbytes(bytes);
   nothing->release_data_and_set_meta_custom_data_ptr_error_msg_(concat(
       "ZeRO stage 3: this is a parameter of the unit '", name_,
       "', which exists whole only inside accelerate::unit_forward(block, x) (a block called as block->forward(x) "
@@ -109,13 +113,23 @@ void ShardedUnit::reshard() {
   state_ = State::Free;
 }
 
+namespace {
+/// The same place in a unit's storage: the same parameter (a detached alias, as model_state's, has another impl).
+bool same_place(const at::Tensor& a, const at::Tensor& b) {
+  return a.storage().unsafeGetStorageImpl() == b.storage().unsafeGetStorageImpl() &&
+         a.storage_offset() == b.storage_offset() && a.sizes() == b.sizes();
+}
+}  // namespace
+
+bool ShardedUnit::holds(const at::Tensor& param) const {
+  return std::any_of(bucket_.entries.begin(), bucket_.entries.end(),
+                     [&](const BucketEntry& e) { return same_place(e.param, param); });
+}
+
 bool ShardedUnit::load_slice(const at::Tensor& param, const at::Tensor& values) {
   for (size_t e = 0; e < bucket_.entries.size(); ++e) {
     const auto& entry = bucket_.entries[e];
-    // `param` may be a detached alias (model_state's): the same place in the unit's storage is the same parameter.
-    const bool same = param.storage().unsafeGetStorageImpl() == entry.param.storage().unsafeGetStorageImpl() &&
-                      param.storage_offset() == entry.param.storage_offset() && param.sizes() == entry.param.sizes();
-    if (!same) continue;
+    if (!same_place(entry.param, param)) continue;
     at::NoGradGuard no_grad;
     const int64_t begin = comm_.rank() * bucket_.shard_numel;
     const int64_t lo = std::max(entry.offset, begin);
@@ -196,6 +210,9 @@ ShardedUnits::~ShardedUnits() {
 
 void ShardedUnits::begin_summon() {
   for (auto& unit : units_) {
+    if (unit) unit->check_materialised();  // on every rank alike: before any gather
+  }
+  for (auto& unit : units_) {
     if (!unit) continue;
     unit->unshard();
     unit->pin();
@@ -209,6 +226,10 @@ void ShardedUnits::end_summon(bool write_back) {
     unit->unpin();
     unit->reshard();
   }
+}
+
+bool ShardedUnits::summoned() const {
+  return std::any_of(units_.begin(), units_.end(), [](const auto& u) { return u && u->pinned(); });
 }
 
 void ShardedUnits::reshard_all() {
@@ -232,6 +253,9 @@ std::map<std::string, at::Tensor> gathered_model_state(torch::nn::Module& model,
     for (const auto& p : module.named_parameters()) out.emplace(prefix + p.key(), p.value().detach().cpu().clone());
     for (const auto& b : module.named_buffers()) out.emplace(prefix + b.key(), b.value().detach().cpu().clone());
   };
+  for (const auto& [name, module] : find_units(model)) {
+    if (auto* unit = UnitAccess::unit(*module)) unit->check_materialised();  // nothing saved as zeros
+  }
   for (const auto& [name, module] : find_units(model)) {
     auto* unit = UnitAccess::unit(*module);
     if (unit) unit->unshard();

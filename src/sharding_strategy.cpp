@@ -7,6 +7,7 @@
 #include <torch/nn/module.h>
 
 #include <iostream>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "detail/communicator.hpp"
@@ -77,13 +78,27 @@ class ShardedParameters final : public ShardedGradients {
     std::unordered_set<const void*> trainable;
     for (const auto& p : params) trainable.insert(p.unsafeGetTensorImpl());
     std::vector<std::vector<at::Tensor>> units;
+    std::vector<std::string> names;
+    std::unordered_map<const void*, std::string> owner;  // a parameter -> the unit that holds it
     for (const auto& [name, unit] : find_units(module)) {
       auto& mine = units.emplace_back();
+      names.push_back(name);
       for (const auto& p : dynamic_cast<torch::nn::Module&>(*unit).parameters()) {
-        if (trainable.count(p.unsafeGetTensorImpl())) mine.push_back(p);
+        if (!trainable.count(p.unsafeGetTensorImpl())) continue;
+        const auto [it, fresh] = owner.emplace(p.unsafeGetTensorImpl(), name);
+        ACCELERATE_CHECK(fresh, ConfigError, "ZeRO stage 3: units '", it->second, "' and '", name,
+                         "' share a parameter (of shape ", p.sizes(),
+                         "); a unit's parameters exist only while it "
+                         "runs, so the other unit would find it freed. Keep shared (tied) parameters outside units.");
+        ACCELERATE_CHECK(
+            mine.empty() || mine.front().scalar_type() == p.scalar_type(), ConfigError, "ZeRO stage 3: unit '", name,
+            "' mixes parameter dtypes (", mine.front().scalar_type(), " and ", p.scalar_type(),
+            "); one flat buffer holds a unit's parameters. Convert the model to one dtype before prepare.");
+        mine.push_back(p);
       }
     }
-    return std::make_unique<ZeroPartition>(params, world, rank, bucket_cap, device, /*shard_gradients=*/true, units);
+    return std::make_unique<ZeroPartition>(params, world, rank, bucket_cap, device, /*shard_gradients=*/true, units,
+                                           names);
   }
   std::unique_ptr<ShardedUnits> shard_parameters(Communicator& comm, torch::nn::Module& module,
                                                  ZeroPartition* partition, c10::Device device) const override {

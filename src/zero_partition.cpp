@@ -12,7 +12,8 @@ namespace accelerate::detail {
 
 ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
                              c10::Device device, bool shard_gradients,
-                             const std::vector<std::vector<at::Tensor>>& units)
+                             const std::vector<std::vector<at::Tensor>>& units,
+                             const std::vector<std::string>& unit_names)
     : world_(world_size),
       rank_(rank),
       device_(device),
@@ -39,15 +40,16 @@ ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_si
         (unit >= 0 || (same_kind && (buckets_.back().numel + p.numel()) * p.element_size() <= bucket_cap_bytes));
     if (!fits) {
       if (unit >= 0) {
-        ACCELERATE_CHECK(!unit_started[unit], ConfigError, "ZeRO stage 3: unit ", unit,
-                         "'s parameters are not consecutive among the model's parameters (is one of them shared "
-                         "with a module outside the unit?). Keep a unit's parameters to itself.");
+        ACCELERATE_CHECK(!unit_started[unit], ConfigError, "ZeRO stage 3: the parameters of unit '",
+                         unit < static_cast<int>(unit_names.size()) ? unit_names[unit] : std::to_string(unit),
+                         "' are not consecutive among the model's parameters: one of them is shared with a module "
+                         "outside the unit (a tied weight). Keep shared parameters outside units.");
         unit_started[unit] = true;
       }
       buckets_.emplace_back();
       buckets_.back().unit = unit;
     } else if (unit >= 0) {
-      ACCELERATE_CHECK(same_kind, ConfigError, "ZeRO stage 3: unit ", unit, " mixes parameter dtypes or devices (",
+      ACCELERATE_CHECK(same_kind, ConfigError, "ZeRO stage 3: a unit mixes parameter dtypes or devices (",
                        buckets_.back().entries.front().param.scalar_type(), " and ", p.scalar_type(),
                        "); one flat buffer holds a unit's parameters. Convert the model to one dtype before prepare.");
     }

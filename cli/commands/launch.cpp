@@ -40,7 +40,8 @@ Action register_launch(CLI::App& app) {
   optional_option(cmd, "gradient_accumulation_steps", o.gradient_accumulation_steps,
                   "Passed as ACCELERATE_GRADIENT_ACCUMULATION_STEPS (default: unset, the program decides; 1)");
   optional_option(cmd, "zero_stage", o.zero_stage,
-                  "ZeRO stage: 0 replicated, 1 optimizer state sharded, 2 gradients too; as ACCELERATE_CPP_ZERO_STAGE "
+                  "ZeRO stage: 0 replicated, 1 optimizer state sharded, 2 gradients too, 3 parameters too; as "
+                  "ACCELERATE_CPP_ZERO_STAGE "
                   "(default: unset, the program decides; 0)");
   optional_option(cmd, "num_cpu_threads_per_process", o.num_cpu_threads_per_process,
                   "OMP_NUM_THREADS for each worker (default: cores / local processes, unless OMP_NUM_THREADS is set)");

@@ -309,7 +309,8 @@ class Accelerator {
 
   /// HF's free_memory: forgets every prepared model, optimizer, scheduler and data loader (their gradient
   /// synchronisation and ZeRO sharding go with them; a stage-3 model's parameters are gathered whole again,
-  /// collectively), resets step(), and frees the device's cached memory.
+  /// collectively), resets step(), and frees the device's cached memory. The references prepare() returned (the
+  /// AcceleratedOptimizer&, schedulers) die with them: prepare again and use what it returns.
   /// Objects registered for checkpointing stay. Call it before preparing new objects in place of old ones (each
   /// attempt of find_executable_batch_size starts with it).
   void free_memory();

@@ -50,8 +50,11 @@ class ShardedUnit {
   /// While pinned the unit stays gathered and reshard() does nothing (summon_full_params).
   void pin() { ++pins_; }
   void unpin() { --pins_; }
+  bool pinned() const { return pins_ > 0; }
   /// Copies this rank's part of the gathered values back into param_shard (the parameters were written).
   void write_back();
+  /// Whether `param` (or a detached alias of it) is one of this unit's parameters.
+  bool holds(const at::Tensor& param) const;
   /// If `param` is one of this unit's: copies this rank's slice of `values` (the parameter's shape) into the
   /// shard, reading only that slice of a mapped file (and into the parameter too while gathered); true then.
   bool load_slice(const at::Tensor& param, const at::Tensor& values);
@@ -104,6 +107,8 @@ class ShardedUnits {
   void begin_summon();
   /// `write_back`: the parameters were changed (a load): each rank keeps its part of them as its shard.
   void end_summon(bool write_back);
+  /// A summon_full_params guard (or save_state's gather) holds the units.
+  bool summoned() const;
   /// After a backward: frees every unit still gathered (one whose input needed no gradient, or prefetched).
   void reshard_all();
   /// Collective: gathers every unit for good and detaches it, so the model is an ordinary one again

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -58,7 +59,8 @@ class ZeroPartition {
   /// consecutive in `params` and of one dtype and device (ConfigError otherwise).
   /// The shards live on `device` (a unit's parameters may be on the meta device until ShardedUnit places them).
   ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
-                c10::Device device, bool shard_gradients, const std::vector<std::vector<at::Tensor>>& units = {});
+                c10::Device device, bool shard_gradients, const std::vector<std::vector<at::Tensor>>& units = {},
+                const std::vector<std::string>& unit_names = {});
 
   /// Whether each bucket keeps this rank's gradient shard (stage 2), into which its gradients are reduce-scattered.
   bool shards_gradients() const { return shard_gradients_; }

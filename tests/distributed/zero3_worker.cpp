@@ -10,9 +10,13 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <functional>
+
 #include "gpt.hpp"
 
 #include "distributed_gtest.hpp"
+#include "error_of.hpp"
 #include "worker_helpers.hpp"
 #include "zero_training.hpp"
 
@@ -69,10 +73,7 @@ TEST(Zero3, EachRankHoldsAboutOneNthPlusOneBlock) {
 }
 
 TEST(Zero3, OverflowOnOneShardSkipsTheStepOnEveryRank) {
-  auto options = options_for(3, 0.01, 1);
-  options.mixed_precision = "fp16";
-  options.fp16_on_cpu = true;
-  Accelerator acc(g_state, options);
+  Accelerator acc(g_state, fp16_options(3));
   gpt::Gpt model(kConfig);
   torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-2));
   auto [net, opt] = acc.prepare(model, adamw);
@@ -133,12 +134,8 @@ TORCH_MODULE(Nested);
 TEST(Zero3, NestedUnitsAreAClearError) {
   Accelerator acc(g_state, options_for(3, 25, 1));
   Nested model(kConfig);
-  try {
-    acc.prepare(model);
-    FAIL() << "no error";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("is a ShardingUnit inside the unit"), std::string::npos) << e.what();
-  }
+  const auto error = error_of<ConfigError>([&] { acc.prepare(model); });
+  EXPECT_NE(error.find("is a ShardingUnit inside the unit"), std::string::npos) << error;
 }
 
 TEST(Zero3, ABlockCalledWithoutUnitForwardIsAClearError) {
@@ -157,8 +154,62 @@ TEST(Zero3, ABlockCalledWithoutUnitForwardIsAClearError) {
                          "accelerate::unit_forward"),
             std::string::npos)
       << printed;
+  // A layer whose forward takes views of its weight first (Linear's weight.t()) says the same.
+  try {
+    model->h[0]->as<gpt::Block>()->mlp->c_fc->forward(x);
+    ADD_FAILURE() << "a freed Linear ran";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("this is a parameter of the unit 'h.0'"), std::string::npos) << e.what();
+  }
   // Written to, too (a load into the model by hand), instead of a write through a null pointer.
   EXPECT_THROW(model->h[0]->as<gpt::Block>()->ln_1->weight.detach().fill_(1), c10::Error);
+}
+
+TEST(Zero3, BackwardInsideSummonFullParamsIsAClearError) {
+  Job job(3);
+  auto ids = torch::randint(0, 256, {2, 17}, torch::kLong).to(job.acc.device());
+  auto whole = job.acc.summon_full_params(job.model);
+  auto loss = job.model->loss(ids.narrow(1, 0, 16), ids.narrow(1, 1, 16));
+  const auto error = error_of<StateError>([&] { job.acc.backward(loss); });
+  EXPECT_NE(error.find("backward inside a summon_full_params guard"), std::string::npos) << error;
+}
+
+namespace {
+/// Two blocks of which the second also holds the first's c_fc layer (a tie between units).
+struct TiedImpl : torch::nn::Module {
+  explicit TiedImpl(const gpt::Config& c)
+      : a(register_module("a", gpt::Block(c))), b(register_module("b", gpt::Block(c))) {
+    b->register_module("shared", a->mlp->c_fc);
+  }
+  gpt::Block a, b;
+};
+TORCH_MODULE(Tied);
+}  // namespace
+
+TEST(Zero3, AParameterSharedByTwoUnitsIsAClearError) {
+  Accelerator acc(g_state, options_for(3, 25, 1));
+  Tied model(kConfig);
+  const auto error = error_of<ConfigError>([&] { acc.prepare(model); });
+  EXPECT_NE(error.find("units 'a' and 'b' share a parameter"), std::string::npos) << error;
+}
+
+TEST(Zero3, UnitsWithoutWeightsAreNeitherRunNorSaved) {
+  auto config = kConfig;
+  config.empty_blocks = true;  // on every rank, rank 0 included: the blocks wait for a load
+  Accelerator acc(g_state, options_for(3, 25, 1));
+  gpt::Gpt model(config);
+  acc.prepare(model);
+  const auto dir = shared_temp_dir(*g_state, "zero3_empty");
+  const std::vector<std::function<void()>> attempts{[&] { acc.save_model(model, dir); },
+                                                    [&] { auto whole = acc.summon_full_params(model); },
+                                                    [&] {
+                                                      model->forward(torch::zeros({1, 4}, torch::kLong));
+                                                    }};
+  for (const auto& attempt : attempts) {
+    const auto error = error_of<StateError>(attempt);
+    EXPECT_NE(error.find("unit 'h.0' has no weights"), std::string::npos) << error;
+  }
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(dir) / "model.safetensors"));
 }
 
 int main(int argc, char** argv) {

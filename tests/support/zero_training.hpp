@@ -36,6 +36,14 @@ inline AcceleratorOptions options_for(int stage, double bucket_cap_mb, int accum
   return options;
 }
 
+/// fp16 with its GradScaler (on the CPU too), 10 KB buckets, no accumulation.
+inline AcceleratorOptions fp16_options(int stage) {
+  auto options = options_for(stage, 0.01, 1);
+  options.mixed_precision = "fp16";
+  options.fp16_on_cpu = true;
+  return options;
+}
+
 /// One training step of the GPT job's loop.
 template <class M>
 void train_step(Accelerator& acc, M& net, AcceleratedOptimizer& opt, const Batch& batch, int64_t* grad_bytes) {

@@ -243,3 +243,25 @@ TEST(LoadCheckpoint, AnIndexFileItselfAndAShardThatLacksItsTensor) {
   EXPECT_TRUE(same_weights(*untouched, *reference));
   fs::remove_all(dir);
 }
+
+// HF's init_empty_weights then load: the parameters lose their memory (a read says why), and loading gives it
+// back with the checkpoint's values (the way to use such a model without ZeRO stage 3).
+TEST(InitEmptyWeights, FreesParametersAndALoadGivesThemBack) {
+  const auto dir = temp("empty_weights");
+  accelerate::save_model(*numbered_model(1.0f), dir);
+  auto model = accelerate::init_empty_weights(numbered_model(0.0f));
+  auto weight = model->parameters()[0];
+  try {
+    (void)weight.sum().item<float>();
+    FAIL() << "a parameter without weights was read";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("its module was built through accelerate::init_empty_weights"),
+              std::string::npos)
+        << e.what();
+  }
+  accelerate::load_checkpoint_in_model(*model, dir);
+  const auto expected = numbered_model(1.0f)->parameters();
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(at::equal(model->parameters()[i], expected[i])) << i;
+  EXPECT_TRUE(model->parameters()[0].is_same(weight));  // the same parameter objects, now with memory
+  fs::remove_all(dir);
+}
