@@ -9,6 +9,8 @@
 #include "detail/checkpoint_parts.hpp"
 #include "detail/checkpointer.hpp"
 #include "detail/communicator.hpp"
+#include "detail/durable_file.hpp"
+#include "detail/model_state.hpp"
 #include "detail/sharded_units.hpp"
 
 namespace accelerate {
@@ -63,10 +65,25 @@ void Accelerator::save_model(const std::shared_ptr<torch::nn::Module>& model, co
     return;
   }
   detail::CallScope call(detail::communicator_of(*state_), "save_model", where);
-  detail::Summoned full(units);
+  if (!units) {
+    detail::run_agreed(*state_, [&] {
+      if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
+    });
+    return;
+  }
+  // Stage 3: streamed, one unit gathered at a time on every process while the main process writes it, so that no
+  // process holds the whole model. The folder is checked writable first, agreed, so that no process is left in a
+  // gather that the main process never reaches.
   detail::run_agreed(*state_, [&] {
-    if (is_main_process()) accelerate::save_model(*model, dir, max_shard_size);
+    if (!is_main_process()) return;
+    std::filesystem::create_directories(dir);
+    detail::write_text_file(std::filesystem::path(dir) / ".accelerate-write-test", "ok", detail::Replace::InPlace);
   });
+  if (is_main_process()) std::filesystem::remove(std::filesystem::path(dir) / ".accelerate-write-test");
+  detail::UnitStream stream(*model);
+  detail::save_model_streamed(
+      detail::model_state(*model), dir, max_shard_size, [&](const std::string& name) { return stream.fetch(name); },
+      is_main_process());
 }
 
 std::string Accelerator::save_state(const std::string& output_dir, std::source_location where) {

@@ -69,33 +69,42 @@ namespace accelerate::detail {
 
 void save_safetensors(const std::map<std::string, at::Tensor>& tensors, const std::string& path,
                       const std::map<std::string, std::string>& metadata, Replace replace) {
-  using accelerate::safetensors::name_of;
-  namespace format = detail::safetensors;
   // Larger elements first keeps every tensor aligned to its element size (the header is padded to 8 bytes).
   std::vector<std::pair<std::string, at::Tensor>> order;
   for (const auto& [name, t] : tensors) {
     ACCELERATE_CHECK(t.defined(), CheckpointError, "safetensors: tensor '", name, "' is undefined (", path, ").");
-    name_of(t.scalar_type(), name);
-    order.emplace_back(name, t.to(at::kCPU).contiguous());
+    order.emplace_back(name, t);
   }
   std::stable_sort(order.begin(), order.end(),
                    [](const auto& a, const auto& b) { return a.second.element_size() > b.second.element_size(); });
+  save_safetensors_streamed(
+      order, path, metadata, [&](size_t i) { return order[i].second; }, replace);
+}
+
+void save_safetensors_streamed(const std::vector<std::pair<std::string, at::Tensor>>& layout, const std::string& path,
+                               const std::map<std::string, std::string>& metadata,
+                               const std::function<at::Tensor(size_t)>& fetch, Replace replace) {
+  using accelerate::safetensors::name_of;
+  namespace format = detail::safetensors;
   std::vector<format::Entry> entries;
   uint64_t offset = 0;
-  for (const auto& [name, t] : order) {
+  for (const auto& [name, t] : layout) {
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
     entries.push_back({name, name_of(t.scalar_type(), name), t.sizes().vec(), offset, offset + bytes});
     offset += bytes;
   }
   const std::string header = format::serialize_header(entries, metadata);
-
   detail::write_file(
       path,
       [&](std::FILE* file) {
         bool ok = std::fwrite(header.data(), 1, header.size(), file) == header.size();
-        for (const auto& [name, t] : order) {
+        for (size_t i = 0; i < layout.size() && ok; ++i) {
+          const auto t = fetch(i).to(at::kCPU).contiguous();
+          ACCELERATE_CHECK(t.sizes() == layout[i].second.sizes() && t.scalar_type() == layout[i].second.scalar_type(),
+                           CheckpointError, "safetensors: tensor '", layout[i].first, "' changed while ", path,
+                           " was written.");
           const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-          if (ok && bytes) ok = std::fwrite(t.data_ptr(), 1, bytes, file) == bytes;
+          if (bytes) ok = std::fwrite(t.data_ptr(), 1, bytes, file) == bytes;
         }
         return ok;
       },

@@ -247,28 +247,40 @@ void ShardedUnits::release() {
   for (auto* module : modules_) UnitAccess::unit(*module) = nullptr;
 }
 
-std::map<std::string, at::Tensor> gathered_model_state(torch::nn::Module& model, bool keep) {
-  std::map<std::string, at::Tensor> out;
-  auto take = [&](const std::string& prefix, torch::nn::Module& module) {
-    for (const auto& p : module.named_parameters()) out.emplace(prefix + p.key(), p.value().detach().cpu().clone());
-    for (const auto& b : module.named_buffers()) out.emplace(prefix + b.key(), b.value().detach().cpu().clone());
-  };
-  for (const auto& [name, module] : find_units(model)) {
-    if (auto* unit = UnitAccess::unit(*module)) unit->check_materialised();  // nothing saved as zeros
-  }
+UnitStream::UnitStream(torch::nn::Module& model) {
   for (const auto& [name, module] : find_units(model)) {
     auto* unit = UnitAccess::unit(*module);
-    if (unit) unit->unshard();
-    if (keep) take(name.empty() ? "" : name + ".", dynamic_cast<torch::nn::Module&>(*module));
-    if (unit) unit->reshard();
+    if (!unit) continue;
+    unit->check_materialised();  // nothing gathered or saved as zeros
+    units_.emplace_back(name.empty() ? "" : name + ".", unit);
   }
-  if (!keep) return out;
-  // The parameters outside units; the units' are taken already (emplace keeps the first).
-  for (const auto& p : model.named_parameters()) {
-    if (!out.count(p.key())) out.emplace(p.key(), p.value().detach().cpu().clone());
+  for (const auto& p : model.named_parameters()) tensors_.emplace(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) tensors_.emplace(b.key(), b.value());
+}
+
+UnitStream::~UnitStream() {
+  if (current_) current_->reshard();
+}
+
+at::Tensor UnitStream::fetch(const std::string& name) {
+  ShardedUnit* owner = nullptr;
+  for (const auto& [prefix, unit] : units_) {
+    if (name.rfind(prefix, 0) == 0) owner = unit;
   }
-  for (const auto& b : model.named_buffers()) {
-    if (!out.count(b.key())) out.emplace(b.key(), b.value().detach().cpu().clone());
+  if (owner && owner != current_) {
+    if (current_) current_->reshard();
+    owner->unshard();
+    current_ = owner;
+  }
+  return tensors_.at(name).detach();
+}
+
+std::map<std::string, at::Tensor> gathered_model_state(torch::nn::Module& model, bool keep) {
+  UnitStream stream(model);
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, t] : model_state(model)) {
+    auto fetched = stream.fetch(name);
+    if (keep) out.emplace(name, fetched.cpu().clone());
   }
   return out;
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -38,6 +39,13 @@ void write_text_file(const std::filesystem::path& path, std::string_view text, R
 /// safetensors::save_file with a choice of Replace (save_file itself writes InPlace, as Python's safetensors).
 void save_safetensors(const std::map<std::string, at::Tensor>& tensors, const std::string& path,
                       const std::map<std::string, std::string>& metadata, Replace replace);
+
+/// A safetensors file whose header comes from `layout` (names, shapes and dtypes, in file order; the tensors'
+/// data is not read) and whose data is `fetch(i)` for each entry in turn, called while the file is written: a
+/// writer that holds one tensor at a time. CheckpointError when a fetched tensor does not match its entry.
+void save_safetensors_streamed(const std::vector<std::pair<std::string, at::Tensor>>& layout, const std::string& path,
+                               const std::map<std::string, std::string>& metadata,
+                               const std::function<at::Tensor(size_t)>& fetch, Replace replace);
 
 /// CRC-32 (zlib's, the checksum of gzip and PNG) of a file's bytes, read in 4 MiB blocks. CheckpointError when it
 /// cannot be read. zlib's is several times faster than a table CRC-32C (4 GB/s against 0.44 on the 2-core machine),

@@ -1,6 +1,7 @@
 // Internal: a module's parameters and buffers by state-dict name (what save_model and save_state write).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 
@@ -13,6 +14,14 @@ class Module;
 
 namespace accelerate::detail {
 std::map<std::string, at::Tensor> model_state(torch::nn::Module& model);
+
+/// save_model's files (one file, or shards of at most max_shard_size bytes with an index) for tensors named and
+/// shaped as `layout` (its data is not read), each fetched by name in turn while its file is written: a process
+/// holds one tensor at a time. With `write` false nothing is written, but every tensor is fetched in the same
+/// order (the collectives of ZeRO-3's gathers, on the processes that do not write).
+void save_model_streamed(const std::map<std::string, at::Tensor>& layout, const std::string& dir,
+                         int64_t max_shard_size, const std::function<at::Tensor(const std::string&)>& fetch,
+                         bool write);
 
 /// Whether `t`'s storage has no bytes behind it (init_empty_weights, a freed ZeRO-3 unit), asked without the data
 /// access that such a storage makes throw.

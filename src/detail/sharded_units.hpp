@@ -142,9 +142,26 @@ class [[nodiscard]] Summoned {
 /// The unit a prepared stage-3 ShardingUnit module is attached to, or nullptr.
 inline ShardedUnit* unit_of(ShardingUnit& module) { return UnitAccess::unit(module); }
 
-/// `model`'s parameters and buffers by state-dict name, its units gathered one at a time (collective: every rank
-/// calls it); CPU copies where `keep` (the process that writes them), else nothing. At most one unit is gathered
-/// at once.
+/// `model`'s parameters and buffers fetched by state-dict name, each unit gathered while its tensors are fetched
+/// and freed when the next one's are: at most one unit gathered at once. Collective: every process fetches the
+/// same names in the same order. StateError naming a unit without weights, at construction (on every process).
+class UnitStream {
+ public:
+  explicit UnitStream(torch::nn::Module& model);
+  ~UnitStream();
+  UnitStream(const UnitStream&) = delete;
+  UnitStream& operator=(const UnitStream&) = delete;
+  /// The tensor `name` (gathered, while it is the current unit's).
+  at::Tensor fetch(const std::string& name);
+
+ private:
+  std::vector<std::pair<std::string, ShardedUnit*>> units_;  // by name prefix ("h.0.")
+  std::map<std::string, at::Tensor> tensors_;                // the parameters and buffers themselves
+  ShardedUnit* current_ = nullptr;
+};
+
+/// `model`'s parameters and buffers by state-dict name through a UnitStream (collective); CPU copies where `keep`
+/// (the process that writes them), else nothing.
 std::map<std::string, at::Tensor> gathered_model_state(torch::nn::Module& model, bool keep);
 
 /// The ShardingUnit submodules of `module` (a unit inside a unit is refused with ConfigError) and their names.

@@ -104,6 +104,27 @@ TEST(Zero3, OverflowOnOneShardSkipsTheStepOnEveryRank) {
 
 TEST(Zero3, CheckpointResumesAtStage0AndBack) { expect_checkpoint_round_trip(3, 3); }
 
+// save_model at stage 3 is streamed unit by unit; its files are stage 0's (here in several shards).
+TEST(Zero3, SaveModelWritesWhatStage0Writes) {
+  Job sharded(3), replicated(0);  // the same seed: the same initial model
+  const auto a = shared_temp_dir(*g_state, "save_model3"), b = shared_temp_dir(*g_state, "save_model0");
+  sharded.acc.save_model(sharded.model, a, 40000);
+  replicated.acc.save_model(replicated.model, b, 40000);
+  if (!g_state->is_main_process()) return;
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(b)) {
+    const auto name = entry.path().filename().string();
+    if (!name.ends_with(".safetensors")) continue;
+    ++files;
+    const auto mine = safetensors::load_file((std::filesystem::path(a) / name).string());
+    const auto theirs = safetensors::load_file(entry.path().string());
+    ASSERT_EQ(mine.size(), theirs.size()) << name;
+    for (const auto& [key, t] : theirs) EXPECT_TRUE(torch::equal(mine.at(key), t)) << name << " " << key;
+  }
+  EXPECT_GT(files, 2);
+  std::filesystem::remove_all(a), std::filesystem::remove_all(b);
+}
+
 TEST(Zero3, FreeMemoryGivesTheModelBackWhole) {
   Job job(3);
   torch::manual_seed(3 + g_state->process_index());
