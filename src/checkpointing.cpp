@@ -76,10 +76,11 @@ void Accelerator::save_model(const std::shared_ptr<torch::nn::Module>& model, co
   // gather that the main process never reaches.
   detail::run_agreed(*state_, [&] {
     if (!is_main_process()) return;
+    const auto probe = std::filesystem::path(dir) / ".accelerate-write-test";
     std::filesystem::create_directories(dir);
-    detail::write_text_file(std::filesystem::path(dir) / ".accelerate-write-test", "ok", detail::Replace::InPlace);
+    detail::write_text_file(probe, "ok", detail::Replace::InPlace);
+    std::filesystem::remove(probe);
   });
-  if (is_main_process()) std::filesystem::remove(std::filesystem::path(dir) / ".accelerate-write-test");
   detail::UnitStream stream(*model);
   detail::save_model_streamed(
       detail::model_state(*model), dir, max_shard_size, [&](const std::string& name) { return stream.fetch(name); },

@@ -36,9 +36,6 @@ std::map<std::string, at::Tensor> model_state(torch::nn::Module& model) {
   for (const auto& b : model.named_buffers()) out[b.key()] = b.value().detach();
   return out;
 }
-}  // namespace detail
-
-namespace detail {
 
 void save_model_streamed(const std::map<std::string, at::Tensor>& layout, const std::string& dir,
                          int64_t max_shard_size, const std::function<at::Tensor(const std::string&)>& fetch,

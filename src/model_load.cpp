@@ -162,14 +162,10 @@ void convert_model(torch::nn::Module& model, const LoadOptions& options) {
 std::vector<detail::ShardedUnit*> units_of(torch::nn::Module& model) {
   std::vector<detail::ShardedUnit*> units;
   for (const auto& [name, module] : detail::find_units(model)) {
-    if (auto* unit = detail::unit_of(*module)) units.push_back(unit);
+    if (auto* unit = detail::UnitAccess::unit(*module)) units.push_back(unit);
   }
   return units;
 }
-
-}  // namespace
-
-namespace {
 
 /// The parameters that the plan fills and that have no weights (init_empty_weights) outside a ZeRO-3 unit get
 /// their memory now: loading is how such a model gets its weights before prepare.

@@ -5,6 +5,7 @@
 // computed. The gradients themselves are reduce-scattered by ZeRO-2's sync, each unit being one bucket.
 #include "detail/sharded_units.hpp"
 
+#include <accelerate/accelerator_options.hpp>
 #include <accelerate/error.hpp>
 
 #include <ATen/ATen.h>
@@ -160,14 +161,14 @@ void ShardedUnit::write_back() {
   bucket_.param_shard.copy_(full_.narrow(0, comm_.rank() * bucket_.shard_numel, bucket_.shard_numel));
 }
 
-ShardedUnits::ShardedUnits(Communicator& comm, ZeroPartition& partition, const std::vector<ShardingUnit*>& modules,
-                           const std::vector<std::string>& names, c10::Device device, bool forward_prefetch,
-                           bool backward_prefetch)
-    : modules_(modules) {
-  units_.resize(modules.size());
+ShardedUnits::ShardedUnits(Communicator& comm, ZeroPartition& partition,
+                           const std::vector<std::pair<std::string, ShardingUnit*>>& units, c10::Device device,
+                           const FsdpOptions& prefetch) {
+  for (const auto& [name, module] : units) modules_.push_back(module);
+  units_.resize(units.size());
   // Which units rank 0 holds weights for (every parameter has weights): those start from rank 0's values,
-  // as DDP's do; the others wait for a load.
-  auto from_rank0 = at::zeros({static_cast<int64_t>(modules.size()) + 1}, at::kInt);
+  // as DDP's do; the others wait for a load. One element more than units, so that it is never empty.
+  auto from_rank0 = at::zeros({static_cast<int64_t>(units.size()) + 1}, at::kInt);
   for (const auto& bucket : partition.buckets()) {
     if (bucket.unit < 0) continue;
     const bool real = std::none_of(bucket.entries.begin(), bucket.entries.end(),
@@ -183,10 +184,10 @@ ShardedUnits::ShardedUnits(Communicator& comm, ZeroPartition& partition, const s
   }
   for (auto& bucket : partition.buckets()) {
     if (bucket.unit < 0) continue;
-    units_.at(bucket.unit) = std::make_unique<ShardedUnit>(comm, bucket, names.at(bucket.unit), device,
+    units_.at(bucket.unit) = std::make_unique<ShardedUnit>(comm, bucket, units.at(bucket.unit).first, device,
                                                            from_rank0[bucket.unit].item<int>() == 1);
-    units_[bucket.unit]->forward_prefetch = forward_prefetch;
-    units_[bucket.unit]->backward_prefetch = backward_prefetch;
+    units_[bucket.unit]->forward_prefetch = prefetch.forward_prefetch;
+    units_[bucket.unit]->backward_prefetch = prefetch.backward_prefetch;
   }
   for (size_t u = 0; u < units_.size(); ++u) {
     // A unit without trainable parameters has no bucket: it runs as an ordinary module.

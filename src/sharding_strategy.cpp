@@ -102,21 +102,15 @@ class ShardedParameters final : public ShardedGradients {
   }
   std::unique_ptr<ShardedUnits> shard_parameters(Communicator& comm, torch::nn::Module& module,
                                                  ZeroPartition* partition, c10::Device device) const override {
-    std::vector<ShardingUnit*> modules;
-    std::vector<std::string> names;
-    for (const auto& [name, unit] : find_units(module)) {
-      modules.push_back(unit);
-      names.push_back(name);
-    }
-    if (modules.empty() && comm.rank() == 0) {
+    auto units = find_units(module);
+    if (units.empty() && comm.rank() == 0) {
       std::cerr << "accelerate: note: ZeRO stage 3, but the model has no ShardingUnit submodule, so its parameters "
                    "stay whole on every process (gradients and optimizer state are sharded, as at stage 2). Mark its "
                    "repeated blocks: `struct BlockImpl : torch::nn::Module, accelerate::ShardingUnit` and "
                    "accelerate::unit_forward(block, x) (docs/training.md, ZeRO stage 3)."
                 << std::endl;
     }
-    return std::make_unique<ShardedUnits>(comm, *partition, modules, names, device, fsdp_.forward_prefetch,
-                                          fsdp_.backward_prefetch);
+    return std::make_unique<ShardedUnits>(comm, *partition, units, device, fsdp_);
   }
   const char* sync_backward_operation() const override { return "backward (ZeRO-3 gradient reduce-scatter)"; }
 

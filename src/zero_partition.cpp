@@ -48,10 +48,6 @@ ZeroPartition::ZeroPartition(const std::vector<at::Tensor>& params, int world_si
       }
       buckets_.emplace_back();
       buckets_.back().unit = unit;
-    } else if (unit >= 0) {
-      ACCELERATE_CHECK(same_kind, ConfigError, "ZeRO stage 3: a unit mixes parameter dtypes or devices (",
-                       buckets_.back().entries.front().param.scalar_type(), " and ", p.scalar_type(),
-                       "); one flat buffer holds a unit's parameters. Convert the model to one dtype before prepare.");
     }
     auto& bucket = buckets_.back();
     bucket.entries.push_back({p, bucket.numel});

@@ -27,6 +27,10 @@ namespace torch::nn {
 class Module;
 }
 
+namespace accelerate {
+struct FsdpOptions;
+}
+
 namespace accelerate::detail {
 
 class Communicator;
@@ -60,8 +64,6 @@ class ShardedUnit {
   bool load_slice(const at::Tensor& param, const at::Tensor& values);
   /// Rank 0's weights or a load filled every parameter; StateError naming the unit otherwise.
   void check_materialised() const;
-  bool gathered() const { return state_ == State::Gathered; }
-  const std::string& name() const { return name_; }
   /// The units before and after this one in registration order (backward and forward prefetch).
   ShardedUnit* previous = nullptr;
   ShardedUnit* next = nullptr;
@@ -85,7 +87,8 @@ class ShardedUnit {
   std::vector<bool> loaded_;  // per entry: holds weights (all true when they came from rank 0)
 };
 
-/// Reaches the unit a ShardingUnit mixin points at (set here only).
+/// The unit a ShardingUnit mixin points at: nullptr unless a stage-3 Accelerator holds the prepared model (set by
+/// ShardedUnits only).
 struct UnitAccess {
   static ShardedUnit*& unit(ShardingUnit& module) { return module.unit_; }
 };
@@ -93,11 +96,11 @@ struct UnitAccess {
 /// The units of one prepared model: made at prepare (stage 3), attached to their modules until released.
 class ShardedUnits {
  public:
-  /// `modules[u]` is unit u of `partition` (ShardedParameters::partition found them in this order).
-  /// Collective: rank 0 says which units it holds weights for, and those are scattered from it.
-  ShardedUnits(Communicator& comm, ZeroPartition& partition, const std::vector<ShardingUnit*>& modules,
-               const std::vector<std::string>& names, c10::Device device, bool forward_prefetch,
-               bool backward_prefetch);
+  /// `units[u]` (name, module) is unit u of `partition` (find_units' order, as ShardedParameters::partition
+  /// found them). Collective: rank 0 says which units it holds weights for, and those are scattered from it.
+  ShardedUnits(Communicator& comm, ZeroPartition& partition,
+               const std::vector<std::pair<std::string, ShardingUnit*>>& units, c10::Device device,
+               const FsdpOptions& prefetch);
   /// Detaches the units from their modules (the parameters stay freed: release() first to keep them).
   ~ShardedUnits();
   ShardedUnits(const ShardedUnits&) = delete;
@@ -138,9 +141,6 @@ class [[nodiscard]] Summoned {
   ShardedUnits* units_;
   bool write_back_ = false;
 };
-
-/// The unit a prepared stage-3 ShardingUnit module is attached to, or nullptr.
-inline ShardedUnit* unit_of(ShardingUnit& module) { return UnitAccess::unit(module); }
 
 /// `model`'s parameters and buffers fetched by state-dict name, each unit gathered while its tensors are fetched
 /// and freed when the next one's are: at most one unit gathered at once. Collective: every process fetches the

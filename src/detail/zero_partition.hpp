@@ -55,8 +55,8 @@ class ZeroPartition {
  public:
   /// `params`: the model's trainable parameters, each once, in registration order; contiguous (ConfigError
   /// otherwise). Stage 2 allocates the gradient shards.
-  /// `units` (stage 3): the trainable parameters of each unit, each a bucket of its own; they must be
-  /// consecutive in `params` and of one dtype and device (ConfigError otherwise).
+  /// `units` (stage 3): the trainable parameters of each unit (of one dtype: ShardedParameters checks it by
+  /// name), each a bucket of its own; they must be consecutive in `params` (ConfigError naming the unit otherwise).
   /// The shards live on `device` (a unit's parameters may be on the meta device until ShardedUnit places them).
   ZeroPartition(const std::vector<at::Tensor>& params, int world_size, int rank, int64_t bucket_cap_bytes,
                 c10::Device device, bool shard_gradients, const std::vector<std::vector<at::Tensor>>& units = {},
