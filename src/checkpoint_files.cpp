@@ -144,6 +144,9 @@ void save_checkpoint_files(const fs::path& dir, const CheckpointParts& parts, co
     for (const auto& part : parts) part.save(dir);
     write_metadata(dir, parts, writer);
   }
+  for (const auto& part : parts) {
+    if (part.save_own) part.save_own(dir, writer.process_index, writer.num_processes);
+  }
   safetensors::TensorMap rng{{"cpu", cpu_generator().get_state()}};
   if (writer.device.is_cuda()) rng["cuda"] = at::globalContext().defaultGenerator(writer.device).get_state();
   save_tensors(dir / random_states_file(writer.process_index), rng, {{"step", std::to_string(writer.step)}});

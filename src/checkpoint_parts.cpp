@@ -17,6 +17,7 @@
 #include "detail/model_state.hpp"
 #include "detail/optimizer_state.hpp"
 #include "detail/sharded_units.hpp"
+#include "detail/tensor_pieces.hpp"
 #include "detail/zero_optimizer.hpp"
 
 namespace accelerate::detail {
@@ -37,15 +38,25 @@ std::map<std::string, at::Tensor> read_tensors(const fs::path& path) {
 void load_optimizer(torch::optim::Optimizer& opt, ZeroOptimizer* sharded, const fs::path& dir,
                     const std::string& stem) {
   const auto json_path = dir / (stem + ".json");
-  safetensors::File file((dir / (stem + ".safetensors")).string());
-  safetensors::TensorMap tensors;
-  for (const auto& name : file.keys()) tensors[name] = file.get(name);
-  const auto where = concat("checkpoint files ", (dir / stem).string(), ".{json,safetensors}");
-  if (sharded) {
-    sharded->load_state(tensors, read_json(json_path), where);
+  std::unique_ptr<TensorSource> tensors;
+  std::string where;
+  if (has_pieces(dir, stem)) {
+    tensors = std::make_unique<PieceReader>(dir, stem);
+    where = concat("checkpoint files ", (dir / stem).string(), ".{json,rank_*.safetensors}");
   } else {
-    load_optimizer_state(opt, tensors, read_json(json_path), where);
+    safetensors::File file((dir / (stem + ".safetensors")).string());
+    safetensors::TensorMap whole;
+    for (const auto& name : file.keys()) whole[name] = file.get(name);
+    tensors = std::make_unique<WholeTensors>(std::move(whole));
+    where = concat("checkpoint files ", (dir / stem).string(), ".{json,safetensors}");
   }
+  if (sharded) {
+    sharded->load_state(*tensors, read_json(json_path), where);
+    return;
+  }
+  safetensors::TensorMap whole;  // an unsharded optimizer holds every tensor whole
+  for (const auto& name : tensors->names()) whole[name] = tensors->read_whole(name);
+  load_optimizer_state(opt, whole, read_json(json_path), where);
 }
 
 /// A scheduler file's last_epoch, checked (HF's LambdaLR starts at -1).
@@ -58,65 +69,128 @@ int64_t last_epoch_of(const fs::path& file) {
 
 }  // namespace
 
-CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<ShardedUnits*> units,
-                           bool main_process) {
+namespace {
+
+/// This rank's pieces of `model`: its slices of the ZeRO-3 units' parameters; the main process also the tensors
+/// kept whole (parameters outside units, buffers). StateError naming a unit without weights.
+std::vector<TensorPiece> model_pieces(torch::nn::Module& model, bool main_process) {
+  const auto units = units_of(model);
+  for (auto* unit : units) unit->check_materialised();
+  std::vector<TensorPiece> pieces;
+  for (const auto& [name, tensor] : model_state(model)) {
+    std::optional<ShardedUnit::KeptSlice> kept;
+    for (auto* unit : units) {
+      if ((kept = unit->kept_slice(tensor))) break;
+    }
+    if (kept) {
+      pieces.push_back({name, tensor.sizes().vec(), kept->begin, kept->values});
+    } else if (main_process) {
+      pieces.push_back({name, tensor.sizes().vec(), 0, tensor});
+    }
+  }
+  return pieces;
+}
+
+/// The tensors of a model or optimizer in `dir`: in pieces (a reader), or one file (checked; nullptr).
+std::unique_ptr<TensorSource> saved_pieces(const fs::path& dir, const std::string& stem, const std::string& file) {
+  if (has_pieces(dir, stem)) return std::make_unique<PieceReader>(dir, stem);
+  check_tensors_file(dir / file);
+  return nullptr;
+}
+
+}  // namespace
+
+CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<ShardedUnits*> units, bool main_process,
+                           bool pieces) {
   units.resize(models.size(), nullptr);
-  // Stage 3: the main process's copy of each sharded model, gathered one unit at a time on every rank by `gather`.
+  auto in_pieces = [units, pieces](size_t i) { return pieces && units[i]; };
+  // Stage 3 without pieces: the main process's copy of each sharded model, gathered one unit at a time on every
+  // rank by `gather`.
   auto gathered = std::make_shared<std::vector<std::map<std::string, at::Tensor>>>();
   return {.kind = "models",
           .count = models.size(),
           .gather =
-              [models, units, gathered, main_process] {
+              [models, units, gathered, main_process, in_pieces] {
                 gathered->assign(models.size(), {});
                 for (size_t i = 0; i < models.size(); ++i) {
-                  if (units[i]) (*gathered)[i] = gathered_model_state(*models[i], main_process);
+                  if (units[i] && !in_pieces(i)) (*gathered)[i] = gathered_model_state(*models[i], main_process);
                 }
               },
           .save =
-              [models, units, gathered](const fs::path& dir) {
+              [models, units, gathered, in_pieces](const fs::path& dir) {
                 for (size_t i = 0; i < models.size(); ++i) {
+                  if (in_pieces(i)) continue;  // save_own
                   save_tensors(dir / model_file(i), units[i] ? (*gathered)[i] : model_state(*models[i]),
                                {{"format", "pt"}});
                 }
               },
+          .save_own =
+              [models, main_process, in_pieces](const fs::path& dir, int rank, int world_size) {
+                for (size_t i = 0; i < models.size(); ++i) {
+                  if (!in_pieces(i)) continue;
+                  write_pieces(dir, model_stem(i), rank, world_size, model_pieces(*models[i], main_process));
+                  if (main_process) write_pieces_index(dir, model_stem(i), world_size);
+                }
+              },
           .verify =
               [n = models.size()](const fs::path& dir) {
-                for (size_t i = 0; i < n; ++i) check_tensors_file(dir / model_file(i));
+                for (size_t i = 0; i < n; ++i) saved_pieces(dir, model_stem(i), model_file(i));
               },
           .load =
               [models](const fs::path& dir, const LoadContext&) {
-                // At stage 3 every rank copies only its shard of each unit from the mapped file.
+                // At stage 3 every rank copies only its shard of each unit from the mapped files.
                 for (size_t i = 0; i < models.size(); ++i) {
-                  load_checkpoint_in_model(*models[i], (dir / model_file(i)).string());
+                  if (auto source = saved_pieces(dir, model_stem(i), model_file(i))) {
+                    load_model_state(*models[i], *source,
+                                     concat("load_state: ", (dir / model_stem(i)).string(), ".rank_*.safetensors"));
+                  } else {
+                    load_checkpoint_in_model(*models[i], (dir / model_file(i)).string());
+                  }
                 }
               }};
 }
 
-CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers, std::vector<ZeroOptimizer*> sharded) {
+CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers, std::vector<ZeroOptimizer*> sharded,
+                               bool pieces) {
   sharded.resize(optimizers.size(), nullptr);
-  // Filled by `gather` on every rank, written by `save` on the main process.
+  auto in_pieces = [sharded, pieces](size_t i) { return pieces && sharded[i]; };
+  // Filled by `gather` on every rank, written by `save` on the main process (only the JSON when in pieces).
   auto consolidated = std::make_shared<std::vector<OptimizerState>>();
   return {.kind = "optimizers",
           .count = optimizers.size(),
           .gather =
-              [sharded, consolidated] {
+              [sharded, consolidated, in_pieces] {
                 consolidated->assign(sharded.size(), {});
                 for (size_t i = 0; i < sharded.size(); ++i) {
-                  if (sharded[i]) (*consolidated)[i] = sharded[i]->consolidated_state();
+                  if (in_pieces(i)) {
+                    (*consolidated)[i].meta = sharded[i]->state_meta();
+                  } else if (sharded[i]) {
+                    (*consolidated)[i] = sharded[i]->consolidated_state();
+                  }
                 }
               },
           .save =
-              [optimizers, sharded, consolidated](const fs::path& dir) {
+              [optimizers, sharded, consolidated, in_pieces](const fs::path& dir) {
                 for (size_t i = 0; i < optimizers.size(); ++i) {
                   const auto state = sharded[i] ? (*consolidated)[i] : optimizer_state(*optimizers[i]);
-                  save_tensors(dir / (optimizer_stem(i) + ".safetensors"), state.tensors, {{"format", "pt"}});
+                  if (!in_pieces(i)) {
+                    save_tensors(dir / (optimizer_stem(i) + ".safetensors"), state.tensors, {{"format", "pt"}});
+                  }
                   write_json(dir / (optimizer_stem(i) + ".json"), state.meta);
+                }
+              },
+          .save_own =
+              [sharded, in_pieces](const fs::path& dir, int rank, int world_size) {
+                for (size_t i = 0; i < sharded.size(); ++i) {
+                  if (!in_pieces(i)) continue;
+                  write_pieces(dir, optimizer_stem(i), rank, world_size, sharded[i]->state_pieces());
+                  if (rank == 0) write_pieces_index(dir, optimizer_stem(i), world_size);
                 }
               },
           .verify =
               [n = optimizers.size()](const fs::path& dir) {
                 for (size_t i = 0; i < n; ++i) {
-                  check_tensors_file(dir / (optimizer_stem(i) + ".safetensors"));
+                  saved_pieces(dir, optimizer_stem(i), optimizer_stem(i) + ".safetensors");
                   read_json(dir / (optimizer_stem(i) + ".json"));
                 }
               },

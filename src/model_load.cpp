@@ -14,6 +14,7 @@
 #include "detail/model_files.hpp"
 #include "detail/model_state.hpp"
 #include "detail/sharded_units.hpp"
+#include "detail/tensor_pieces.hpp"
 
 namespace accelerate {
 namespace fs = std::filesystem;
@@ -113,7 +114,8 @@ std::string name_list(const std::vector<std::string>& names) {
   return out.str();
 }
 
-void refuse_unless_it_fits(const Plan& plan, const std::string& path, const LoadOptions& options) {
+/// `what`: the call and the files ("load_checkpoint_in_model: <path>").
+void refuse_unless_it_fits(const Plan& plan, const std::string& what, const LoadOptions& options) {
   std::vector<std::string> lines = plan.problems;
   const auto& r = plan.result;
   if (options.strict && !r.missing_keys.empty()) {
@@ -126,7 +128,7 @@ void refuse_unless_it_fits(const Plan& plan, const std::string& path, const Load
                name_list(r.unexpected_keys)));
   }
   if (lines.empty()) return;
-  std::string message = concat("load_checkpoint_in_model: ", path, " does not fit the model; nothing was loaded:");
+  std::string message = concat(what, " does not fit the model; nothing was loaded:");
   for (const auto& line : lines) message += "\n  - " + line;
   if (options.strict && plan.problems.empty()) {
     message += "\n(LoadOptions::strict = false loads the tensors that match and returns the others by name.)";
@@ -156,15 +158,6 @@ void convert_model(torch::nn::Module& model, const LoadOptions& options) {
   };
   for (const auto& p : model.named_parameters()) convert(p.value());
   for (const auto& b : model.named_buffers()) convert(b.value());
-}
-
-/// The ZeRO-3 units of a prepared model (none otherwise).
-std::vector<detail::ShardedUnit*> units_of(torch::nn::Module& model) {
-  std::vector<detail::ShardedUnit*> units;
-  for (const auto& [name, module] : detail::find_units(model)) {
-    if (auto* unit = detail::UnitAccess::unit(*module)) units.push_back(unit);
-  }
-  return units;
 }
 
 /// The parameters that the plan fills and that have no weights (init_empty_weights) outside a ZeRO-3 unit get
@@ -199,7 +192,7 @@ void init_empty_weights(torch::nn::Module& module) {
 }
 
 LoadResult load_checkpoint_in_model(torch::nn::Module& model, const std::string& path, const LoadOptions& options) {
-  const auto units = units_of(model);
+  const auto units = detail::units_of(model);
   if (!units.empty()) {
     const auto params = model.parameters();
     ACCELERATE_CHECK(
@@ -210,7 +203,7 @@ LoadResult load_checkpoint_in_model(torch::nn::Module& model, const std::string&
   }
   detail::OpenFiles files;
   Plan plan = plan_load(model, path, options, files);
-  refuse_unless_it_fits(plan, path, options);
+  refuse_unless_it_fits(plan, "load_checkpoint_in_model: " + path, options);
   at::NoGradGuard no_grad;
   convert_model(model, options);
   give_weights(model, plan, units);
@@ -219,10 +212,41 @@ LoadResult load_checkpoint_in_model(torch::nn::Module& model, const std::string&
     const auto& target = targets.at(copy.model_key);
     // Stage 3: a unit's parameter takes this process's slice into its shard (only that slice is read).
     const bool sliced =
-        std::any_of(units.begin(), units.end(), [&](auto* u) { return u->load_slice(target, copy.source); });
+        std::any_of(units.begin(), units.end(), [&](auto* u) {
+          return u->load_slice(target, [&](int64_t begin, int64_t length) {
+            return copy.source.reshape(-1).narrow(0, begin, length);
+          });
+        });
     if (!sliced) target.copy_(copy.source);
   }
   return std::move(plan.result);
 }
 
+namespace detail {
+
+void load_model_state(torch::nn::Module& model, const TensorSource& source, const std::string& where) {
+  const auto targets = model_state(model);
+  Plan plan;  // every name, shape and dtype checked before anything is copied
+  for (const auto& name : source.names()) {
+    if (!targets.count(name)) plan.result.unexpected_keys.push_back(name);
+  }
+  for (const auto& [name, target] : targets) {
+    if (!source.contains(name)) {
+      plan.result.missing_keys.push_back(name);
+    } else if (source.shape(name) != target.sizes().vec() || source.dtype(name) != target.scalar_type()) {
+      plan.problems.push_back(concat("'", name, "' is ", source.dtype(name), c10::IntArrayRef(source.shape(name)),
+                                     " but the model's is ", describe(target)));
+    }
+  }
+  refuse_unless_it_fits(plan, where, LoadOptions{});
+  const auto units = units_of(model);
+  at::NoGradGuard no_grad;
+  for (const auto& [name, target] : targets) {
+    auto read = [&](int64_t begin, int64_t length) { return source.read(name, begin, length); };
+    const bool sliced = std::any_of(units.begin(), units.end(), [&](auto* u) { return u->load_slice(target, read); });
+    if (!sliced) target.copy_(source.read_whole(name));
+  }
+}
+
+}  // namespace detail
 }  // namespace accelerate

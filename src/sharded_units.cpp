@@ -127,23 +127,30 @@ bool ShardedUnit::holds(const at::Tensor& param) const {
                      [&](const BucketEntry& e) { return same_place(e.param, param); });
 }
 
-bool ShardedUnit::load_slice(const at::Tensor& param, const at::Tensor& values) {
-  for (size_t e = 0; e < bucket_.entries.size(); ++e) {
-    const auto& entry = bucket_.entries[e];
+std::optional<ShardedUnit::KeptSlice> ShardedUnit::kept_slice(const at::Tensor& param) const {
+  for (const auto& entry : bucket_.entries) {
     if (!same_place(entry.param, param)) continue;
-    at::NoGradGuard no_grad;
     const int64_t begin = comm_.rank() * bucket_.shard_numel;
     const int64_t lo = std::max(entry.offset, begin);
     const int64_t hi = std::min(entry.offset + entry.param.numel(), begin + bucket_.shard_numel);
-    if (hi > lo) {
-      bucket_.param_shard.narrow(0, lo - begin, hi - lo)
-          .copy_(values.reshape(-1).narrow(0, lo - entry.offset, hi - lo));
-    }
-    if (state_ == State::Gathered) entry.param.copy_(values);
-    loaded_[e] = true;
-    return true;
+    if (hi <= lo) return KeptSlice{0, bucket_.param_shard.narrow(0, 0, 0)};
+    return KeptSlice{lo - entry.offset, bucket_.param_shard.narrow(0, lo - begin, hi - lo)};
   }
-  return false;
+  return std::nullopt;
+}
+
+bool ShardedUnit::load_slice(const at::Tensor& param, const SliceReader& read) {
+  const auto kept = kept_slice(param);
+  if (!kept) return false;
+  at::NoGradGuard no_grad;
+  if (kept->values.numel() > 0) kept->values.copy_(read(kept->begin, kept->values.numel()));
+  for (size_t e = 0; e < bucket_.entries.size(); ++e) {
+    const auto& entry = bucket_.entries[e];
+    if (!same_place(entry.param, param)) continue;
+    if (state_ == State::Gathered) entry.param.copy_(read(0, entry.param.numel()).view(entry.param.sizes()));
+    loaded_[e] = true;
+  }
+  return true;
 }
 
 void ShardedUnit::check_materialised() const {
@@ -284,6 +291,14 @@ std::map<std::string, at::Tensor> gathered_model_state(torch::nn::Module& model,
     if (keep) out.emplace(name, fetched.cpu().clone());
   }
   return out;
+}
+
+std::vector<ShardedUnit*> units_of(torch::nn::Module& model) {
+  std::vector<ShardedUnit*> units;
+  for (const auto& [name, module] : find_units(model)) {
+    if (auto* unit = UnitAccess::unit(*module)) units.push_back(unit);
+  }
+  return units;
 }
 
 std::vector<std::pair<std::string, ShardingUnit*>> find_units(torch::nn::Module& module) {

@@ -63,7 +63,9 @@ ZeroOptimizer::ZeroOptimizer(torch::optim::Optimizer& optimizer, const std::vect
     group.params() = std::move(pieces);
   }
   optimizer_.state().clear();
-  if (!held.meta.at("state").empty()) load_state(held.tensors, held.meta, "prepare(optimizer) (its existing state)");
+  if (!held.meta.at("state").empty()) {
+    load_state(WholeTensors(held.tensors), held.meta, "prepare(optimizer) (its existing state)");
+  }
 }
 
 void ZeroOptimizer::bind_gradients() {
@@ -155,28 +157,53 @@ std::string state_key(size_t index, const std::string& field) { return concat("s
 
 }  // namespace
 
-OptimizerState ZeroOptimizer::consolidated_state() {
-  auto local = optimizer_state(optimizer_);
+json ZeroOptimizer::state_meta(const OptimizerState& local, std::set<std::string>* fields) {
   // Scalars (step counts) and field names by the parameters' unsharded indices, from every rank.
   json mine{{"state", json::object()}, {"fields", json::array()}};
-  std::set<std::string> fields;
+  std::set<std::string> own;
   for (const auto& [key, tensor] : local.tensors) {
-    if (auto parsed = parse_state_key(key)) fields.insert(parsed->second);
+    if (auto parsed = parse_state_key(key)) own.insert(parsed->second);
   }
   for (const auto& [k, scalars] : local.meta.at("state").items()) {
     mine["state"][std::to_string(slots_.at(std::stoull(k)).full_index)] = scalars;
   }
-  mine["fields"] = fields;
+  mine["fields"] = own;
   json merged = json::object();
   for (const auto& part : gather_object(state_, c10::IValue(mine.dump()))) {
     const auto theirs = json::parse(part.toStringRef());
     for (const auto& [index, scalars] : theirs.at("state").items()) merged.emplace(index, scalars);
-    for (const auto& f : theirs.at("fields")) fields.insert(f.get<std::string>());
+    for (const auto& f : theirs.at("fields")) own.insert(f.get<std::string>());
   }
+  if (fields) *fields = own;
+  json out = local.meta;
+  for (size_t g = 0; g < full_groups_.size(); ++g) out["param_groups"][g]["params"] = full_groups_[g].size();
+  out["state"] = merged;
+  return out;
+}
+
+json ZeroOptimizer::state_meta() { return state_meta(optimizer_state(optimizer_), nullptr); }
+
+std::vector<TensorPiece> ZeroOptimizer::state_pieces() {
+  std::vector<TensorPiece> pieces;
+  for (const auto& [key, tensor] : optimizer_state(optimizer_).tensors) {
+    const auto parsed = parse_state_key(key);
+    if (!parsed) continue;
+    const auto& slot = slots_.at(parsed->first);
+    ACCELERATE_CHECK(tensor.numel() == slot.info->length, CheckpointError, "save_state: optimizer state '",
+                     parsed->second, "' of a ZeRO piece has ", tensor.numel(), " elements, its piece ",
+                     slot.info->length, "; only per-element state (Adam's moments, momentum) can be saved in pieces.");
+    pieces.push_back({state_key(slot.full_index, parsed->second), slot.info->param.sizes().vec(), slot.info->begin,
+                      tensor});
+  }
+  return pieces;
+}
+
+OptimizerState ZeroOptimizer::consolidated_state() {
+  auto local = optimizer_state(optimizer_);
+  std::set<std::string> fields;
   OptimizerState out;
-  out.meta = local.meta;
-  for (size_t g = 0; g < full_groups_.size(); ++g) out.meta["param_groups"][g]["params"] = full_groups_[g].size();
-  out.meta["state"] = merged;
+  out.meta = state_meta(local, &fields);
+  const auto& merged = out.meta["state"];
   std::unordered_map<const void*, size_t> full_index;  // a parameter's index in the unsharded optimizer
   size_t index = 0;
   for (const auto& group : full_groups_) {
@@ -209,7 +236,7 @@ OptimizerState ZeroOptimizer::consolidated_state() {
   return out;
 }
 
-void ZeroOptimizer::load_state(const safetensors::TensorMap& tensors, const json& meta, const std::string& where) {
+void ZeroOptimizer::load_state(const TensorSource& tensors, const json& meta, const std::string& where) {
   try {
     const auto& groups = meta.at("param_groups");
     ACCELERATE_CHECK(groups.size() == full_groups_.size(), CheckpointError, where, " has ", groups.size(),
@@ -222,9 +249,9 @@ void ZeroOptimizer::load_state(const safetensors::TensorMap& tensors, const json
       pieces["param_groups"][g]["params"] = group_slots_[g];
     }
     pieces["state"] = json::object();
-    std::unordered_map<size_t, std::vector<std::pair<std::string, at::Tensor>>> by_index;
-    for (const auto& [key, tensor] : tensors) {
-      if (auto parsed = parse_state_key(key)) by_index[parsed->first].emplace_back(parsed->second, tensor);
+    std::unordered_map<size_t, std::vector<std::string>> by_index;  // fields
+    for (const auto& key : tensors.names()) {
+      if (auto parsed = parse_state_key(key)) by_index[parsed->first].push_back(parsed->second);
     }
     safetensors::TensorMap cut;
     for (size_t k = 0; k < slots_.size(); ++k) {
@@ -232,11 +259,13 @@ void ZeroOptimizer::load_state(const safetensors::TensorMap& tensors, const json
       const auto index = std::to_string(slot.full_index);
       if (!meta.at("state").contains(index)) continue;
       pieces["state"][std::to_string(k)] = meta["state"][index];
-      for (const auto& [field, tensor] : by_index[slot.full_index]) {
-        ACCELERATE_CHECK(tensor.numel() == slot.info->param.numel(), CheckpointError, where, ": tensor ",
-                         state_key(slot.full_index, field), " has shape ", tensor.sizes(), " but its parameter has ",
+      for (const auto& field : by_index[slot.full_index]) {
+        const auto key = state_key(slot.full_index, field);
+        const auto shape = tensors.shape(key);
+        ACCELERATE_CHECK(c10::multiply_integers(shape) == slot.info->param.numel(), CheckpointError, where,
+                         ": tensor ", key, " has shape ", c10::IntArrayRef(shape), " but its parameter has ",
                          slot.info->param.sizes(), ". Is this checkpoint from another model?");
-        cut[state_key(k, field)] = tensor.reshape(-1).narrow(0, slot.info->begin, slot.info->length);
+        cut[state_key(k, field)] = tensors.read(key, slot.info->begin, slot.info->length);
       }
     }
     load_optimizer_state(optimizer_, cut, pieces, where);

@@ -23,16 +23,21 @@ struct DdpOptions {
   bool broadcast_buffers = true;
 };
 
-/// HF's log_with: one tracker name as HF takes a string (`.log_with = "tensorboard"`), several
-/// (`.log_with = {"tensorboard", "jsonl"}`), or "all". A list of names, as make_trackers reads it.
-/// ZeRO stage 3's prefetching (HF's FullyShardedDataParallelPlugin forward_prefetch and backward_prefetch
+/// ZeRO stage 3's options. Prefetching (HF's FullyShardedDataParallelPlugin forward_prefetch and backward_prefetch
 /// BACKWARD_PRE): while a unit runs, the all-gather of the unit after it (forward) or before it (backward) is
 /// already under way. Both on by default, as FSDP2's implicit prefetch; off, each gather waits where it is needed.
 struct FsdpOptions {
   bool forward_prefetch = true;
   bool backward_prefetch = true;
+  /// save_state at stage 3: each process writes its own shards of the model and the optimizer state, in parallel
+  /// (model.rank_<r>.safetensors, ...; HF's fsdp_state_dict_type SHARDED_STATE_DICT); false gathers them to the
+  /// main process, which writes stage 0's files (FULL_STATE_DICT; it must hold the whole model and optimizer
+  /// state). Both load at any world size and stage.
+  bool sharded_state_dict = true;
 };
 
+/// HF's log_with: one tracker name as HF takes a string (`.log_with = "tensorboard"`), several
+/// (`.log_with = {"tensorboard", "jsonl"}`), or "all". A list of names, as make_trackers reads it.
 struct LogWith : std::vector<std::string> {
   using std::vector<std::string>::vector;
   LogWith() = default;

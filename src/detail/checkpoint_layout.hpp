@@ -5,6 +5,8 @@
 //     metadata.json                      format_version, world size, step, counts of each kind of object
 //     model.safetensors, model_<i>...    prepared models, in prepare() order
 //     optimizer.{safetensors,json}, optimizer_<i>.{...}
+//     model.pieces.json, model.rank_<r>.safetensors, optimizer.rank_<r>...  instead at ZeRO stage 3: each
+//                                        rank's shards, written in parallel (detail/tensor_pieces.hpp)
 //     scheduler.json, scheduler_<i>.json
 //     sampler.safetensors, sampler_<i>...  data-loader positions (generator state + metadata)
 //     custom_checkpoint_<i>.safetensors  register_for_checkpointing objects
@@ -21,9 +23,9 @@
 
 namespace accelerate::detail::checkpoint {
 
-/// 2: checksums.json is part of the format (a current checkpoint without it lost it, and is refused); 1: written
+/// 3: ZeRO stage 3 writes models and optimizer state in per-rank pieces. 2: checksums.json is part of the format (a current checkpoint without it lost it, and is refused); 1: written
 /// before it existed (it may have one, checked when present).
-inline constexpr int kFormatVersion = 2;
+inline constexpr int kFormatVersion = 3;
 inline constexpr int kOldestFormatVersion = 1;
 inline constexpr const char* kComplete = "COMPLETE";
 inline constexpr const char* kNodeLocal = "NODE_LOCAL";
@@ -42,6 +44,8 @@ inline std::string indexed(const std::string& stem, size_t i, const std::string&
   return (i == 0 ? stem : stem + "_" + std::to_string(i)) + extension;
 }
 inline std::string model_file(size_t i) { return indexed("model", i, ".safetensors"); }
+/// ZeRO stage 3's shards of a model or optimizer: <stem>.pieces.json and <stem>.rank_<r>.safetensors.
+inline std::string model_stem(size_t i) { return indexed("model", i, ""); }
 /// The optimizer's two files share this stem: <stem>.safetensors (tensors) and <stem>.json (the rest).
 inline std::string optimizer_stem(size_t i) { return indexed("optimizer", i, ""); }
 inline std::string scheduler_file(size_t i) { return indexed("scheduler", i, ".json"); }

@@ -62,6 +62,9 @@ struct CheckpointPart {
   std::function<void()> gather;
   /// Writes the files (main process only).
   std::function<void(const std::filesystem::path&)> save;
+  /// Writes this rank's own files, on every rank in parallel after every `gather` (ZeRO stage 3's shards, as
+  /// `rank` of `world_size`); optional.
+  std::function<void(const std::filesystem::path&, int rank, int world_size)> save_own;
   /// Every file `load` will read is there and well-formed, so a damaged checkpoint is refused before anything
   /// is overwritten.
   std::function<void(const std::filesystem::path&)> verify;
@@ -70,12 +73,17 @@ struct CheckpointPart {
 using CheckpointParts = std::vector<CheckpointPart>;
 
 // The parts of a save_state checkpoint, in HF's order (prepare()/register order within each kind).
-/// `units[i]`: model i's ZeRO-3 units (nullptr where its parameters are whole): gathered one at a time to save,
-/// the copy kept by the `main_process`; loaded shard by shard.
-CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<ShardedUnits*> units, bool main_process);
-/// `sharded[i]`: optimizer i's ZeRO sharding, or nullptr: its state is consolidated to the unsharded format on
-/// save (a collective) and cut to this rank's pieces on load.
-CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers, std::vector<ZeroOptimizer*> sharded);
+/// `units[i]`: model i's ZeRO-3 units (nullptr where its parameters are whole). With `pieces` (FsdpOptions::
+/// sharded_state_dict) every rank writes its own shards of such a model (tensor_pieces.hpp); without, the units are
+/// gathered one at a time and the `main_process` keeps the whole model to write. Either format loads at any world
+/// size and stage, each unit reading only this rank's slices.
+CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<ShardedUnits*> units, bool main_process,
+                           bool pieces);
+/// `sharded[i]`: optimizer i's ZeRO sharding, or nullptr. Its state is saved in the unsharded format's names,
+/// by every rank in pieces (`pieces`) or consolidated on the main process (a collective); loaded at any world
+/// size and stage, cut to this rank's pieces.
+CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers, std::vector<ZeroOptimizer*> sharded,
+                               bool pieces);
 CheckpointPart schedulers_part(std::vector<LRScheduler*> schedulers);
 /// Without fp16 (`scaler` null) the part has nothing to save or load.
 CheckpointPart scaler_part(GradScaler* scaler);

@@ -13,7 +13,15 @@ class Module;
 }
 
 namespace accelerate::detail {
+class TensorSource;
+
 std::map<std::string, at::Tensor> model_state(torch::nn::Module& model);
+
+/// Loads every parameter and buffer of `model` from `source` by state-dict name (save_state's files, whole or in
+/// pieces of any world size); a ZeRO-3 unit's parameter takes only this process's slice, read alone. Names,
+/// shapes and dtypes must match exactly: CheckpointError listing each one that does not, naming `where`, before
+/// anything is copied.
+void load_model_state(torch::nn::Module& model, const TensorSource& source, const std::string& where);
 
 /// save_model's files (one file, or shards of at most max_shard_size bytes with an index) for tensors named and
 /// shaped as `layout` (its data is not read), each fetched by name in turn while its file is written: a process

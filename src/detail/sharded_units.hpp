@@ -7,7 +7,9 @@
 // rank's param_shard.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,9 +61,18 @@ class ShardedUnit {
   void write_back();
   /// Whether `param` (or a detached alias of it) is one of this unit's parameters.
   bool holds(const at::Tensor& param) const;
-  /// If `param` is one of this unit's: copies this rank's slice of `values` (the parameter's shape) into the
-  /// shard, reading only that slice of a mapped file (and into the parameter too while gathered); true then.
-  bool load_slice(const at::Tensor& param, const at::Tensor& values);
+  /// Reads elements [begin, begin + length) of a parameter's flat view (from a mapped file: only those pages).
+  using SliceReader = std::function<at::Tensor(int64_t begin, int64_t length)>;
+  /// If `param` is one of this unit's: copies this rank's slice of it, from `read`, into the shard (and the
+  /// whole parameter into the parameter while gathered); true then.
+  bool load_slice(const at::Tensor& param, const SliceReader& read);
+  /// This rank's elements of `param` (one of this unit's): elements [begin, begin + values.numel()) of its flat
+  /// view, `values` a view into the shard (0 elements when it keeps none); nullopt when it is not this unit's.
+  struct KeptSlice {
+    int64_t begin = 0;
+    at::Tensor values;
+  };
+  std::optional<KeptSlice> kept_slice(const at::Tensor& param) const;
   /// Rank 0's weights or a load filled every parameter; StateError naming the unit otherwise.
   void check_materialised() const;
   /// The units before and after this one in registration order (backward and forward prefetch).
@@ -163,6 +174,9 @@ class UnitStream {
 /// `model`'s parameters and buffers by state-dict name through a UnitStream (collective); CPU copies where `keep`
 /// (the process that writes them), else nothing.
 std::map<std::string, at::Tensor> gathered_model_state(torch::nn::Module& model, bool keep);
+
+/// The ZeRO-3 units of a prepared model's ShardingUnit modules (none before prepare or at other stages).
+std::vector<ShardedUnit*> units_of(torch::nn::Module& model);
 
 /// The ShardingUnit submodules of `module` (a unit inside a unit is refused with ConfigError) and their names.
 std::vector<std::pair<std::string, ShardingUnit*>> find_units(torch::nn::Module& module);

@@ -5,6 +5,7 @@
 // as stage 0 writes it), so they load at any stage and world size.
 #pragma once
 
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "detail/optimizer_state.hpp"
+#include "detail/tensor_pieces.hpp"
 #include "detail/zero_partition.hpp"
 
 namespace torch::optim {
@@ -53,10 +55,18 @@ class ZeroOptimizer final : public OptimizerSharding {
   /// The whole optimizer's state in the unsharded format, on the main process (elsewhere only what the format
   /// needs to agree on). Collective: every rank calls it.
   OptimizerState consolidated_state();
-  /// Loads an unsharded state (any world size and stage wrote it) into this rank's pieces. `where` names the file.
-  void load_state(const safetensors::TensorMap& tensors, const nlohmann::json& meta, const std::string& where);
+  /// The unsharded format's JSON (hyper-parameters, every parameter's scalar state), complete on the main process.
+  /// Collective (a gather of the scalars, no tensor).
+  nlohmann::json state_meta();
+  /// This rank's state tensors as pieces of the unsharded format's tensors ("state.<index>.<field>"), to be saved
+  /// by every rank in parallel (ZeRO stage 3's save_state); CheckpointError for state that is not per element.
+  std::vector<TensorPiece> state_pieces();
+  /// Loads an unsharded state (any world size and stage wrote it, whole or in pieces) into this rank's pieces,
+  /// reading only their elements. `where` names the files.
+  void load_state(const TensorSource& tensors, const nlohmann::json& meta, const std::string& where);
 
  private:
+  nlohmann::json state_meta(const OptimizerState& local, std::set<std::string>* fields);
   struct Slot {
     at::Tensor piece;  // in the optimizer's groups
     const ZeroPiece* info;

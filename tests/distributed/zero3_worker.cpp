@@ -104,6 +104,80 @@ TEST(Zero3, OverflowOnOneShardSkipsTheStepOnEveryRank) {
 
 TEST(Zero3, CheckpointResumesAtStage0AndBack) { expect_checkpoint_round_trip(3, 3); }
 
+/// Elements per tensor-name prefix in one of save_state's per-rank files.
+int64_t elements_in(const std::filesystem::path& file, const std::string& prefix) {
+  int64_t n = 0;
+  for (const auto& [name, t] : safetensors::load_file(file.string())) {
+    if (name.starts_with(prefix)) n += t.numel();
+  }
+  return n;
+}
+
+// save_state at stage 3: each rank writes its own shards of the model and the optimizer state (no process gathers
+// either), and they load at stage 3 exactly; a missing rank's file is named. FsdpOptions::sharded_state_dict =
+// false writes stage 0's whole files instead.
+TEST(Zero3, SaveStateWritesEachRanksShards) {
+  namespace fs = std::filesystem;
+  const int world = g_state->num_processes();
+  const fs::path dir = shared_temp_dir(*g_state, "zero3_pieces"), whole = shared_temp_dir(*g_state, "zero3_whole");
+  Job sharded(3);
+  torch::manual_seed(21 + g_state->process_index());
+  sharded.train(3);
+  sharded.acc.save_state(dir.string());
+  if (g_state->is_main_process()) {
+    EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+    EXPECT_FALSE(fs::exists(dir / "optimizer.safetensors"));
+    int64_t block_elements = 0, all_elements = 0, block_saved = 0, moments_saved = 0;
+    for (const auto& p : sharded.model->named_parameters()) {
+      all_elements += p.value().numel();
+      if (p.key().starts_with("h.")) block_elements += p.value().numel();
+    }
+    for (int r = 0; r < world; ++r) {
+      const auto model = dir / ("model.rank_" + std::to_string(r) + ".safetensors");
+      const auto optimizer = dir / ("optimizer.rank_" + std::to_string(r) + ".safetensors");
+      ASSERT_TRUE(fs::exists(model) && fs::exists(optimizer)) << "rank " << r;
+      // Each rank's slice of each block's flat parameters (ceil(numel / world) elements) and no more.
+      const auto blocks = elements_in(model, "h.");
+      EXPECT_LE(blocks, block_elements / world + kConfig.n_layer) << "rank " << r;
+      block_saved += blocks;
+      // Its pieces of AdamW's two moments (stage 2's buckets outside the blocks: a few elements of padding each).
+      const auto moments = elements_in(optimizer, "state.");
+      EXPECT_LE(moments, 2 * (all_elements / world + 200)) << "rank " << r;
+      moments_saved += moments;
+    }
+    EXPECT_EQ(block_saved, block_elements);
+    EXPECT_EQ(moments_saved, 2 * all_elements);
+  }
+  // Loaded at stage 3 on as many processes: the same parameters, and both go on bitwise alike.
+  Job resumed(3);
+  resumed.acc.load_state(dir.string());
+  const auto saved = sharded.params(), loaded = resumed.params();
+  for (size_t i = 0; i < saved.size(); ++i) EXPECT_TRUE(torch::equal(loaded[i], saved[i])) << "parameter " << i;
+  torch::manual_seed(5 + g_state->process_index());
+  sharded.train(3);
+  torch::manual_seed(5 + g_state->process_index());
+  resumed.train(3);
+  const auto a = sharded.params(), b = resumed.params();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  // Whole files on request.
+  Job full(3, {.sharded_state_dict = false});
+  full.acc.save_state(whole.string());
+  if (g_state->is_main_process()) {
+    EXPECT_TRUE(fs::exists(whole / "model.safetensors"));
+    EXPECT_FALSE(fs::exists(whole / "model.pieces.json"));
+    // A rank's file lost: named, on every rank, before anything is loaded.
+    fs::remove(dir / ("model.rank_" + std::to_string(world - 1) + ".safetensors"));
+  }
+  wait_for_everyone(*g_state);
+  const auto before = resumed.params();
+  const auto error = error_of<CheckpointError>([&] { resumed.acc.load_state(dir.string()); });
+  EXPECT_NE(error.find("is missing model.rank_" + std::to_string(world - 1) + ".safetensors"), std::string::npos)
+      << error;
+  const auto after = resumed.params();
+  for (size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(torch::equal(after[i], before[i])) << "parameter " << i;
+  if (g_state->is_main_process()) fs::remove_all(dir), fs::remove_all(whole);
+}
+
 // save_model at stage 3 is streamed unit by unit; its files are stage 0's (here in several shards).
 TEST(Zero3, SaveModelWritesWhatStage0Writes) {
   Job sharded(3), replicated(0);  // the same seed: the same initial model

@@ -129,13 +129,18 @@ inline void expect_same_on_every_rank(const std::vector<torch::Tensor>& params) 
   }
 }
 
+inline AcceleratorOptions with_fsdp(AcceleratorOptions options, FsdpOptions fsdp) {
+  options.fsdp = fsdp;
+  return options;
+}
+
 /// A model, AdamW and a fixed batch per rank, prepared at `stage`.
 struct Job {
   Accelerator acc;
   gpt::Gpt model{kConfig};
   torch::optim::AdamW adamw{model->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.1)};
   AcceleratedOptimizer* opt = nullptr;
-  explicit Job(int stage) : acc(g_state, options_for(stage, 0.01, 1)) {
+  explicit Job(int stage, FsdpOptions fsdp = {}) : acc(g_state, with_fsdp(options_for(stage, 0.01, 1), fsdp)) {
     acc.prepare(model);
     opt = &acc.prepare(adamw);
   }
