@@ -124,7 +124,7 @@ struct File::Mapping {
   }
 };
 
-File::File(const std::string& path) : path_(path), mapping_(std::make_shared<Mapping>()) {
+File::File(const std::string& path, bool copy_on_write) : path_(path), mapping_(std::make_shared<Mapping>()) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   ACCELERATE_CHECK(fd >= 0, CheckpointError, "cannot open ", path, ": ", std::strerror(errno), ".");
   struct stat st {};
@@ -134,7 +134,8 @@ File::File(const std::string& path) : path_(path), mapping_(std::make_shared<Map
   const uint8_t* bytes = kEmpty;
   if (mapping_->size > 0) {
     // Private and writable: tensors may be modified in place without touching the file (copy-on-write).
-    mapping_->base = ::mmap(nullptr, mapping_->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    const int protection = copy_on_write ? PROT_READ | PROT_WRITE : PROT_READ;
+    mapping_->base = ::mmap(nullptr, mapping_->size, protection, MAP_PRIVATE, fd, 0);
     const int err = errno;
     ::close(fd);
     ACCELERATE_CHECK(mapping_->base != MAP_FAILED, CheckpointError, "cannot map ", path, ": ", std::strerror(err), ".");

@@ -24,8 +24,8 @@ int64_t numel_of(const std::vector<int64_t>& shape) {
 
 /// The flat run [begin, begin + length) of a tensor of `numel` elements exists; CheckpointError otherwise.
 void check_run(const std::string& name, int64_t numel, int64_t begin, int64_t length) {
-  ACCELERATE_CHECK(begin >= 0 && length >= 0 && begin + length <= numel, CheckpointError, "tensor '", name,
-                   "' has ", numel, " elements; elements [", begin, ", ", begin + length, ") were asked for.");
+  ACCELERATE_CHECK(begin >= 0 && length >= 0 && begin + length <= numel, CheckpointError, "tensor '", name, "' has ",
+                   numel, " elements; elements [", begin, ", ", begin + length, ") were asked for.");
 }
 
 }  // namespace
@@ -97,7 +97,7 @@ PieceReader::PieceReader(const fs::path& dir, const std::string& stem) {
                      " wrote it into a folder of its own machine: save to a folder every machine shares (or set "
                      "FsdpOptions::sharded_state_dict = false to have the main process write whole files). Resume "
                      "from another checkpoint.");
-    files_.push_back(std::make_unique<safetensors::File>(path.string()));
+    files_.push_back(std::make_unique<safetensors::File>(path.string(), /*copy_on_write=*/false));  // read() copies
     file_names_.push_back(path.filename().string());
     const auto& meta = files_.back()->metadata();
     const auto layout = meta.count("pieces") ? json::parse(meta.at("pieces"), nullptr, false) : json();

@@ -380,17 +380,19 @@ void finish(Run& r, double seconds) {
   acc.print("val_loss=" + std::to_string(val_loss));
   acc.print("train_seconds=" + std::to_string(seconds));
   if (r.args.with_tracking) acc.log({{"final_val_loss", val_loss}}, r.progress.steps);
-  // The memory line's parameter bytes are those held during training: taken before the model is gathered whole.
+  // The memory line's figures are those held during training: taken before the model is gathered whole.
   const int64_t param_bytes = accelerate::parameter_bytes(r.net->parameters(), r.opt.optimizer());
+  const int64_t optimizer_bytes = accelerate::optimizer_state_bytes(r.opt.optimizer());
   if (!r.args.output_dir.empty() || r.args.sample_tokens > 0) {
-    // ZeRO stage 3: the main process saves and samples alone, so every process gathers the whole model first.
+    // Training is over: the optimizer state makes room for the whole model, which ZeRO stage 3 gathers on every
+    // process so that the main process can save and sample alone.
+    r.opt.optimizer().state().clear();
     auto whole = acc.summon_full_params(r.net, /*writeback=*/false);
     if (acc.is_main_process()) save_and_sample(r);
   }
   std::cout << "memory: rank=" << acc.process_index() << " parameter_bytes=" << param_bytes
-            << " optimizer_state_bytes=" << accelerate::optimizer_state_bytes(r.opt.optimizer())
-            << " gradient_bytes=" << r.grad_bytes << " peak_bytes=" << accelerate::peak_memory_bytes(acc.device())
-            << std::endl;
+            << " optimizer_state_bytes=" << optimizer_bytes << " gradient_bytes=" << r.grad_bytes
+            << " peak_bytes=" << accelerate::peak_memory_bytes(acc.device()) << std::endl;
 }
 
 /// --init_from's weights, on every process: each maps the files and copies what it holds (at stage 3: its shards).

@@ -23,7 +23,10 @@ void save_file(const TensorMap& tensors, const std::string& path, const Metadata
 /// them never changes the file) and keep it alive.
 class File {
  public:
-  explicit File(const std::string& path);
+  /// `copy_on_write` false maps the file read-only: tensors from get() must then never be written (the process
+  /// would get SIGSEGV), and the mapping does not count as the process's private memory (RLIMIT_DATA), as a
+  /// reader that only copies out of it wants.
+  explicit File(const std::string& path, bool copy_on_write = true);
   ~File();
   const std::string& path() const { return path_; }
   std::vector<std::string> keys() const;

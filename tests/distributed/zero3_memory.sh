@@ -22,12 +22,22 @@ out=$(timeout 300 "$gpt" "${flags[@]}" --n_layer 16 --n_head 8 --n_embd 1024 --b
 [ -f "$tmp/pretrained/model/model.safetensors" ] || fail "no pretrained folder"
 run() {
   timeout 300 prlimit --data="$limit:$limit" "$cli" launch --num_processes 2 --cpu --timeout 120 "$gpt" "${flags[@]}" \
-    --init_from "$tmp/pretrained/model" --max_steps 2 --zero_stage "$1" 2>&1
+    --init_from "$tmp/pretrained/model" --zero_stage "$@" 2>&1
 }
-if out=$(run 0); then fail "stage 0 trained under the limit of $limit bytes: the limit does not test anything"; fi
+if out=$(run 0 --max_steps 2); then fail "stage 0 trained under the limit of $limit bytes: the limit does not test anything"; fi
 grep -qiE "can't allocate memory|cannot allocate memory|bad_alloc" <<<"$out" || fail "stage 0 failed, but not for memory"
-out=$(run 3) || fail "stage 3 did not train under the limit of $limit bytes"
+# Stage 3 trains and checkpoints under the limit: each process writes its own shards (the main process could not
+# hold the whole model and AdamW state on top of its own), and the run resumes from them.
+out=$(run 3 --max_steps 2 --output_dir "$tmp/run" --checkpointing_steps 2) ||
+  fail "stage 3 did not train and save under the limit of $limit bytes"
 grep -q "step=2 loss=" <<<"$out" || fail "stage 3 logged no step 2"
+ckpt="$tmp/run/checkpoints/checkpoint_0"
+for f in model.rank_0 model.rank_1 optimizer.rank_0 optimizer.rank_1; do
+  [ -f "$ckpt/$f.safetensors" ] || fail "the stage-3 checkpoint has no $f.safetensors"
+done
+resumed=$(run 3 --max_steps 3 --output_dir "$tmp/run" --resume_from_checkpoint latest) ||
+  { out="$resumed"; fail "stage 3 did not resume under the limit"; }
+grep -q "resumed from" <<<"$resumed" && grep -q "step=3 loss=" <<<"$resumed" || { out="$resumed"; fail "no resumed step 3"; }
 for r in 0 1; do
   line=$(grep -o "memory: rank=$r .*" <<<"$out") || fail "no memory line of rank $r"
   params=$(grep -o "parameter_bytes=[0-9]*" <<<"$line" | cut -d= -f2)
