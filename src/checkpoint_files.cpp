@@ -145,7 +145,7 @@ void save_checkpoint_files(const fs::path& dir, const CheckpointParts& parts, co
     write_metadata(dir, parts, writer);
   }
   for (const auto& part : parts) {
-    if (part.save_own) part.save_own(dir, writer.process_index, writer.num_processes);
+    if (part.save_own) part.save_own(dir, writer);
   }
   safetensors::TensorMap rng{{"cpu", cpu_generator().get_state()}};
   if (writer.device.is_cuda()) rng["cuda"] = at::globalContext().defaultGenerator(writer.device).get_state();

@@ -91,9 +91,14 @@ std::vector<TensorPiece> model_pieces(torch::nn::Module& model, bool main_proces
   return pieces;
 }
 
+PiecesWriter pieces_writer(const CheckpointWriter& w) { return {w.process_index, w.num_processes, w.save_id}; }
+
 /// The tensors of a model or optimizer in `dir`: in pieces (a reader), or one file (checked; nullptr).
 std::unique_ptr<TensorSource> saved_pieces(const fs::path& dir, const std::string& stem, const std::string& file) {
   if (has_pieces(dir, stem)) return std::make_unique<PieceReader>(dir, stem);
+  ACCELERATE_CHECK(fs::exists(dir / file) || !fs::exists(dir / pieces_file(stem, 0)), CheckpointError, "checkpoint ",
+                   dir.string(), " holds ", stem, ".rank_*.safetensors (ZeRO stage 3's shards) but not their index ",
+                   pieces_index_file(stem), ": it was deleted. Resume from another checkpoint.");
   check_tensors_file(dir / file);
   return nullptr;
 }
@@ -104,6 +109,7 @@ CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<S
                            bool pieces) {
   units.resize(models.size(), nullptr);
   auto in_pieces = [units, pieces](size_t i) { return pieces && units[i]; };
+  const bool any_in_pieces = pieces && std::any_of(units.begin(), units.end(), [](auto* u) { return u != nullptr; });
   // Stage 3 without pieces: the main process's copy of each sharded model, gathered one unit at a time on every
   // rank by `gather`.
   auto gathered = std::make_shared<std::vector<std::map<std::string, at::Tensor>>>();
@@ -125,13 +131,16 @@ CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<S
                 }
               },
           .save_own =
-              [models, main_process, in_pieces](const fs::path& dir, int rank, int world_size) {
-                for (size_t i = 0; i < models.size(); ++i) {
-                  if (!in_pieces(i)) continue;
-                  write_pieces(dir, model_stem(i), rank, world_size, model_pieces(*models[i], main_process));
-                  if (main_process) write_pieces_index(dir, model_stem(i), world_size);
-                }
-              },
+              !any_in_pieces
+                  ? nullptr
+                  : std::function([models, main_process, in_pieces](const fs::path& dir, const CheckpointWriter& w) {
+                      for (size_t i = 0; i < models.size(); ++i) {
+                        if (!in_pieces(i)) continue;
+                        const auto writer = pieces_writer(w);
+                        write_pieces(dir, model_stem(i), writer, model_pieces(*models[i], main_process));
+                        if (main_process) write_pieces_index(dir, model_stem(i), writer);
+                      }
+                    }),
           .verify =
               [n = models.size()](const fs::path& dir) {
                 for (size_t i = 0; i < n; ++i) saved_pieces(dir, model_stem(i), model_file(i));
@@ -154,6 +163,8 @@ CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers,
                                bool pieces) {
   sharded.resize(optimizers.size(), nullptr);
   auto in_pieces = [sharded, pieces](size_t i) { return pieces && sharded[i]; };
+  const bool any_in_pieces =
+      pieces && std::any_of(sharded.begin(), sharded.end(), [](auto* z) { return z != nullptr; });
   // Filled by `gather` on every rank, written by `save` on the main process (only the JSON when in pieces).
   auto consolidated = std::make_shared<std::vector<OptimizerState>>();
   return {.kind = "optimizers",
@@ -179,14 +190,16 @@ CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers,
                   write_json(dir / (optimizer_stem(i) + ".json"), state.meta);
                 }
               },
-          .save_own =
-              [sharded, in_pieces](const fs::path& dir, int rank, int world_size) {
-                for (size_t i = 0; i < sharded.size(); ++i) {
-                  if (!in_pieces(i)) continue;
-                  write_pieces(dir, optimizer_stem(i), rank, world_size, sharded[i]->state_pieces());
-                  if (rank == 0) write_pieces_index(dir, optimizer_stem(i), world_size);
-                }
-              },
+          .save_own = !any_in_pieces
+                          ? nullptr
+                          : std::function([sharded, in_pieces](const fs::path& dir, const CheckpointWriter& w) {
+                              for (size_t i = 0; i < sharded.size(); ++i) {
+                                if (!in_pieces(i)) continue;
+                                const auto writer = pieces_writer(w);
+                                write_pieces(dir, optimizer_stem(i), writer, sharded[i]->state_pieces());
+                                if (w.process_index == 0) write_pieces_index(dir, optimizer_stem(i), writer);
+                              }
+                            }),
           .verify =
               [n = optimizers.size()](const fs::path& dir) {
                 for (size_t i = 0; i < n; ++i) {

@@ -76,8 +76,8 @@ void delete_checkpoint(const fs::path& folder) {
 
 /// Rank 0 prepares the folder; a machine that does not see it there (a node-local output folder, no shared
 /// filesystem) prepares its own through its local main process, as HF creates the folder on every process.
-/// Returns whether this rank sees rank 0's folder.
-bool prepare_checkpoint_folder(const ProcessState& state, const fs::path& dir, bool automatic) {
+/// Returns whether this rank sees rank 0's folder, and rank 0's token (the same on every rank: this save's id).
+std::pair<bool, std::string> prepare_checkpoint_folder(const ProcessState& state, const fs::path& dir, bool automatic) {
   const fs::path tmp = partial_folder(dir);
   auto prepare = [&] {
     // A NODE_LOCAL folder of this name is a stale part of an earlier save (machine 0's decides what exists).
@@ -115,7 +115,7 @@ bool prepare_checkpoint_folder(const ProcessState& state, const fs::path& dir, b
     if (!shared && state.is_local_main_process()) prepare();
   });
   wait_for_everyone(state);  // each machine's folder exists before anyone writes into it
-  return shared;
+  return {shared, owner[0].toStringRef()};
 }
 
 /// checksums.json: the CRC-32 of every file in the folder (safetensors has no checksum of its own, so a flipped
@@ -168,8 +168,19 @@ fs::path Checkpointer::save(const std::string& output_dir, const CheckpointParts
     if (!numbering_checked_) continue_numbering();
     dir = folder() / folder_name(project_.iteration);
   }
-  const bool shared = prepare_checkpoint_folder(state_, dir, automatic);
+  const auto [shared, save_id] = prepare_checkpoint_folder(state_, dir, automatic);
+  // Files every rank writes itself (ZeRO stage 3's shards) must land in machine 0's folder to be a checkpoint.
+  const bool own_files = std::any_of(parts.begin(), parts.end(), [](const auto& p) { return bool(p.save_own); });
+  run_agreed(state_, [&, shared = shared] {
+    ACCELERATE_CHECK(shared || !own_files, CheckpointError, "save_state: this machine does not see machine 0's ",
+                     dir.string(),
+                     " (a folder on a disk of each machine), but at ZeRO stage 3 every process writes its shards into "
+                     "the checkpoint folder, so machine 0's would lack this machine's. Save to a folder every machine "
+                     "shares, or set FsdpOptions::sharded_state_dict = false (the main process then writes whole "
+                     "files). Nothing was saved.");
+  });
   writer.iteration = project_.iteration;
+  writer.save_id = save_id;
   run_agreed(state_, [&] { save_checkpoint_files(partial_folder(dir), parts, writer); });
   commit_checkpoint_folder(state_, dir, shared);
   if (automatic) {
@@ -319,7 +330,7 @@ Checkpointer::Loaded Checkpointer::load_from(const fs::path& dir, bool automatic
   if (saved.world_size != state_.num_processes()) {
     print(state_, "accelerate: resuming with", state_.num_processes(), "process(es) from a checkpoint of",
           saved.world_size,
-          "processes: model, optimizer and scheduler state are replicated and load as they are; ranks without a"
+          "processes: model and optimizer state load at any world size (ZeRO's shards are cut anew); ranks without a"
           " random-state file of their own take rank 0's; data positions are mapped by global sample index.");
   }
   Loaded loaded{dir, 0};

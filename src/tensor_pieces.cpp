@@ -56,7 +56,7 @@ std::string pieces_file(const std::string& stem, int rank) {
   return stem + ".rank_" + std::to_string(rank) + ".safetensors";
 }
 
-void write_pieces(const fs::path& dir, const std::string& stem, int rank, int world_size,
+void write_pieces(const fs::path& dir, const std::string& stem, const PiecesWriter& writer,
                   const std::vector<TensorPiece>& pieces) {
   safetensors::TensorMap tensors;
   json layout = json::object();
@@ -67,17 +67,17 @@ void write_pieces(const fs::path& dir, const std::string& stem, int rank, int wo
     tensors[piece.name] = piece.values.reshape(-1);
     layout[piece.name] = {{"shape", piece.shape}, {"offset", piece.offset}};
   }
-  checkpoint::save_tensors(dir / pieces_file(stem, rank), tensors,
+  checkpoint::save_tensors(dir / pieces_file(stem, writer.rank), tensors,
                            {{"format", "accelerate-cpp pieces"},
-                            {"rank", std::to_string(rank)},
-                            {"world_size", std::to_string(world_size)},
+                            {"rank", std::to_string(writer.rank)},
+                            {"world_size", std::to_string(writer.world_size)},
+                            {"save_id", writer.save_id},
                             {"pieces", layout.dump()}});
 }
 
-void write_pieces_index(const fs::path& dir, const std::string& stem, int world_size) {
-  json files = json::array();
-  for (int r = 0; r < world_size; ++r) files.push_back(pieces_file(stem, r));
-  checkpoint::write_json(dir / pieces_index_file(stem), json{{"world_size", world_size}, {"files", files}});
+void write_pieces_index(const fs::path& dir, const std::string& stem, const PiecesWriter& writer) {
+  checkpoint::write_json(dir / pieces_index_file(stem),
+                         json{{"world_size", writer.world_size}, {"save_id", writer.save_id}});
 }
 
 bool has_pieces(const fs::path& dir, const std::string& stem) { return fs::exists(dir / pieces_index_file(stem)); }
@@ -86,9 +86,9 @@ PieceReader::PieceReader(const fs::path& dir, const std::string& stem) {
   const auto index_path = dir / pieces_index_file(stem);
   const auto index = checkpoint::read_json(index_path);
   const int world = checkpoint::field<int>(index, "world_size", index_path, 0);
-  ACCELERATE_CHECK(world >= 1 && index.contains("files") && index["files"].size() == static_cast<size_t>(world),
-                   CheckpointError, "checkpoint file ", index_path.string(),
-                   " is damaged: it must list one file per rank. Resume from another checkpoint.");
+  ACCELERATE_CHECK(world >= 1, CheckpointError, "checkpoint file ", index_path.string(),
+                   " is damaged: its world_size must be at least 1. Resume from another checkpoint.");
+  const auto save_id = checkpoint::field<std::string>(index, "save_id", index_path);
   for (int r = 0; r < world; ++r) {
     const auto path = dir / pieces_file(stem, r);
     ACCELERATE_CHECK(fs::exists(path), CheckpointError, "checkpoint ", dir.string(), " is missing ",
@@ -100,6 +100,12 @@ PieceReader::PieceReader(const fs::path& dir, const std::string& stem) {
     files_.push_back(std::make_unique<safetensors::File>(path.string(), /*copy_on_write=*/false));  // read() copies
     file_names_.push_back(path.filename().string());
     const auto& meta = files_.back()->metadata();
+    auto said = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string("none"); };
+    ACCELERATE_CHECK(
+        said("rank") == std::to_string(r) && said("world_size") == std::to_string(world) && said("save_id") == save_id,
+        CheckpointError, "checkpoint file ", path.string(), " is not rank ", r, "'s shards of this save (", world,
+        " ranks, save ", save_id, ") but of rank ", said("rank"), " of ", said("world_size"), " in save ",
+        said("save_id"), ": files of different checkpoints were mixed. Resume from another checkpoint.");
     const auto layout = meta.count("pieces") ? json::parse(meta.at("pieces"), nullptr, false) : json();
     ACCELERATE_CHECK(layout.is_object(), CheckpointError, "checkpoint file ", path.string(),
                      " has no valid 'pieces' metadata; it is damaged or not a shard file.");

@@ -228,6 +228,10 @@ int main(int argc, char** argv) {
   try {
     if (argc > 1 && std::string(argv[1]) == "--report") {
       std::cout << to_markdown(runtime_info());
+      // The peak that CPU MFU is measured against (throughput.hpp): this machine's, with LibTorch's threads.
+      std::cout << "- CPU GEMM peak (measured, fp32, " << at::get_num_threads()
+                << " threads): " << static_cast<int64_t>(measure_cpu_gemm_flops(c10::kFloat, 0.3) / 1e9)
+                << " GFLOP/s\n";
       return 0;
     }
     return run_checks();

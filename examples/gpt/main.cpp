@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 
@@ -254,8 +255,31 @@ struct Run {
   Progress& progress;
   torch::Tensor loss_sum;  // summed on the device: reading a loss every step would make a GPU wait for the CPU
   int64_t loss_count = 0;
-  int64_t grad_bytes = 0;  // gradient bytes held after the last sync backward
+  int64_t grad_bytes = 0;                            // gradient bytes held after the last sync backward
+  std::optional<accelerate::ThroughputMeter> meter;  // tokens/s and MFU between two loss lines
 };
+
+/// The meter of tokens/s and MFU: 6N + 12·L·H·Q·T FLOPs per token against the device's peak in the compute dtype
+/// (on a CPU, a GEMM probe of this process).
+accelerate::ThroughputMeter make_meter(accelerate::Accelerator& acc, gpt::GptImpl& model) {
+  const auto& c = model.config;
+  int64_t n = 0;  // every parameter but the position table (a lookup); wte is also the output head (tied)
+  for (const auto& p : model.parameters()) n += p.numel();
+  n -= model.wpe->weight.numel();
+  const double per_token = accelerate::transformer_flops_per_token({.parameters = n,
+                                                                    .layers = c.n_layer,
+                                                                    .heads = c.n_head,
+                                                                    .head_dim = c.n_embd / c.n_head,
+                                                                    .seq_len = c.block_size});
+  const auto precision = acc.mixed_precision();
+  const auto dtype = precision == accelerate::MixedPrecision::Bf16   ? torch::kBFloat16
+                     : precision == accelerate::MixedPrecision::Fp16 ? torch::kHalf
+                                                                     : torch::kFloat;
+  const auto peak = accelerate::peak_flops(acc.device(), dtype);
+  if (!peak) acc.print("gpt: note: no peak FLOP/s known for this GPU: mfu= stays 0.");
+  return accelerate::ThroughputMeter(
+      {.flops_per_token = per_token, .peak_flops = peak.value_or(0), .num_processes = acc.num_processes()});
+}
 
 /// resume_from_checkpoint, then the run's hyper-parameters to the trackers and the model's size.
 void start(Run& r) {
@@ -266,6 +290,7 @@ void start(Run& r) {
     if (r.progress.processes != acc.num_processes()) {
       auto& s = r.scheduler.scheduler();
       s.set_last_epoch(s.last_epoch() / r.progress.processes * acc.num_processes());
+      r.progress.processes = acc.num_processes();  // the next checkpoint's count is in this run's units
     }
     acc.print("resumed from", *from, "at step", r.progress.steps);
     if (r.progress.steps >= r.args.max_steps) {
@@ -307,6 +332,8 @@ void micro_step(Run& r, const accelerate::Batch& batch) {
   r.opt.zero_grad();
   r.loss_sum += loss.detach().to(torch::kFloat);
   ++r.loss_count;
+  const auto& ids = batch.at("input_ids");
+  r.meter->update(ids.numel(), ids.size(0));
 }
 
 /// After an optimizer step: the loss line every --log_interval steps, a validation loss every --eval_interval.
@@ -316,8 +343,14 @@ void log_progress(Run& r, bool last) {
   if (r.progress.steps % r.args.log_interval == 0 || last) {
     const double mean = acc.reduce(r.loss_sum / static_cast<double>(r.loss_count), "mean").item<double>();
     const double lr = r.scheduler.get_last_lr()[0];
-    acc.print("step=" + step, "loss=" + std::to_string(mean), "lr=" + std::to_string(lr));
-    if (r.args.with_tracking) acc.log({{"train_loss", mean}, {"lr", lr}}, r.progress.steps);
+    const auto speed = r.meter->compute();  // after the loss's reduce: the queued work is done
+    acc.print("step=" + step, "loss=" + std::to_string(mean), "lr=" + std::to_string(lr),
+              "tokens_per_s=" + std::to_string(static_cast<int64_t>(speed.tokens_per_s)),
+              "mfu=" + std::to_string(speed.mfu));
+    if (r.args.with_tracking) {
+      acc.log({{"train_loss", mean}, {"lr", lr}, {"tokens_per_s", speed.tokens_per_s}, {"mfu", speed.mfu}},
+              r.progress.steps);
+    }
     r.loss_sum.zero_(), r.loss_count = 0;
   }
   if (r.progress.steps % r.args.eval_interval == 0 && !last) {
@@ -431,6 +464,7 @@ int run(const Args& args) {
         opt,       train_loader, val_loader,
         scheduler, progress,     torch::zeros({}, torch::TensorOptions(torch::kFloat).device(acc.device()))};
   start(r);
+  r.meter.emplace(make_meter(acc, *net));
   const auto began = std::chrono::steady_clock::now();
   if (train(r)) {
     acc.end_training();

@@ -23,5 +23,6 @@
 #include <accelerate/settings.hpp>
 #include <accelerate/sharding_unit.hpp>
 #include <accelerate/system_info.hpp>
+#include <accelerate/throughput.hpp>
 #include <accelerate/tracking.hpp>
 #include <accelerate/version.hpp>

@@ -35,6 +35,8 @@ namespace detail {
 class ShardedUnits;
 class ZeroOptimizer;
 
+struct CheckpointWriter;
+
 /// What a part's load may need besides its files.
 struct LoadContext {
   int process_index = 0;
@@ -62,9 +64,9 @@ struct CheckpointPart {
   std::function<void()> gather;
   /// Writes the files (main process only).
   std::function<void(const std::filesystem::path&)> save;
-  /// Writes this rank's own files, on every rank in parallel after every `gather` (ZeRO stage 3's shards, as
-  /// `rank` of `world_size`); optional.
-  std::function<void(const std::filesystem::path&, int rank, int world_size)> save_own;
+  /// Writes this rank's own files, on every rank in parallel after every `gather` (ZeRO stage 3's shards); unset
+  /// when there are none (save_state then needs no folder shared by every machine).
+  std::function<void(const std::filesystem::path&, const CheckpointWriter&)> save_own;
   /// Every file `load` will read is there and well-formed, so a damaged checkpoint is refused before anything
   /// is overwritten.
   std::function<void(const std::filesystem::path&)> verify;
@@ -98,6 +100,8 @@ struct CheckpointWriter {
   int64_t step = 0;       ///< micro-steps so far (Accelerator::step())
   int64_t iteration = 0;  ///< ProjectConfiguration::iteration
   MixedPrecision precision = MixedPrecision::No;
+  /// The same on every rank, another for each save: files of one save name it, so that files of two are told apart.
+  std::string save_id;
 };
 
 /// metadata.json as check_checkpoint_files read it.

@@ -2,9 +2,10 @@
 // shards, in parallel, none gathering the model), and read back at any world size: the role of torch's
 // distributed checkpoint (DCP) and DeepSpeed's per-rank ZeRO files, with safetensors files.
 //
-//   <stem>.pieces.json            {"world_size": W, "files": ["<stem>.rank_0.safetensors", ...]} (the main process)
+//   <stem>.pieces.json            {"world_size": W, "save_id": id} (the main process)
 //   <stem>.rank_<r>.safetensors   rank r's pieces: for each tensor, one flat run of elements of it, with its full
-//                                 shape and first element in the header's "pieces" metadata
+//                                 shape and first element in the header's "pieces" metadata, and its rank, the
+//                                 world size and the save's id (files of two saves are never mixed)
 //
 // A reader maps every file and reads any run of a tensor's flat elements, so a process at another world size or
 // stage reads only the elements it keeps (the pages it touches).
@@ -65,18 +66,26 @@ struct TensorPiece {
 std::string pieces_index_file(const std::string& stem);
 std::string pieces_file(const std::string& stem, int rank);
 
-/// Writes rank `rank`'s pieces into `dir` (every rank, each its own file; fsync'd). At most one piece per tensor
+/// Which save wrote a set of pieces: rank `rank` of `world_size`, in the save `save_id` (the same on every rank).
+struct PiecesWriter {
+  int rank = 0;
+  int world_size = 1;
+  std::string save_id;
+};
+
+/// Writes this rank's pieces into `dir` (every rank, each its own file; fsync'd). At most one piece per tensor
 /// per rank. Throws CheckpointError on a failed write.
-void write_pieces(const std::filesystem::path& dir, const std::string& stem, int rank, int world_size,
+void write_pieces(const std::filesystem::path& dir, const std::string& stem, const PiecesWriter& writer,
                   const std::vector<TensorPiece>& pieces);
-/// The index naming every rank's file (the main process).
-void write_pieces_index(const std::filesystem::path& dir, const std::string& stem, int world_size);
+/// The index (the main process).
+void write_pieces_index(const std::filesystem::path& dir, const std::string& stem, const PiecesWriter& writer);
 /// Whether `dir` holds tensors saved in pieces under `stem`.
 bool has_pieces(const std::filesystem::path& dir, const std::string& stem);
 
 /// Every rank's pieces of `stem` in `dir`, mapped. The constructor checks what a load needs: the index, each
-/// rank's file (a missing one is named with its rank and the fix), and that each tensor's pieces agree on shape and
-/// dtype and cover it exactly once; CheckpointError naming the file otherwise.
+/// rank's file (a missing one is named with its rank and the fix) and that it is that rank's of the same save,
+/// and that each tensor's pieces agree on shape and dtype and cover it exactly once; CheckpointError naming the
+/// file otherwise.
 class PieceReader final : public TensorSource {
  public:
   PieceReader(const std::filesystem::path& dir, const std::string& stem);

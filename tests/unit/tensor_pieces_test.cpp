@@ -27,9 +27,9 @@ void save_split(const fs::path& dir, const torch::Tensor& t, const torch::Tensor
     const int64_t lo = std::min(n, r * shard), hi = std::min(n, lo + shard);
     std::vector<ad::TensorPiece> pieces{{"w", t.sizes().vec(), lo, t.reshape(-1).narrow(0, lo, hi - lo)}};
     if (r == 0) pieces.push_back({"b", b.sizes().vec(), 0, b});
-    ad::write_pieces(dir, "model", r, world, pieces);
+    ad::write_pieces(dir, "model", {r, world, "save-a"}, pieces);
   }
-  ad::write_pieces_index(dir, "model", world);
+  ad::write_pieces_index(dir, "model", {0, world, "save-a"});
 }
 
 }  // namespace
@@ -67,15 +67,39 @@ TEST(TensorPieces, PiecesThatDoNotTileATensorAreRefused) {
   TempDir tmp;
   const auto w = torch::ones({10});
   // Rank 1's piece starts one element late (a wrong shard boundary): a gap.
-  ad::write_pieces(tmp.path, "model", 0, 2, {{"w", {10}, 0, w.narrow(0, 0, 5)}});
-  ad::write_pieces(tmp.path, "model", 1, 2, {{"w", {10}, 6, w.narrow(0, 6, 4)}});
-  ad::write_pieces_index(tmp.path, "model", 2);
+  ad::write_pieces(tmp.path, "model", {0, 2, "s"}, {{"w", {10}, 0, w.narrow(0, 0, 5)}});
+  ad::write_pieces(tmp.path, "model", {1, 2, "s"}, {{"w", {10}, 6, w.narrow(0, 6, 4)}});
+  ad::write_pieces_index(tmp.path, "model", {0, 2, "s"});
   auto error = error_of<CheckpointError>([&] { ad::PieceReader(tmp.path, "model"); });
   EXPECT_NE(error.find("the pieces of 'w' in the model.rank_*.safetensors files leave a gap at element 5"),
             std::string::npos)
       << error;
-  // Files of two checkpoints: the same tensor with other shapes.
-  ad::write_pieces(tmp.path, "model", 1, 2, {{"w", {2, 5}, 5, w.narrow(0, 5, 5)}});
+  // The same tensor with another shape.
+  ad::write_pieces(tmp.path, "model", {1, 2, "s"}, {{"w", {2, 5}, 5, w.narrow(0, 5, 5)}});
   error = error_of<CheckpointError>([&] { ad::PieceReader(tmp.path, "model"); });
   EXPECT_NE(error.find("the files are from different checkpoints"), std::string::npos) << error;
+}
+
+TEST(TensorPieces, FilesOfAnotherSaveAreRefused) {
+  TempDir tmp;
+  const auto w = torch::arange(10, torch::kFloat);
+  ad::write_pieces(tmp.path, "model", {0, 2, "s1"}, {{"w", {10}, 0, w.narrow(0, 0, 5)}});
+  ad::write_pieces(tmp.path, "model", {1, 2, "s1"}, {{"w", {10}, 5, w.narrow(0, 5, 5)}});
+  ad::write_pieces_index(tmp.path, "model", {0, 2, "s1"});
+  EXPECT_TRUE(torch::equal(ad::PieceReader(tmp.path, "model").read_whole("w"), w));
+  // Rank 1's file of another save that tiles the tensor just as well (the same world size).
+  ad::write_pieces(tmp.path, "model", {1, 2, "s2"}, {{"w", {10}, 5, w.narrow(0, 5, 5) + 1}});
+  auto error = error_of<CheckpointError>([&] { ad::PieceReader(tmp.path, "model"); });
+  EXPECT_NE(error.find("model.rank_1.safetensors is not rank 1's shards of this save (2 ranks, save s1) but of rank 1 "
+                       "of 2 in save s2"),
+            std::string::npos)
+      << error;
+  // Another rank's file under this rank's name.
+  ad::write_pieces(tmp.path, "model", {0, 2, "s1"}, {{"w", {10}, 5, w.narrow(0, 5, 5)}});
+  fs::rename(tmp.path / "model.rank_0.safetensors", tmp.path / "model.rank_1.safetensors");
+  ad::write_pieces(tmp.path, "model", {0, 2, "s1"}, {{"w", {10}, 0, w.narrow(0, 0, 5)}});
+  error = error_of<CheckpointError>([&] { ad::PieceReader(tmp.path, "model"); });
+  EXPECT_NE(error.find("is not rank 1's shards of this save (2 ranks, save s1) but of rank 0 of 2 in save s1"),
+            std::string::npos)
+      << error;
 }
