@@ -16,6 +16,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include "detail/trace_range.hpp"
 #include "detail/communicator.hpp"
 #include "detail/accelerator_parallel.hpp"
 #include "detail/checkpointer.hpp"
@@ -312,6 +313,7 @@ void Accelerator::backward(const at::Tensor& loss, std::source_location where) {
   ACCELERATE_CHECK(loss.requires_grad(), ConfigError,
                    "backward: the loss does not require grad (computed under NoGradGuard, or from detached tensors).");
   detail::CallScope call(detail::communicator_of(*state_), "backward", where);
+  detail::TraceRange range("accelerate::backward");
   check_autocast_ran(where);
   for (auto& m : parallel_->models) {
     ACCELERATE_CHECK(!m->units() || !m->units()->summoned(), StateError,

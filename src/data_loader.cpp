@@ -7,6 +7,7 @@
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/process_state.hpp>
 
+#include "detail/trace_range.hpp"
 #include "detail/error_text.hpp"
 #include "detail/device_copier.hpp"
 #include "detail/internal_collectives.hpp"
@@ -449,6 +450,7 @@ DataLoader::Iterator::~Iterator() {
 }
 
 DataLoader::Iterator& DataLoader::Iterator::operator++() {
+  detail::TraceRange range("accelerate::next_batch");  // the wait for the next batch
   if (!loader_->advance(current_)) {
     loader_->finish_epoch();
     loader_ = nullptr;

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <map>
 
+#include "detail/trace_range.hpp"
 #include "detail/zero_optimizer.hpp"
 
 namespace accelerate {
@@ -108,6 +109,7 @@ AcceleratedOptimizer::AcceleratedOptimizer(torch::optim::Optimizer& optimizer, G
 
 void AcceleratedOptimizer::step() {
   if (!gradient_state_.sync_gradients()) return;
+  detail::TraceRange range("accelerate::optimizer_step");
   if (sharded_) sharded_->bind_gradients();
   if (scaler_) {
     skipped_ = !scaler_->step(optimizer_);

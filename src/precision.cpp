@@ -3,6 +3,7 @@
 #include <accelerate/error.hpp>
 
 #include <ATen/autocast_mode.h>
+#include <ATen/record_function.h>
 
 namespace accelerate {
 
@@ -14,6 +15,8 @@ AutocastGuard::AutocastGuard(c10::DeviceType device, c10::ScalarType dtype, bool
   at::autocast::set_autocast_enabled(device, enabled);
   at::autocast::set_autocast_dtype(device, dtype);
   at::autocast::increment_nesting();
+  range_ = std::make_unique<at::RecordFunction>(at::RecordScope::USER_SCOPE);
+  if (range_->isActive()) range_->before(std::string_view("accelerate::forward"));
 }
 
 AutocastGuard::~AutocastGuard() {

@@ -3,6 +3,7 @@
 // hooks: the forward gathers the unit, the outputs carry an identity Function whose backward gathers it again
 // (and prefetches the unit before it), and the inputs one whose backward frees it once the unit's gradients are
 // computed. The gradients themselves are reduce-scattered by ZeRO-2's sync, each unit being one bucket.
+#include "detail/trace_range.hpp"
 #include "detail/sharded_units.hpp"
 
 #include <accelerate/accelerator_options.hpp>
@@ -97,6 +98,7 @@ void ShardedUnit::prefetch() {
 }
 
 void ShardedUnit::unshard() {
+  TraceRange range("accelerate::all_gather");  // this unit's, or the wait for its prefetch
   prefetch();
   if (state_ == State::Gathering) {
     comm_.wait(work_, kGather);

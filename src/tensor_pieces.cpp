@@ -82,6 +82,49 @@ void write_pieces_index(const fs::path& dir, const std::string& stem, const Piec
 
 bool has_pieces(const fs::path& dir, const std::string& stem) { return fs::exists(dir / pieces_index_file(stem)); }
 
+void PieceReader::add_file(const fs::path& dir, const std::string& stem, int r, int world, const std::string& save_id) {
+  const auto path = dir / pieces_file(stem, r);
+  ACCELERATE_CHECK(fs::exists(path), CheckpointError, "checkpoint ", dir.string(), " is missing ",
+                   path.filename().string(), ", rank ", r, "'s shards (of ", world,
+                   " ranks; at ZeRO stage 3 each process writes its own). It was deleted, or rank ", r,
+                   " wrote it into a folder of its own machine: save to a folder every machine shares (or set "
+                   "FsdpOptions::sharded_state_dict = false to have the main process write whole files). Resume "
+                   "from another checkpoint.");
+  files_.push_back(std::make_unique<safetensors::File>(path.string(), /*copy_on_write=*/false));  // read() copies
+  file_names_.push_back(path.filename().string());
+  const auto& meta = files_.back()->metadata();
+  auto said = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string("none"); };
+  ACCELERATE_CHECK(
+      said("rank") == std::to_string(r) && said("world_size") == std::to_string(world) && said("save_id") == save_id,
+      CheckpointError, "checkpoint file ", path.string(), " is not rank ", r, "'s shards of this save (", world,
+      " ranks, save ", save_id, ") but of rank ", said("rank"), " of ", said("world_size"), " in save ",
+      said("save_id"), ": files of different checkpoints were mixed. Resume from another checkpoint.");
+  const auto layout = meta.count("pieces") ? json::parse(meta.at("pieces"), nullptr, false) : json();
+  ACCELERATE_CHECK(layout.is_object(), CheckpointError, "checkpoint file ", path.string(),
+                   " has no valid 'pieces' metadata; it is damaged or not a shard file.");
+  for (const auto& name : files_.back()->keys()) {
+    ACCELERATE_CHECK(layout.contains(name), CheckpointError, "checkpoint file ", path.string(), ": tensor '", name,
+                     "' has no place in its 'pieces' metadata; the file is damaged.");
+    const auto values = files_.back()->get(name);
+    std::vector<int64_t> shape;
+    int64_t offset = -1;
+    try {
+      shape = layout[name].value("shape", shape);
+      offset = layout[name].value("offset", offset);
+    } catch (const json::exception&) {
+      // left invalid: refused below as pieces that do not tile the tensor
+    }
+    auto& e = tensors_[name];
+    ACCELERATE_CHECK(e.pieces.empty() || (e.shape == shape && e.dtype == values.scalar_type()), CheckpointError,
+                     "checkpoint file ", path.string(), ": tensor '", name, "' is ", values.scalar_type(),
+                     c10::IntArrayRef(shape), " but ", file_names_[e.pieces.front().file], " has it as ", e.dtype,
+                     c10::IntArrayRef(e.shape), "; the files are from different checkpoints.");
+    e.shape = shape;
+    e.dtype = values.scalar_type();
+    e.pieces.push_back({files_.size() - 1, offset, values.numel()});
+  }
+}
+
 PieceReader::PieceReader(const fs::path& dir, const std::string& stem) {
   const auto index_path = dir / pieces_index_file(stem);
   const auto index = checkpoint::read_json(index_path);
@@ -89,48 +132,7 @@ PieceReader::PieceReader(const fs::path& dir, const std::string& stem) {
   ACCELERATE_CHECK(world >= 1, CheckpointError, "checkpoint file ", index_path.string(),
                    " is damaged: its world_size must be at least 1. Resume from another checkpoint.");
   const auto save_id = checkpoint::field<std::string>(index, "save_id", index_path);
-  for (int r = 0; r < world; ++r) {
-    const auto path = dir / pieces_file(stem, r);
-    ACCELERATE_CHECK(fs::exists(path), CheckpointError, "checkpoint ", dir.string(), " is missing ",
-                     path.filename().string(), ", rank ", r, "'s shards (of ", world,
-                     " ranks; at ZeRO stage 3 each process writes its own). It was deleted, or rank ", r,
-                     " wrote it into a folder of its own machine: save to a folder every machine shares (or set "
-                     "FsdpOptions::sharded_state_dict = false to have the main process write whole files). Resume "
-                     "from another checkpoint.");
-    files_.push_back(std::make_unique<safetensors::File>(path.string(), /*copy_on_write=*/false));  // read() copies
-    file_names_.push_back(path.filename().string());
-    const auto& meta = files_.back()->metadata();
-    auto said = [&](const char* key) { return meta.count(key) ? meta.at(key) : std::string("none"); };
-    ACCELERATE_CHECK(
-        said("rank") == std::to_string(r) && said("world_size") == std::to_string(world) && said("save_id") == save_id,
-        CheckpointError, "checkpoint file ", path.string(), " is not rank ", r, "'s shards of this save (", world,
-        " ranks, save ", save_id, ") but of rank ", said("rank"), " of ", said("world_size"), " in save ",
-        said("save_id"), ": files of different checkpoints were mixed. Resume from another checkpoint.");
-    const auto layout = meta.count("pieces") ? json::parse(meta.at("pieces"), nullptr, false) : json();
-    ACCELERATE_CHECK(layout.is_object(), CheckpointError, "checkpoint file ", path.string(),
-                     " has no valid 'pieces' metadata; it is damaged or not a shard file.");
-    for (const auto& name : files_.back()->keys()) {
-      ACCELERATE_CHECK(layout.contains(name), CheckpointError, "checkpoint file ", path.string(), ": tensor '", name,
-                       "' has no place in its 'pieces' metadata; the file is damaged.");
-      const auto values = files_.back()->get(name);
-      std::vector<int64_t> shape;
-      int64_t offset = -1;
-      try {
-        shape = layout[name].value("shape", shape);
-        offset = layout[name].value("offset", offset);
-      } catch (const json::exception&) {
-        // left invalid: refused below as pieces that do not tile the tensor
-      }
-      auto& e = tensors_[name];
-      ACCELERATE_CHECK(e.pieces.empty() || (e.shape == shape && e.dtype == values.scalar_type()), CheckpointError,
-                       "checkpoint file ", path.string(), ": tensor '", name, "' is ", values.scalar_type(),
-                       c10::IntArrayRef(shape), " but ", file_names_[e.pieces.front().file], " has it as ", e.dtype,
-                       c10::IntArrayRef(e.shape), "; the files are from different checkpoints.");
-      e.shape = shape;
-      e.dtype = values.scalar_type();
-      e.pieces.push_back({files_.size() - 1, offset, values.numel()});
-    }
-  }
+  for (int r = 0; r < world; ++r) add_file(dir, stem, r, world, save_id);
   for (auto& [name, e] : tensors_) {
     std::sort(e.pieces.begin(), e.pieces.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
     int64_t next = 0;  // the pieces must tile [0, numel) exactly

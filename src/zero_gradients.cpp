@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include "detail/trace_range.hpp"
 #include "detail/communicator.hpp"
 #include "detail/data_parallel.hpp"
 
@@ -105,6 +106,7 @@ class ShardedGradientSync final : public GradientSync {
     }
     flight.output = at::empty({bucket.shard_numel}, flight.input.options());
     // Inside backward's scope (the hang report's entry for the whole backward): the translation only.
+    detail::TraceRange range("accelerate::reduce_scatter");
     flight.work =
         comm_.translating(kOp, [&] { return comm_.group()._reduce_scatter_base(flight.output, flight.input); });
   }

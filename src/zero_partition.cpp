@@ -1,4 +1,5 @@
 // ZeRO's partition of a model's parameters into buckets and equal per-rank shards (detail/zero_partition.hpp).
+#include "detail/trace_range.hpp"
 #include "detail/zero_partition.hpp"
 
 #include <accelerate/error.hpp>
@@ -138,6 +139,7 @@ void ZeroPartition::gather_parameters(Communicator& comm) {
       const int64_t len = std::min(chunk, bucket.shard_numel - off);
       auto all = at::empty({len * world_}, options);
       auto part = mine.narrow(0, off, len);
+      TraceRange range("accelerate::all_gather");
       comm.translating(kOp, [&] { comm.wait(comm.group()._allgather_base(all, part), kOp); });
       for (int r = 0; r < world_; ++r) write_flat(bucket, r * bucket.shard_numel + off, all.narrow(0, r * len, len));
     }

@@ -38,6 +38,7 @@ struct Args {
   bool with_tracking = false;
   std::string report_to = "all";
   bool debug = false;
+  bool profile = false;
 };
 
 /// --checkpointing_steps: "epoch", or a whole number of optimizer steps >= 0 (0: never, as the GPT example).
@@ -53,7 +54,8 @@ Args parse(int argc, char** argv) {
   example::Flags(
       "fashion_mnist: flags --epochs --batch_size (per process) --lr --mixed_precision --gradient_accumulation_steps "
       "--zero_stage (0|1|2) --seed --data_dir --cache_dir --limit --output_dir --checkpointing_steps (N|epoch) "
-      "--resume_from_checkpoint (PATH|latest) --total_limit --report_to --with_tracking --debug")
+      "--resume_from_checkpoint (PATH|latest) --total_limit --report_to --with_tracking --debug --profile (optimizer "
+      "steps 2-4 traced into <output_dir>/profile)")
       .add("--epochs", a.epochs)
       .add("--batch_size", a.batch_size)
       .add("--lr", a.lr)
@@ -71,6 +73,7 @@ Args parse(int argc, char** argv) {
       .add("--report_to", a.report_to)
       .add_switch("--with_tracking", a.with_tracking)
       .add_switch("--debug", a.debug)
+      .add_switch("--profile", a.profile)
       .parse(argc, argv);
   ACCELERATE_CHECK(a.checkpointing_steps.empty() || !a.output_dir.empty(), ConfigError,
                    "--checkpointing_steps needs --output_dir (where the checkpoints go).");
@@ -141,6 +144,7 @@ struct Run {
   accelerate::AcceleratedScheduler& scheduler;
   int64_t save_every = 0;  // optimizer steps between checkpoints; 0: none by steps
   int64_t optimizer_steps = 0;
+  std::optional<accelerate::Profiler> profiler;  // --profile
 };
 
 /// After an optimizer step: a checkpoint every --checkpointing_steps; on a preemption notice every process saves at
@@ -181,6 +185,7 @@ std::optional<double> train_epoch(Run& r, int64_t epoch) {
     loss_sum += loss.item<double>();
     bar.update();
     if (++batches % 50 == 0) bar.set_postfix({{"loss", loss.item<double>()}});
+    if (r.acc.sync_gradients() && r.profiler) r.profiler->step();
     if (r.acc.sync_gradients() && save_if_due(r, epoch, bar)) return std::nullopt;
   }
   bar.close();
@@ -235,6 +240,12 @@ int main(int argc, char** argv) {
     auto [net, opt, train_loader, test_loader, scheduler] =
         acc.prepare(model, optimizer, train_data, test_data, schedule);
     Run run{acc, args, net, opt, train_loader, test_loader, scheduler};
+    if (args.profile) {  // optimizer steps 2 to 4 (after one step's wait and one of warm-up), one trace per rank
+      const auto dir = std::filesystem::path(args.output_dir.empty() ? "." : args.output_dir) / "profile";
+      run.profiler.emplace(
+          acc.profile({.schedule_option = accelerate::ProfileSchedule{.wait = 1, .warmup = 1, .active = 3, .repeat = 1},
+                       .output_trace_dir = dir.string()}));
+    }
     if (!args.checkpointing_steps.empty() && args.checkpointing_steps != "epoch") {
       run.save_every = std::stoll(args.checkpointing_steps);
     }

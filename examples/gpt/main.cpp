@@ -33,6 +33,7 @@ struct Args {
   std::optional<std::string> mixed_precision;
   std::optional<int> zero_stage;
   bool no_prefetch = false;  // ZeRO-3: each block's all-gather waits where it is needed
+  bool profile = false;
   int num_workers = 1;
   bool pin_memory = false;
   uint64_t seed = 1337;
@@ -88,6 +89,18 @@ const CLI::Validator kPositiveReal =
 const CLI::Validator kClip = accepts<double>([](double x) { return x == 0 || (std::isfinite(x) && x > 0); },
                                              "0 (off) or a finite number > 0", "0 or REAL > 0");
 
+/// What the run reports besides its loss lines: trackers, a sample of text, a profiler trace.
+void add_output_flags(CLI::App& app, Args& a) {
+  app.add_flag("--with_tracking", a.with_tracking, "log to the trackers of --report_to");
+  app.add_option("--report_to", a.report_to, "tensorboard, jsonl, csv or all")->capture_default_str();
+  app.add_option("--sample_tokens", a.sample_tokens, "bytes of text the main process generates at the end")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  app.add_flag("--profile", a.profile,
+               "trace optimizer steps 2-4 with LibTorch's profiler: <output_dir>/profile/profile_<rank>.json (Chrome / "
+               "Perfetto)");
+}
+
 void add_flags(CLI::App& app, Args& a) {
   app.add_option("--n_layer", a.model.n_layer, "transformer blocks")->capture_default_str()->check(kPositive);
   app.add_option("--n_head", a.model.n_head, "attention heads")->capture_default_str()->check(kPositive);
@@ -138,11 +151,7 @@ void add_flags(CLI::App& app, Args& a) {
   app.add_option("--init_from", a.init_from,
                  "fine-tune a transformers GPT-2 folder (config.json + safetensors, as save_pretrained writes): its "
                  "architecture and weights; --block_size may shorten the context");
-  app.add_flag("--with_tracking", a.with_tracking, "log to the trackers of --report_to");
-  app.add_option("--report_to", a.report_to, "tensorboard, jsonl, csv or all")->capture_default_str();
-  app.add_option("--sample_tokens", a.sample_tokens, "bytes of text the main process generates at the end")
-      ->capture_default_str()
-      ->check(kNonNegative);
+  add_output_flags(app, a);
 }
 
 std::string default_data_dir() {
@@ -374,14 +383,27 @@ bool save_if_due(Run& r, bool last) {
   return preempted;
 }
 
+/// Where --profile writes its traces: <output_dir>/profile, else ./profile.
+std::string profile_dir(const Args& args) {
+  return (std::filesystem::path(args.output_dir.empty() ? "." : args.output_dir) / "profile").string();
+}
+
 /// Trains to --max_steps optimizer steps; whether it was preempted.
 bool train(Run& r) {
+  // --profile: optimizer steps 2 to 4 of this run (after one step's wait and one of warm-up) in one trace per rank.
+  std::optional<accelerate::Profiler> profiler;
+  if (r.args.profile) {
+    profiler.emplace(
+        r.acc.profile({.schedule_option = accelerate::ProfileSchedule{.wait = 1, .warmup = 1, .active = 3, .repeat = 1},
+                       .output_trace_dir = profile_dir(r.args)}));
+  }
   while (r.progress.steps < r.args.max_steps) {
     for (auto& batch : r.train_loader) {
       auto step = r.acc.accumulate(r.net);
       micro_step(r, batch);
       if (!r.acc.sync_gradients()) continue;
       ++r.progress.steps;
+      if (profiler) profiler->step();
       const bool last = r.progress.steps == r.args.max_steps;
       log_progress(r, last);
       if (save_if_due(r, last)) return true;

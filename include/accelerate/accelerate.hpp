@@ -18,6 +18,7 @@
 #include <accelerate/preemption.hpp>
 #include <accelerate/progress.hpp>
 #include <accelerate/process_state.hpp>
+#include <accelerate/profiler.hpp>
 #include <accelerate/random.hpp>
 #include <accelerate/scheduler.hpp>
 #include <accelerate/settings.hpp>

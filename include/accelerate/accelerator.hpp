@@ -36,6 +36,7 @@
 #include <accelerate/gradient_state.hpp>
 #include <accelerate/lifetime.hpp>
 #include <accelerate/optimizer.hpp>
+#include <accelerate/profiler.hpp>
 #include <accelerate/precision.hpp>
 #include <accelerate/preemption.hpp>
 #include <accelerate/process_state.hpp>
@@ -192,8 +193,12 @@ class Accelerator {
   FullParametersGuard summon_full_params(const torch::nn::ModuleHolder<M>& model, bool writeback = true) {
     return summon_full_params(std::static_pointer_cast<torch::nn::Module>(model.ptr()), writeback);
   }
-  /// Autocast to the mixed-precision dtype on this device (a no-op guard for "no").
+  /// Autocast to the mixed-precision dtype on this device (a no-op guard for "no"); the region is the
+  /// "accelerate::forward" range of a profiler trace.
   AutocastGuard autocast();
+  /// HF's `with accelerator.profile(ProfileKwargs(...)) as prof:`: LibTorch's profiler while the returned Profiler
+  /// lives, one trace per process in `kwargs.output_trace_dir` (profiler.hpp). Call prof.step() after each step.
+  Profiler profile(ProfileKwargs kwargs = {}) const { return Profiler(*state_, std::move(kwargs)); }
   /// Unscales fp16 gradients once, then clips; returns the total norm. Under ZeRO the norm is the global one over
   /// every process's gradient shard, and the shards are clipped (clip through here, not torch's function: at
   /// stage 2 the parameters' own gradients are released after backward).

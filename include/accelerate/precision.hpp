@@ -4,10 +4,15 @@
 #include <accelerate/guard.hpp>
 #include <accelerate/mixed_precision.hpp>
 
+#include <memory>
 #include <string>
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
+
+namespace at {
+struct RecordFunction;
+}
 
 namespace accelerate {
 
@@ -23,6 +28,7 @@ class [[nodiscard]] AutocastGuard : Guard {
   c10::DeviceType device_;
   bool previous_enabled_, previous_cache_;
   c10::ScalarType previous_dtype_;
+  std::unique_ptr<at::RecordFunction> range_;  // "accelerate::forward" while a profiler runs
 };
 
 }  // namespace accelerate

@@ -109,6 +109,9 @@ class PieceReader final : public TensorSource {
     std::vector<Piece> pieces;  // by offset
   };
   const Entry& entry(const std::string& name) const;
+  /// Maps rank r's file and adds its pieces, checking that it is that rank's of this save.
+  void add_file(const std::filesystem::path& dir, const std::string& stem, int r, int world,
+                const std::string& save_id);
   std::vector<std::unique_ptr<safetensors::File>> files_;
   std::vector<std::string> file_names_;
   std::map<std::string, Entry> tensors_;
