@@ -30,8 +30,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The interop tests' counterparts: Python safetensors, accelerate (config files) and tensorboard (event files).
-PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0" "transformers==5.24.0")
+# The interop tests' counterparts: Python safetensors, accelerate (config files), tensorboard (event files) and
+# W&B's SDK (the wandb tracker; 0.21 still has the Python reader of offline runs that the test uses).
+PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0" "transformers==5.24.0" "wandb==0.21.4")
+PY_IMPORTS="import numpy, safetensors, accelerate, tensorboard, transformers, wandb"
 if [ -n "${ACCELERATE_CPP_PYTHON:-}" ]; then
   # A Python that already has the tested torch (Colab's, Kaggle's, a conda env): no venv, no 4.8 GB download.
   PY="$ACCELERATE_CPP_PYTHON"
@@ -44,7 +46,7 @@ if [ -n "${ACCELERATE_CPP_PYTHON:-}" ]; then
     exit 1
   fi
   log "using torch $found from $PY (ACCELERATE_CPP_PYTHON); no venv"
-  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard, transformers" 2>/dev/null; then
+  if ! "$PY" -c "$PY_IMPORTS" 2>/dev/null; then
     log "adding the test packages to $PY"
     "$PY" -m pip install -q "${PY_PACKAGES[@]}"
   fi
@@ -56,7 +58,7 @@ elif ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.spli
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" "${PY_PACKAGES[@]}"
 else
   PY="$VENV/bin/python"
-  if ! "$PY" -c "import numpy, safetensors, accelerate, tensorboard, transformers" 2>/dev/null; then
+  if ! "$PY" -c "$PY_IMPORTS" 2>/dev/null; then
     log "adding the test packages to the venv at $VENV"
     "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
   fi

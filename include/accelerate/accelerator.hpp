@@ -343,7 +343,8 @@ class Accelerator {
   // ---- trackers (main process only; elsewhere these do nothing) ----
   /// Makes the trackers of AcceleratorOptions::log_with under <logging_dir>/<project_name> and logs `config`
   /// as the run's hyper-parameters (also to trackers added with add_tracker).
-  void init_trackers(const std::string& project_name, const LogValues& config = {});
+  void init_trackers(const std::string& project_name, const LogValues& config = {},
+                     const TrackerInitKwargs& init_kwargs = {});
   /// Your own tracker (HF: a GeneralTracker instance in log_with); on other processes it is dropped.
   void add_tracker(std::unique_ptr<Tracker> tracker);
   /// Logs to every tracker; without a step, the number of earlier log calls.

@@ -52,7 +52,21 @@ std::unique_ptr<Tracker> make_jsonl_tracker(const std::string& run_dir);
 /// `<run_dir>/hparams.csv` (name,value).
 std::unique_ptr<Tracker> make_csv_tracker(const std::string& run_dir);
 
-/// The trackers named in `log_with` ("tensorboard", "jsonl", "csv", "all"), writing under run_dir. An unknown
+/// HF's init_trackers(init_kwargs=...): per tracker name, the keyword arguments of its run ({"wandb", {{"entity",
+/// "me"}, {"name", "run-1"}, {"tags", R"(["baseline", "t4"])"}, {"dir", "runs"}}}). Each value is passed as the
+/// JSON it spells (a list, true, 3), else as text.
+using TrackerInitKwargs = std::map<std::string, std::map<std::string, std::string>>;
+
+/// Weights & Biases through W&B's own SDK (PyPI `wandb`), which runs in a helper Python process (ACCELERATE_CPP_PYTHON,
+/// else python3) and gets wandb.init(project, config, **init_kwargs): WANDB_PROJECT, when set, names the project;
+/// WANDB_MODE, WANDB_DIR, WANDB_API_KEY and W&B's other variables apply as in Python. ConfigError when Python or
+/// wandb is missing or wandb.init fails (naming the install command). Logging never blocks training: a helper that
+/// dies or falls behind is a warning, once, and the run goes on without it. finish() waits up to 60 s for W&B.
+std::unique_ptr<Tracker> make_wandb_tracker(const std::string& project_name, const LogValues& config,
+                                            const std::map<std::string, std::string>& init_kwargs = {});
+
+/// The trackers named in `log_with` ("tensorboard", "jsonl", "csv", "all"), writing under run_dir ("wandb" is
+/// accepted and left to Accelerator::init_trackers, which has its project and init_kwargs). An unknown
 /// name or a folder that cannot be written is a ConfigError that says which and how to fix it.
 std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::string>& log_with,
                                                     const std::string& run_dir);

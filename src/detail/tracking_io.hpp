@@ -6,6 +6,8 @@
 
 #include <accelerate/tracking.hpp>
 
+#include <nlohmann/json.hpp>
+
 namespace accelerate::detail {
 
 /// Creates `dir` and checks it is writable; ConfigError naming it and the fix otherwise.
@@ -18,5 +20,8 @@ FILE* open_for_append(const std::string& path);
 std::string number_text(double v);
 
 double wall_time();
+
+/// A logged value as JSON; non-finite numbers as text ("nan", "inf": JSON has none).
+nlohmann::json log_value_json(const LogValue& v);
 
 }  // namespace accelerate::detail

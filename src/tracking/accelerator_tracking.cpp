@@ -2,7 +2,9 @@
 // (the trackers, the count of log calls) is the TrackerSet's.
 #include <accelerate/accelerator.hpp>
 
+#include <algorithm>
 #include <filesystem>
+#include <iostream>
 
 #include "detail/tracker_set.hpp"
 
@@ -10,8 +12,14 @@ namespace accelerate {
 
 namespace detail {
 
-void TrackerSet::init(const std::vector<std::string>& log_with, const std::string& run_dir, const LogValues& config) {
+void TrackerSet::init(const std::vector<std::string>& log_with, const std::string& run_dir, const std::string& project,
+                      const LogValues& config, const TrackerInitKwargs& init_kwargs) {
   for (auto& t : make_trackers(log_with, run_dir)) trackers_.push_back(std::move(t));
+  if (std::find(log_with.begin(), log_with.end(), "wandb") != log_with.end()) {
+    const auto kwargs = init_kwargs.find("wandb");
+    trackers_.push_back(
+        make_wandb_tracker(project, config, kwargs == init_kwargs.end() ? decltype(kwargs->second){} : kwargs->second));
+  }
   for (auto& t : trackers_) t->store_init_configuration(config);
 }
 
@@ -22,7 +30,16 @@ void TrackerSet::add(std::unique_ptr<Tracker> tracker) {
 void TrackerSet::log(const LogValues& values, std::optional<int64_t> step) {
   const int64_t s = step.value_or(log_calls_);
   ++log_calls_;
-  for (auto& t : trackers_) t->log(values, s);
+  for (auto& t : trackers_) {
+    try {
+      t->log(values, s);
+    } catch (const std::exception& e) {
+      if (std::find(failed_.begin(), failed_.end(), t->name()) != failed_.end()) continue;
+      failed_.push_back(t->name());
+      std::cerr << "accelerate: warning: tracker " << t->name() << " failed to log (" << e.what()
+                << "); training and the other trackers go on." << std::endl;
+    }
+  }
 }
 
 Tracker* TrackerSet::get(const std::string& name) const {
@@ -39,11 +56,13 @@ void TrackerSet::finish() {
 
 }  // namespace detail
 
-void Accelerator::init_trackers(const std::string& project_name, const LogValues& config) {
+void Accelerator::init_trackers(const std::string& project_name, const LogValues& config,
+                                const TrackerInitKwargs& init_kwargs) {
   if (!is_main_process()) return;
   const auto& p = project_configuration();
   const auto root = p.logging_dir.empty() ? p.project_dir : p.logging_dir;
-  trackers_->init(options_.log_with, (std::filesystem::path(root) / project_name).string(), config);
+  trackers_->init(options_.log_with, (std::filesystem::path(root) / project_name).string(), project_name, config,
+                  init_kwargs);
 }
 
 void Accelerator::add_tracker(std::unique_ptr<Tracker> tracker) {

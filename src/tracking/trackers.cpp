@@ -47,7 +47,9 @@ namespace {
 
 using File = std::unique_ptr<FILE, int (*)(FILE*)>;
 
-nlohmann::json to_json(const LogValue& v) {
+}  // namespace
+
+nlohmann::json detail::log_value_json(const LogValue& v) {
   return std::visit(
       [](const auto& x) -> nlohmann::json {
         using T = std::decay_t<decltype(x)>;
@@ -59,6 +61,8 @@ nlohmann::json to_json(const LogValue& v) {
       v);
 }
 
+namespace {
+
 class JsonlTracker final : public Tracker {
  public:
   explicit JsonlTracker(const std::string& dir) : file_(nullptr, std::fclose) {
@@ -68,12 +72,12 @@ class JsonlTracker final : public Tracker {
   std::string name() const override { return "jsonl"; }
   void store_init_configuration(const LogValues& config) override {
     nlohmann::json c = nlohmann::json::object();
-    for (const auto& [k, v] : config) c[k] = to_json(v);
+    for (const auto& [k, v] : config) c[k] = detail::log_value_json(v);
     write(nlohmann::json{{"_config", c}, {"_time", detail::wall_time()}});
   }
   void log(const LogValues& values, int64_t step) override {
     nlohmann::json line{{"_step", step}, {"_time", detail::wall_time()}};
-    for (const auto& [k, v] : values) line[k] = to_json(v);
+    for (const auto& [k, v] : values) line[k] = detail::log_value_json(v);
     write(line);
   }
   void finish() override { file_.reset(); }
@@ -156,10 +160,12 @@ std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::strin
   static const std::vector<std::pair<std::string, Factory>> known = {
       {"tensorboard", make_tensorboard_tracker}, {"jsonl", make_jsonl_tracker}, {"csv", make_csv_tracker}};
   for (const auto& w : log_with) {
-    bool ok = w == "all";
+    bool ok = w == "all" || w == "wandb";  // wandb needs the project and init_kwargs: init_trackers makes it
     for (const auto& k : known) ok = ok || k.first == w;
-    ACCELERATE_CHECK(ok, ConfigError, "log_with: unsupported tracker '", w,
-                     "'. Choose among tensorboard, jsonl, csv, all, or add your own with Accelerator::add_tracker.");
+    ACCELERATE_CHECK(
+        ok, ConfigError, "log_with: unsupported tracker '", w,
+        "'. Choose among tensorboard, jsonl, csv, wandb, all (the three file trackers), or add your own with "
+        "Accelerator::add_tracker.");
   }
   std::vector<std::unique_ptr<Tracker>> out;
   for (const auto& [name, factory] : known) {
