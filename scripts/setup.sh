@@ -15,7 +15,7 @@ BUILD="$ROOT/build"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3-venv libcli11-dev libyaml-cpp-dev libgloo-dev
               libgtest-dev openmpi-bin zlib1g-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-14-dev
-              libboost-dev clang-format)
+              libboost-dev clang-format libcurl4-openssl-dev)
 
 log() { echo "[setup] $*" >&2; }
 
@@ -31,9 +31,11 @@ if ((${#missing[@]})); then
 fi
 
 # The interop tests' counterparts: Python safetensors, accelerate (config files), tensorboard (event files) and
-# W&B's SDK (the wandb tracker; 0.21 still has the Python reader of offline runs that the test uses).
-PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0" "transformers==5.24.0" "wandb==0.21.4")
-PY_IMPORTS="import numpy, safetensors, accelerate, tensorboard, transformers, wandb"
+# W&B's SDK (the wandb tracker; 0.21 still has the Python reader of offline runs that the test uses) and MLflow
+# (the mlflow tracker's test starts its server).
+PY_PACKAGES=(numpy safetensors "accelerate==1.15.0" "tensorboard==2.20.0" "transformers==5.24.0" "wandb==0.21.4"
+             "mlflow==3.7.0" "sqlalchemy>=2.0,<2.1")  # mlflow 3.7 needs a pool that SQLAlchemy 2.1 removed
+PY_IMPORTS="import numpy, safetensors, accelerate, tensorboard, transformers, wandb, mlflow.store.db.utils"
 if [ -n "${ACCELERATE_CPP_PYTHON:-}" ]; then
   # A Python that already has the tested torch (Colab's, Kaggle's, a conda env): no venv, no 4.8 GB download.
   PY="$ACCELERATE_CPP_PYTHON"

@@ -92,7 +92,7 @@ const CLI::Validator kClip = accepts<double>([](double x) { return x == 0 || (st
 /// What the run reports besides its loss lines: trackers, a sample of text, a profiler trace.
 void add_output_flags(CLI::App& app, Args& a) {
   app.add_flag("--with_tracking", a.with_tracking, "log to the trackers of --report_to");
-  app.add_option("--report_to", a.report_to, "tensorboard, jsonl, csv, wandb or all (the three file trackers)")
+  app.add_option("--report_to", a.report_to, "tensorboard, jsonl, csv, wandb, mlflow or all (the three file trackers)")
       ->capture_default_str();
   app.add_flag_callback(
       "--use_wandb", [&a] { a.with_tracking = true, a.report_to = "wandb"; },

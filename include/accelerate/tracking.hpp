@@ -65,8 +65,16 @@ using TrackerInitKwargs = std::map<std::string, std::map<std::string, std::strin
 std::unique_ptr<Tracker> make_wandb_tracker(const std::string& project_name, const LogValues& config,
                                             const std::map<std::string, std::string>& init_kwargs = {});
 
-/// The trackers named in `log_with` ("tensorboard", "jsonl", "csv", "all"), writing under run_dir ("wandb" is
-/// accepted and left to Accelerator::init_trackers, which has its project and init_kwargs). An unknown
+/// MLflow over its REST API to the server at MLFLOW_TRACKING_URI (http[s]://host:port; ConfigError when unset or
+/// unreachable): the experiment `experiment_name` (MLFLOW_EXPERIMENT_NAME, when set, instead), found or created; a
+/// run (init_kwargs "run_name"); the config as params; numbers as metrics with steps (text is skipped, as HF's
+/// tracker does); status FINISHED at finish(), FAILED when destroyed without it. A server that goes away never
+/// stops training: requests are kept and retried, one warning; finish() waits up to 10 s for them.
+std::unique_ptr<Tracker> make_mlflow_tracker(const std::string& experiment_name,
+                                             const std::map<std::string, std::string>& init_kwargs = {});
+
+/// The trackers named in `log_with` ("tensorboard", "jsonl", "csv", "all"), writing under run_dir ("wandb" and
+/// "mlflow" are accepted and left to Accelerator::init_trackers, which has their project and init_kwargs). An unknown
 /// name or a folder that cannot be written is a ConfigError that says which and how to fix it.
 std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::string>& log_with,
                                                     const std::string& run_dir);

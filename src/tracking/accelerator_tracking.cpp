@@ -15,11 +15,13 @@ namespace detail {
 void TrackerSet::init(const std::vector<std::string>& log_with, const std::string& run_dir, const std::string& project,
                       const LogValues& config, const TrackerInitKwargs& init_kwargs) {
   for (auto& t : make_trackers(log_with, run_dir)) trackers_.push_back(std::move(t));
-  if (std::find(log_with.begin(), log_with.end(), "wandb") != log_with.end()) {
-    const auto kwargs = init_kwargs.find("wandb");
-    trackers_.push_back(
-        make_wandb_tracker(project, config, kwargs == init_kwargs.end() ? decltype(kwargs->second){} : kwargs->second));
-  }
+  auto wants = [&](const char* name) { return std::find(log_with.begin(), log_with.end(), name) != log_with.end(); };
+  auto kwargs = [&](const char* name) {
+    const auto found = init_kwargs.find(name);
+    return found == init_kwargs.end() ? std::map<std::string, std::string>{} : found->second;
+  };
+  if (wants("wandb")) trackers_.push_back(make_wandb_tracker(project, config, kwargs("wandb")));
+  if (wants("mlflow")) trackers_.push_back(make_mlflow_tracker(project, kwargs("mlflow")));
   for (auto& t : trackers_) t->store_init_configuration(config);
 }
 

@@ -160,11 +160,12 @@ std::vector<std::unique_ptr<Tracker>> make_trackers(const std::vector<std::strin
   static const std::vector<std::pair<std::string, Factory>> known = {
       {"tensorboard", make_tensorboard_tracker}, {"jsonl", make_jsonl_tracker}, {"csv", make_csv_tracker}};
   for (const auto& w : log_with) {
-    bool ok = w == "all" || w == "wandb";  // wandb needs the project and init_kwargs: init_trackers makes it
+    bool ok = w == "all" || w == "wandb" || w == "mlflow";  // they need the project: init_trackers makes them
     for (const auto& k : known) ok = ok || k.first == w;
     ACCELERATE_CHECK(
         ok, ConfigError, "log_with: unsupported tracker '", w,
-        "'. Choose among tensorboard, jsonl, csv, wandb, all (the three file trackers), or add your own with "
+        "'. Choose among tensorboard, jsonl, csv, wandb, mlflow, all (the three file trackers), or add your own "
+        "with "
         "Accelerator::add_tracker.");
   }
   std::vector<std::unique_ptr<Tracker>> out;
