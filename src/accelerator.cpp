@@ -10,12 +10,15 @@
 
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include "detail/utilisation.hpp"
 #include "detail/trace_range.hpp"
 #include "detail/communicator.hpp"
 #include "detail/accelerator_parallel.hpp"
@@ -194,6 +197,18 @@ std::string Accelerator::state_report() const {
       out += detail::concat("Device name: ", g.name, "\nDevice memory in use: ", format_bytes(g.allocated_memory),
                             " of ", format_bytes(g.total_memory), "\n");
     }
+    std::string why;
+    if (const auto u = detail::gpu_utilisation(device().index(), why)) {
+      out += detail::concat("GPU utilisation (NVML): ", u->gpu_percent, "% compute, ", u->memory_percent,
+                            "% memory bandwidth; memory used by all processes: ", format_bytes(u->used_bytes), " of ",
+                            format_bytes(u->total_bytes), "\n");
+    } else {
+      out += "GPU utilisation: unknown (" + why + ")\n";
+    }
+  } else if (const auto cpu = detail::process_cpu_percent()) {
+    out += detail::concat("CPU utilisation: ", static_cast<int>(*cpu + 0.5),
+                          "% of one core since this process started (", std::thread::hardware_concurrency(),
+                          " logical cores; ", at::get_num_threads(), " LibTorch threads)\n");
   }
   return out;
 }

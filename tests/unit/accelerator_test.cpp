@@ -297,3 +297,10 @@ TEST(Accelerator, RegisteredObjectsAreCheckpointed) {
   EXPECT_TRUE(at::equal(tracker.history, at::tensor({0.5, 0.7, 0.75})));
   std::filesystem::remove_all(dir);
 }
+
+// The state report says how busy the hardware is: on a CPU, this process's CPU time over its wall time.
+TEST(Accelerator, TheStateReportSaysHowBusyTheCpuIs) {
+  Accelerator acc(cpu_options());
+  const auto report = acc.state_report();
+  EXPECT_NE(report.find("% of one core since this process started"), std::string::npos) << report;
+}

@@ -67,12 +67,12 @@ TEST(Trackers, JsonlAndCsvKeepNonFiniteValuesAsSuch) {
 TEST(Trackers, BadNamesAndFoldersAreClearErrors) {
   const auto dir = temp_dir("bad");
   {
-    Accelerator acc(options_in(dir, {"wandb"}));
+    Accelerator acc(options_in(dir, {"comet_ml"}));
     try {
       acc.init_trackers("run");
       FAIL() << "an unknown tracker was accepted";
     } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find("unsupported tracker 'wandb'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("unsupported tracker 'comet_ml'"), std::string::npos) << e.what();
     }
   }
   fs::create_directories(dir);
