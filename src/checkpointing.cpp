@@ -41,9 +41,8 @@ detail::CheckpointParts Accelerator::checkpoint_parts() {
   std::vector<Checkpointable*> objects;
   for (const auto& object : custom_objects_) objects.push_back(&object.get());
   // ZeRO stage 3 saves each rank's shards in parallel (HF's SHARDED_STATE_DICT) unless asked for whole files.
-  const bool pieces = options_.fsdp.sharded_state_dict && std::any_of(units.begin(), units.end(), [](auto* u) {
-                        return u != nullptr;
-                      });
+  const bool pieces =
+      options_.fsdp.sharded_state_dict && std::any_of(units.begin(), units.end(), [](auto* u) { return u != nullptr; });
   return {detail::models_part(std::move(models), std::move(units), is_main_process(), pieces),
           detail::optimizers_part(std::move(optimizers), std::move(sharded), pieces),
           detail::schedulers_part(std::move(schedulers)),

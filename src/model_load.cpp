@@ -211,12 +211,10 @@ LoadResult load_checkpoint_in_model(torch::nn::Module& model, const std::string&
   for (const auto& copy : plan.copies) {
     const auto& target = targets.at(copy.model_key);
     // Stage 3: a unit's parameter takes this process's slice into its shard (only that slice is read).
-    const bool sliced =
-        std::any_of(units.begin(), units.end(), [&](auto* u) {
-          return u->load_slice(target, [&](int64_t begin, int64_t length) {
-            return copy.source.reshape(-1).narrow(0, begin, length);
-          });
-        });
+    const bool sliced = std::any_of(units.begin(), units.end(), [&](auto* u) {
+      return u->load_slice(
+          target, [&](int64_t begin, int64_t length) { return copy.source.reshape(-1).narrow(0, begin, length); });
+    });
     if (!sliced) target.copy_(copy.source);
   }
   return std::move(plan.result);

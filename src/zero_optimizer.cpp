@@ -192,8 +192,8 @@ std::vector<TensorPiece> ZeroOptimizer::state_pieces() {
     ACCELERATE_CHECK(tensor.numel() == slot.info->length, CheckpointError, "save_state: optimizer state '",
                      parsed->second, "' of a ZeRO piece has ", tensor.numel(), " elements, its piece ",
                      slot.info->length, "; only per-element state (Adam's moments, momentum) can be saved in pieces.");
-    pieces.push_back({state_key(slot.full_index, parsed->second), slot.info->param.sizes().vec(), slot.info->begin,
-                      tensor});
+    pieces.push_back(
+        {state_key(slot.full_index, parsed->second), slot.info->param.sizes().vec(), slot.info->begin, tensor});
   }
   return pieces;
 }
@@ -262,8 +262,8 @@ void ZeroOptimizer::load_state(const TensorSource& tensors, const json& meta, co
       for (const auto& field : by_index[slot.full_index]) {
         const auto key = state_key(slot.full_index, field);
         const auto shape = tensors.shape(key);
-        ACCELERATE_CHECK(c10::multiply_integers(shape) == slot.info->param.numel(), CheckpointError, where,
-                         ": tensor ", key, " has shape ", c10::IntArrayRef(shape), " but its parameter has ",
+        ACCELERATE_CHECK(c10::multiply_integers(shape) == slot.info->param.numel(), CheckpointError, where, ": tensor ",
+                         key, " has shape ", c10::IntArrayRef(shape), " but its parameter has ",
                          slot.info->param.sizes(), ". Is this checkpoint from another model?");
         cut[state_key(k, field)] = tensors.read(key, slot.info->begin, slot.info->length);
       }

@@ -23,8 +23,9 @@
 
 namespace accelerate::detail::checkpoint {
 
-/// 3: ZeRO stage 3 writes models and optimizer state in per-rank pieces. 2: checksums.json is part of the format (a current checkpoint without it lost it, and is refused); 1: written
-/// before it existed (it may have one, checked when present).
+/// 3: ZeRO stage 3 writes models and optimizer state in per-rank pieces. 2: checksums.json is part of the format (a
+/// current checkpoint without it lost it, and is refused); 1: written before it existed (it may have one, checked when
+/// present).
 inline constexpr int kFormatVersion = 3;
 inline constexpr int kOldestFormatVersion = 1;
 inline constexpr const char* kComplete = "COMPLETE";
