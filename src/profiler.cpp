@@ -65,10 +65,11 @@ struct Profiler::Impl {
     try {
       fs::create_directories(kwargs.output_trace_dir);
       result->save(path);
-    } catch (const std::exception& e) {
-      throw CheckpointError(concat("profile: cannot write the trace ", path, ": ", detail::message_of(e)));
+      traces.push_back(path);
+    } catch (const std::exception& e) {  // a trace is never worth the run: said, and training goes on
+      std::cerr << "accelerate: warning: profile: cannot write the trace " << path << ": " << detail::message_of(e)
+                << std::endl;
     }
-    traces.push_back(path);
   }
 };
 
@@ -84,6 +85,13 @@ Profiler::Profiler(const ProcessState& state, ProfileKwargs kwargs) : impl_(std:
   if (const auto& s = p.kwargs.schedule_option) {
     ACCELERATE_CHECK(s->wait >= 0 && s->warmup >= 0 && s->active >= 1 && s->repeat >= 0 && s->skip_first >= 0,
                      ConfigError, "ProfileKwargs::schedule_option: active must be >= 1 and the others >= 0.");
+  }
+  if (!p.kwargs.output_trace_dir.empty()) {  // a folder that cannot take the traces is said now, not at the trace
+    std::error_code ec;
+    fs::create_directories(p.kwargs.output_trace_dir, ec);
+    ACCELERATE_CHECK(!ec && fs::is_directory(p.kwargs.output_trace_dir), ConfigError,
+                     "ProfileKwargs::output_trace_dir: cannot create ", p.kwargs.output_trace_dir, " (",
+                     ec ? ec.message() : std::string("not a folder"), "); give a writable folder.");
   }
   ACCELERATE_CHECK(!kineto::isProfilerEnabledInMainThread(), StateError,
                    "profile: a profiler already runs in this process; end it (let its Profiler go) first.");

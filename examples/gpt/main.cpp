@@ -396,6 +396,10 @@ std::string profile_dir(const Args& args) {
 bool train(Run& r) {
   // --profile: optimizer steps 2 to 4 of this run (after one step's wait and one of warm-up) in one trace per rank.
   std::optional<accelerate::Profiler> profiler;
+  if (r.args.profile && r.args.max_steps - r.progress.steps < 5) {
+    r.acc.print("gpt: note: --profile traces this run's optimizer steps 2 to 4;", r.args.max_steps - r.progress.steps,
+                "step(s) are left, so the trace holds fewer.");
+  }
   if (r.args.profile) {
     profiler.emplace(
         r.acc.profile({.schedule_option = accelerate::ProfileSchedule{.wait = 1, .warmup = 1, .active = 3, .repeat = 1},

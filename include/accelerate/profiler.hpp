@@ -46,8 +46,8 @@ ProfileAction profile_action(const ProfileSchedule& schedule, int64_t step);
 
 /// RAII: profiling while alive (Accelerator::profile). Call step() after each training step, as HF's prof.step().
 /// Move-only; one at a time per process (LibTorch's profiler is global). Errors: ConfigError for an unknown
-/// activity or a bad schedule, StateError when another profiler runs; a trace that cannot be written is a
-/// CheckpointError naming the file.
+/// activity, a bad schedule or an output folder that cannot be created, StateError when another profiler runs; a
+/// trace that cannot be written later is a warning (training goes on).
 class [[nodiscard]] Profiler {
  public:
   Profiler(const ProcessState& state, ProfileKwargs kwargs);

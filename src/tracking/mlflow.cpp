@@ -190,8 +190,10 @@ class MlflowTracker final : public Tracker {
       lock.unlock();
       warn_once(concat("the server does not answer (", error, "); logging is kept and retried"));
       lock.lock();
-      wake_.wait_for(lock, std::chrono::milliseconds(pause_ms));
-      pause_ms = std::min(pause_ms * 2, 30000);
+      // A pause that end() cuts short; while ending, short pauses until the deadline.
+      const bool was_closing = closing_;
+      wake_.wait_for(lock, std::chrono::milliseconds(pause_ms), [&] { return closing_ != was_closing; });
+      pause_ms = closing_ ? 500 : std::min(pause_ms * 2, 30000);
     }
   }
 
@@ -206,11 +208,14 @@ class MlflowTracker final : public Tracker {
     wake_.notify_all();
     writer_.join();
     std::string error;
-    const bool flushed = queue_.empty();
-    if (!flushed) warn_once(concat(queue_.size(), " requests were never delivered"));
-    if (!request(api_ + "runs/update", "POST", json{{"run_id", run_id_}, {"status", status}, {"end_time", now_ms()}},
-                 error, 10)) {
-      warn_once(concat("cannot set the run's status to ", status, " (", error, ")"));
+    const bool updated = request(api_ + "runs/update", "POST",
+                                 json{{"run_id", run_id_}, {"status", status}, {"end_time", now_ms()}}, error, 10)
+                             .has_value();
+    if (!queue_.empty() || !updated) {  // said even after the first warning: what was lost
+      std::cerr << "accelerate: warning: mlflow tracker: " << queue_.size() << " logging request(s) were never "
+                << "delivered"
+                << (updated ? "" : concat(" and the run's status could not be set to ", status, " (", error, ")"))
+                << "." << std::endl;
     }
   }
 

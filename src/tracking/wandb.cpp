@@ -94,10 +94,14 @@ class WandbTracker final : public Tracker {
     const auto start =
         json{{"project", project}, {"config", values_json(config)}, {"init_kwargs", kwargs_json(kwargs)}}.dump() + "\n";
     const auto reply = handshake(start);
-    ACCELERATE_CHECK(reply.value("ok", false), ConfigError, "log_with wandb: ", reply.value("error", "no answer"),
-                     " (Python: ", python_program(),
-                     "). Install W&B's SDK for it (pip install wandb), or point ACCELERATE_CPP_PYTHON at a Python that "
-                     "has it; for a run without an account, WANDB_MODE=offline.");
+    const auto error = reply.value("error", std::string("no answer"));
+    const bool no_sdk = error.rfind("cannot import wandb", 0) == 0;
+    ACCELERATE_CHECK(reply.value("ok", false), ConfigError, "log_with wandb: ", error, " (Python: ", python_program(),
+                     "). ",
+                     no_sdk ? "Install W&B's SDK for it (pip install wandb), or point ACCELERATE_CPP_PYTHON at a "
+                              "Python that has it; for a run without an account, WANDB_MODE=offline."
+                            : "Check W&B's settings (WANDB_MODE, WANDB_API_KEY or `wandb login`, init_kwargs); for a "
+                              "run without an account or network, WANDB_MODE=offline.");
     writer_ = std::thread([this] { write_loop(); });
   }
   ~WandbTracker() override { finish(); }
@@ -141,6 +145,8 @@ class WandbTracker final : public Tracker {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, sockets[1], 0);
     posix_spawn_file_actions_adddup2(&actions, answer[1], 1);
+    // Nothing else of this process (c10d's sockets, data files) is the helper's to hold open.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     const auto program = python_program();
     std::vector<std::string> args{program, "-u", "-c", kHelper};
     std::vector<char*> argv;

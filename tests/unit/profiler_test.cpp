@@ -74,6 +74,9 @@ TEST(Profiler, BadKwargsAreConfigErrors) {
   Accelerator acc(o);
   EXPECT_THROW(acc.profile({.activities = {"gpu"}}), ConfigError);
   EXPECT_THROW(acc.profile({.schedule_option = ProfileSchedule{.active = 0}}), ConfigError);
+  TempDir tmp;
+  std::ofstream(tmp.path / "file") << "not a folder";
+  EXPECT_THROW(acc.profile({.output_trace_dir = (tmp.path / "file" / "traces").string()}), ConfigError);
   auto running = acc.profile();
   EXPECT_THROW(acc.profile(), StateError);  // LibTorch's profiler is one per process
 }
