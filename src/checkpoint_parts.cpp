@@ -113,50 +113,53 @@ CheckpointPart models_part(std::vector<torch::nn::Module*> models, std::vector<S
   // Stage 3 without pieces: the main process's copy of each sharded model, gathered one unit at a time on every
   // rank by `gather`.
   auto gathered = std::make_shared<std::vector<std::map<std::string, at::Tensor>>>();
-  return {.kind = "models",
-          .count = models.size(),
-          .gather =
-              [models, units, gathered, main_process, in_pieces] {
-                gathered->assign(models.size(), {});
-                for (size_t i = 0; i < models.size(); ++i) {
-                  if (units[i] && !in_pieces(i)) (*gathered)[i] = gathered_model_state(*models[i], main_process);
-                }
-              },
-          .save =
-              [models, units, gathered, in_pieces](const fs::path& dir) {
-                for (size_t i = 0; i < models.size(); ++i) {
-                  if (in_pieces(i)) continue;  // save_own
-                  save_tensors(dir / model_file(i), units[i] ? (*gathered)[i] : model_state(*models[i]),
-                               {{"format", "pt"}});
-                }
-              },
-          .save_own =
-              !any_in_pieces
-                  ? nullptr
-                  : std::function([models, main_process, in_pieces](const fs::path& dir, const CheckpointWriter& w) {
-                      for (size_t i = 0; i < models.size(); ++i) {
-                        if (!in_pieces(i)) continue;
-                        const auto writer = pieces_writer(w);
-                        write_pieces(dir, model_stem(i), writer, model_pieces(*models[i], main_process));
-                        if (main_process) write_pieces_index(dir, model_stem(i), writer);
-                      }
-                    }),
-          .verify =
-              [n = models.size()](const fs::path& dir) {
-                for (size_t i = 0; i < n; ++i) saved_pieces(dir, model_stem(i), model_file(i));
-              },
-          .load =
-              [models](const fs::path& dir, const LoadContext&) {
-                // At stage 3 every rank copies only its shard of each unit from the mapped files.
-                for (size_t i = 0; i < models.size(); ++i) {
-                  if (auto source = saved_pieces(dir, model_stem(i), model_file(i))) {
-                    load_model_state(*models[i], *source,
-                                     concat("load_state: ", (dir / model_stem(i)).string(), ".rank_*.safetensors"));
-                  } else {
-                    load_checkpoint_in_model(*models[i], (dir / model_file(i)).string());
-                  }
-                }
-              }};
+  CheckpointPart part{.kind = "models",
+                      .count = models.size(),
+                      .gather =
+                          [models, units, gathered, main_process, in_pieces] {
+                            gathered->assign(models.size(), {});
+                            for (size_t i = 0; i < models.size(); ++i) {
+                              if (units[i] && !in_pieces(i))
+                                (*gathered)[i] = gathered_model_state(*models[i], main_process);
+                            }
+                          },
+                      .save =
+                          [models, units, gathered, in_pieces](const fs::path& dir) {
+                            for (size_t i = 0; i < models.size(); ++i) {
+                              if (in_pieces(i)) continue;  // save_own
+                              save_tensors(dir / model_file(i), units[i] ? (*gathered)[i] : model_state(*models[i]),
+                                           {{"format", "pt"}});
+                            }
+                          },
+                      .verify =
+                          [n = models.size()](const fs::path& dir) {
+                            for (size_t i = 0; i < n; ++i) saved_pieces(dir, model_stem(i), model_file(i));
+                          },
+                      .load =
+                          [models](const fs::path& dir, const LoadContext&) {
+                            // At stage 3 every rank copies only its shard of each unit from the mapped files.
+                            for (size_t i = 0; i < models.size(); ++i) {
+                              if (auto source = saved_pieces(dir, model_stem(i), model_file(i))) {
+                                load_model_state(
+                                    *models[i], *source,
+                                    concat("load_state: ", (dir / model_stem(i)).string(), ".rank_*.safetensors"));
+                              } else {
+                                load_checkpoint_in_model(*models[i], (dir / model_file(i)).string());
+                              }
+                            }
+                          }};
+  // ZeRO stage 3's shards: every rank writes its own file (only then does save_state need a shared folder).
+  if (any_in_pieces) {
+    part.save_own = [models, main_process, in_pieces](const fs::path& dir, const CheckpointWriter& w) {
+      const auto writer = pieces_writer(w);
+      for (size_t i = 0; i < models.size(); ++i) {
+        if (!in_pieces(i)) continue;
+        write_pieces(dir, model_stem(i), writer, model_pieces(*models[i], main_process));
+        if (main_process) write_pieces_index(dir, model_stem(i), writer);
+      }
+    };
+  }
+  return part;
 }
 
 CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers, std::vector<ZeroOptimizer*> sharded,
@@ -167,52 +170,54 @@ CheckpointPart optimizers_part(std::vector<torch::optim::Optimizer*> optimizers,
       pieces && std::any_of(sharded.begin(), sharded.end(), [](auto* z) { return z != nullptr; });
   // Filled by `gather` on every rank, written by `save` on the main process (only the JSON when in pieces).
   auto consolidated = std::make_shared<std::vector<OptimizerState>>();
-  return {.kind = "optimizers",
-          .count = optimizers.size(),
-          .gather =
-              [sharded, consolidated, in_pieces] {
-                consolidated->assign(sharded.size(), {});
-                for (size_t i = 0; i < sharded.size(); ++i) {
-                  if (in_pieces(i)) {
-                    (*consolidated)[i].meta = sharded[i]->state_meta();
-                  } else if (sharded[i]) {
-                    (*consolidated)[i] = sharded[i]->consolidated_state();
-                  }
-                }
-              },
-          .save =
-              [optimizers, sharded, consolidated, in_pieces](const fs::path& dir) {
-                for (size_t i = 0; i < optimizers.size(); ++i) {
-                  const auto state = sharded[i] ? (*consolidated)[i] : optimizer_state(*optimizers[i]);
-                  if (!in_pieces(i)) {
-                    save_tensors(dir / (optimizer_stem(i) + ".safetensors"), state.tensors, {{"format", "pt"}});
-                  }
-                  write_json(dir / (optimizer_stem(i) + ".json"), state.meta);
-                }
-              },
-          .save_own = !any_in_pieces
-                          ? nullptr
-                          : std::function([sharded, in_pieces](const fs::path& dir, const CheckpointWriter& w) {
-                              for (size_t i = 0; i < sharded.size(); ++i) {
-                                if (!in_pieces(i)) continue;
-                                const auto writer = pieces_writer(w);
-                                write_pieces(dir, optimizer_stem(i), writer, sharded[i]->state_pieces());
-                                if (w.process_index == 0) write_pieces_index(dir, optimizer_stem(i), writer);
-                              }
-                            }),
-          .verify =
-              [n = optimizers.size()](const fs::path& dir) {
-                for (size_t i = 0; i < n; ++i) {
-                  saved_pieces(dir, optimizer_stem(i), optimizer_stem(i) + ".safetensors");
-                  read_json(dir / (optimizer_stem(i) + ".json"));
-                }
-              },
-          .load =
-              [optimizers, sharded](const fs::path& dir, const LoadContext&) {
-                for (size_t i = 0; i < optimizers.size(); ++i) {
-                  load_optimizer(*optimizers[i], sharded[i], dir, optimizer_stem(i));
-                }
-              }};
+  CheckpointPart part{
+      .kind = "optimizers",
+      .count = optimizers.size(),
+      .gather =
+          [sharded, consolidated, in_pieces] {
+            consolidated->assign(sharded.size(), {});
+            for (size_t i = 0; i < sharded.size(); ++i) {
+              if (in_pieces(i)) {
+                (*consolidated)[i].meta = sharded[i]->state_meta();
+              } else if (sharded[i]) {
+                (*consolidated)[i] = sharded[i]->consolidated_state();
+              }
+            }
+          },
+      .save =
+          [optimizers, sharded, consolidated, in_pieces](const fs::path& dir) {
+            for (size_t i = 0; i < optimizers.size(); ++i) {
+              const auto state = sharded[i] ? (*consolidated)[i] : optimizer_state(*optimizers[i]);
+              if (!in_pieces(i)) {
+                save_tensors(dir / (optimizer_stem(i) + ".safetensors"), state.tensors, {{"format", "pt"}});
+              }
+              write_json(dir / (optimizer_stem(i) + ".json"), state.meta);
+            }
+          },
+      .verify =
+          [n = optimizers.size()](const fs::path& dir) {
+            for (size_t i = 0; i < n; ++i) {
+              saved_pieces(dir, optimizer_stem(i), optimizer_stem(i) + ".safetensors");
+              read_json(dir / (optimizer_stem(i) + ".json"));
+            }
+          },
+      .load =
+          [optimizers, sharded](const fs::path& dir, const LoadContext&) {
+            for (size_t i = 0; i < optimizers.size(); ++i) {
+              load_optimizer(*optimizers[i], sharded[i], dir, optimizer_stem(i));
+            }
+          }};
+  if (any_in_pieces) {
+    part.save_own = [sharded, in_pieces](const fs::path& dir, const CheckpointWriter& w) {
+      const auto writer = pieces_writer(w);
+      for (size_t i = 0; i < sharded.size(); ++i) {
+        if (!in_pieces(i)) continue;
+        write_pieces(dir, optimizer_stem(i), writer, sharded[i]->state_pieces());
+        if (w.process_index == 0) write_pieces_index(dir, optimizer_stem(i), writer);
+      }
+    };
+  }
+  return part;
 }
 
 CheckpointPart schedulers_part(std::vector<LRScheduler*> schedulers) {

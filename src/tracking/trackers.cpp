@@ -41,27 +41,23 @@ double wall_time() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-}  // namespace detail
-
-namespace {
-
-using File = std::unique_ptr<FILE, int (*)(FILE*)>;
-
-}  // namespace
-
-nlohmann::json detail::log_value_json(const LogValue& v) {
+nlohmann::json log_value_json(const LogValue& v) {
   return std::visit(
       [](const auto& x) -> nlohmann::json {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, double>) {
-          if (!std::isfinite(x)) return detail::number_text(x);  // JSON has no NaN/inf: kept as text
+          if (!std::isfinite(x)) return number_text(x);  // JSON has no NaN/inf: kept as text
         }
         return x;
       },
       v);
 }
 
+}  // namespace detail
+
 namespace {
+
+using File = std::unique_ptr<FILE, int (*)(FILE*)>;
 
 class JsonlTracker final : public Tracker {
  public:
