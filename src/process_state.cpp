@@ -5,14 +5,18 @@
 
 #include <csignal>
 #include <cstdio>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <thread>
 #include <iostream>
 #include <accelerate/system_info.hpp>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <ATen/Parallel.h>
 #include <c10/util/Logging.h>
 #include <torch/cuda.h>
 
 #include "detail/communicator.hpp"
+#include "detail/launch_threads.hpp"
 
 namespace accelerate {
 
@@ -115,6 +119,13 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
     // The launcher reads the workers' output through pipes; line buffering keeps lines whole and in order, and
     // keeps them when a worker is killed.
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  }
+  // srun and mpirun export no OMP_NUM_THREADS: share the cores as torchrun and our launcher do.
+  cpu_set_t allowed;
+  const int allowed_cpus = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+  if (auto threads = detail::default_intra_op_threads(launch, env, allowed_cpus,
+                                                      static_cast<int>(std::thread::hardware_concurrency()))) {
+    at::set_num_threads(*threads);
   }
   const bool cpu = options.cpu || settings_.use_cpu;
   device_ = choose_device(launch, cpu);

@@ -1,6 +1,8 @@
 // Launch-environment detection. Order: ours, torchrun, Open MPI, SLURM, else a single process.
 #include <accelerate/environment.hpp>
 
+#include "detail/launch_threads.hpp"
+
 #include <accelerate/error.hpp>
 #include <accelerate/settings.hpp>
 
@@ -215,6 +217,21 @@ LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env) {
   out.error_file = lookup(env, env_var::kErrorFile).value_or("");
   out.gloo_socket_ifname = lookup(env, env_var::kGlooSocketIfname).value_or("");
   return out;
+}
+
+std::optional<int> detail::default_intra_op_threads(const LaunchEnvironment& launch, const EnvironmentVariables& env,
+                                                    int allowed_cpus, int online_cpus) {
+  if (launch.launcher != Launcher::Slurm && launch.launcher != Launcher::OpenMPI) return std::nullopt;
+  if (lookup(env, env_var::kOmpNumThreads)) return std::nullopt;  // the user's (or the site's) choice
+  if (launch.launcher == Launcher::Slurm) {
+    if (auto per_task = read_int(env, {"SLURM_CPUS_PER_TASK"}, kSlurmFix)) {
+      ACCELERATE_CHECK(*per_task >= 1, ConfigError, "SLURM_CPUS_PER_TASK=", *per_task, " is not a CPU count. ",
+                       kSlurmFix);
+      return *per_task;
+    }
+  }
+  if (allowed_cpus >= 1 && allowed_cpus < online_cpus) return allowed_cpus;  // bound by srun or mpirun already
+  return std::max(1, online_cpus / std::max(1, launch.local_world_size));
 }
 
 }  // namespace accelerate

@@ -3,6 +3,8 @@
 #include <accelerate/error.hpp>
 #include <accelerate/settings.hpp>
 
+#include "detail/launch_threads.hpp"
+
 #include <gtest/gtest.h>
 
 using namespace accelerate;
@@ -180,4 +182,30 @@ TEST(ParseBool, HfSpellings) {
   for (auto t : {"y", "YES", "t", "True", "on", "1"}) EXPECT_TRUE(parse_bool(t, "X"));
   for (auto f : {"n", "no", "F", "false", "OFF", "0"}) EXPECT_FALSE(parse_bool(f, "X"));
   EXPECT_THROW(parse_bool("maybe", "X"), ConfigError);
+}
+
+// srun and mpirun set no OMP_NUM_THREADS: the processes of a machine share its cores, as under torchrun.
+TEST(IntraOpThreads, SrunSharesTheMachinesCoresBetweenItsTasks) {
+  EnvironmentVariables env{
+      {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"}, {"SLURM_JOB_NODELIST", "vm"}};
+  const auto e = detect_launch_environment(env);
+  EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), 4);
+  EXPECT_EQ(detail::default_intra_op_threads(e, env, 3, 8), 3);  // srun bound the task to 3 CPUs
+  env["SLURM_CPUS_PER_TASK"] = "5";
+  EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), 5);
+  env["OMP_NUM_THREADS"] = "7";  // the user's choice stays
+  EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), std::nullopt);
+  env.erase("OMP_NUM_THREADS");
+  env["SLURM_CPUS_PER_TASK"] = "0";
+  EXPECT_THROW(detail::default_intra_op_threads(e, env, 8, 8), ConfigError);
+}
+
+TEST(IntraOpThreads, MpirunSharesAndOtherLaunchersAreLeftAlone) {
+  EnvironmentVariables mpi{{"OMPI_COMM_WORLD_RANK", "0"},       {"OMPI_COMM_WORLD_SIZE", "3"},
+                           {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "3"},
+                           {"MASTER_ADDR", "127.0.0.1"},        {"MASTER_PORT", "29555"}};
+  EXPECT_EQ(detail::default_intra_op_threads(detect_launch_environment(mpi), mpi, 2, 2), 1);  // at least one
+  const auto torchrun = torchrun_env(0, 2, 0, 2);  // torchrun and our launcher export OMP_NUM_THREADS themselves
+  EXPECT_EQ(detail::default_intra_op_threads(detect_launch_environment(torchrun), torchrun, 8, 8), std::nullopt);
+  EXPECT_EQ(detail::default_intra_op_threads(detect_launch_environment({}), {}, 8, 8), std::nullopt);
 }
