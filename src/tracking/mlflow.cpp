@@ -9,17 +9,15 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
-#include <condition_variable>
 #include <cstdlib>
-#include <deque>
 #include <iostream>
-#include <mutex>
-#include <thread>
+#include <memory>
 
 #include <curl/curl.h>
 
 #include <nlohmann/json.hpp>
 
+#include "detail/background_sender.hpp"
 #include "detail/error_text.hpp"
 #include "detail/tracking_io.hpp"
 
@@ -27,7 +25,6 @@ namespace accelerate {
 namespace {
 using detail::concat;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -109,7 +106,8 @@ class MlflowTracker final : public Tracker {
     ACCELERATE_CHECK(run && run->contains("run"), ConfigError, "log_with mlflow: cannot create a run in experiment '",
                      experiment, "' at ", uri, ": ", error);
     run_id_ = (*run)["run"]["info"]["run_id"].get<std::string>();
-    writer_ = std::thread([this] { write_loop(); });
+    sender_ =
+        std::make_unique<detail::BackgroundSender<Request>>(100000, [this](const Request& r) { return deliver(r); });
   }
   ~MlflowTracker() override { end(finished_ ? "FINISHED" : "FAILED"); }
 
@@ -153,66 +151,35 @@ class MlflowTracker final : public Tracker {
   }
 
   void enqueue(Request r) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (closing_) return;
-      if (queue_.size() >= 100000) return warn_once("more than 100000 requests waiting for the server; dropping");
-      queue_.push_back(std::move(r));
-    }
-    wake_.notify_one();
+    if (!sender_ || ended_) return;
+    if (!sender_->push(std::move(r))) warn_once("more than 100000 requests waiting for the server; dropping");
   }
 
-  /// Sends in order; a failure is retried with a growing pause (at most 30 s) until it goes through, or, once the
-  /// run is ending, until its deadline. The server's answer of an error in the request itself is not retried.
-  void write_loop() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    int pause_ms = 250;
-    while (true) {
-      wake_.wait(lock, [&] { return !queue_.empty() || closing_; });
-      if (queue_.empty() || (closing_ && Clock::now() > deadline_)) return;
-      const auto next = queue_.front();
-      lock.unlock();
-      std::string error;
-      const auto answer = request(api_ + next.path, "POST", next.body, error, 10);
-      lock.lock();
-      if (answer && !answer->contains("http_status")) {
-        queue_.pop_front();
-        pause_ms = 250;
-        continue;
-      }
-      if (answer && (*answer)["http_status"].get<long>() < 500) {  // refused as such: retrying will not help
-        queue_.pop_front();
-        lock.unlock();
-        warn_once(concat("the server refused a request (", error, ")"));
-        lock.lock();
-        continue;
-      }
-      lock.unlock();
-      warn_once(concat("the server does not answer (", error, "); logging is kept and retried"));
-      lock.lock();
-      // A pause that end() cuts short; while ending, short pauses until the deadline.
-      const bool was_closing = closing_;
-      wake_.wait_for(lock, std::chrono::milliseconds(pause_ms), [&] { return closing_ != was_closing; });
-      pause_ms = closing_ ? 500 : std::min(pause_ms * 2, 30000);
+  /// One request, on the sender's thread, in order: a failure is kept and retried (until it goes through, or,
+  /// once the run is ending, until end's deadline); the server's refusal of the request itself is not retried.
+  detail::SendOutcome deliver(const Request& r) {
+    std::string error;
+    const auto answer = request(api_ + r.path, "POST", r.body, error, 10);
+    if (answer && !answer->contains("http_status")) return detail::SendOutcome::Sent;
+    if (answer && (*answer)["http_status"].get<long>() < 500) {  // refused as such: retrying will not help
+      warn_once(concat("the server refused a request (", error, ")"));
+      return detail::SendOutcome::Dropped;
     }
+    warn_once(concat("the server does not answer (", error, "); logging is kept and retried"));
+    return detail::SendOutcome::Retry;
   }
 
   /// Flushes what is queued (up to 10 s), then sets the run's status.
   void end(const char* status) {
-    if (!writer_.joinable()) return;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      closing_ = true;
-      deadline_ = Clock::now() + std::chrono::seconds(10);
-    }
-    wake_.notify_all();
-    writer_.join();
+    if (!sender_ || ended_) return;
+    ended_ = true;
+    const auto undelivered = sender_->close(std::chrono::seconds(10));
     std::string error;
     const bool updated = request(api_ + "runs/update", "POST",
                                  json{{"run_id", run_id_}, {"status", status}, {"end_time", now_ms()}}, error, 10)
                              .has_value();
-    if (!queue_.empty() || !updated) {  // said even after the first warning: what was lost
-      std::cerr << "accelerate: warning: mlflow tracker: " << queue_.size() << " logging request(s) were never "
+    if (undelivered > 0 || !updated) {  // said even after the first warning: what was lost
+      std::cerr << "accelerate: warning: mlflow tracker: " << undelivered << " logging request(s) were never "
                 << "delivered"
                 << (updated ? "" : concat(" and the run's status could not be set to ", status, " (", error, ")"))
                 << "." << std::endl;
@@ -225,13 +192,9 @@ class MlflowTracker final : public Tracker {
   }
 
   std::string api_, run_id_;
-  std::thread writer_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<Request> queue_;
-  bool closing_ = false, finished_ = false;
-  Clock::time_point deadline_{};
+  bool finished_ = false, ended_ = false;
   std::atomic<bool> warned_{false};
+  std::unique_ptr<detail::BackgroundSender<Request>> sender_;  // last: its thread uses the members above
 };
 
 }  // namespace

@@ -6,13 +6,12 @@
 
 #include <accelerate/error.hpp>
 
-#include <condition_variable>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <cstdlib>
-#include <deque>
 #include <iostream>
-#include <mutex>
-#include <thread>
+#include <memory>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -24,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/background_sender.hpp"
 #include "detail/error_text.hpp"
 #include "detail/tracking_io.hpp"
 
@@ -102,7 +102,8 @@ class WandbTracker final : public Tracker {
                               "Python that has it; for a run without an account, WANDB_MODE=offline."
                             : "Check W&B's settings (WANDB_MODE, WANDB_API_KEY or `wandb login`, init_kwargs); for a "
                               "run without an account or network, WANDB_MODE=offline.");
-    writer_ = std::thread([this] { write_loop(); });
+    sender_ = std::make_unique<detail::BackgroundSender<std::string>>(
+        10000, [this](const std::string& line) { return write(line); });
   }
   ~WandbTracker() override { finish(); }
 
@@ -116,12 +117,8 @@ class WandbTracker final : public Tracker {
   void finish() override {
     if (pid_ <= 0) return;
     send(json{{"op", "finish"}});
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      closing_ = true;
-    }
-    wake_.notify_all();
-    if (writer_.joinable()) writer_.join();
+    sender_->close(std::chrono::seconds(60));  // what is queued, unless the helper is gone
+    sender_.reset();
     ::close(socket_);
     // W&B syncs (or writes its offline files) in finish: give it a minute, then stop it.
     for (int i = 0; i < 600 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) ::usleep(100000);
@@ -192,47 +189,28 @@ class WandbTracker final : public Tracker {
     return reply;
   }
 
-  /// Queued for the writer thread: never blocks the training loop.
+  /// Queued for the sender's thread: never blocks the training loop.
   void send(const json& message) {
-    if (pid_ <= 0) return;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (dead_ || closing_) return;
-      if (queue_.size() >= 10000) {
-        if (!behind_said_) warn("its helper fell 10000 messages behind; dropping messages until it catches up");
-        behind_said_ = true;
-        return;
-      }
-      queue_.push_back(message.dump() + "\n");
+    if (!sender_ || gone_) return;
+    if (!sender_->push(message.dump() + "\n") && !gone_ && !behind_said_.exchange(true)) {
+      warn("its helper fell 10000 messages behind; dropping messages until it catches up");
     }
-    wake_.notify_one();
   }
 
-  void write_loop() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (true) {
-      wake_.wait(lock, [&] { return !queue_.empty() || closing_; });
-      if (queue_.empty()) return;
-      const auto text = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      size_t done = 0;
-      while (done < text.size()) {
-        const ssize_t n = ::send(socket_, text.data() + done, text.size() - done, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        done += static_cast<size_t>(n);
-      }
-      const int error = errno;
-      lock.lock();
-      if (done < text.size()) {
-        dead_ = true;
-        queue_.clear();
-        lock.unlock();
-        warn(concat("its helper process (pid ", pid_, ") is gone (", std::strerror(error),
-                    "); training goes on without W&B, the other trackers keep logging"));
-        return;
-      }
+  /// One line to the helper, on the sender's thread; Stop (everything queued dropped) once the helper is gone.
+  detail::SendOutcome write(const std::string& line) {
+    size_t done = 0;
+    while (done < line.size()) {
+      const ssize_t n = ::send(socket_, line.data() + done, line.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
     }
+    if (done == line.size()) return detail::SendOutcome::Sent;
+    const int error = errno;
+    gone_ = true;
+    warn(concat("its helper process (pid ", pid_, ") is gone (", std::strerror(error),
+                "); training goes on without W&B, the other trackers keep logging"));
+    return detail::SendOutcome::Stop;
   }
 
   static void warn(const std::string& what) {
@@ -241,11 +219,8 @@ class WandbTracker final : public Tracker {
 
   pid_t pid_ = -1;
   int socket_ = -1, answer_ = -1;
-  std::thread writer_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::string> queue_;
-  bool closing_ = false, dead_ = false, behind_said_ = false;
+  std::atomic<bool> gone_{false}, behind_said_{false};
+  std::unique_ptr<detail::BackgroundSender<std::string>> sender_;  // last: its thread uses the members above
 };
 
 }  // namespace

@@ -1,11 +1,17 @@
 // Trackers: JSONL/CSV contents, non-finite values, bad names and folders, a user tracker.
 #include <accelerate/accelerate.hpp>
 
+#include "detail/background_sender.hpp"
+
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
 #include <limits>
+#include <thread>
+#include <vector>
 
 using namespace accelerate;
 namespace fs = std::filesystem;
@@ -106,4 +112,44 @@ TEST(Trackers, UserTrackerGetsConfigAndSteps) {
   EXPECT_EQ(calls[3].first, 2);
   EXPECT_NE(acc.get_tracker("recorder"), nullptr);
   EXPECT_EQ(acc.get_tracker("tensorboard"), nullptr);
+}
+
+// The W&B and MLflow trackers' sender: in order, a refused item skipped, a failed one retried, a gone receiver
+// ending it, and close() bounded by its deadline.
+TEST(BackgroundSender, SendsInOrderSkipsRefusedAndRetriesFailed) {
+  std::vector<int> seen;
+  int failures_left = 2;
+  accelerate::detail::BackgroundSender<int> sender(100, [&](const int& x) {
+    seen.push_back(x);
+    if (x == 3) return accelerate::detail::SendOutcome::Dropped;
+    if (x == 4 && failures_left-- > 0) return accelerate::detail::SendOutcome::Retry;
+    return accelerate::detail::SendOutcome::Sent;
+  });
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(sender.push(i));
+  EXPECT_EQ(sender.close(std::chrono::seconds(30)), 0u);
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 4, 4, 4, 5}));
+  EXPECT_FALSE(sender.push(6));  // closed
+}
+
+TEST(BackgroundSender, StopDropsTheRestAndCloseKeepsItsDeadline) {
+  std::atomic<int> sent{0};
+  accelerate::detail::BackgroundSender<int> stopping(100, [&](const int&) {
+    ++sent;
+    return accelerate::detail::SendOutcome::Stop;
+  });
+  ASSERT_TRUE(stopping.push(1));
+  for (int i = 0; i < 200 && sent == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(stopping.push(2));  // the receiver is gone
+  EXPECT_EQ(stopping.close(std::chrono::seconds(30)), 0u);
+  EXPECT_EQ(sent, 1);
+
+  accelerate::detail::BackgroundSender<int> failing(2,
+                                                    [](const int&) { return accelerate::detail::SendOutcome::Retry; });
+  ASSERT_TRUE(failing.push(1));
+  ASSERT_TRUE(failing.push(2));
+  EXPECT_FALSE(failing.push(3));  // full
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(failing.close(std::chrono::milliseconds(300)), 2u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
