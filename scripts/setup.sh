@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything accelerate-cpp needs on a Debian machine and builds it; a quick no-op when done already.
-#   - apt packages (compiler tools, CLI11, yaml-cpp, gloo headers, GoogleTest, Open MPI, the example data, SLURM and
-#     munge for the test that starts a one-node cluster)
+#   - apt packages (compiler tools, CLI11, yaml-cpp, gloo headers, GoogleTest, Open MPI, the example data; with no
+#     targets named, also SLURM and munge for the test that starts a one-node cluster)
 #   - a Python venv holding the torch==2.11.0 wheel (LibTorch + c10d) and HF accelerate (parity checks), at
 #     $ACCELERATE_CPP_VENV
 #     (default: ~/.cache/accelerate-cpp/venv), reused when present; or, with ACCELERATE_CPP_PYTHON, a Python that
@@ -16,7 +16,9 @@ BUILD="$ROOT/build"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3-venv libcli11-dev libyaml-cpp-dev libgloo-dev
               libgtest-dev openmpi-bin zlib1g-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-14-dev
-              libboost-dev clang-format libcurl4-openssl-dev slurmctld slurmd slurm-client munge)
+              libboost-dev clang-format libcurl4-openssl-dev)
+# The SLURM test's one-node cluster, only when everything (the tests) is built: daemons the example does not need.
+(($#)) || APT_PACKAGES+=(slurmctld slurmd slurm-client munge)
 
 log() { echo "[setup] $*" >&2; }
 

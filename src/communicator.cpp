@@ -149,7 +149,7 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnvironment& env, std:
           "Rank 0 cannot host the rendezvous on port ", env.master_port,
           ": the address is already in use by another "
           "process. Pick a free port (launch: --main_process_port, or leave it unset to get a free one; torchrun: "
-          "--master_port), or stop the process holding it. Detail: ",
+          "--master_port; srun or mpirun: export MASTER_PORT), or stop the process holding it. Detail: ",
           what));
     }
     if (contains(what, "timed out") || contains(what, "Timed out") || contains(what, "timeout")) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include <sched.h>
 #include <sys/resource.h>
 
 #include "commands/commands.hpp"
@@ -146,7 +147,11 @@ int run_launch(launcher::LaunchOptions& o) {
   const auto env = current_environment();
   const char* path = std::getenv("PATH");
   const auto program = launcher::resolve_program(o.program, path ? path : "");
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // The CPUs this launcher may run on (srun's or taskset's binding), which its workers share; else the machine's.
+  cpu_set_t allowed;
+  const int cores = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0
+                        ? std::max(1, CPU_COUNT(&allowed))
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto plan = launcher::make_plan(o, program, &launcher::pick_free_port, cores, env);
   if (plan.hosts_rendezvous && plan.world_size > 1) launcher::ensure_port_free(plan.master_port);
   // The launcher holds two pipes per local worker: refuse up front what would fail halfway through the start

@@ -416,11 +416,22 @@ class Supervisor {
     return kExitPreempted;
   }
 
+  /// After a preemption notice that ended workers by the signal itself, nothing saved: why, and what to change.
+  std::string unheeded_notice_hint() const {
+    if (launcher_signal_ != SIGTERM && launcher_signal_ != SIGUSR1) return "";
+    size_t killed = 0;
+    for (const auto& w : workers_) killed += WIFSIGNALED(w.status) && WTERMSIG(w.status) == launcher_signal_;
+    if (killed == 0) return "";
+    return " " + std::to_string(killed) + " ended by the " + signal_name(launcher_signal_) +
+           " itself, without saving: a program saves on a notice only once it has called check_preemption(), and "
+           "only when the signal reaches it, so a wrapper script must `exec` the program (docs/preemption.md).";
+  }
+
   int finish() {
     if (const auto code = preempted_ending()) return *code;
     if (launcher_signal_) {
-      std::fprintf(stderr, "accelerate-cpp launch: received %s; stopped all %zu worker(s).\n",
-                   signal_name(launcher_signal_).c_str(), workers_.size());
+      std::fprintf(stderr, "accelerate-cpp launch: received %s; stopped all %zu worker(s).%s\n",
+                   signal_name(launcher_signal_).c_str(), workers_.size(), unheeded_notice_hint().c_str());
       return 128 + launcher_signal_;
     }
     if (first_failure_ < 0) return 0;

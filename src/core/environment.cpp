@@ -113,23 +113,62 @@ LaunchEnvironment from_openmpi(const EnvironmentVariables& env) {
   return e;
 }
 
+/// The tasks on node `node` of SLURM's compressed per-node counts ("2(x3),1": 2, 2, 2, 1); nullopt when the list
+/// is not in that form or has no such node.
+std::optional<int> slurm_tasks_on_node(const std::string& counts, int node) {
+  int index = 0;
+  size_t pos = 0;
+  while (pos < counts.size()) {
+    const size_t end = std::min(counts.find(',', pos), counts.size());
+    const std::string item = counts.substr(pos, end - pos);
+    int tasks = 0, repeat = 1;
+    const auto open = item.find("(x");
+    const auto [p, ec] = std::from_chars(item.data(), item.data() + std::min(open, item.size()), tasks);
+    if (ec != std::errc() || tasks < 1) return std::nullopt;
+    if (open != std::string::npos) {
+      const auto [q, ec2] = std::from_chars(item.data() + open + 2, item.data() + item.size(), repeat);
+      if (ec2 != std::errc() || repeat < 1 || *q != ')') return std::nullopt;
+    } else if (p != item.data() + item.size()) {
+      return std::nullopt;
+    }
+    if (node < index + repeat) return tasks;
+    index += repeat;
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
 LaunchEnvironment from_slurm(const EnvironmentVariables& env) {
   LaunchEnvironment e;
   e.launcher = Launcher::Slurm;
   e.rank = require_int(env, "SLURM_PROCID", kSlurmFix);
-  e.world_size = require_int(env, "SLURM_NTASKS", kSlurmFix);
+  // srun's tasks see their step's variables; the batch script itself (no step) sees the job's task count, which
+  // only srun fulfils: waiting for those ranks would hang until the rendezvous times out.
+  const auto step_tasks = read_int(env, {"SLURM_STEP_NUM_TASKS"}, kSlurmFix);
+  e.world_size = step_tasks ? *step_tasks : require_int(env, "SLURM_NTASKS", kSlurmFix);
+  ACCELERATE_CHECK(lookup(env, "SLURM_STEP_ID") || lookup(env, "SLURM_STEPID") || e.world_size <= 1, ConfigError,
+                   "This process is SLURM's batch script itself (no SLURM_STEP_ID), where SLURM_NTASKS=", e.world_size,
+                   " counts the tasks that srun would start; started like this, it would wait for ranks that never "
+                   "come. Start it with `srun <program>` (one task per process) or through `srun accelerate-cpp "
+                   "launch` (docs/launch.md, "
+                   "\"On a SLURM cluster\").");
   e.local_rank = read_int(env, {"SLURM_LOCALID"}, kSlurmFix).value_or(0);
-  e.num_nodes = read_int(env, {"SLURM_NNODES", "SLURM_JOB_NUM_NODES"}, kSlurmFix).value_or(1);
+  e.num_nodes = read_int(env, {"SLURM_STEP_NUM_NODES", "SLURM_NNODES", "SLURM_JOB_NUM_NODES"}, kSlurmFix).value_or(1);
   e.node_rank = read_int(env, {"SLURM_NODEID"}, kSlurmFix).value_or(0);
   ACCELERATE_CHECK(e.num_nodes >= 1, ConfigError, "SLURM_NNODES must be >= 1. ", kSlurmFix);
-  e.local_world_size =
-      read_int(env, {"SLURM_NTASKS_PER_NODE"}, kSlurmFix).value_or((e.world_size + e.num_nodes - 1) / e.num_nodes);
+  // The step's own count for this node: the job's SLURM_NTASKS_PER_NODE stays when srun starts another layout.
+  std::optional<int> here;
+  if (auto counts = lookup(env, "SLURM_STEP_TASKS_PER_NODE")) here = slurm_tasks_on_node(*counts, e.node_rank);
+  if (!here) here = read_int(env, {"SLURM_NTASKS_PER_NODE"}, kSlurmFix);
+  e.local_world_size = here.value_or((e.world_size + e.num_nodes - 1) / e.num_nodes);
   validate(e, "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", kSlurmFix);
-  // SLURM names the hosts; the first one of the job runs rank 0 under the default block distribution.
+  // SLURM names the hosts; the first one of the step runs rank 0 under the default block distribution.
   EnvironmentVariables with_master = env;
   if (!lookup(env, env_var::kMasterAddr)) {
-    auto nodelist = lookup(env, "SLURM_JOB_NODELIST");
-    if (!nodelist) nodelist = lookup(env, "SLURM_NODELIST");
+    std::optional<std::string> nodelist;
+    for (const char* key : {"SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST"}) {
+      if (!nodelist) nodelist = lookup(env, key);
+    }
     if (nodelist) with_master[env_var::kMasterAddr] = first_host_in_slurm_nodelist(*nodelist);
   }
   read_master(with_master, e, /*port_required=*/false, kSlurmFix);
@@ -224,10 +263,11 @@ std::optional<int> detail::default_intra_op_threads(const LaunchEnvironment& lau
   if (launch.launcher != Launcher::Slurm && launch.launcher != Launcher::OpenMPI) return std::nullopt;
   if (lookup(env, env_var::kOmpNumThreads)) return std::nullopt;  // the user's (or the site's) choice
   if (launch.launcher == Launcher::Slurm) {
-    if (auto per_task = read_int(env, {"SLURM_CPUS_PER_TASK"}, kSlurmFix)) {
-      ACCELERATE_CHECK(*per_task >= 1, ConfigError, "SLURM_CPUS_PER_TASK=", *per_task, " is not a CPU count. ",
-                       kSlurmFix);
-      return *per_task;
+    constexpr const char* kFix = "srun sets it from --cpus-per-task; unset it, or export OMP_NUM_THREADS.";
+    if (auto per_task = read_int(env, {"SLURM_CPUS_PER_TASK"}, kFix)) {
+      ACCELERATE_CHECK(*per_task >= 1, ConfigError, "SLURM_CPUS_PER_TASK=", *per_task, " is not a CPU count; ", kFix);
+      // The job's --cpus-per-task reaches a step that srun laid out otherwise: the binding is the truth then.
+      return allowed_cpus >= 1 && allowed_cpus < online_cpus ? std::min(*per_task, allowed_cpus) : *per_task;
     }
   }
   if (allowed_cpus >= 1 && allowed_cpus < online_cpus) return allowed_cpus;  // bound by srun or mpirun already

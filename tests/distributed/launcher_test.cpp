@@ -282,6 +282,20 @@ TEST(LaunchPreemption, ANoticeAfterTheWorkersFinishedIsNotAFailure) {
   expect_output_has(r.output, {"received SIGTERM; all 2 worker(s) had finished (exit 0)"});
 }
 
+TEST(LaunchPreemption, WorkersEndedByTheNoticeItselfAreSaidToHaveSavedNothing) {
+  // A wrapper script without `exec` (here a shell waiting on sleep) dies of the forwarded SIGUSR1: the summary
+  // must say that nothing was saved and why, not only "stopped".
+  auto r = run({kLauncher, "launch", "--num_processes", "2", "sh", "-c", "sleep 30; true"}, {},
+               std::chrono::seconds(30), [&](int pid) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(500));
+                 ::kill(pid, SIGUSR1);
+               });
+  EXPECT_EQ(r.exit_code, 128 + SIGUSR1) << r.output;
+  expect_output_has(r.output, {"received SIGUSR1; stopped all 2 worker(s). 2 ended by the SIGUSR1 itself, without "
+                               "saving",
+                               "a wrapper script must `exec` the program"});
+}
+
 TEST(LaunchPreemption, APeerThatDoesNotFollowAPreemptedWorkerIsStoppedAndTheCodeStays75) {
   auto r = launch({"--num_processes", "2", "--grace_period", "1", "sh", "-c",
                    "if [ \"$RANK\" = 1 ]; then sleep 0.3; exit 75; fi; sleep 30"});

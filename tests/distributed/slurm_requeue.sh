@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real SLURM (issue 26): a single-node cluster of Debian's slurmctld + slurmd with munge, started here in a
 # temporary folder on free ports, then:
-#   1. `srun --ntasks 2` starts the GPT example directly (ProcessState reads SLURM_PROCID, SLURM_NTASKS and the
-#      master from SLURM_JOB_NODELIST): both tasks train to the end;
+#   1. `srun --ntasks 2` starts the GPT example directly (ProcessState reads the step's SLURM_* variables: rank,
+#      tasks, tasks on this node, the master host) inside a job laid out otherwise: both tasks train to the end;
+#      started in the batch script without srun, the program is refused at once;
 #   2. docs/launch.md's batch script, run with sbatch (one node, two processes, no GPU: the only edits), trains;
 #      `scancel --signal USR1` (what `--signal=USR1@120` sends before the time limit) makes every process save
 #      and exit 75; the script requeues the job; the job comes back and resumes ("resumed from ...") to the end.
@@ -104,19 +105,36 @@ tiny=(--data_dir "$dir/data" --n_layer 1 --n_head 2 --n_embd 32 --block_size 32 
 cd "$dir/work"
 
 # 1. srun alone: one task per process; the library reads SLURM's variables (MASTER_PORT: a free port here, since
-#    29500 may be taken by another test). Uninterrupted: the reference for the requeued job below.
-out=$(timeout 240 srun --ntasks 2 --export "ALL,MASTER_PORT=$(free_port)" "$bin/gpt" "${tiny[@]}" --max_steps 1000 2>&1)
+#    29500 may be taken by another test). In a job laid out for a launcher (one task of two CPUs), so that the step's
+#    layout (two tasks of one CPU) differs from the job's. Uninterrupted: the reference for the requeued job below.
+printf '#!/bin/bash\nsrun --ntasks 2 --cpus-per-task 1 --kill-on-bad-exit=1 --export ALL,MASTER_PORT=%s %s %s --max_steps 1000\n' \
+  "$(free_port)" "$bin/gpt" "${tiny[*]}" >srun.sbatch
+timeout 240 sbatch --wait --quiet --nodes 1 --ntasks-per-node 1 --cpus-per-task 2 --output "$dir/work/srun.log" \
+  srun.sbatch
 rc=$?
-echo "$out" >"$dir/work/srun.log"
-[ "$rc" = 0 ] || fail "srun --ntasks 2 gpt failed (rc $rc)"
+[ "$rc" = 0 ] || fail "srun --ntasks 2 gpt in a job of one task failed (rc $rc)"
 for r in 0 1; do
-  grep -q "memory: rank=$r " <<<"$out" || fail "task $r did not train under srun"
+  grep -q "memory: rank=$r " srun.log || fail "task $r did not train under srun"
 done
-reference=$(grep -o "val_loss=[0-9.]*" <<<"$out" | tail -n 1)
+reference=$(grep -o "val_loss=[0-9.]*" srun.log | tail -n 1)
 [ -n "$reference" ] || fail "srun: no final val_loss"
-echo "slurm_requeue: srun --ntasks 2: both tasks trained to step 1000, $reference"
+echo "slurm_requeue: srun --ntasks 2 in a job of one task: both tasks trained to step 1000, $reference"
 
-# 2. docs/launch.md's batch script, verbatim but for what a one-node CPU cluster needs: no GPUs, two processes.
+# The same program started in the batch script itself, without srun: refused at once with the fix, where it would
+# have waited for a rank 1 that never starts.
+job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+batch=$(sbatch --parsable --ntasks 2 --output "$dir/work/batch.log" --wrap "$bin/gpt ${tiny[*]} --max_steps 5") ||
+  fail "sbatch --wrap refused"
+for _ in $(seq 300); do
+  case "$(job_state "$batch")" in COMPLETED | FAILED) break ;; esac
+  sleep 0.1
+done
+grep -q "SLURM's batch script itself" "$dir/work/batch.log" ||
+  fail "a program in the batch script without srun was not refused within 30 s: $(job_state "$batch")"
+echo "slurm_requeue: without srun in a 2-task job: refused at once"
+
+# 2. docs/launch.md's batch script, verbatim but for what a one-node CPU cluster needs: no GPUs, two processes on
+#    its two CPUs (sbatch's options win over the script's #SBATCH lines).
 awk '/^## On a SLURM cluster/ {s = 1} s && /^```bash$/ {b = 1; next} b && /^```$/ {exit} b {print}' "$launch_md" \
   >docs.sbatch
 grep -q '^#!/bin/bash' docs.sbatch || fail "no batch script under '## On a SLURM cluster' in $launch_md"
@@ -129,9 +147,9 @@ edit 's/^per_node=[0-9]*/per_node=2/' '^per_node='
 mkdir -p build && ln -s "$bin" build/bin
 export PATH="$bin:$PATH"  # accelerate-cpp, as an installed one would be
 steps=1000
-jid=$(sbatch --parsable --nodes 1 docs.sbatch "${tiny[@]}" --max_steps $steps) || fail "sbatch refused the script"
+jid=$(sbatch --parsable --nodes 1 --cpus-per-task 2 docs.sbatch "${tiny[@]}" --max_steps $steps) || fail "sbatch refused the script"
 log="$dir/work/gpt-$jid.log"
-state() { scontrol show job "$jid" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+state() { job_state "$jid"; }
 # wait_for WHAT COMMAND...: polls COMMAND for 60 s.
 wait_for() {
   local what="$1"

@@ -115,9 +115,9 @@ TEST(Environment, OpenMpiMultiNodeNeedsMasterAddr) {
 }
 
 TEST(Environment, Slurm) {
-  EnvironmentVariables env{{"SLURM_PROCID", "5"},   {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
-                           {"SLURM_NNODES", "2"},   {"SLURM_NODEID", "1"}, {"SLURM_JOB_NODELIST", "gpu[07-08]"},
-                           {"MASTER_PORT", "31000"}};
+  EnvironmentVariables env{{"SLURM_PROCID", "5"},    {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                           {"SLURM_NNODES", "2"},    {"SLURM_NODEID", "1"}, {"SLURM_JOB_NODELIST", "gpu[07-08]"},
+                           {"MASTER_PORT", "31000"}, {"SLURM_STEP_ID", "0"}};
   auto e = detect_launch_environment(env);
   EXPECT_EQ(e.launcher, Launcher::Slurm);
   expect_ranks(e, {.rank = 5, .world_size = 8, .local_rank = 1, .local_world_size = 4, .node_rank = 1, .num_nodes = 2});
@@ -126,12 +126,50 @@ TEST(Environment, Slurm) {
 }
 
 TEST(Environment, SlurmMasterAddrWins) {
-  EnvironmentVariables env{{"SLURM_PROCID", "0"},
-                           {"SLURM_NTASKS", "2"},
-                           {"SLURM_NNODES", "2"},
-                           {"SLURM_NODELIST", "a,b"},
-                           {"MASTER_ADDR", "10.0.0.9"}};
+  EnvironmentVariables env{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"},     {"SLURM_STEP_ID", "0"},
+                           {"SLURM_NNODES", "2"}, {"SLURM_NODELIST", "a,b"}, {"MASTER_ADDR", "10.0.0.9"}};
   EXPECT_EQ(detect_launch_environment(env).master_addr, "10.0.0.9");
+}
+
+// Under srun, the step's variables win over the job's: `#SBATCH --ntasks-per-node=1` (a launcher per node) and
+// then `srun -n 4` on 2 nodes leaves SLURM_NTASKS_PER_NODE=1 but puts 2 tasks on each node.
+TEST(Environment, SlurmStepLayoutWinsOverTheJobs) {
+  EnvironmentVariables env{{"SLURM_PROCID", "3"},
+                           {"SLURM_NTASKS", "4"},
+                           {"SLURM_STEP_ID", "1"},
+                           {"SLURM_STEP_NUM_TASKS", "4"},
+                           {"SLURM_LOCALID", "1"},
+                           {"SLURM_NODEID", "1"},
+                           {"SLURM_NNODES", "3"},
+                           {"SLURM_STEP_NUM_NODES", "2"},
+                           {"SLURM_NTASKS_PER_NODE", "1"},
+                           {"SLURM_STEP_TASKS_PER_NODE", "2(x2)"},
+                           {"SLURM_JOB_NODELIST", "n[1-3]"},
+                           {"SLURM_STEP_NODELIST", "n[2-3]"}};
+  auto e = detect_launch_environment(env);
+  expect_ranks(e, {.rank = 3, .world_size = 4, .local_rank = 1, .local_world_size = 2, .node_rank = 1, .num_nodes = 2});
+  EXPECT_EQ(e.master_addr, "n2");  // the step's first node, not the job's
+}
+
+TEST(Environment, SlurmBatchScriptIsNotARank) {
+  // What the batch script sees of `#SBATCH --ntasks=2`: no step. A program started there without srun would wait
+  // for a rank 1 that never comes.
+  EnvironmentVariables batch{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "vm"}};
+  expect_config_error(batch, "srun <program>");
+  batch["SLURM_NTASKS"] = "1";  // a job of one task: the batch script is the whole run
+  EXPECT_EQ(detect_launch_environment(batch).world_size, 1);
+}
+
+TEST(SlurmTasksPerNode, CompressedCounts) {
+  EnvironmentVariables env{{"SLURM_PROCID", "4"},  {"SLURM_NTASKS", "7"},      {"SLURM_STEP_ID", "0"},
+                           {"SLURM_NODEID", "2"},  {"SLURM_NNODES", "3"},      {"SLURM_STEP_TASKS_PER_NODE", "2(x2),3"},
+                           {"SLURM_LOCALID", "0"}, {"SLURM_NODELIST", "a,b,c"}};
+  EXPECT_EQ(detect_launch_environment(env).local_world_size, 3);
+  env["SLURM_NODEID"] = "1";
+  env["SLURM_PROCID"] = "2";
+  EXPECT_EQ(detect_launch_environment(env).local_world_size, 2);
+  env["SLURM_STEP_TASKS_PER_NODE"] = "garbage";  // not SLURM's form: the even share
+  EXPECT_EQ(detect_launch_environment(env).local_world_size, 3);
 }
 
 TEST(SlurmNodelist, FirstHost) {
@@ -186,14 +224,18 @@ TEST(ParseBool, HfSpellings) {
 
 // srun and mpirun set no OMP_NUM_THREADS: the processes of a machine share its cores, as under torchrun.
 TEST(IntraOpThreads, SrunSharesTheMachinesCoresBetweenItsTasks) {
-  EnvironmentVariables env{
-      {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"}, {"SLURM_JOB_NODELIST", "vm"}};
+  EnvironmentVariables env{{"SLURM_PROCID", "1"},
+                           {"SLURM_NTASKS", "2"},
+                           {"SLURM_LOCALID", "1"},
+                           {"SLURM_JOB_NODELIST", "vm"},
+                           {"SLURM_STEP_ID", "0"}};
   const auto e = detect_launch_environment(env);
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), 4);
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 3, 8), 3);  // srun bound the task to 3 CPUs
   env["SLURM_CPUS_PER_TASK"] = "5";
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), 5);
-  env["OMP_NUM_THREADS"] = "7";  // the user's choice stays
+  EXPECT_EQ(detail::default_intra_op_threads(e, env, 1, 8), 1);  // the job's -c 5, but this step bound it to 1
+  env["OMP_NUM_THREADS"] = "7";                                  // the user's choice stays
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), std::nullopt);
   env.erase("OMP_NUM_THREADS");
   env["SLURM_CPUS_PER_TASK"] = "0";
