@@ -258,6 +258,14 @@ LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env) {
   return out;
 }
 
+namespace {
+/// The CPUs this process may use: those it is bound to (by srun or mpirun), else its share of the machine's.
+int cpu_share(const LaunchEnvironment& launch, int allowed_cpus, int online_cpus) {
+  if (allowed_cpus >= 1 && allowed_cpus < online_cpus) return allowed_cpus;
+  return std::max(1, online_cpus / std::max(1, launch.local_world_size));
+}
+}  // namespace
+
 std::optional<int> detail::default_intra_op_threads(const LaunchEnvironment& launch, const EnvironmentVariables& env,
                                                     int allowed_cpus, int online_cpus) {
   if (launch.launcher != Launcher::Slurm && launch.launcher != Launcher::OpenMPI) return std::nullopt;
@@ -266,12 +274,12 @@ std::optional<int> detail::default_intra_op_threads(const LaunchEnvironment& lau
     constexpr const char* kFix = "srun sets it from --cpus-per-task; unset it, or export OMP_NUM_THREADS.";
     if (auto per_task = read_int(env, {"SLURM_CPUS_PER_TASK"}, kFix)) {
       ACCELERATE_CHECK(*per_task >= 1, ConfigError, "SLURM_CPUS_PER_TASK=", *per_task, " is not a CPU count; ", kFix);
-      // The job's --cpus-per-task reaches a step that srun laid out otherwise: the binding is the truth then.
-      return allowed_cpus >= 1 && allowed_cpus < online_cpus ? std::min(*per_task, allowed_cpus) : *per_task;
+      // The job's --cpus-per-task also reaches a step that srun laid out otherwise (`srun -n 2` in a job of one
+      // task of 2 CPUs): never more than the CPUs this task is bound to, or than its share of an unbound node.
+      return std::min(*per_task, cpu_share(launch, allowed_cpus, online_cpus));
     }
   }
-  if (allowed_cpus >= 1 && allowed_cpus < online_cpus) return allowed_cpus;  // bound by srun or mpirun already
-  return std::max(1, online_cpus / std::max(1, launch.local_world_size));
+  return cpu_share(launch, allowed_cpus, online_cpus);
 }
 
 }  // namespace accelerate

@@ -9,9 +9,9 @@
 namespace accelerate::detail {
 
 /// The intra-op thread count for this process, or nullopt to keep LibTorch's default. Only under srun or mpirun
-/// with OMP_NUM_THREADS unset: SLURM_CPUS_PER_TASK when srun was given --cpus-per-task; else `allowed_cpus` (this
-/// process's affinity mask) when it is smaller than `online_cpus` (srun or mpirun bound the process to those);
-/// else the machine's `online_cpus` shared between its `launch.local_world_size` processes; at least 1.
+/// with OMP_NUM_THREADS unset: the CPUs this process may use, which are `allowed_cpus` (its affinity mask) when
+/// that is smaller than `online_cpus` (srun or mpirun bound the process), else the machine's `online_cpus` shared
+/// between its `launch.local_world_size` processes; SLURM_CPUS_PER_TASK, when set, when it is fewer; at least 1.
 /// Without it every process of a machine starts one thread per core (4 processes on 4 cores: 16 threads), which
 /// torchrun and `accelerate launch` avoid by exporting OMP_NUM_THREADS. Throws ConfigError when
 /// SLURM_CPUS_PER_TASK is not a positive integer.

@@ -149,7 +149,20 @@ class WandbTracker final : public Tracker {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    const int rc = ::posix_spawnp(&pid_, program.c_str(), &actions, nullptr, argv.data(), environ);
+    // A preemption notice is the trainer's to handle: SLURM signals every process of the step and the launcher a
+    // worker's process group, and a helper that died of it would leave the W&B run unfinished. The helper gets its
+    // own process group (no forwarded signal, no Ctrl-C) and SIGTERM, SIGUSR1 and SIGINT blocked; it ends when the
+    // trainer closes its input.
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaddset(&blocked, sig);
+    posix_spawnattr_setsigmask(&attributes, &blocked);
+    posix_spawnattr_setpgroup(&attributes, 0);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+    const int rc = ::posix_spawnp(&pid_, program.c_str(), &actions, &attributes, argv.data(), environ);
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     ::close(sockets[1]);
     ::close(answer[1]);

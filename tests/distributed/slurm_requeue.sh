@@ -6,7 +6,9 @@
 #      started in the batch script without srun, the program is refused at once;
 #   2. docs/launch.md's batch script, run with sbatch (one node, two processes, no GPU: the only edits), trains;
 #      `scancel --signal USR1` (what `--signal=USR1@120` sends before the time limit) makes every process save
-#      and exit 75; the script requeues the job; the job comes back and resumes ("resumed from ...") to the end.
+#      and exit 75; the script requeues the job; the job comes back and resumes ("resumed from ...") to the end;
+#      then `scontrol requeue` (the scheduler's SIGTERM) does the same once more;
+#   3. the docs' srun-alone script, preempted the same way, requeues and resumes to the same end.
 # Exits 77 (skipped) where SLURM cannot start: not root, or slurmctld/slurmd/munged not installed.
 # Usage: slurm_requeue.sh BIN_DIR PYTHON DOCS_LAUNCH_MD
 set -uo pipefail
@@ -191,5 +193,31 @@ for r in 0 1; do
 done
 resumed=$(grep -o "val_loss=[0-9.]*" "$log" | tail -n 1)
 [ "$resumed" = "$reference" ] || fail "the requeued job ended with $resumed, the uninterrupted srun run with $reference"
-echo "slurm_requeue: passed (job $jid: preempted by SIGUSR1 and by scontrol requeue, saved at steps" $(cut -d' ' -f2 <<<"$saved")","
-echo "  requeued twice, resumed each time, completed with the uninterrupted run's $reference)"
+echo "slurm_requeue: launcher script (job $jid): preempted by SIGUSR1 and by scontrol requeue, saved at steps" \
+  $(cut -d' ' -f2 <<<"$saved")", requeued twice, resumed each time, completed with the uninterrupted run's $reference"
+
+# 3. The docs' srun-alone script (the section's indented bash block), one node of two tasks of one CPU, with a
+#    notice: every task saves and exits 75, srun returns 75, the script requeues, the job resumes to the end.
+awk '/^## On a SLURM cluster/ {s = 1} s && /^  ```bash$/ {b = 1; next} b && /^  ```$/ {exit} b {sub(/^  /, ""); print}' \
+  "$launch_md" >srun-alone.sbatch
+grep -q '^#!/bin/bash' srun-alone.sbatch || fail "no srun-alone batch script under '## On a SLURM cluster'"
+[ "$(grep -c -- ' --gpus-per-node=4' srun-alone.sbatch)" = 1 ] || fail "the srun-alone script changed: no --gpus-per-node"
+sed -i 's/ --gpus-per-node=4//' srun-alone.sbatch
+rm -rf runs
+jid=$(sbatch --parsable --nodes 1 --ntasks-per-node 2 --cpus-per-task 1 srun-alone.sbatch "${tiny[@]}" \
+  --max_steps $steps) || fail "sbatch refused the srun-alone script"
+log="$dir/work/gpt-$jid.log"
+wait_for "training to step 50 (srun alone)" grep -q "step=50 loss=" "$log"
+not_finished
+scancel --signal USR1 "$jid" || fail "scancel --signal USR1 failed"
+wait_for "the end of the srun-alone job" eval '[ "$(state)" = COMPLETED ] || [ "$(state)" = FAILED ]'
+info=$(scontrol show job "$jid")
+grep -q "JobState=COMPLETED" <<<"$info" || fail "the srun-alone job did not complete: $(grep -o 'JobState=[^ ]*' <<<"$info")"
+grep -q "Restarts=1 " <<<"$info" || fail "the srun-alone job was not requeued once: $(grep -o 'Restarts=[^ ]*' <<<"$info")"
+saved=$(sed -n 's/.*preempted: saved \(.*checkpoint_[0-9]*\) at step \([0-9]*\);.*/\1 \2/p' "$log")
+[ "$(wc -l <<<"$saved")" = 1 ] || fail "not one preemption checkpoint in the srun-alone job: $saved"
+grep -q "resumed from $saved" <<<"$(sed 's/ at step / /' "$log")" || fail "the srun-alone job did not resume from $saved"
+resumed=$(grep -o "val_loss=[0-9.]*" "$log" | tail -n 1)
+[ "$resumed" = "$reference" ] || fail "the requeued srun-alone job ended with $resumed, not $reference"
+echo "slurm_requeue: srun-alone script: preempted, saved $(cut -d' ' -f1 <<<"$saved"), requeued, resumed, $resumed"
+echo "slurm_requeue: passed"

@@ -2,7 +2,8 @@
 # Issue 26, item 1: the W&B tracker through W&B's own SDK. A 2-process GPT run with --use_wandb under
 # WANDB_MODE=offline leaves one offline run (rank 0 only), which the SDK's own reader (wandb's DataStore and
 # protobuf records, from the venv's Python) finds with every logged metric at its step, the config and a clean exit.
-# Killing the tracker's helper process mid-run leaves training finishing with rc 0 and a warning. Without wandb in
+# Killing the tracker's helper process mid-run leaves training finishing with rc 0 and a warning; a preemption
+# notice sent to every process (as SLURM does) leaves the helper alive to finish the run. Without wandb in
 # the Python used, init_trackers is a clear error naming the install command.
 # Usage: wandb_gpt.sh ACCELERATE_CPP GPT PYTHON
 set -euo pipefail
@@ -75,6 +76,38 @@ wait "$run" || { out=$(cat "$tmp/kill.log"); fail "the run failed after its W&B 
 out=$(cat "$tmp/kill.log")
 grep -q "step=300 loss=" <<<"$out" || fail "the run did not reach step 300"
 grep -q "wandb tracker: its helper process (pid $helper) is gone" <<<"$out" || fail "no warning about the helper"
+# A preemption notice as SLURM sends it, to every process of the step (launcher, workers, and the W&B helper and
+# its service): the workers save and exit 75, and the helper, which ignores the notice, still finishes the run.
+WANDB_DIR="$tmp/wb3" "$cli" launch --num_processes 2 --cpu "$gpt" "${flags[@]}" --max_steps 3000 --log_interval 10 \
+  --output_dir "$tmp/out3" >"$tmp/notice.log" 2>&1 &
+run=$!
+for _ in $(seq 600); do
+  grep -q "step=50 " "$tmp/notice.log" && break
+  sleep 0.1
+done
+descendants() { for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+kill -USR1 "$run" $(descendants "$run")
+rc=0
+timeout 120 tail --pid="$run" -f /dev/null || kill -9 "$run"  # a deadline: never a hang
+wait "$run" || rc=$?
+out=$(cat "$tmp/notice.log")
+[ "$rc" = 75 ] || fail "the run exited $rc after the notice, not 75"
+grep -q "is gone" <<<"$out" && fail "the W&B helper died of the notice"
+notice_runs=("$tmp"/wb3/wandb/offline-run-*/run-*.wandb)
+"$python" -W ignore - "${notice_runs[0]}" <<'PY' || fail "the offline run of the preempted job was not finished"
+import sys
+from wandb.sdk.internal import datastore
+from wandb.proto import wandb_internal_pb2 as pb
+store = datastore.DataStore()
+store.open_for_scan(sys.argv[1])
+codes = []
+while (record := store.scan_record()) is not None:
+    r = pb.Record()
+    r.ParseFromString(record[1])
+    if r.WhichOneof("record_type") == "exit":
+        codes.append(r.exit.exit_code)
+sys.exit(0 if codes == [0] else f"exit records {codes}")
+PY
 # No wandb where the helper runs (python -S: no site-packages): a clear error at init_trackers.
 printf '#!/bin/sh\nexec %s -S "$@"\n' "$python" >"$tmp/python-without-wandb" && chmod +x "$tmp/python-without-wandb"
 if out=$(ACCELERATE_CPP_PYTHON="$tmp/python-without-wandb" timeout 120 "$cli" launch --num_processes 2 --cpu "$gpt" \
@@ -82,4 +115,5 @@ if out=$(ACCELERATE_CPP_PYTHON="$tmp/python-without-wandb" timeout 120 "$cli" la
   fail "the run without wandb succeeded"
 fi
 grep -q "cannot import wandb.*pip install wandb" <<<"$out" || fail "no clear error without wandb"
-echo "wandb_gpt: passed (offline run read back by W&B's reader; a killed helper is a warning; no wandb is a clear error)"
+echo "wandb_gpt: passed (offline run read back by W&B's reader; a killed helper is a warning; a notice to every"
+echo "  process leaves the run finished; no wandb is a clear error)"

@@ -233,8 +233,9 @@ TEST(IntraOpThreads, SrunSharesTheMachinesCoresBetweenItsTasks) {
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), 4);
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 3, 8), 3);  // srun bound the task to 3 CPUs
   env["SLURM_CPUS_PER_TASK"] = "5";
-  EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), 5);
+  EXPECT_EQ(detail::default_intra_op_threads(e, env, 16, 16), 5);
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 1, 8), 1);  // the job's -c 5, but this step bound it to 1
+  EXPECT_EQ(detail::default_intra_op_threads(e, env, 6, 6), 3);  // unbound: at most its share (2 tasks, 6 cores)
   env["OMP_NUM_THREADS"] = "7";                                  // the user's choice stays
   EXPECT_EQ(detail::default_intra_op_threads(e, env, 8, 8), std::nullopt);
   env.erase("OMP_NUM_THREADS");
