@@ -5,7 +5,6 @@
 
 #include <csignal>
 #include <cstdio>
-#include <sched.h>
 #include <sys/prctl.h>
 #include <thread>
 #include <iostream>
@@ -121,9 +120,7 @@ ProcessState::ProcessState(const EnvironmentVariables& env, ProcessStateOptions 
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
   }
   // srun and mpirun export no OMP_NUM_THREADS: share the cores as torchrun and our launcher do.
-  cpu_set_t allowed;
-  const int allowed_cpus = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
-  if (auto threads = detail::default_intra_op_threads(launch, env, allowed_cpus,
+  if (auto threads = detail::default_intra_op_threads(launch, env, detail::allowed_cpus(),
                                                       static_cast<int>(std::thread::hardware_concurrency()))) {
     at::set_num_threads(*threads);
   }

@@ -11,12 +11,12 @@
 #include <memory>
 #include <thread>
 
-#include <sched.h>
 #include <sys/resource.h>
 
 #include "commands/commands.hpp"
 #include "commands/flags.hpp"
 #include "config/hf_config.hpp"
+#include "detail/launch_threads.hpp"
 #include "launcher/launch_plan.hpp"
 #include "launcher/net.hpp"
 #include "launcher/supervisor.hpp"
@@ -147,12 +147,8 @@ int run_launch(launcher::LaunchOptions& o) {
   const auto env = current_environment();
   const char* path = std::getenv("PATH");
   const auto program = launcher::resolve_program(o.program, path ? path : "");
-  // The CPUs this launcher may run on (srun's or taskset's binding), which its workers share; else the machine's.
-  cpu_set_t allowed;
-  const int cores = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0
-                        ? std::max(1, CPU_COUNT(&allowed))
-                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  auto plan = launcher::make_plan(o, program, &launcher::pick_free_port, cores, env);
+  // The CPUs this launcher may run on (srun's or taskset's binding) are what its workers share.
+  auto plan = launcher::make_plan(o, program, &launcher::pick_free_port, detail::allowed_cpus(), env);
   if (plan.hosts_rendezvous && plan.world_size > 1) launcher::ensure_port_free(plan.master_port);
   // The launcher holds two pipes per local worker: refuse up front what would fail halfway through the start
   // (with workers already running) as "Too many open files".

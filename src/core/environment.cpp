@@ -10,6 +10,9 @@
 #include <cctype>
 #include <charconv>
 #include <optional>
+#include <thread>
+
+#include <sched.h>
 
 extern char** environ;
 
@@ -256,6 +259,12 @@ LaunchEnvironment detect_launch_environment(const EnvironmentVariables& env) {
   out.error_file = lookup(env, env_var::kErrorFile).value_or("");
   out.gloo_socket_ifname = lookup(env, env_var::kGlooSocketIfname).value_or("");
   return out;
+}
+
+int detail::allowed_cpus() {
+  cpu_set_t allowed;
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0) return std::max(1, CPU_COUNT(&allowed));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 namespace {

@@ -8,6 +8,10 @@
 
 namespace accelerate::detail {
 
+/// The CPUs this process may run on: its affinity mask (srun's, mpirun's or taskset's binding), else the machine's
+/// count; at least 1.
+int allowed_cpus();
+
 /// The intra-op thread count for this process, or nullopt to keep LibTorch's default. Only under srun or mpirun
 /// with OMP_NUM_THREADS unset: the CPUs this process may use, which are `allowed_cpus` (its affinity mask) when
 /// that is smaller than `online_cpus` (srun or mpirun bound the process), else the machine's `online_cpus` shared

@@ -151,7 +151,7 @@ class MlflowTracker final : public Tracker {
   }
 
   void enqueue(Request r) {
-    if (!sender_ || ended_) return;
+    if (ended_) return;
     if (!sender_->push(std::move(r))) warn_once("more than 100000 requests waiting for the server; dropping");
   }
 
@@ -171,7 +171,7 @@ class MlflowTracker final : public Tracker {
 
   /// Flushes what is queued (up to 10 s), then sets the run's status.
   void end(const char* status) {
-    if (!sender_ || ended_) return;
+    if (ended_) return;
     ended_ = true;
     const auto undelivered = sender_->close(std::chrono::seconds(10));
     std::string error;

@@ -165,6 +165,24 @@ wait_for() {
 # trained_since PATTERN N: at least N loss lines follow the last line matching PATTERN.
 trained_since() { grep -q "$1" "$log" && [ "$(tac "$log" | sed "/$1/q" | grep -c ' loss=')" -ge "$2" ]; }
 not_finished() { ! grep -q "step=$steps loss=" "$log" || fail "the job ended before the notice: give it more steps"; }
+# requeued_to_the_end WHAT N: the job ($jid, $log) completes with exit code 0 after N requeues; each of its N
+# preemption checkpoints ("CHECKPOINT STEP" lines in $saved) is where a run resumed; it ends at the reference.
+requeued_to_the_end() {
+  wait_for "the end of $1" eval '[ "$(state)" = COMPLETED ] || [ "$(state)" = FAILED ]'
+  local info
+  info=$(scontrol show job "$jid")
+  grep -q "JobState=COMPLETED" <<<"$info" || fail "$1 did not complete: $(grep -o 'JobState=[^ ]*' <<<"$info")"
+  grep -q "Restarts=$2 " <<<"$info" || fail "$1 was not requeued $2 time(s): $(grep -o 'Restarts=[^ ]*' <<<"$info")"
+  grep -q "ExitCode=0:0" <<<"$info" || fail "$1's exit code is not 0: $(grep -o 'ExitCode=[^ ]*' <<<"$info")"
+  saved=$(sed -n 's/.*preempted: saved \(.*checkpoint_[0-9]*\) at step \([0-9]*\);.*/\1 \2/p' "$log")
+  [ "$(grep -c . <<<"$saved")" = "$2" ] || fail "not $2 preemption checkpoint(s) in $1: $saved"
+  while read -r checkpoint step; do
+    grep -q "resumed from $checkpoint at step $step\$" "$log" || fail "$1 did not resume from $checkpoint at step $step"
+  done <<<"$saved"
+  local resumed
+  resumed=$(grep -o "val_loss=[0-9.]*" "$log" | tail -n 1)
+  [ "$resumed" = "$reference" ] || fail "$1 ended with $resumed, the uninterrupted srun run with $reference"
+}
 
 # Notice 1: SIGUSR1 to every process of the job step, as `--signal=USR1@120` sends it before the time limit.
 wait_for "training to step 50" grep -q "step=50 loss=" "$log"
@@ -174,25 +192,13 @@ scancel --signal USR1 "$jid" || fail "scancel --signal USR1 failed"
 wait_for "the first requeue's resumed training" trained_since "resumed from" 3
 not_finished
 scontrol requeue "$jid" || fail "scontrol requeue failed"
-wait_for "the end of the job" eval '[ "$(state)" = COMPLETED ] || [ "$(state)" = FAILED ]'
-info=$(scontrol show job "$jid")
-grep -q "JobState=COMPLETED" <<<"$info" || fail "the job did not complete: $(grep -o 'JobState=[^ ]*' <<<"$info")"
-grep -q "Restarts=2 " <<<"$info" || fail "the job was not requeued twice: $(grep -o 'Restarts=[^ ]*' <<<"$info")"
-grep -q "ExitCode=0:0" <<<"$info" || fail "the job's exit code is not 0: $(grep -o 'ExitCode=[^ ]*' <<<"$info")"
-
-saved=$(sed -n 's/.*preempted: saved \(.*checkpoint_[0-9]*\) at step \([0-9]*\);.*/\1 \2/p' "$log")
-[ "$(wc -l <<<"$saved")" = 2 ] || fail "not two preemption checkpoints: $saved"
+requeued_to_the_end "the launcher script's job" 2
 for signal in SIGUSR1 SIGTERM; do
   grep -q "received $signal; 2 worker(s) saved and exited with code 75" "$log" || fail "no $signal preemption summary"
 done
-while read -r checkpoint step; do
-  grep -q "resumed from $checkpoint at step $step\$" "$log" || fail "the job did not resume from $checkpoint at step $step"
-done <<<"$saved"
 for r in 0 1; do
   [ "$(grep -c "memory: rank=$r " "$log")" = 1 ] || fail "rank $r did not train to the end of the requeued job"
 done
-resumed=$(grep -o "val_loss=[0-9.]*" "$log" | tail -n 1)
-[ "$resumed" = "$reference" ] || fail "the requeued job ended with $resumed, the uninterrupted srun run with $reference"
 echo "slurm_requeue: launcher script (job $jid): preempted by SIGUSR1 and by scontrol requeue, saved at steps" \
   $(cut -d' ' -f2 <<<"$saved")", requeued twice, resumed each time, completed with the uninterrupted run's $reference"
 
@@ -210,14 +216,6 @@ log="$dir/work/gpt-$jid.log"
 wait_for "training to step 50 (srun alone)" grep -q "step=50 loss=" "$log"
 not_finished
 scancel --signal USR1 "$jid" || fail "scancel --signal USR1 failed"
-wait_for "the end of the srun-alone job" eval '[ "$(state)" = COMPLETED ] || [ "$(state)" = FAILED ]'
-info=$(scontrol show job "$jid")
-grep -q "JobState=COMPLETED" <<<"$info" || fail "the srun-alone job did not complete: $(grep -o 'JobState=[^ ]*' <<<"$info")"
-grep -q "Restarts=1 " <<<"$info" || fail "the srun-alone job was not requeued once: $(grep -o 'Restarts=[^ ]*' <<<"$info")"
-saved=$(sed -n 's/.*preempted: saved \(.*checkpoint_[0-9]*\) at step \([0-9]*\);.*/\1 \2/p' "$log")
-[ "$(wc -l <<<"$saved")" = 1 ] || fail "not one preemption checkpoint in the srun-alone job: $saved"
-grep -q "resumed from $saved" <<<"$(sed 's/ at step / /' "$log")" || fail "the srun-alone job did not resume from $saved"
-resumed=$(grep -o "val_loss=[0-9.]*" "$log" | tail -n 1)
-[ "$resumed" = "$reference" ] || fail "the requeued srun-alone job ended with $resumed, not $reference"
-echo "slurm_requeue: srun-alone script: preempted, saved $(cut -d' ' -f1 <<<"$saved"), requeued, resumed, $resumed"
+requeued_to_the_end "the srun-alone job" 1
+echo "slurm_requeue: srun-alone script: preempted, saved $(cut -d' ' -f1 <<<"$saved"), requeued, resumed, $reference"
 echo "slurm_requeue: passed"
